@@ -1,0 +1,1 @@
+"""Agents: pure online learners that pick threshold policies. No I/O."""

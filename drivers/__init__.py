@@ -1,0 +1,1 @@
+"""Drivers: how to talk to one real (or emulated) thing each."""

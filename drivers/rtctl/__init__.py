@@ -1,0 +1,1 @@
+"""rtctl: the controller <-> vBS control protocol (spec: patches/PROTOCOL.md)."""
