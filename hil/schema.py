@@ -1,0 +1,75 @@
+"""The one typed row per round, shared by live runs, dataset collection and replays.
+
+Units live in the field names and again in each field's Arrow metadata (`unit`), so a
+Parquet file read anywhere still says what its numbers mean. Nullable fields are those a
+round can lack: an invalid round has no measurements, an uncapped threshold is null.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+
+def _field(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = True) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"unit": unit, "doc": doc})
+
+
+_POLICY = [
+    ("dl_gain_db", pa.float64(), "dB", "DL cell gain relative to full power (<= 0)"),
+    ("dl_max_mcs", pa.int16(), "1", "DL maximum MCS (null: uncapped)"),
+    ("dl_prb_ratio", pa.float64(), "1", "DL maximum share of PRBs (null: uncapped)"),
+    ("ul_max_mcs", pa.int16(), "1", "UL maximum MCS (null: uncapped)"),
+    ("ul_prb_ratio", pa.float64(), "1", "UL maximum share of PRBs (null: uncapped)"),
+]
+
+ROUND_SCHEMA = pa.schema(
+    [
+        _field("round", pa.int64(), "1", "round index from 0", nullable=False),
+        _field("time_utc", pa.timestamp("us", tz="UTC"), "us", "wall clock at round start",
+               nullable=False),
+        _field("t_start_s", pa.float64(), "s", "round start, monotonic, since run start",
+               nullable=False),
+        _field("t_end_s", pa.float64(), "s", "round end (recorded), monotonic, since run start",
+               nullable=False),
+        _field("overrun_s", pa.float64(), "s", "how far the round's work ran past its deadline",
+               nullable=False),
+        _field("policy_index", pa.int64(), "1", "index of the chosen policy in the policy space",
+               nullable=False),
+        _field("policy_prob", pa.float64(), "1", "probability with which the agent chose it",
+               nullable=False),
+        *[_field(f"policy_{n}", t, u, f"requested: {d}") for n, t, u, d in _POLICY],
+        *[_field(f"applied_{n}", t, u, f"applied, as the vBS reports: {d}") for n, t, u, d in _POLICY],
+        _field("applied_tti", pa.int64(), "TTI", "vBS TTI at which the thresholds took effect"),
+        _field("nof_tti", pa.int64(), "TTI", "TTIs in the measurement window"),
+        _field("window_s", pa.float64(), "s", "wall-clock length of the window at the vBS"),
+        _field("dl_bits", pa.int64(), "bit", "DL bits acknowledged in the window"),
+        _field("ul_bits", pa.int64(), "bit", "UL bits received OK in the window"),
+        _field("dl_rate_mbps", pa.float64(), "Mb/s", "DL throughput per TTI time"),
+        _field("ul_rate_mbps", pa.float64(), "Mb/s", "UL throughput per TTI time"),
+        _field("dl_demand_mbps", pa.float64(), "Mb/s", "DL traffic arriving at the eNB"),
+        _field("ul_demand_mbps", pa.float64(), "Mb/s", "UL traffic arriving at the UE buffers"),
+        _field("dl_cqi", pa.float64(), "1", "mean reported DL CQI"),
+        _field("ul_snr_db", pa.float64(), "dB", "mean UL SNR"),
+        _field("dl_mcs", pa.float64(), "1", "mean DL MCS over TTIs with a grant"),
+        _field("ul_mcs", pa.float64(), "1", "mean UL MCS over TTIs with a grant"),
+        _field("dl_prb", pa.float64(), "PRB", "mean DL PRBs granted per TTI"),
+        _field("ul_prb", pa.float64(), "PRB", "mean UL PRBs granted per TTI"),
+        _field("dl_bler", pa.float64(), "1", "DL block error rate"),
+        _field("ul_bler", pa.float64(), "1", "UL block error rate"),
+        _field("violations", pa.int64(), "TTI", "TTIs in which a grant exceeded a cap (must be 0)"),
+        _field("power_w", pa.float64(), "W", "mean power of BBU + radio over the round"),
+        _field("energy_j", pa.float64(), "J", "energy of BBU + radio over the round"),
+        _field("utility", pa.float64(), "1", "log(1 + R_d/d_d) + log(1 + R_u/d_u)"),
+        _field("reward_raw", pa.float64(), "1", "utility - delta * normalised power"),
+        _field("reward", pa.float64(), "1", "reward scaled to [0, 1] with the declared bounds"),
+        _field("valid", pa.bool_(), "1", "measurements complete; the agent learned from it",
+               nullable=False),
+        _field("invalid_reason", pa.string(), "", "why the round is invalid (null if valid)"),
+    ],
+    metadata={"schema": "vbs-hil.round", "schema_version": str(SCHEMA_VERSION)},
+)
+
+POLICY_FIELDS: tuple[str, ...] = tuple(n for n, *_ in _POLICY)
+"""The threshold keys of a policy, in the paper's order x = (P_d, M_d, B_d, M_u, B_u)."""
