@@ -1,0 +1,166 @@
+"""The testbed/experiment config: one YAML file, validated on load.
+
+Errors name the file and the dotted key (e.g. ``zmq-emulated.yaml: clock.speedup: Input
+should be greater than 0``). Relative paths inside a config are relative to the config file,
+so a config can be run from any directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from agents.policy_space import PAPER_SPACE, PolicySpace
+from hil.validation import StrictModel, read_yaml, validate
+
+
+class ClockConfig(StrictModel):
+    """How fast time runs: `realtime` on hardware; `accelerated` runs the emulated vBS's
+    TTI clock `speedup` times faster than wall time (CI), so a 1 s round takes 1/speedup s."""
+
+    mode: Literal["realtime", "accelerated"] = "realtime"
+    speedup: float = Field(1.0, gt=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _realtime_means_one(self) -> "ClockConfig":
+        if self.mode == "realtime" and self.speedup != 1.0:
+            raise ValueError("speedup only applies with mode: accelerated")
+        return self
+
+
+class ScenarioConfig(StrictModel):
+    name: Literal["A", "B", "C", "mixed", "trace"] = "A"
+    trace: Path | None = None
+    switch_epoch: int = Field(5000, ge=0, description="mixed: B for this many rounds, then C")
+
+    @model_validator(mode="after")
+    def _trace_needs_file(self) -> "ScenarioConfig":
+        if self.name == "trace" and self.trace is None:
+            raise ValueError("scenario 'trace' needs `trace: path/to/trace.csv`")
+        return self
+
+
+class EmulatorConfig(StrictModel):
+    calibration: Path = Path("calibration/emulated-nuc.yaml")
+    scenario: ScenarioConfig = ScenarioConfig()
+    startup_timeout_s: float = Field(20.0, gt=0)
+
+
+class VbsConfig(StrictModel):
+    kind: Literal["emulated"] = "emulated"
+    # Port 0: the emulated vBS binds a free port and reports it (no clashes between runs).
+    control_endpoint: str = "tcp://127.0.0.1:0"
+    timeout_s: float = Field(0.5, gt=0, le=60)
+    retries: int = Field(3, ge=0, le=100)
+    emulator: EmulatorConfig = EmulatorConfig()
+
+
+class MeterConfig(StrictModel):
+    kind: Literal["emulated"] = "emulated"
+    endpoint: str = "tcp://127.0.0.1:0"
+    timeout_s: float = Field(0.5, gt=0, le=60)
+
+
+class AgentConfig(StrictModel):
+    name: Literal["bsvbs", "random"] = "bsvbs"
+    horizon: int | None = Field(None, gt=0, description="BSvBS: T for Lemma 1 (default: rounds)")
+    gamma: float | None = Field(None, gt=0, le=1, description="BSvBS: exploration, overrides T")
+
+
+class PolicySpaceConfig(StrictModel):
+    dl_gain_db: tuple[float, ...]
+    dl_max_mcs: tuple[int, ...]
+    dl_prb_ratio: tuple[float, ...]
+    ul_max_mcs: tuple[int, ...]
+    ul_prb_ratio: tuple[float, ...]
+
+    def build(self) -> PolicySpace:
+        return PolicySpace(**self.model_dump())
+
+    @model_validator(mode="after")
+    def _valid_space(self) -> "PolicySpaceConfig":
+        self.build()  # PolicySpace's own checks (ranges, duplicates) name the field
+        return self
+
+
+class RewardConfig(StrictModel):
+    delta: float = Field(1.5, ge=0, description="weight of normalised power against utility")
+    power_min_w: float = Field(9.0, ge=0, description="power that counts as 0 in the reward")
+    power_max_w: float = Field(16.0, gt=0, description="power that counts as 1 in the reward")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RewardConfig":
+        if self.power_max_w <= self.power_min_w:
+            raise ValueError("power_max_w must be greater than power_min_w")
+        return self
+
+
+class RecordingConfig(StrictModel):
+    out_dir: Path = Path("runs")
+    checkpoint_every: int = Field(500, ge=1, description="rounds between checkpoints")
+    plot: bool = True
+
+
+class HilConfig(StrictModel):
+    name: str = Field(..., min_length=1)
+    seed: int = Field(0, ge=0)
+    rounds: int = Field(1000, ge=1)
+    round_s: float = Field(1.0, gt=0, le=3600)
+    clock: ClockConfig = ClockConfig()
+    vbs: VbsConfig = VbsConfig()
+    meter: MeterConfig = MeterConfig()
+    agent: AgentConfig = AgentConfig()
+    policy_space: Literal["paper"] | PolicySpaceConfig = "paper"
+    reward: RewardConfig = RewardConfig()
+    recording: RecordingConfig = RecordingConfig()
+
+    @property
+    def period_s(self) -> float:
+        """Wall-clock length of a round."""
+        return self.round_s / self.clock.speedup
+
+    def space(self) -> PolicySpace:
+        return PAPER_SPACE if self.policy_space == "paper" else self.policy_space.build()
+
+
+def _resolve(base: Path, p: Path | None) -> Path | None:
+    return None if p is None or p.is_absolute() else (base / p)
+
+
+def resolve_paths(cfg: HilConfig, base: Path) -> HilConfig:
+    """Make every relative path in ``cfg`` relative to ``base`` (the config file's folder)."""
+    emu = cfg.vbs.emulator
+    scenario = emu.scenario.model_copy(
+        update={"trace": _resolve(base, emu.scenario.trace) or emu.scenario.trace})
+    emu = emu.model_copy(update={"calibration": _resolve(base, emu.calibration) or emu.calibration,
+                                 "scenario": scenario})
+    return cfg.model_copy(update={"vbs": cfg.vbs.model_copy(update={"emulator": emu})})
+
+
+def apply_overrides(data: dict, overrides: dict[str, object]) -> dict:
+    """Set dotted keys (``agent.name``) from the command line; None means 'not given'."""
+    for dotted_key, value in overrides.items():
+        if value is None:
+            continue
+        *parents, last = dotted_key.split(".")
+        node = data
+        for part in parents:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[last] = value
+    return data
+
+
+def load_config(path: Path | str, overrides: dict[str, object] | None = None) -> HilConfig:
+    """Read, apply command-line overrides (dotted keys), validate, resolve relative paths."""
+    path = Path(path)
+    data = apply_overrides(read_yaml(path), overrides or {})
+    return resolve_paths(validate(path, HilConfig, data), path.resolve().parent)
+
+
+def config_from_dict(data: dict, source: str = "run.json") -> HilConfig:
+    """Re-validate a config stored in a run directory (paths there are already absolute)."""
+    return validate(source, HilConfig, data)

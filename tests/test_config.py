@@ -1,0 +1,65 @@
+"""Config files are validated on load; every error names the file and the key."""
+
+from pathlib import Path
+
+import pytest
+
+from hil.config import load_config
+from hil.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = REPO / "testbed_configs" / "zmq-emulated.yaml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_shipped_default_config_loads_with_the_paper_space():
+    cfg = load_config(DEFAULT)
+    assert cfg.space().size == 1080
+    assert cfg.vbs.emulator.calibration.is_absolute() and cfg.vbs.emulator.calibration.exists()
+
+
+def test_command_line_overrides_reach_nested_keys():
+    cfg = load_config(DEFAULT, {"agent.name": "random", "rounds": 7, "seed": None})
+    assert cfg.agent.name == "random" and cfg.rounds == 7 and cfg.seed == 1
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_bad_yaml_syntax_names_the_line(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML at line 3, column 4"):
+        load_config(write(tmp_path, "name: x\nrounds: {a: 1\n  b: 2}\n"))
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("name: x\nrounds: 0\n", "rounds"),
+        ("name: x\nclock: {mode: accelerated, speedup: -1}\n", "clock.speedup"),
+        ("name: x\nclock: {mode: realtime, speedup: 5}\n", "clock"),
+        ("name: x\nagent: {name: nope}\n", "agent.name"),
+        ("name: x\nreward: {power_min_w: 10, power_max_w: 5}\n", "reward"),
+        ("name: x\nvbs: {emulator: {scenario: {name: trace}}}\n", "vbs.emulator.scenario"),
+        ("name: x\nrecording: {checkpoint_evry: 5}\n", "recording.checkpoint_evry"),
+        ("rounds: 5\n", "name"),
+        ("name: x\npolicy_space: {dl_gain_db: [0], dl_max_mcs: [30], dl_prb_ratio: [1],"
+         " ul_max_mcs: [5], ul_prb_ratio: [1]}\n", "policy_space"),
+    ],
+)
+def test_invalid_values_name_file_and_key(tmp_path, text, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert err.value.key.startswith(key)
+    assert str(err.value).startswith(f"{tmp_path / 'bad.yaml'}: {key}")
+
+
+def test_a_non_mapping_file_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
