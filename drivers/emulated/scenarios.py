@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -62,6 +63,8 @@ class _BlockScenario:
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
+        # The emulator asks for the same block at every request of a round: keep a few.
+        self._block = lru_cache(maxsize=4)(self._block)
 
     def _block(self, block: int) -> Environment:
         rng = np.random.default_rng([self.seed, block])

@@ -1,0 +1,112 @@
+"""A simple emulated wall-power meter for the emulated vBS (the GPM-8213 driver is issue 2).
+
+The emulated vBS answers, on its meter socket, the GPM-8213 numeric query as a meter set up
+with three items would: ``P`` (mean W), ``WH`` and ``TIME`` (s), integrated since the previous
+query, in NR3 ASCII, ``NAN`` where no time has passed. `EmulatedMeter` is the controller side.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import zmq
+
+from drivers.protocols import PowerReading
+from hil.errors import MeterError
+
+IDN = "GWInstek,GPM-8213,EMULATED,V0"
+VALUE_QUERY = b":NUMERIC:NORMAL:VALUE?"
+
+
+class PowerSource(Protocol):
+    def read_power(self) -> tuple[float, float, int]:
+        """(mean W, energy J, TTIs) since the previous call."""
+        ...
+
+
+def _nr3(x: float) -> str:
+    return "NAN" if math.isnan(x) else f"{x:.4E}"
+
+
+def serve_meter_request(source: PowerSource, raw: bytes) -> bytes:
+    """Answer one query; unknown commands get an SCPI-style error string."""
+    query = raw.strip().upper()
+    if query == b"*IDN?":
+        return IDN.encode()
+    if query == VALUE_QUERY:
+        power, energy_j, ttis = source.read_power()
+        return ",".join((_nr3(power), _nr3(energy_j / 3600.0), _nr3(ttis / 1000.0))).encode()
+    return b'-113,"Undefined header"'
+
+
+def parse_values(line: str) -> list[float]:
+    """NR3 values of a numeric reply; NAN stays NaN, anything else unparsable is an error."""
+    try:
+        return [float(v) for v in line.strip().split(",")]
+    except ValueError:
+        raise MeterError(f"meter reply is not a list of numbers: {line[:80]!r}") from None
+
+
+class EmulatedMeter:
+    """PowerMeter over the emulated vBS's meter socket.
+
+    `start` only has to reset the integration period, so it does not wait for the answer
+    (a DEALER socket; the answer is discarded by the next exchange): the round's critical
+    path keeps one round trip fewer, which is most of the cost of an accelerated round.
+    Answers come back in order, so the next exchange first drains the ones still owed.
+    """
+
+    def __init__(self, endpoint: str, *, timeout_s: float = 0.5,
+                 context: zmq.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeout_ms = int(timeout_s * 1000)
+        self._ctx = context or zmq.Context.instance()
+        self._sock: zmq.Socket | None = None
+        self._owed = 0  # answers to queries sent without waiting
+
+    def _send(self, command: bytes) -> None:
+        if self._sock is None:
+            self._sock = self._ctx.socket(zmq.DEALER)
+            self._sock.linger = 0
+            self._sock.connect(self.endpoint)
+        self._sock.send_multipart([b"", command])  # empty delimiter, as a REQ would send
+
+    def _receive(self) -> str:
+        assert self._sock is not None
+        if not self._sock.poll(self.timeout_ms, zmq.POLLIN):
+            self.close()  # start afresh: answers still owed would be out of step
+            raise MeterError(
+                f"power meter at {self.endpoint} did not answer within {self.timeout_ms} ms; "
+                "is the emulated vBS running?")
+        return self._sock.recv_multipart()[-1].decode(errors="replace")
+
+    def _query(self, command: bytes) -> str:
+        self._send(command)
+        while self._owed:
+            self._receive()
+            self._owed -= 1
+        return self._receive()
+
+    def identity(self) -> str:
+        return self._query(b"*IDN?")
+
+    def start(self) -> None:
+        self._send(VALUE_QUERY)  # resets the integration period; the answer is not needed
+        self._owed += 1
+
+    def stop(self) -> PowerReading:
+        values = parse_values(self._query(VALUE_QUERY))
+        if len(values) != 3:
+            raise MeterError(f"meter at {self.endpoint} sent {len(values)} items, expected 3")
+        power_w, energy_wh, time_s = values
+        if not all(math.isfinite(v) for v in values) or time_s <= 0:
+            raise MeterError(f"meter at {self.endpoint} has no reading for this window (NAN)")
+        return PowerReading(power_w=power_w, energy_j=energy_wh * 3600.0, duration_s=time_s,
+                            samples=1)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._owed = 0

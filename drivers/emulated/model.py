@@ -1,0 +1,357 @@
+"""The link and power model of a vBS (srsENB + B210 on a small PC): pure and vectorised.
+
+Two entry points share every formula:
+
+- `simulate_window` runs the TTIs of one measurement window, as the emulated srsENB does:
+  per TTI, link adaptation picks an MCS from the (delayed, quantised) CQI, the caps in force
+  clamp MCS and PRBs, fading decides whether the transport block is decoded, the queues
+  follow arrivals and deliveries, and power follows what was scheduled. The window's KPIs
+  are exact sums over its TTIs.
+- `expected_round` gives the expected outcome of whole rounds for many policies and
+  environments at once (no queue memory, fading averaged), for offline replays and to know
+  which policies the model makes best.
+
+Power has the published form (Ayala-Romero et al., ICC/INFOCOM 2021; see FACTS.md):
+``P = idle + radio + P_dl(a, m) + P_ul(a, m) + r(a_u) * clip(g0(m_u) - snr_u, 0, span)``
+with ``P_x(a, m) = a * (c_a + c_am * m + c_amm * m^2) + c_aa * a^2`` (quadratic in airtime
+``a`` and MCS ``m``), turbo-decoding effort that grows below the SNR threshold
+``g0(m) = required_snr(m) + margin`` and is flat above it, and a fixed radio share plus a
+linear transmit part scaled by the DL gain. Because link adaptation raises the MCS with
+SNR until it saturates, power rises with SNR up to ~28 dB and is flat above, as measured.
+All coefficients come from a calibration YAML (`testbed_configs/calibration/`), never code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from drivers.emulated import lte
+from drivers.emulated.scenarios import Environment
+from hil.validation import StrictModel, load_yaml
+
+TTI_S = 1e-3
+BITS_PER_TTI_PER_MBPS = 1e6 * TTI_S
+
+
+# ----------------------------------------------------------------------------- calibration
+class CellParams(StrictModel):
+    nof_prb: int = Field(50, ge=6, le=100, description="cell bandwidth in PRBs")
+    dl_rbg_size: int = Field(3, ge=1, le=4, description="DL allocation granularity (PRBs)")
+    ul_pucch_prb: int = Field(2, ge=0, le=20, description="UL PRBs reserved for PUCCH")
+    dl_queue_limit_bytes: int = Field(1_000_000, gt=0, description="DL buffer (RLC) size")
+    ul_queue_limit_bytes: int = Field(500_000, gt=0, description="UL buffer size at the UE")
+
+
+class ChannelParams(StrictModel):
+    fading_sigma_db: float = Field(1.0, ge=0, le=10, description="per-TTI SNR spread")
+    bler_slope_per_db: float = Field(1.5, gt=0, description="steepness of the BLER curve")
+    bler_target: float = Field(0.1, gt=0, lt=0.5, description="BLER at the MCS's required SNR")
+    cqi_delay_tti: int = Field(4, ge=0, le=80, description="age of the CQI link adaptation uses")
+    ul_snr_offset_db: float = Field(0.0, description="UL SNR relative to the scenario's CQI")
+
+
+class DirectionPower(StrictModel):
+    """P_x(a, m) = a * (a_w + am_w * m + amm_w * m^2) + aa_w * a^2."""
+
+    a_w: float = 0.0
+    am_w: float = 0.0
+    amm_w: float = 0.0
+    aa_w: float = 0.0
+
+
+class DecodePower(StrictModel):
+    """Extra UL decoding power below the SNR threshold: (r0_w + r1_w * a) per dB, capped."""
+
+    r0_w_per_db: float = Field(0.0, ge=0)
+    r1_w_per_db: float = Field(0.0, ge=0)
+    margin_db: float = Field(3.0, description="g0(m) = required SNR of m + margin")
+    span_db: float = Field(10.0, gt=0, description="the effort stops growing this far below g0")
+
+
+class PowerParams(StrictModel):
+    idle_w: float = Field(..., gt=0, description="BBU running srsENB with nothing scheduled")
+    radio_fixed_w: float = Field(3.0, ge=0, description="B210 amplifier, always on")
+    radio_tx_w: float = Field(0.0, ge=0, description="extra radio power at full DL airtime, 0 dB")
+    dl: DirectionPower = DirectionPower()
+    ul: DirectionPower = DirectionPower()
+    ul_decode: DecodePower = DecodePower()
+
+
+class Calibration(StrictModel):
+    """Everything the model needs about one testbed's hardware and channel."""
+
+    name: str = "unnamed"
+    cell: CellParams = CellParams()
+    channel: ChannelParams = ChannelParams()
+    power: PowerParams
+
+
+def load_calibration(path: Path) -> Calibration:
+    return load_yaml(path, Calibration)
+
+
+# ----------------------------------------------------------------------------- caps
+@dataclass(frozen=True)
+class Caps:
+    """The effective limits for one user, after cell and per-user caps are combined.
+
+    Array-valued fields broadcast, so `expected_round` evaluates many policies at once.
+    """
+
+    dl_max_mcs: np.ndarray | int = lte.MAX_MCS
+    ul_max_mcs: np.ndarray | int = lte.MAX_MCS
+    dl_max_prb: np.ndarray | int = 50
+    ul_max_prb: np.ndarray | int = 48
+    dl_gain_db: np.ndarray | float = 0.0
+
+
+def dl_prbs_for_ratio(ratio: np.ndarray | float, cell: CellParams) -> np.ndarray:
+    """DL PRBs a ratio allows: whole RBGs only, as srsENB allocates (0.5 of 50 PRB -> 24)."""
+    n_rbg = -(-cell.nof_prb // cell.dl_rbg_size)
+    rbgs = np.floor(np.asarray(ratio, dtype=float) * n_rbg + 1e-9).astype(int)
+    return np.minimum(rbgs * cell.dl_rbg_size, cell.nof_prb)
+
+
+def ul_prbs_for_ratio(ratio: np.ndarray | float, cell: CellParams) -> np.ndarray:
+    usable = cell.nof_prb - cell.ul_pucch_prb
+    return np.floor(np.asarray(ratio, dtype=float) * usable + 1e-9).astype(int)
+
+
+def make_caps(
+    cell: CellParams,
+    *,
+    dl_max_mcs: np.ndarray | int | None = None,
+    ul_max_mcs: np.ndarray | int | None = None,
+    dl_prb_ratio: np.ndarray | float | None = None,
+    ul_prb_ratio: np.ndarray | float | None = None,
+    dl_gain_db: np.ndarray | float = 0.0,
+    ue_dl_max_prb: int | None = None,
+    ue_ul_max_prb: int | None = None,
+) -> Caps:
+    """Combine thresholds (None = uncapped) into effective caps."""
+    dl_prb = dl_prbs_for_ratio(1.0 if dl_prb_ratio is None else dl_prb_ratio, cell)
+    ul_prb = ul_prbs_for_ratio(1.0 if ul_prb_ratio is None else ul_prb_ratio, cell)
+    if ue_dl_max_prb is not None:
+        rbg = cell.dl_rbg_size
+        dl_prb = np.minimum(dl_prb, (ue_dl_max_prb // rbg) * rbg)
+    if ue_ul_max_prb is not None:
+        ul_prb = np.minimum(ul_prb, ue_ul_max_prb)
+    return Caps(
+        dl_max_mcs=lte.MAX_MCS if dl_max_mcs is None else np.asarray(dl_max_mcs),
+        ul_max_mcs=lte.MAX_MCS if ul_max_mcs is None else np.asarray(ul_max_mcs),
+        dl_max_prb=dl_prb,
+        ul_max_prb=ul_prb,
+        dl_gain_db=np.asarray(dl_gain_db, dtype=float),
+    )
+
+
+# ----------------------------------------------------------------------------- link
+DIRECTIONS: tuple[lte.Direction, lte.Direction] = ("dl", "ul")
+_MCS = np.arange(lte.MAX_MCS + 1)
+# Per-direction lookups derived once from `lte`, stacked (row 0 DL, row 1 UL) so that a TTI
+# costs table reads and both directions go through each numpy call together.
+_REQUIRED_SNR_DB = np.stack([lte.required_snr_db(_MCS, d) for d in DIRECTIONS])     # (2, 29)
+_LA_MCS_BY_CQI = np.stack([lte.la_mcs(np.arange(16), d) for d in DIRECTIONS])      # (2, 16)
+_TBS_BITS = np.stack([lte.tbs_bits(_MCS[:, None], np.arange(lte.MAX_PRB + 1)[None, :], d)
+                      for d in DIRECTIONS]).astype(float)                            # (2, 29, 111)
+_ROW = np.array([[0], [1]])
+
+
+def _bler_logit_offset(channel: ChannelParams) -> float:
+    return float(np.log((1 - channel.bler_target) / channel.bler_target))
+
+
+def bler(mcs: np.ndarray, snr_db: np.ndarray, direction: lte.Direction,
+         channel: ChannelParams) -> np.ndarray:
+    """Block error rate: logistic in SNR, equal to the target at the MCS's required SNR."""
+    margin = np.asarray(snr_db) - _REQUIRED_SNR_DB[DIRECTIONS.index(direction)][mcs]
+    return 1.0 / (1.0 + np.exp(channel.bler_slope_per_db * margin + _bler_logit_offset(channel)))
+
+
+def reported_cqi(snr_db: np.ndarray) -> np.ndarray:
+    """The integer CQI a UE reports for an SNR (0 = out of range)."""
+    return np.clip(np.floor(lte.snr_db_to_cqi(snr_db) + 1e-9), 0, 15).astype(np.int64)
+
+
+def la_mcs(cqi: np.ndarray, direction: lte.Direction) -> np.ndarray:
+    return _LA_MCS_BY_CQI[DIRECTIONS.index(direction)][cqi]
+
+
+def direction_power(a: np.ndarray, m: np.ndarray, p: DirectionPower) -> np.ndarray:
+    return a * (p.a_w + p.am_w * m + p.amm_w * m * m) + p.aa_w * a * a
+
+
+def power_w(
+    dl_airtime: np.ndarray, dl_mcs: np.ndarray, ul_airtime: np.ndarray, ul_mcs: np.ndarray,
+    ul_snr_db: np.ndarray, dl_gain_db: np.ndarray | float, params: PowerParams,
+) -> np.ndarray:
+    """Power of BBU + radio for the given airtimes (0..1), MCS and UL SNR; broadcasts."""
+    dec = params.ul_decode
+    required = _REQUIRED_SNR_DB[1][np.asarray(ul_mcs, dtype=np.int64)]
+    below = np.clip(required + dec.margin_db - ul_snr_db, 0, dec.span_db)
+    decode = np.where(ul_airtime > 0, (dec.r0_w_per_db + dec.r1_w_per_db * ul_airtime) * below, 0)
+    radio = params.radio_fixed_w + params.radio_tx_w * 10 ** (np.asarray(dl_gain_db) / 10) * dl_airtime
+    return (params.idle_w + radio + direction_power(dl_airtime, dl_mcs, params.dl)
+            + direction_power(ul_airtime, ul_mcs, params.ul) + decode)
+
+
+# ----------------------------------------------------------------------------- one window
+@dataclass
+class LinkState:
+    """What carries over from one window to the next: queues (bits, [DL, UL]) and the SNRs
+    link adaptation has yet to act on (shape (2, cqi_delay_tti))."""
+
+    backlog_bits: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    snr_pipeline_db: np.ndarray | None = None
+
+
+KPI_FIELDS = ("bits_delivered", "bits_arrived", "prb_tti", "sched_tti", "mcs_sum", "tb_failed",
+              "cqi_sum", "snr_sum_db", "cap_hits_mcs", "cap_hits_prb", "violations_mcs",
+              "violations_prb")
+"""Sums over a window's TTIs, per direction: the rows of `WindowKpis.sums`."""
+
+
+@dataclass(frozen=True)
+class WindowKpis:
+    """A window's sums: `sums[d, i]` is KPI_FIELDS[i] of direction d (0 DL, 1 UL)."""
+
+    nof_tti: int
+    sums: np.ndarray
+    backlog_bits: np.ndarray
+    energy_j: float
+
+    def get(self, direction: lte.Direction, name: str) -> float:
+        return float(self.sums[DIRECTIONS.index(direction), KPI_FIELDS.index(name)])
+
+
+def simulate_window(
+    caps: Caps, env_per_tti: Environment, state: LinkState, rng: np.random.Generator,
+    cal: Calibration,
+) -> tuple[WindowKpis, LinkState]:
+    """Run the TTIs of one window (env given per TTI) under scalar caps.
+
+    Row 0 of every (2, n) array is the DL, row 1 the UL.
+    """
+    cell, channel = cal.cell, cal.channel
+    n, delay = len(env_per_tti), channel.cqi_delay_tti
+    gain = float(caps.dl_gain_db)
+    offsets = np.array([[gain], [channel.ul_snr_offset_db]])
+    cqi_env = np.stack([env_per_tti.dl_cqi, env_per_tti.ul_cqi])
+    snr = lte.cqi_to_snr_db(cqi_env) + offsets + rng.normal(0.0, channel.fading_sigma_db, (2, n))
+
+    # Link adaptation acts on the CQI of `delay` TTIs ago (the first window: the current one).
+    pipeline = state.snr_pipeline_db
+    if pipeline is None:
+        pipeline = np.repeat(snr[:, :1], delay, axis=1)
+    seen = np.concatenate([pipeline, snr], axis=1)
+    cqi = reported_cqi(seen[:, :n])
+    mcs_la = _LA_MCS_BY_CQI[_ROW, cqi]
+    max_mcs = np.array([[int(caps.dl_max_mcs)], [int(caps.ul_max_mcs)]])
+    max_prb = np.array([int(caps.dl_max_prb), int(caps.ul_max_prb)])
+    mcs = np.minimum(mcs_la, max_mcs)
+
+    arrivals = np.stack([env_per_tti.dl_demand_mbps, env_per_tti.ul_demand_mbps]) \
+        * BITS_PER_TTI_PER_MBPS
+    cap_bits = _TBS_BITS[_ROW, mcs, max_prb[:, None]]
+    margin = snr - _REQUIRED_SNR_DB[_ROW, mcs]
+    p_error = 1.0 / (1.0 + np.exp(channel.bler_slope_per_db * margin + _bler_logit_offset(channel)))
+    success = rng.random((2, n)) >= p_error
+    capacity = np.where(success, cap_bits, 0.0)
+    # Lindley recursion Q_k = max(Q_{k-1} + arrivals_k - capacity_k, 0), vectorised:
+    # Q_k = S_k - min(-Q_0, min_{j<=k} S_j) with S the cumulative net input.
+    backlog = state.backlog_bits
+    s = np.cumsum(arrivals - capacity, axis=1)
+    queue = s - np.minimum(np.minimum.accumulate(s, axis=1), -backlog[:, None])
+    offered = np.concatenate([backlog[:, None], queue[:, :-1]], axis=1) + arrivals
+    attempted = np.minimum(offered, cap_bits)
+    delivered = np.where(success, attempted, 0.0)
+    scheduled = attempted > 0
+
+    prb = np.where(scheduled, max_prb[:, None], 0)
+    for row, direction in enumerate(DIRECTIONS):  # few TTIs need fewer PRBs than the cap
+        partial = np.flatnonzero(scheduled[row] & (attempted[row] < cap_bits[row]))
+        if partial.size:
+            prb[row, partial] = lte.prbs_needed(mcs[row, partial], attempted[row, partial],
+                                                direction, max_prb[row])
+    rbg = cell.dl_rbg_size
+    prb[0] = np.minimum(-(-prb[0] // rbg) * rbg, max_prb[0])  # DL grants whole RBGs
+
+    full_prb = np.array([cell.nof_prb, cell.nof_prb - cell.ul_pucch_prb])
+    prb_capped = (max_prb < full_prb)[:, None]
+    mcs_used = np.where(scheduled, mcs, 0)
+    sums = np.stack([
+        delivered.sum(axis=1), arrivals.sum(axis=1), prb.sum(axis=1), scheduled.sum(axis=1),
+        mcs_used.sum(axis=1), (scheduled & ~success).sum(axis=1), cqi.sum(axis=1),
+        snr.sum(axis=1), (scheduled & (mcs_la > max_mcs)).sum(axis=1),
+        ((offered > cap_bits) & prb_capped).sum(axis=1),
+        (scheduled & (mcs > max_mcs)).sum(axis=1), (prb > max_prb[:, None]).sum(axis=1),
+    ], axis=1)
+
+    airtime = prb / cell.nof_prb
+    watts = power_w(airtime[0], mcs_used[0], airtime[1], mcs_used[1], snr[1], gain, cal.power)
+    limits = np.array([cell.dl_queue_limit_bytes, cell.ul_queue_limit_bytes]) * 8.0
+    new_backlog = np.minimum(queue[:, -1], limits) if n else backlog
+    kpis = WindowKpis(n, sums, new_backlog, float(watts.sum() * TTI_S))
+    return kpis, LinkState(new_backlog, seen[:, n:])
+
+
+# ----------------------------------------------------------------------------- expectations
+_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite_e.hermegauss(7)
+_GH_WEIGHTS = _GH_WEIGHTS / _GH_WEIGHTS.sum()
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """Expected per-round figures; arrays broadcast over (environments, policies)."""
+
+    dl_rate_mbps: np.ndarray
+    ul_rate_mbps: np.ndarray
+    dl_demand_mbps: np.ndarray
+    ul_demand_mbps: np.ndarray
+    dl_mcs: np.ndarray
+    ul_mcs: np.ndarray
+    dl_airtime: np.ndarray
+    ul_airtime: np.ndarray
+    power_w: np.ndarray
+
+
+def _expected_direction(
+    direction: lte.Direction, snr_db: np.ndarray, demand_mbps: np.ndarray, max_mcs: np.ndarray,
+    max_prb: np.ndarray, cell: CellParams, channel: ChannelParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mcs = np.minimum(la_mcs(reported_cqi(snr_db), direction), max_mcs)
+    # Average the decoding success over the per-TTI fading (Gauss-Hermite quadrature).
+    p_ok = sum(w * (1 - bler(mcs, snr_db + channel.fading_sigma_db * x, direction, channel))
+               for x, w in zip(_GH_NODES, _GH_WEIGHTS))
+    cap_rate = _TBS_BITS[DIRECTIONS.index(direction)][mcs, max_prb] / BITS_PER_TTI_PER_MBPS * p_ok
+    rate = np.minimum(demand_mbps, cap_rate)
+    # Airtime: the share of the cap's PRBs needed to carry the rate, failed blocks included.
+    load = np.divide(rate, cap_rate, out=np.zeros(np.broadcast(rate, cap_rate).shape),
+                     where=cap_rate > 0)
+    airtime = load * max_prb / cell.nof_prb
+    return rate, np.where(rate > 0, mcs, 0), airtime
+
+
+def expected_round(caps: Caps, env: Environment, cal: Calibration) -> RoundOutcome:
+    """Expected outcome of full rounds; env arrays shape (N, 1), caps arrays shape (K,) -> (N, K).
+
+    Any broadcastable shapes work. Queues do not carry over between rounds here, so rates
+    never exceed the demand of the round itself.
+    """
+    cell, channel = cal.cell, cal.channel
+    dl_snr = lte.cqi_to_snr_db(env.dl_cqi) + caps.dl_gain_db
+    ul_snr = lte.cqi_to_snr_db(env.ul_cqi) + channel.ul_snr_offset_db
+    dl_rate, dl_mcs, dl_air = _expected_direction(
+        "dl", dl_snr, env.dl_demand_mbps, caps.dl_max_mcs, caps.dl_max_prb, cell, channel)
+    ul_rate, ul_mcs, ul_air = _expected_direction(
+        "ul", ul_snr, env.ul_demand_mbps, caps.ul_max_mcs, caps.ul_max_prb, cell, channel)
+    watts = power_w(dl_air, dl_mcs, ul_air, ul_mcs, ul_snr, caps.dl_gain_db, cal.power)
+    shape = np.broadcast(dl_rate, ul_rate, watts).shape
+    return RoundOutcome(
+        *(np.broadcast_to(a, shape) for a in (
+            dl_rate, ul_rate, env.dl_demand_mbps, env.ul_demand_mbps, dl_mcs, ul_mcs,
+            dl_air, ul_air, watts)))

@@ -1,0 +1,297 @@
+"""The emulated vBS: a separate process that speaks rtctl v1 like the patched srsENB.
+
+It binds the rtctl REP socket and a meter socket, and runs the link and power model over
+exactly the TTIs that elapse on its clock (wall time x speedup): on every request it first
+catches up, simulating the TTIs since the last request under the thresholds that were in
+force, so every KPI window is an exact sum over its TTIs. The environment (demand, CQI)
+changes per epoch of `round_s` of emulated time, as the paper's scenarios do per round.
+
+Run by the testbed as ``python -m drivers.emulated.vbs --calibration ... --scenario A ...``;
+it prints one JSON line with the endpoints it bound once it is ready, and exits on
+SIGTERM/SIGINT or when its parent process dies (no orphan after a controller crash).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+import hil
+from drivers.emulated import model
+from drivers.emulated.meter import serve_meter_request
+from drivers.emulated.scenarios import Environment, Scenario, make_scenario
+from drivers.rtctl.messages import CapCounters, CellKpis, KpiWindow, Thresholds
+from drivers.rtctl.server import RtctlServer
+
+RNTI = 70
+_MAX_CHUNK_TTI = 20_000
+_MAX_LAG_TTI = 5_000  # more unsimulated TTIs than this: the clock slips
+SYNC_WALL_S = 0.00025  # a request simulates only if this much wall time's worth of TTIs is pending
+
+
+class TtiClock:
+    """Emulated TTI counter: 1000 TTIs per second of wall time, times `speedup`.
+
+    If the host cannot simulate TTIs as fast as they elapse, the clock slips (emulated time
+    runs slower than asked, as srsRAN over ZMQ runs below real time) instead of falling
+    further behind with every request.
+    """
+
+    def __init__(self, speedup: float = 1.0) -> None:
+        self.speedup = speedup
+        self._t0 = time.monotonic()
+        self._origin = self._t0
+        self.slipped_tti = 0
+
+    def now(self) -> int:
+        return int((time.monotonic() - self._t0) * 1000.0 * self.speedup)
+
+    def slip(self, tti: int) -> None:
+        self._t0 += tti / (1000.0 * self.speedup)
+        self.slipped_tti += tti
+
+    def wall_s(self) -> float:
+        return time.monotonic() - self._origin
+
+
+@dataclass
+class _Sums:
+    """Running sums of a window (or of the meter's integration period)."""
+
+    nof_tti: int = 0
+    energy_j: float = 0.0
+    sums: np.ndarray = field(default_factory=lambda: np.zeros((2, len(model.KPI_FIELDS))))
+
+    def add(self, w: model.WindowKpis) -> None:
+        self.nof_tti += w.nof_tti
+        self.energy_j += w.energy_j
+        self.sums += w.sums
+
+    def of(self, direction: str) -> dict[str, float]:
+        return dict(zip(model.KPI_FIELDS, self.sums[model.DIRECTIONS.index(direction)].tolist()))
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else 0.0
+
+
+class EmulatedVbs:
+    """The rtctl backend: thresholds in force, the link state, the KPI accumulators."""
+
+    def __init__(
+        self, cal: model.Calibration, scenario: Scenario, *, seed: int, round_s: float = 1.0,
+        clock: TtiClock | None = None, defaults: Thresholds | None = None,
+    ) -> None:
+        self.cal = cal
+        self.scenario = scenario
+        self.clock = clock or TtiClock()
+        self.epoch_tti = max(1, round(round_s * 1000))
+        self._rng = np.random.default_rng(seed)
+        self._defaults = defaults or Thresholds()
+        self._thresholds = self._defaults
+        self._caps = self._caps_for(self._thresholds)
+        self._state = model.LinkState()
+        self._tti = 0
+        self._window = _Sums()
+        self._window_start = (0, 0.0)
+        self._meter = _Sums()
+        self._applied_tti = 0
+        self._boot_id = uuid.uuid4().hex[:12]
+        # Simulating has a fixed cost per call (~0.4 ms here), so requests that follow each
+        # other within SYNC_WALL_S share one simulation step; at real time that is every TTI.
+        self.sync_tti = max(1, round(self.clock.speedup * 1000 * SYNC_WALL_S))
+
+    # ---- the model, caught up to the clock
+    def _caps_for(self, thr: Thresholds) -> model.Caps:
+        ue = thr.ue.get(RNTI)
+        return model.make_caps(
+            self.cal.cell, dl_max_mcs=thr.dl_max_mcs, ul_max_mcs=thr.ul_max_mcs,
+            dl_prb_ratio=thr.dl_prb_ratio, ul_prb_ratio=thr.ul_prb_ratio,
+            dl_gain_db=thr.dl_gain_db,
+            ue_dl_max_prb=ue.dl_max_prb if ue else None,
+            ue_ul_max_prb=ue.ul_max_prb if ue else None,
+        )
+
+    def _env_per_tti(self, start: int, stop: int) -> Environment:
+        first, last = start // self.epoch_tti, (stop - 1) // self.epoch_tti
+        env = self.scenario.epochs(first, last + 1)
+        idx = np.arange(start, stop) // self.epoch_tti - first
+        return Environment(*(getattr(env, f)[idx] for f in
+                             ("dl_demand_mbps", "ul_demand_mbps", "dl_cqi", "ul_cqi")))
+
+    def pending_tti(self) -> int:
+        """TTIs elapsed on the clock but not simulated yet."""
+        return self.clock.now() - self._tti
+
+    def sync(self, min_pending_tti: int | None = None) -> int:
+        """Catch up if at least `min_pending_tti` (default: sync_tti) TTIs are pending.
+
+        Windows end at the simulated frontier, so every TTI is counted in exactly one window
+        whether or not a request simulates.
+        """
+        if self.pending_tti() >= (min_pending_tti or self.sync_tti):
+            self.catch_up()
+        return self._tti
+
+    def catch_up(self) -> int:
+        """Simulate every TTI up to now under the caps in force; return the current TTI."""
+        now = self.clock.now()
+        if now - self._tti > _MAX_LAG_TTI:
+            self.clock.slip(now - self._tti - _MAX_LAG_TTI)
+            now = self._tti + _MAX_LAG_TTI
+        while self._tti < now:
+            stop = min(now, self._tti + _MAX_CHUNK_TTI)
+            kpis, self._state = model.simulate_window(
+                self._caps, self._env_per_tti(self._tti, stop), self._state, self._rng, self.cal)
+            self._window.add(kpis)
+            self._meter.add(kpis)
+            self._tti = stop
+        return self._tti
+
+    # ---- VbsBackend
+    def identity(self) -> dict:
+        return {"name": "emulated-srsenb", "version": hil.__version__, "boot_id": self._boot_id,
+                "uptime_s": self.clock.wall_s(), "tti": self.sync()}
+
+    def thresholds(self) -> Thresholds:
+        return self._thresholds
+
+    def defaults(self) -> Thresholds:
+        return self._defaults
+
+    def apply(self, thresholds: Thresholds) -> int:
+        self._applied_tti = self.sync()
+        self._thresholds = thresholds
+        self._caps = self._caps_for(thresholds)
+        return self._applied_tti
+
+    def close_window(self) -> tuple[KpiWindow, CellKpis, dict[int, CellKpis]]:
+        tti = self.sync()
+        wall = self.clock.wall_s()
+        start_tti, start_wall = self._window_start
+        window = KpiWindow(tti_start=start_tti, tti_end=tti, nof_tti=tti - start_tti,
+                           wall_s=wall - start_wall)
+        cell = self._cell_kpis(self._window)
+        self._window, self._window_start = _Sums(), (tti, wall)
+        return window, cell, {RNTI: cell}
+
+    def _cell_kpis(self, s: _Sums) -> CellKpis:
+        dl, ul = s.of("dl"), s.of("ul")
+        backlog_bytes = (self._state.backlog_bits // 8).astype(int).tolist()
+        count = {k: int(v) for k, v in (*(("dl_" + k, v) for k, v in dl.items()),
+                                         *(("ul_" + k, v) for k, v in ul.items()))}
+        return CellKpis(
+            dl_bits_acked=count["dl_bits_delivered"], ul_bits_ok=count["ul_bits_delivered"],
+            dl_bits_arrived=count["dl_bits_arrived"], ul_bits_arrived=count["ul_bits_arrived"],
+            dl_prb_tti=count["dl_prb_tti"], ul_prb_tti=count["ul_prb_tti"],
+            dl_sched_tti=count["dl_sched_tti"], ul_sched_tti=count["ul_sched_tti"],
+            dl_mcs_mean=_ratio(dl["mcs_sum"], dl["sched_tti"]),
+            ul_mcs_mean=_ratio(ul["mcs_sum"], ul["sched_tti"]),
+            dl_cqi_mean=_ratio(dl["cqi_sum"], s.nof_tti),
+            ul_snr_mean=_ratio(ul["snr_sum_db"], s.nof_tti),
+            dl_backlog_bytes=backlog_bytes[0], ul_backlog_bytes=backlog_bytes[1],
+            dl_bler=_ratio(dl["tb_failed"], dl["sched_tti"]),
+            ul_bler=_ratio(ul["tb_failed"], ul["sched_tti"]),
+            cap_hits=CapCounters(dl_mcs=count["dl_cap_hits_mcs"], dl_prb=count["dl_cap_hits_prb"],
+                                 ul_mcs=count["ul_cap_hits_mcs"], ul_prb=count["ul_cap_hits_prb"]),
+            violations=CapCounters(
+                dl_mcs=count["dl_violations_mcs"], dl_prb=count["dl_violations_prb"],
+                ul_mcs=count["ul_violations_mcs"], ul_prb=count["ul_violations_prb"]),
+        )
+
+    # ---- the emulated meter's view: mean modelled power since its last reading
+    def read_power(self) -> tuple[float, float, int]:
+        """(mean power W, energy J, TTIs) since the previous call; NaN power if no TTI passed.
+
+        Read right after a KPI window closed, it covers exactly the TTIs of that window.
+        """
+        self.sync()
+        s, self._meter = self._meter, _Sums()
+        mean_w = s.energy_j / (s.nof_tti * model.TTI_S) if s.nof_tti else float("nan")
+        return mean_w, s.energy_j, s.nof_tti
+
+
+def _bind(sock: zmq.Socket, endpoint: str) -> str:
+    """Bind; port 0 means any free port. Returns the endpoint actually bound."""
+    if endpoint.endswith(":0"):
+        sock.bind_to_random_port(endpoint[: -len(":0")])
+    else:
+        sock.bind(endpoint)
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
+          stop: threading.Event, on_ready=None) -> None:
+    """One thread, two REP sockets: rtctl control and the meter. No locks needed.
+
+    TTIs are simulated when a request needs them, not while idle: a simulation step has a
+    fixed cost (~0.4 ms on a small VM), so one step per window is cheapest.
+    """
+    ctx = zmq.Context.instance()
+    server = RtctlServer(control_endpoint, vbs, context=ctx)
+    control = ctx.socket(zmq.REP)
+    meter = ctx.socket(zmq.REP)
+    control.linger = meter.linger = 0
+    try:
+        bound = {"control": _bind(control, control_endpoint), "meter": _bind(meter, meter_endpoint)}
+        if on_ready:
+            on_ready(bound)
+        poller = zmq.Poller()
+        poller.register(control, zmq.POLLIN)
+        poller.register(meter, zmq.POLLIN)
+        parent = os.getppid()
+        while not stop.is_set():
+            ready = dict(poller.poll(100))
+            if control in ready:
+                control.send(server.handle(control.recv()))
+            if meter in ready:
+                meter.send(serve_meter_request(vbs, meter.recv()))
+            if os.getppid() != parent:  # the controller died: do not linger
+                break
+    finally:
+        control.close()
+        meter.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Emulated srsENB speaking rtctl v1 over ZMQ.")
+    p.add_argument("--calibration", type=Path, required=True)
+    p.add_argument("--scenario", default="A")
+    p.add_argument("--trace", type=Path)
+    p.add_argument("--switch-epoch", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--round-s", type=float, default=1.0)
+    p.add_argument("--speedup", type=float, default=1.0)
+    p.add_argument("--control", default="tcp://127.0.0.1:0")
+    p.add_argument("--meter", default="tcp://127.0.0.1:0")
+    args = p.parse_args(argv)
+
+    cal = model.load_calibration(args.calibration)
+    scenario = make_scenario(args.scenario, args.seed, trace_path=args.trace,
+                             switch_epoch=args.switch_epoch)
+    vbs = EmulatedVbs(cal, scenario, seed=args.seed, round_s=args.round_s,
+                      clock=TtiClock(args.speedup))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def ready(bound: dict) -> None:
+        print(json.dumps({"ready": True, **bound, "pid": os.getpid()}), flush=True)
+
+    serve(vbs, args.control, args.meter, stop, on_ready=ready)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""`hil bench`: speed figures measured on this machine, one `name value unit` line each.
+
+Benchmarks print figures; tests never assert on timing (shared CI machines are noisy).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from agents.bsvbs import BSvBS
+from hil.config import load_config
+
+Figure = tuple[str, float, str]
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "testbed_configs" / "zmq-emulated.yaml"
+
+
+def _select_update_us(n_actions: int, rounds: int, seed: int = 0) -> np.ndarray:
+    """Per-round select+update time (us) of BSvBS on random rewards."""
+    agent = BSvBS(n_actions, seed=seed, horizon=max(rounds, 50_000))
+    rewards = np.random.default_rng(seed).random(rounds)
+    out = np.empty(rounds)
+    clock = time.perf_counter_ns
+    for t in range(rounds):
+        t0 = clock()
+        agent.update(agent.select(), float(rewards[t]))
+        out[t] = clock() - t0
+    return out / 1e3
+
+
+def bench_bsvbs(quick: bool) -> Iterator[Figure]:
+    rounds = 5_000 if quick else 50_000
+    us = _select_update_us(1080, rounds)
+    yield "bsvbs_select_update_us", float(np.mean(us)), "us"
+    yield "bsvbs_select_update_us_first_1k", float(np.mean(us[:1000])), "us"
+    yield "bsvbs_select_update_us_last_1k", float(np.mean(us[-1000:])), "us"
+    us = _select_update_us(1_000_000, 2_000 if quick else 20_000)
+    yield "bsvbs_select_update_us_1e6", float(np.mean(us)), "us"
+
+
+def bench_control(quick: bool) -> Iterator[Figure]:
+    """Round-trip times over loopback ZMQ to the emulated vBS process."""
+    from hil.testbed import start_testbed
+
+    cfg = load_config(DEFAULT_CONFIG)
+    n = 500 if quick else 5_000
+    with tempfile.TemporaryDirectory() as tmp, start_testbed(cfg, Path(tmp)) as testbed:
+        for op, call in (("ping", testbed.ran.ping), ("get", testbed.ran.get)):
+            call()
+            ms = np.empty(n)
+            for i in range(n):
+                t0 = time.perf_counter()
+                call()
+                ms[i] = (time.perf_counter() - t0) * 1e3
+            prefix = "control_rtt_ms" if op == "ping" else "control_get_ms"
+            yield f"{prefix}_p50", float(np.percentile(ms, 50)), "ms"
+            yield f"{prefix}_p99", float(np.percentile(ms, 99)), "ms"
+
+
+def bench_rounds(quick: bool) -> Iterator[Figure]:
+    """End-to-end rounds per second: engine + agent + ZMQ + emulator + recorder, with the
+    clock so fast that the loop, not the schedule, is the limit."""
+    from hil.run import execute, new_run
+
+    rounds = 500 if quick else 3_000
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, run_dir = new_run(DEFAULT_CONFIG, {"rounds": rounds, "clock.speedup": 10_000,
+                                                "recording.plot": False}, Path(tmp))
+        t0 = time.perf_counter()
+        result = execute(cfg, run_dir, resume=False)
+        elapsed = time.perf_counter() - t0
+    yield "emulated_rounds_per_s", result.outcome.next_round / elapsed, "rounds/s"
+
+
+def run_benchmarks(quick: bool = False) -> Iterator[Figure]:
+    yield from bench_bsvbs(quick)
+    yield from bench_control(quick)
+    yield from bench_rounds(quick)

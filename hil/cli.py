@@ -1,0 +1,127 @@
+"""`hil`: the command line.
+
+    hil run [CONFIG] [--agent bsvbs|random] [--rounds N] [--seed S] [--out DIR] [--resume RUN_DIR]
+    hil bench [--quick]
+
+Operator errors (`HilError`) print one line saying what to fix and exit with status 2; an
+interrupted run exits with 130 after its cleanup; anything else is a bug and keeps its trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+    TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hil.errors import HilError
+
+DEFAULT_CONFIG = Path("testbed_configs/zmq-emulated.yaml")
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("reward {task.fields[reward]:.3f}  power {task.fields[power]:.2f} W  "
+                   "invalid {task.fields[invalid]}"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=console, transient=False, refresh_per_second=4,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hil import run as runmod
+    from hil.recorder import read_rounds
+    from hil.summary import summarise
+
+    if args.resume:
+        if args.agent or args.seed is not None or args.out:
+            console.print("[yellow]--resume continues the run as it was configured: "
+                          "--agent, --seed and --out are ignored")
+        cfg, run_dir = runmod.resume_run(Path(args.resume), args.rounds)
+    else:
+        cfg, run_dir = runmod.new_run(
+            Path(args.config), {"agent.name": args.agent, "rounds": args.rounds, "seed": args.seed},
+            Path(args.out) if args.out else None)
+    console.print(f"run directory: [bold]{run_dir.path}[/]")
+
+    with _progress() as progress:
+        task = progress.add_task("run", total=cfg.rounds, reward=0.0, power=0.0, invalid=0)
+        state = {"invalid": 0}
+
+        def on_start(first: int, total: int) -> None:
+            progress.update(task, completed=first, total=total)
+
+        def on_round(row: dict) -> None:
+            fields: dict = {"advance": 1}
+            if row["valid"]:
+                fields.update(reward=row["reward"], power=row["power_w"])
+            else:
+                state["invalid"] += 1
+                fields["invalid"] = state["invalid"]
+            progress.update(task, **fields)
+
+        result = runmod.execute(cfg, run_dir, resume=bool(args.resume), on_start=on_start,
+                                on_round=on_round)
+
+    rounds = read_rounds(run_dir.path)
+    summary = summarise(result, rounds)
+    console.print(summary.table)
+    if cfg.recording.plot and len(rounds):
+        from hil.plots import summary_figure
+
+        png = summary_figure(rounds, result.agent.probabilities(), cfg.space(),
+                             f"{cfg.name}: {cfg.agent.name}, {len(rounds)} rounds",
+                             run_dir.path / "summary.png")
+        console.print(f"summary plot: {png}")
+    status = result.outcome.status
+    if status != "completed":
+        console.print(f"[yellow]run {status}: {result.outcome.reason}. "
+                      f"Continue it with: hil run --resume {run_dir.path}")
+    return {"completed": 0, "interrupted": 130}.get(status, 1)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from hil.bench import run_benchmarks
+
+    for name, value, unit in run_benchmarks(quick=args.quick):
+        print(f"{name} {value:.6g} {unit}", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hil", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run rounds of an agent against a testbed")
+    run.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
+                     help=f"testbed config (default: {DEFAULT_CONFIG})")
+    run.add_argument("--agent", choices=["bsvbs", "random"])
+    run.add_argument("--rounds", type=int, help="rounds to run (with --resume: the new total)")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--out", help="parent folder of the run directory (default: runs/)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or crashed run")
+    run.set_defaults(func=cmd_run)
+
+    bench = sub.add_parser("bench", help="measure speed; prints `name value unit` lines")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions (for smoke tests)")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HilError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The round engine: owns timing, learning order, recording and safe stopping.
+
+One round, on a monotonic clock with period ``round_s / speedup``:
+
+1. the agent selects a policy (from what the previous round showed);
+2. ``set`` pushes its thresholds: the vBS applies them and opens the round's KPI window;
+   the meter starts its window;
+3. wait for the round's deadline;
+4. ``get`` closes the KPI window (measured entirely under this round's policy) and the
+   meter reports the round's mean power;
+5. the reward is computed; the agent learns, but only from a valid round;
+6. the row is recorded (on disk before the next round starts); a checkpoint every N rounds.
+
+A round whose control or meter exchange failed, whose window is empty or whose vBS applied
+other thresholds than asked is recorded with ``valid = False`` and its reason, and is not
+learned from. If the work between rounds runs past a deadline, the overrun is recorded and
+the schedule skips to the next deadline that leaves at least half a window.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from agents.base import Agent, Context, Decision
+from agents.policy_space import Policy, PolicySpace
+from drivers.emulated import lte
+from drivers.protocols import PowerMeter, RanControl
+from hil import reward as rw
+from hil.errors import HilError, ResumeError
+from hil.recorder import RoundRecorder, RunDirectory
+from hil.schema import POLICY_FIELDS
+
+RoundCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    period_s: float
+    checkpoint_every: int
+    reward: rw.RewardParams
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: str  # "completed" | "interrupted" | "failed"
+    reason: str
+    next_round: int
+
+
+class _InvalidRound(Exception):
+    """A measurement problem that makes this round invalid but lets the run go on."""
+
+
+def _applied_matches(policy: Policy, applied: Any) -> bool:
+    return all(
+        getattr(applied, key) is not None and math.isclose(getattr(applied, key), want)
+        for key, want in policy.to_thresholds().items()
+    )
+
+
+class RoundEngine:
+    def __init__(
+        self, *, space: PolicySpace, agent: Agent, ran: RanControl, meter: PowerMeter,
+        run_dir: RunDirectory, recorder: RoundRecorder, params: EngineParams,
+        on_round: RoundCallback | None = None,
+    ) -> None:
+        self.space, self.agent, self.ran, self.meter = space, agent, ran, meter
+        self.run_dir, self.recorder, self.params = run_dir, recorder, params
+        self.on_round = on_round
+        self.context = Context()
+        self.next_round = 0  # the first round not yet recorded
+        self._t_origin = time.monotonic()
+
+    # ------------------------------------------------------------------ resume
+    def replay(self, rows: list[dict[str, Any]]) -> None:
+        """Bring the agent from its checkpoint to the last recorded round, exactly.
+
+        Agents are deterministic given their state, so selecting again must give the recorded
+        policy; the recorded reward is then learned as it was live.
+        """
+        for row in rows:
+            decision = self.agent.select(self.context)
+            if decision.action != row["policy_index"]:
+                raise ResumeError(
+                    f"round {row['round']}: the agent restored from the checkpoint chose policy "
+                    f"{decision.action}, the recording says {row['policy_index']}; the checkpoint "
+                    f"and {self.run_dir.journal_path.name} do not belong together")
+            if row["valid"]:
+                self.agent.update(decision, row["reward"])
+                self.context = _context_from(row)
+            self.next_round = row["round"] + 1
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, first_round: int, last_round: int, stop: threading.Event) -> RunOutcome:
+        """Rounds first_round .. last_round-1; returns after the round in flight when stopped."""
+        period = self.params.period_s
+        next_start = time.monotonic()
+        self.next_round = k = first_round
+        while k < last_round:
+            if stop.is_set():
+                return RunOutcome("interrupted", "stopped by signal", k)
+            row, next_start = self._round(k, next_start, period)
+            self.recorder.append(row)
+            self.next_round = k = k + 1
+            if k % self.params.checkpoint_every == 0:
+                self.checkpoint(k)
+            if self.on_round:
+                self.on_round(row)
+        return RunOutcome("completed", f"ran {last_round} rounds", k)
+
+    def checkpoint(self, next_round: int) -> None:
+        self.run_dir.save_checkpoint({"round": next_round, "agent": self.agent.state_dict(),
+                                      "context": self.context})
+
+    def _round(self, k: int, start_nominal: float, period: float) -> tuple[dict[str, Any], float]:
+        decision = self.agent.select(self.context)
+        policy = self.space.policy(decision.action)
+        row = self._base_row(k, decision, policy)
+        t_start = time.monotonic()
+        row["t_start_s"] = t_start - self._t_origin
+        row["overrun_s"] = max(0.0, t_start - start_nominal)
+
+        opened = None
+        try:
+            opened = self.ran.set(policy.to_thresholds())
+            self.meter.start()
+        except HilError as exc:
+            row["invalid_reason"] = f"apply: {exc}"
+
+        end_nominal = start_nominal + period
+        while end_nominal - time.monotonic() < period / 2:
+            end_nominal += period  # overran: skip to a deadline that leaves half a window
+        time.sleep(max(0.0, end_nominal - time.monotonic()))
+
+        try:
+            closed = self.ran.get()
+            reading = self.meter.stop()
+            if opened is not None:
+                self._measure(row, policy, opened, closed, reading)
+        except HilError as exc:
+            row["invalid_reason"] = row["invalid_reason"] or f"measure: {exc}"
+        except _InvalidRound as exc:
+            row["invalid_reason"] = str(exc)
+
+        row["valid"] = row["invalid_reason"] is None
+        if row["valid"]:
+            self.agent.update(decision, row["reward"])
+            self.context = _context_from(row)
+        row["t_end_s"] = time.monotonic() - self._t_origin
+        return row, end_nominal
+
+    def _base_row(self, k: int, decision: Decision, policy: Policy) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "round": k, "time_utc": datetime.now(timezone.utc),
+            "policy_index": decision.action, "policy_prob": decision.prob,
+            "invalid_reason": None, "valid": False,
+        }
+        row.update({f"policy_{key}": value for key, value in zip(POLICY_FIELDS, policy)})
+        return row
+
+    def _measure(self, row: dict[str, Any], policy: Policy, opened: Any, closed: Any,
+                 reading: Any) -> None:
+        applied = opened.applied
+        row["applied_tti"] = opened.applied_tti
+        row.update({f"applied_{key}": getattr(applied, key) for key in POLICY_FIELDS})
+        window, cell = closed.window, closed.cell
+        row.update(nof_tti=window.nof_tti, window_s=window.wall_s)
+        if window.nof_tti <= 0:
+            raise _InvalidRound("empty KPI window (the vBS counted no TTI)")
+        if not _applied_matches(policy, applied):
+            raise _InvalidRound("the vBS applied other thresholds than requested")
+
+        seconds = window.nof_tti * 1e-3  # rates per TTI time: srsRAN may run slower than real time
+        start = opened.cell
+        dl_demand = (start.dl_backlog_bytes * 8 + cell.dl_bits_arrived) / seconds / 1e6
+        ul_demand = (start.ul_backlog_bytes * 8 + cell.ul_bits_arrived) / seconds / 1e6
+        row.update(
+            dl_bits=cell.dl_bits_acked, ul_bits=cell.ul_bits_ok,
+            dl_rate_mbps=cell.dl_bits_acked / seconds / 1e6,
+            ul_rate_mbps=cell.ul_bits_ok / seconds / 1e6,
+            dl_demand_mbps=dl_demand, ul_demand_mbps=ul_demand,
+            dl_cqi=cell.dl_cqi_mean, ul_snr_db=cell.ul_snr_mean,
+            dl_mcs=cell.dl_mcs_mean, ul_mcs=cell.ul_mcs_mean,
+            dl_prb=cell.dl_prb_tti / window.nof_tti, ul_prb=cell.ul_prb_tti / window.nof_tti,
+            dl_bler=cell.dl_bler, ul_bler=cell.ul_bler,
+            violations=sum(cell.violations.model_dump().values()),
+            power_w=reading.power_w, energy_j=reading.energy_j,
+        )
+        u, raw, f = rw.reward(row["dl_rate_mbps"], dl_demand, row["ul_rate_mbps"], ul_demand,
+                              reading.power_w, self.params.reward)
+        row.update(utility=float(u), reward_raw=float(raw), reward=float(f))
+
+
+def _context_from(row: dict[str, Any]) -> Context:
+    """What a contextual agent may know before the next decision: the last valid round."""
+    ul_snr = row.get("ul_snr_db")
+    return Context(
+        dl_cqi=row.get("dl_cqi"),
+        ul_cqi=None if ul_snr is None else float(lte.snr_db_to_cqi(ul_snr)),
+        dl_demand_mbps=row.get("dl_demand_mbps"), ul_demand_mbps=row.get("ul_demand_mbps"),
+    )

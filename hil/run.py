@@ -1,0 +1,174 @@
+"""A run from start to exit: run directory, testbed, agent, engine, safe shutdown.
+
+Whatever happens (normal end, Ctrl-C, SIGTERM, a driver error, a bug) the `finally` path
+restores the vBS's default thresholds, closes the recording into ``rounds.parquet``, writes
+a last checkpoint and the exit status to ``run.json``, and stops the testbed.
+"""
+
+from __future__ import annotations
+
+import platform
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from agents.base import Agent
+from agents.registry import make_agent
+from drivers.rtctl.messages import PROTOCOL_VERSION
+from hil import reward as rw
+from hil.config import HilConfig, config_from_dict, load_config
+from hil.engine import EngineParams, RoundCallback, RoundEngine, RunOutcome
+from hil.errors import HilError, ResumeError
+from hil.recorder import RoundRecorder, RunDirectory
+from hil.testbed import start_testbed
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: RunDirectory
+    outcome: RunOutcome
+    agent: Agent
+    config: HilConfig
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _versions() -> dict[str, str]:
+    names = ("vbs-hil", "numpy", "pyzmq", "pyarrow", "pydantic")
+    return {"python": platform.python_version(), **{n: metadata.version(n) for n in names}}
+
+
+def build_agent(cfg: HilConfig) -> Agent:
+    params: dict[str, Any] = {}
+    if cfg.agent.gamma is not None:
+        params["gamma"] = cfg.agent.gamma
+    horizon = cfg.agent.horizon or cfg.rounds
+    return make_agent(cfg.agent.name, cfg.space().size, seed=cfg.seed, horizon=horizon, **params)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """First SIGINT/SIGTERM: finish the round in flight, then stop. Second: stop now
+    (KeyboardInterrupt), still through the cleanup path."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def new_run(config_path: Path, overrides: dict[str, object], out: Path | None = None) -> tuple[
+        HilConfig, RunDirectory]:
+    cfg = load_config(config_path, overrides)
+    root = out if out is not None else cfg.recording.out_dir
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = RunDirectory.create(Path(root), f"{stamp}-{cfg.name}-{cfg.agent.name}")
+    run_dir.write_meta({
+        "config_path": str(config_path), "config": cfg.model_dump(mode="json"),
+        "seed": cfg.seed, "agent": cfg.agent.name, "policy_space_size": cfg.space().size,
+        "protocol_version": PROTOCOL_VERSION, "versions": _versions(),
+        "start_utc": _now(), "stop_utc": None, "exit": {"status": "running", "reason": ""},
+    })
+    return cfg, run_dir
+
+
+def resume_run(run_path: Path, rounds: int | None) -> tuple[HilConfig, RunDirectory]:
+    run_dir = RunDirectory(run_path)
+    if not run_dir.meta_path.exists():
+        raise ResumeError(f"{run_dir.meta_path} not found: is {run_path} a run directory?")
+    meta = run_dir.read_meta()
+    data = dict(meta["config"])
+    if rounds is not None:
+        data["rounds"] = rounds
+    cfg = config_from_dict(data, str(run_dir.meta_path))
+    run_dir.update_meta(resumed_utc=[*meta.get("resumed_utc", []), _now()],
+                        exit={"status": "running", "reason": ""}, stop_utc=None)
+    return cfg, run_dir
+
+
+def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
+            on_start: Callable[[int, int], None] | None = None,
+            on_round: RoundCallback | None = None) -> RunResult:
+    """Run (or continue) the rounds of ``cfg`` into ``run_dir``; always cleans up."""
+    agent = build_agent(cfg)
+    first_round, replay_rows = 0, []
+    checkpoint = run_dir.load_checkpoint() if resume else None
+    if resume:
+        if checkpoint is None:
+            raise ResumeError(f"{run_dir.checkpoint_path} not found: nothing to resume from")
+        agent.load_state_dict(checkpoint["agent"])
+        rows = run_dir.read_rounds().to_pylist()
+        replay_rows = [r for r in rows if r["round"] >= checkpoint["round"]]
+        first_round = checkpoint["round"] + len(replay_rows)
+        recorder = RoundRecorder.resume(run_dir, keep_rounds_below=first_round)
+    else:
+        recorder = RoundRecorder(run_dir)
+
+    outcome = RunOutcome("failed", "did not start", first_round)
+    testbed = None
+    engine: RoundEngine | None = None
+    try:
+        testbed = start_testbed(cfg, run_dir.path)
+        identity = testbed.ran.ping()
+        run_dir.update_meta(vbs=identity.vbs.model_dump(mode="json"))
+        engine = RoundEngine(
+            space=cfg.space(), agent=agent, ran=testbed.ran, meter=testbed.meter,
+            run_dir=run_dir, recorder=recorder, on_round=on_round,
+            params=EngineParams(period_s=cfg.period_s,
+                                checkpoint_every=cfg.recording.checkpoint_every,
+                                reward=rw.RewardParams(**cfg.reward.model_dump())))
+        if checkpoint is not None:
+            engine.context = checkpoint.get("context", engine.context)
+        engine.replay(replay_rows)
+        if on_start:
+            on_start(first_round, cfg.rounds)
+        with stop_on_signals() as stop:
+            outcome = engine.run(first_round, cfg.rounds, stop)
+    except KeyboardInterrupt:
+        outcome = RunOutcome("interrupted", "second interrupt: stopped at once", outcome.next_round)
+    except HilError as exc:
+        outcome = RunOutcome("failed", str(exc), outcome.next_round)
+    except BaseException as exc:
+        outcome = RunOutcome("failed", f"internal error: {exc!r}", outcome.next_round)
+        raise
+    finally:
+        _shutdown(cfg, run_dir, recorder, testbed, engine, outcome)
+    return RunResult(run_dir, outcome, agent, cfg)
+
+
+def _shutdown(cfg: HilConfig, run_dir: RunDirectory, recorder: RoundRecorder, testbed: Any,
+              engine: RoundEngine | None, outcome: RunOutcome) -> None:
+    """Restore defaults first (the lab must not stay capped), then persist everything."""
+    restored = "no testbed"
+    if testbed is not None:
+        try:
+            testbed.ran.reset()
+            restored = "yes"
+        except HilError as exc:
+            restored = f"FAILED: {exc}"
+    next_round = outcome.next_round
+    if engine is not None:
+        next_round = engine.next_round
+        engine.checkpoint(next_round)
+    recorder.close()
+    if testbed is not None:
+        testbed.close()
+    run_dir.update_meta(stop_utc=_now(), rounds_done=next_round,
+                        exit={"status": outcome.status, "reason": outcome.reason,
+                              "defaults_restored": restored})

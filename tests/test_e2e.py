@@ -1,0 +1,191 @@
+"""`hil run` end to end: the CLI, a separate emulated-vBS process, real ZMQ sockets.
+
+These are the behaviours an operator relies on: the loop learns, every round lands on disk,
+Ctrl-C and SIGTERM stop cleanly with the defaults restored, a SIGKILLed run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import yaml
+
+from agents.registry import make_agent
+from drivers.emulated import model
+from drivers.emulated.scenarios import make_scenario
+from hil.cli import main
+from hil.config import load_config
+from hil.recorder import RunDirectory, read_rounds
+from hil.reward import RewardParams, reward
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[1]
+SMALL_SPACE = {"dl_gain_db": [0.0], "dl_max_mcs": [5, 27], "dl_prb_ratio": [0.2, 1.0],
+               "ul_max_mcs": [5, 23], "ul_prb_ratio": [0.2, 1.0]}
+
+
+def write_config(tmp_path: Path, **changes) -> Path:
+    data = yaml.safe_load((REPO / "testbed_configs" / "zmq-emulated.yaml").read_text())
+    data["vbs"]["emulator"]["calibration"] = str(
+        REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml")
+    data["recording"]["out_dir"] = str(tmp_path / "runs")
+    for key, value in changes.items():
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    path = tmp_path / "testbed.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def only_run_dir(tmp_path: Path) -> Path:
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    return run_dir
+
+
+def final_probabilities(run_dir: Path, cfg) -> np.ndarray:
+    agent = make_agent(cfg.agent.name, cfg.space().size, seed=cfg.seed, horizon=cfg.rounds)
+    agent.load_state_dict(RunDirectory(run_dir).load_checkpoint()["agent"])
+    return agent.probabilities()
+
+
+def test_bsvbs_learns_the_policies_the_model_makes_best_in_scenario_a(tmp_path):
+    config = write_config(tmp_path, rounds=1500, **{"clock.speedup": 500.0, "reward.delta": 0.1,
+                                                    "policy_space": SMALL_SPACE})
+    assert main(["run", str(config)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    cfg = load_config(config)
+
+    # What the model says each policy is worth in scenario A (not what the agent saw).
+    cal = model.load_calibration(cfg.vbs.emulator.calibration)
+    arrays = cfg.space().arrays()
+    caps = model.make_caps(cal.cell, dl_max_mcs=arrays["dl_max_mcs"],
+                           ul_max_mcs=arrays["ul_max_mcs"], dl_prb_ratio=arrays["dl_prb_ratio"],
+                           ul_prb_ratio=arrays["ul_prb_ratio"], dl_gain_db=arrays["dl_gain_db"])
+    env = make_scenario("A", seed=0).epochs(0, 1)
+    env = type(env)(*(np.asarray(getattr(env, f))[:, None] for f in env.__dataclass_fields__))
+    out = model.expected_round(caps, env, cal)  # shape (1 environment, 16 policies)
+    params = RewardParams(**cfg.reward.model_dump())
+    _, _, f = reward(out.dl_rate_mbps, out.dl_demand_mbps, out.ul_rate_mbps, out.ul_demand_mbps,
+                     out.power_w, params)
+    assert f.shape == (1, cfg.space().size)
+    best_two = np.argsort(f[0])[::-1][:2]
+
+    probs = final_probabilities(run_dir, cfg)
+    assert probs[best_two].sum() > 0.5, (probs.round(3), f[0].round(3))
+    rounds = read_rounds(run_dir)
+    assert len(rounds) == 1500 and rounds["valid"].mean() > 0.99
+    assert rounds["violations"].sum() == 0
+
+
+def test_a_run_leaves_its_record_plot_and_exit_status(tmp_path):
+    config = write_config(tmp_path, rounds=120, **{"clock.speedup": 200.0})
+    assert main(["run", str(config), "--agent", "random", "--seed", "5"]) == 0
+    run_dir = only_run_dir(tmp_path)
+    assert {"run.json", "rounds.parquet", "summary.png"} <= {p.name for p in run_dir.iterdir()}
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["exit"]["status"] == "completed" and meta["exit"]["defaults_restored"] == "yes"
+    assert meta["seed"] == 5 and meta["agent"] == "random" and meta["protocol_version"] == 1
+    assert meta["vbs"]["name"] == "emulated-srsenb"
+    rounds = pd.read_parquet(run_dir / "rounds.parquet")
+    assert rounds["round"].tolist() == list(range(120))
+    assert rounds["power_w"].between(8, 20).all()
+    assert rounds["nof_tti"].min() > 0
+
+
+def test_resume_continues_a_finished_run_to_a_new_total(tmp_path):
+    config = write_config(tmp_path, rounds=100, **{"clock.speedup": 500.0})
+    assert main(["run", str(config)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    assert main(["run", "--resume", str(run_dir), "--rounds", "180"]) == 0
+    rounds = read_rounds(run_dir)
+    assert rounds["round"].tolist() == list(range(180))
+
+
+def hil_subprocess(config: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(config)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_rounds(run_root: Path, n: int, timeout_s: float = 60) -> Path:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        dirs = list(run_root.glob("*")) if run_root.exists() else []
+        if dirs and (dirs[0] / "rounds.arrow").exists():
+            try:
+                if len(read_rounds(dirs[0])) >= n:
+                    return dirs[0]
+            except Exception:  # the journal is being written; try again
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {n} rounds recorded within {timeout_s} s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_finishes_the_round_restores_defaults_and_flushes(tmp_path, sig):
+    config = write_config(tmp_path, rounds=100_000, **{"clock.speedup": 100.0})
+    proc = hil_subprocess(config)
+    run_dir = wait_for_rounds(tmp_path / "runs", 30)
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, output
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["exit"]["status"] == "interrupted" and meta["exit"]["defaults_restored"] == "yes"
+    rounds = pd.read_parquet(run_dir / "rounds.parquet")
+    assert rounds["round"].tolist() == list(range(len(rounds))) and len(rounds) >= 30
+    assert meta["rounds_done"] == len(rounds)
+    assert "--resume" in output
+
+
+def test_after_sigkill_the_run_resumes_with_no_recorded_round_lost(tmp_path):
+    config = write_config(tmp_path, rounds=400, **{"clock.speedup": 100.0,
+                                                   "recording.checkpoint_every": 50})
+    proc = hil_subprocess(config)
+    run_dir = wait_for_rounds(tmp_path / "runs", 120)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    recorded = len(read_rounds(run_dir))
+    assert recorded >= 120
+
+    assert main(["run", "--resume", str(run_dir)]) == 0
+    rounds = read_rounds(run_dir)
+    assert rounds["round"].tolist() == list(range(400))
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["exit"]["status"] == "completed" and len(meta["resumed_utc"]) == 1
+
+
+def test_the_emulator_does_not_outlive_a_killed_controller(tmp_path):
+    config = write_config(tmp_path, rounds=100_000, **{"clock.speedup": 100.0})
+    proc = hil_subprocess(config)
+    wait_for_rounds(tmp_path / "runs", 5)
+    (emulator,) = psutil.Process(proc.pid).children()
+    emulator_pid = emulator.pid
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(emulator_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    pytest.fail("the emulated vBS is still running after its controller was killed")
+
+
+def test_a_broken_config_is_one_line_naming_file_and_key(tmp_path, capsys):
+    config = write_config(tmp_path, **{"clock.speedup": -3})
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}: clock.speedup" in err.replace("\n", "")

@@ -1,0 +1,210 @@
+"""The round engine's contract, with in-process fakes for the vBS and the meter.
+
+(The same engine over real sockets and a separate emulator process is in test_e2e.py.)
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from agents.base import Decision
+from agents.policy_space import PolicySpace
+from agents.registry import make_agent
+from drivers.protocols import PowerReading
+from drivers.rtctl.messages import CapCounters, CellKpis, KpiWindow, Thresholds, WindowReply
+from hil.engine import EngineParams, RoundEngine
+from hil.errors import MeterError, ResumeError, VbsUnreachableError
+from hil.recorder import RoundRecorder, RunDirectory
+from hil.reward import RewardParams
+
+SPACE = PolicySpace(dl_gain_db=(0.0,), dl_max_mcs=(5, 27), dl_prb_ratio=(0.5, 1.0),
+                    ul_max_mcs=(23,), ul_prb_ratio=(1.0,))
+PARAMS = EngineParams(period_s=0.001, checkpoint_every=4,
+                      reward=RewardParams(delta=1.0, power_min_w=9.0, power_max_w=16.0))
+ZERO = CapCounters(dl_mcs=0, dl_prb=0, ul_mcs=0, ul_prb=0)
+
+
+def cell(dl_bits: int = 20_000_000, backlog_bytes: int = 0) -> CellKpis:
+    return CellKpis(
+        dl_bits_acked=dl_bits, ul_bits_ok=10_000_000, dl_bits_arrived=32_000_000,
+        ul_bits_arrived=23_000_000, dl_prb_tti=40_000, ul_prb_tti=30_000, dl_sched_tti=1000,
+        ul_sched_tti=1000, dl_mcs_mean=20.0, ul_mcs_mean=15.0, dl_cqi_mean=12.0,
+        ul_snr_mean=20.0, dl_backlog_bytes=backlog_bytes, ul_backlog_bytes=0, dl_bler=0.1,
+        ul_bler=0.05, cap_hits=ZERO, violations=ZERO)
+
+
+class FakeRan:
+    """Answers like a vBS; can fail on chosen rounds or apply the wrong thresholds."""
+
+    endpoint = "fake"
+
+    def __init__(self, fail_get_on: set[int] = frozenset(), lie_on: set[int] = frozenset()):
+        self.fail_get_on, self.lie_on = fail_get_on, lie_on
+        self.applied = Thresholds()
+        self.sets: list[dict] = []
+        self.resets = 0
+
+    def _reply(self, nof_tti: int = 1000, backlog_bytes: int = 0) -> WindowReply:
+        return WindowReply(v=1, sid="s", seq=1, ok=True, applied=self.applied, applied_tti=0,
+                           window=KpiWindow(tti_start=0, tti_end=nof_tti, nof_tti=nof_tti,
+                                            wall_s=0.001),
+                           cell=cell(backlog_bytes=backlog_bytes), ue={})
+
+    def set(self, thresholds):
+        round_index = len(self.sets)
+        self.sets.append(dict(thresholds))
+        wanted = dict(thresholds)
+        if round_index in self.lie_on:
+            wanted["dl_max_mcs"] = 0
+        self.applied = Thresholds(**wanted)
+        return self._reply(nof_tti=3, backlog_bytes=1_000_000)
+
+    def get(self):
+        if len(self.sets) - 1 in self.fail_get_on:
+            raise VbsUnreachableError("fake vBS did not answer")
+        return self._reply()
+
+    def reset(self):
+        self.resets += 1
+        self.applied = Thresholds()
+        return self._reply()
+
+    def ping(self):
+        return None
+
+    def close(self):
+        pass
+
+
+class FakeMeter:
+    """Reads NAN in the rounds listed (rounds counted by its start calls)."""
+
+    def __init__(self, nan_on: set[int] = frozenset()):
+        self.nan_on, self.round = nan_on, -1
+
+    def start(self):
+        self.round += 1
+
+    def stop(self) -> PowerReading:
+        if self.round in self.nan_on:
+            raise MeterError("meter reading NAN")
+        return PowerReading(power_w=12.5, energy_j=12.5, duration_s=1.0, samples=1)
+
+    def close(self):
+        pass
+
+
+class CountingAgent:
+    """Wraps a real agent and counts what it learned from."""
+
+    def __init__(self, inner):
+        self.inner, self.updates = inner, []
+        self.name, self.n_actions = inner.name, inner.n_actions
+
+    def select(self, context=None) -> Decision:
+        return self.inner.select(context)
+
+    def update(self, decision, reward):
+        self.updates.append((decision.action, reward))
+        self.inner.update(decision, reward)
+
+    def __getattr__(self, attr):
+        return getattr(self.inner, attr)
+
+
+def make_engine(tmp_path, ran, meter, agent=None):
+    run_dir = RunDirectory.create(tmp_path, "run")
+    agent = agent or CountingAgent(make_agent("bsvbs", SPACE.size, seed=3, horizon=100))
+    recorder = RoundRecorder(run_dir)
+    engine = RoundEngine(space=SPACE, agent=agent, ran=ran, meter=meter, run_dir=run_dir,
+                         recorder=recorder, params=PARAMS)
+    return engine, run_dir, recorder, agent
+
+
+def test_every_round_is_recorded_with_its_policy_measurements_and_reward(tmp_path):
+    ran = FakeRan()
+    engine, run_dir, recorder, agent = make_engine(tmp_path, ran, FakeMeter())
+    outcome = engine.run(0, 10, threading.Event())
+    recorder.close()
+    rows = run_dir.read_rounds().to_pylist()
+    assert outcome.status == "completed" and [r["round"] for r in rows] == list(range(10))
+    first = rows[0]
+    policy = SPACE.policy(first["policy_index"])
+    assert ran.sets[0] == policy.to_thresholds()
+    assert first["applied_dl_max_mcs"] == policy.dl_max_mcs
+    assert first["dl_rate_mbps"] == pytest.approx(20.0)  # 20 Mbit over 1000 TTIs
+    # demand = backlog at the window start (1 MB) + arrivals (32 Mbit) over 1 s
+    assert first["dl_demand_mbps"] == pytest.approx(40.0)
+    assert first["power_w"] == 12.5 and 0 <= first["reward"] <= 1 and first["valid"]
+    assert len(agent.updates) == 10
+
+
+def test_a_round_whose_measurement_fails_is_recorded_invalid_and_not_learned(tmp_path):
+    ran = FakeRan(fail_get_on={2})
+    engine, run_dir, recorder, agent = make_engine(tmp_path, ran, FakeMeter(nan_on={5}))
+    engine.run(0, 8, threading.Event())
+    recorder.close()
+    rows = run_dir.read_rounds().to_pylist()
+    invalid = {r["round"]: r["invalid_reason"] for r in rows if not r["valid"]}
+    assert set(invalid) == {2, 5}
+    assert "did not answer" in invalid[2] and "NAN" in invalid[5]
+    assert len(agent.updates) == 6
+    assert rows[2]["reward"] is None
+
+
+def test_thresholds_other_than_requested_make_the_round_invalid(tmp_path):
+    engine, run_dir, recorder, agent = make_engine(tmp_path, FakeRan(lie_on={1}), FakeMeter())
+    engine.run(0, 3, threading.Event())
+    recorder.close()
+    rows = run_dir.read_rounds().to_pylist()
+    assert [r["valid"] for r in rows] == [True, False, True]
+    assert "other thresholds" in rows[1]["invalid_reason"]
+
+
+def test_a_set_stop_flag_ends_the_run_at_a_round_boundary(tmp_path):
+    engine, run_dir, recorder, _ = make_engine(tmp_path, FakeRan(), FakeMeter())
+    stop = threading.Event()
+    engine.on_round = lambda row: stop.set() if row["round"] == 4 else None
+    outcome = engine.run(0, 100, stop)
+    recorder.close()
+    assert outcome.status == "interrupted" and outcome.next_round == 5
+    assert run_dir.read_rounds().num_rows == 5
+
+
+def test_checkpoints_are_written_every_n_rounds(tmp_path):
+    engine, run_dir, recorder, _ = make_engine(tmp_path, FakeRan(), FakeMeter())
+    engine.run(0, 10, threading.Event())
+    recorder.close()
+    assert run_dir.load_checkpoint()["round"] == 8  # every 4 rounds: 4, 8
+
+
+def test_replay_from_a_checkpoint_restores_the_agent_exactly(tmp_path):
+    engine, run_dir, recorder, agent = make_engine(tmp_path, FakeRan(fail_get_on={5}), FakeMeter())
+    engine.run(0, 10, threading.Event())
+    recorder.close()
+    checkpoint = run_dir.load_checkpoint()  # taken after round 8
+    rows = [r for r in run_dir.read_rounds().to_pylist() if r["round"] >= checkpoint["round"]]
+
+    restored = make_agent("bsvbs", SPACE.size, seed=3, horizon=100)
+    restored.load_state_dict(checkpoint["agent"])
+    engine2, *_ = make_engine(tmp_path, FakeRan(), FakeMeter(), agent=restored)
+    engine2.replay(rows)
+    assert engine2.next_round == 10
+    assert restored.probabilities() == pytest.approx(agent.probabilities())
+    assert restored.select().action == agent.select().action
+
+
+def test_replay_refuses_a_recording_that_does_not_match_the_checkpoint(tmp_path):
+    engine, run_dir, recorder, agent = make_engine(tmp_path, FakeRan(), FakeMeter())
+    engine.run(0, 4, threading.Event())
+    recorder.close()
+    rows = run_dir.read_rounds().to_pylist()
+    fresh = make_agent("bsvbs", SPACE.size, seed=3, horizon=100)
+    first_choice = fresh.select().action
+    tampered = [dict(rows[0], policy_index=(first_choice + 1) % SPACE.size)]
+    engine2, *_ = make_engine(tmp_path, FakeRan(), FakeMeter(),
+                              agent=make_agent("bsvbs", SPACE.size, seed=3, horizon=100))
+    with pytest.raises(ResumeError, match="do not belong together"):
+        engine2.replay(tampered)
