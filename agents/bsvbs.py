@@ -82,7 +82,8 @@ class BSvBS:
             raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
         if not 0.0 < renormalise_above <= MAX_RENORMALISE_ABOVE:
             raise ValueError(
-                f"renormalise_above must be in (0, {MAX_RENORMALISE_ABOVE}], got {renormalise_above!r}"
+                f"renormalise_above must be in (0, {MAX_RENORMALISE_ABOVE}], "
+                f"got {renormalise_above!r}"
             )
         self.n_actions = n_actions
         self.gamma = float(gamma)

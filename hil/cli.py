@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-    TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from hil.errors import HilError
 
@@ -24,14 +30,43 @@ DEFAULT_CONFIG = Path("testbed_configs/zmq-emulated.yaml")
 console = Console(stderr=True)
 
 
+LOG_EVERY_S = 10.0
+
+
 def _progress() -> Progress:
+    """A live bar on a terminal; without one (CI, nohup) `_RoundLog` prints lines instead."""
     return Progress(
         TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(),
         TextColumn("reward {task.fields[reward]:.3f}  power {task.fields[power]:.2f} W  "
                    "invalid {task.fields[invalid]}"),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=console, transient=False, refresh_per_second=4,
+        console=console, transient=False, refresh_per_second=4, disable=not console.is_terminal,
     )
+
+
+class _RoundLog:
+    """Plain progress lines every LOG_EVERY_S for logs, where a live bar cannot show."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.first = total, 0, 0
+        self.t0 = self.last = time.monotonic()
+
+    def start(self, first: int, total: int) -> None:
+        self.first = self.done = first
+        self.total = total
+        self.t0 = self.last = time.monotonic()
+
+    def round(self, row: dict) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last < LOG_EVERY_S and self.done < self.total:
+            return
+        self.last = now
+        rate = (self.done - self.first) / max(now - self.t0, 1e-9)
+        eta_s = (self.total - self.done) / rate if rate else float("inf")
+        reward = f"{row['reward']:.3f}" if row["valid"] else "invalid"
+        console.print(f"round {self.done}/{self.total}  {rate:.0f} rounds/s  "
+                      f"reward {reward}  eta {eta_s:.0f} s", highlight=False)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -50,14 +85,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             Path(args.out) if args.out else None)
     console.print(f"run directory: [bold]{run_dir.path}[/]")
 
+    log = None if console.is_terminal else _RoundLog(cfg.rounds)
     with _progress() as progress:
         task = progress.add_task("run", total=cfg.rounds, reward=0.0, power=0.0, invalid=0)
         state = {"invalid": 0}
 
         def on_start(first: int, total: int) -> None:
             progress.update(task, completed=first, total=total)
+            if log:
+                log.start(first, total)
 
         def on_round(row: dict) -> None:
+            if log:
+                log.round(row)
             fields: dict = {"advance": 1}
             if row["valid"]:
                 fields.update(reward=row["reward"], power=row["power_w"])

@@ -24,7 +24,7 @@ class ClockConfig(StrictModel):
     speedup: float = Field(1.0, gt=0, le=10_000)
 
     @model_validator(mode="after")
-    def _realtime_means_one(self) -> "ClockConfig":
+    def _realtime_means_one(self) -> ClockConfig:
         if self.mode == "realtime" and self.speedup != 1.0:
             raise ValueError("speedup only applies with mode: accelerated")
         return self
@@ -36,7 +36,7 @@ class ScenarioConfig(StrictModel):
     switch_epoch: int = Field(5000, ge=0, description="mixed: B for this many rounds, then C")
 
     @model_validator(mode="after")
-    def _trace_needs_file(self) -> "ScenarioConfig":
+    def _trace_needs_file(self) -> ScenarioConfig:
         if self.name == "trace" and self.trace is None:
             raise ValueError("scenario 'trace' needs `trace: path/to/trace.csv`")
         return self
@@ -80,7 +80,7 @@ class PolicySpaceConfig(StrictModel):
         return PolicySpace(**self.model_dump())
 
     @model_validator(mode="after")
-    def _valid_space(self) -> "PolicySpaceConfig":
+    def _valid_space(self) -> PolicySpaceConfig:
         self.build()  # PolicySpace's own checks (ranges, duplicates) name the field
         return self
 
@@ -91,7 +91,7 @@ class RewardConfig(StrictModel):
     power_max_w: float = Field(16.0, gt=0, description="power that counts as 1 in the reward")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "RewardConfig":
+    def _ordered(self) -> RewardConfig:
         if self.power_max_w <= self.power_min_w:
             raise ValueError("power_max_w must be greater than power_min_w")
         return self

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from agents.base import Agent, Context, Decision
@@ -157,7 +157,7 @@ class RoundEngine:
 
     def _base_row(self, k: int, decision: Decision, policy: Policy) -> dict[str, Any]:
         row: dict[str, Any] = {
-            "round": k, "time_utc": datetime.now(timezone.utc),
+            "round": k, "time_utc": datetime.now(UTC),
             "policy_index": decision.action, "policy_prob": decision.prob,
             "invalid_reason": None, "valid": False,
         }

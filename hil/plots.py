@@ -12,11 +12,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only: runs on CI and over SSH without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from agents.policy_space import PolicySpace  # noqa: E402
+from agents.policy_space import PolicySpace
 
 
 def _smooth(series: pd.Series) -> pd.Series:
@@ -60,7 +60,7 @@ def summary_figure(rounds: pd.DataFrame, probs: np.ndarray, space: PolicySpace, 
     fig.colorbar(im, ax=ax_h, label="selection probability at the end")
     ax_h.set(xlabel="UL policy (max MCS x PRB ratio)",
              ylabel="DL policy (gain x max MCS x PRB ratio)")
-    _, md, bd, mu, bu = space.shape
+    _, _, bd, mu, bu = space.shape
     ax_h.set_xticks(np.arange(0, mu * bu, bu), [f"M{m}" for m in space.ul_max_mcs])
     ax_h.set_yticks(np.arange(0, grid.shape[0], bd),
                     [f"M{m}" for _ in space.dl_gain_db for m in space.dl_max_mcs])

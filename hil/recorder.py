@@ -19,8 +19,9 @@ overwritten by the next write.
 
 Why append serialized messages instead of using `pa.ipc.new_stream`: the stream writer makes a
 small write per Arrow buffer (dozens for a 42-column row) and took ~50 us per row here, against
-~13 us for serializing the batch and writing it at once. `RecordBatch.serialize()` yields the very same encapsulated IPC message, written here in one
-call. The journal never gets an end-of-stream marker; readers stop at end of file, and a
+~13 us for serializing the batch and writing it at once. `RecordBatch.serialize()` yields
+the very same encapsulated IPC message, written here in one call. The journal never gets an
+end-of-stream marker; readers stop at end of file, and a
 message cut short by a crash is dropped with a warning. Dictionary-encoded columns are not
 supported (their dictionaries would need their own messages); the round schema has none.
 """
@@ -40,7 +41,8 @@ from types import TracebackType
 from typing import Any, BinaryIO, Self
 
 import numpy as np
-import pandas as pd  # imported up front: pyarrow would import it on the first row, stalling it ~0.5 s
+# Imported up front: pyarrow would import it on the first row, stalling that round ~0.5 s.
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -122,7 +124,7 @@ class RunDirectory:
         return meta
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Atomically replace the checkpoint; `state["round"]` is the engine's round index for it."""
+        """Atomically replace the checkpoint; `state["round"]` is the engine's round index."""
         if "round" not in state:
             raise RecorderError(
                 f"checkpoint for {self.path}: the state has no 'round' key; "

@@ -40,7 +40,8 @@ ROUND_SCHEMA = pa.schema(
         _field("policy_prob", pa.float64(), "1", "probability with which the agent chose it",
                nullable=False),
         *[_field(f"policy_{n}", t, u, f"requested: {d}") for n, t, u, d in _POLICY],
-        *[_field(f"applied_{n}", t, u, f"applied, as the vBS reports: {d}") for n, t, u, d in _POLICY],
+        *[_field(f"applied_{n}", t, u, f"applied, as the vBS reports: {d}")
+          for n, t, u, d in _POLICY],
         _field("applied_tti", pa.int64(), "TTI", "vBS TTI at which the thresholds took effect"),
         _field("nof_tti", pa.int64(), "TTI", "TTIs in the measurement window"),
         _field("window_s", pa.float64(), "s", "wall-clock length of the window at the vBS"),

@@ -27,7 +27,8 @@ def summarise(result: RunResult, rounds: pd.DataFrame, top: int = 3) -> Summary:
     if len(valid):
         figures.update({
             "reward, all / last 10%": f"{valid['reward'].mean():.3f} / {tail['reward'].mean():.3f}",
-            "power W, all / last 10%": f"{valid['power_w'].mean():.2f} / {tail['power_w'].mean():.2f}",
+            "power W, all / last 10%":
+                f"{valid['power_w'].mean():.2f} / {tail['power_w'].mean():.2f}",
             "DL / UL Mb/s, last 10%":
                 f"{tail['dl_rate_mbps'].mean():.1f} / {tail['ul_rate_mbps'].mean():.1f}",
             "energy J": f"{valid['energy_j'].sum():.0f}",

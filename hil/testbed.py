@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from drivers.emulated.meter import EmulatedMeter
 from drivers.protocols import PowerMeter, RanControl
@@ -44,7 +45,7 @@ class Testbed:
                 self.process.kill()
                 self.process.wait()
 
-    def __enter__(self) -> "Testbed":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

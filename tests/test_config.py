@@ -49,8 +49,8 @@ def test_bad_yaml_syntax_names_the_line(tmp_path):
         ("name: x\nvbs: {emulator: {scenario: {name: trace}}}\n", "vbs.emulator.scenario"),
         ("name: x\nrecording: {checkpoint_evry: 5}\n", "recording.checkpoint_evry"),
         ("rounds: 5\n", "name"),
-        ("name: x\npolicy_space: {dl_gain_db: [0], dl_max_mcs: [30], dl_prb_ratio: [1],"
-         " ul_max_mcs: [5], ul_prb_ratio: [1]}\n", "policy_space"),
+        (("name: x\npolicy_space: {dl_gain_db: [0], dl_max_mcs: [30], dl_prb_ratio: [1],"
+          " ul_max_mcs: [5], ul_prb_ratio: [1]}\n"), "policy_space"),
     ],
 )
 def test_invalid_values_name_file_and_key(tmp_path, text, key):

@@ -123,12 +123,8 @@ def wait_for_rounds(run_root: Path, n: int, timeout_s: float = 60) -> Path:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         dirs = list(run_root.glob("*")) if run_root.exists() else []
-        if dirs and (dirs[0] / "rounds.arrow").exists():
-            try:
-                if len(read_rounds(dirs[0])) >= n:
-                    return dirs[0]
-            except Exception:  # the journal is being written; try again
-                pass
+        if dirs and (dirs[0] / "rounds.arrow").exists() and len(read_rounds(dirs[0])) >= n:
+            return dirs[0]
         time.sleep(0.1)
     raise AssertionError(f"fewer than {n} rounds recorded within {timeout_s} s")
 

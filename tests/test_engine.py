@@ -155,7 +155,7 @@ def test_a_round_whose_measurement_fails_is_recorded_invalid_and_not_learned(tmp
 
 
 def test_thresholds_other_than_requested_make_the_round_invalid(tmp_path):
-    engine, run_dir, recorder, agent = make_engine(tmp_path, FakeRan(lie_on={1}), FakeMeter())
+    engine, run_dir, recorder, _ = make_engine(tmp_path, FakeRan(lie_on={1}), FakeMeter())
     engine.run(0, 3, threading.Event())
     recorder.close()
     rows = run_dir.read_rounds().to_pylist()
@@ -197,7 +197,7 @@ def test_replay_from_a_checkpoint_restores_the_agent_exactly(tmp_path):
 
 
 def test_replay_refuses_a_recording_that_does_not_match_the_checkpoint(tmp_path):
-    engine, run_dir, recorder, agent = make_engine(tmp_path, FakeRan(), FakeMeter())
+    engine, run_dir, recorder, _ = make_engine(tmp_path, FakeRan(), FakeMeter())
     engine.run(0, 4, threading.Event())
     recorder.close()
     rows = run_dir.read_rounds().to_pylist()

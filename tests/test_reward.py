@@ -33,7 +33,7 @@ def test_reward_with_nothing_served_at_maximum_power_is_zero():
 
 def test_reward_by_hand_in_the_middle():
     # U = log(1 + 0.5) + log(1 + 1) ; p = (12.5 - 9) / 7 = 0.5 ; f~ = U - 0.75
-    u, raw, f = reward(16.0, 32.0, 23.0, 23.0, 12.5, PARAMS)
+    _, raw, f = reward(16.0, 32.0, 23.0, 23.0, 12.5, PARAMS)
     expected_raw = math.log(1.5) + math.log(2.0) - 0.75
     assert raw == pytest.approx(expected_raw)
     assert f == pytest.approx((expected_raw + 1.5) / (2 * math.log(2) + 1.5))

@@ -194,7 +194,8 @@ def power_w(
     required = _REQUIRED_SNR_DB[1][np.asarray(ul_mcs, dtype=np.int64)]
     below = np.clip(required + dec.margin_db - ul_snr_db, 0, dec.span_db)
     decode = np.where(ul_airtime > 0, (dec.r0_w_per_db + dec.r1_w_per_db * ul_airtime) * below, 0)
-    radio = params.radio_fixed_w + params.radio_tx_w * 10 ** (np.asarray(dl_gain_db) / 10) * dl_airtime
+    tx_share = 10 ** (np.asarray(dl_gain_db) / 10) * dl_airtime
+    radio = params.radio_fixed_w + params.radio_tx_w * tx_share
     return (params.idle_w + radio + direction_power(dl_airtime, dl_mcs, params.dl)
             + direction_power(ul_airtime, ul_mcs, params.ul) + decode)
 
