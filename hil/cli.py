@@ -84,6 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             Path(args.config), {"agent.name": args.agent, "rounds": args.rounds, "seed": args.seed},
             Path(args.out) if args.out else None)
     console.print(f"run directory: [bold]{run_dir.path}[/]")
+    _note_pure_exploration(cfg)
 
     log = None if console.is_terminal else _RoundLog(cfg.rounds)
     with _progress() as progress:
@@ -124,6 +125,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[yellow]run {status}: {result.outcome.reason}. "
                       f"Continue it with: hil run --resume {run_dir.path}")
     return {"completed": 0, "interrupted": 130}.get(status, 1)
+
+
+def _note_pure_exploration(cfg) -> None:
+    """Lemma 1 gives gamma = 1 (uniform play) when T < K ln K / (e - 1): say so up front."""
+    from agents.bsvbs import gamma_for_horizon
+
+    if cfg.agent.name != "bsvbs" or cfg.agent.gamma is not None:
+        return
+    size, horizon = cfg.space().size, cfg.agent.horizon or cfg.rounds
+    if gamma_for_horizon(size, horizon) >= 1.0:
+        console.print(
+            f"[yellow]note: with {size} policies and a horizon of {horizon} rounds, Lemma 1 "
+            "gives gamma = 1: BSvBS only explores. Run more rounds (the paper: 50000), use a "
+            "smaller policy_space, or set agent.gamma.")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -46,17 +46,22 @@ def summary_figure(rounds: pd.DataFrame, probs: np.ndarray, space: PolicySpace, 
     ax_r.set(ylabel="reward f in [0, 1]", ylim=(-0.05, 1.05))
     ax_r.legend(loc="lower right")
 
-    ax_p.plot(valid["round"], _smooth(valid["power_w"]), color="tab:red", label="power (W)")
+    power_line = ax_p.plot(valid["round"], _smooth(valid["power_w"]), color="tab:red",
+                           label="power (W)")
     ax_p.set_ylabel("power (W)", color="tab:red")
     ax_t = ax_p.twinx()
-    ax_t.plot(valid["round"], _smooth(valid["dl_rate_mbps"]), color="tab:green", label="DL Mb/s")
-    ax_t.plot(valid["round"], _smooth(valid["ul_rate_mbps"]), color="tab:olive", label="UL Mb/s")
+    rate_lines = [
+        *ax_t.plot(valid["round"], _smooth(valid["dl_rate_mbps"]), color="tab:green",
+                   label="DL Mb/s"),
+        *ax_t.plot(valid["round"], _smooth(valid["ul_rate_mbps"]), color="tab:olive",
+                   label="UL Mb/s"),
+    ]
     ax_t.set_ylabel("throughput (Mb/s)")
-    ax_t.legend(loc="lower right")
+    ax_t.legend(handles=[*power_line, *rate_lines], loc="lower right")
     ax_p.set_xlabel("round")
 
     grid = probability_grid(probs, space)
-    im = ax_h.imshow(grid, aspect="auto", cmap="Blues", interpolation="nearest")
+    im = ax_h.imshow(grid, aspect="auto", cmap="Blues", interpolation="nearest", vmin=0)
     fig.colorbar(im, ax=ax_h, label="selection probability at the end")
     ax_h.set(xlabel="UL policy (max MCS x PRB ratio)",
              ylabel="DL policy (gain x max MCS x PRB ratio)")
@@ -64,8 +69,9 @@ def summary_figure(rounds: pd.DataFrame, probs: np.ndarray, space: PolicySpace, 
     ax_h.set_xticks(np.arange(0, mu * bu, bu), [f"M{m}" for m in space.ul_max_mcs])
     ax_h.set_yticks(np.arange(0, grid.shape[0], bd),
                     [f"M{m}" for _ in space.dl_gain_db for m in space.dl_max_mcs])
-    best = np.unravel_index(np.argmax(grid), grid.shape)
-    ax_h.add_patch(plt.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, ec="red"))
+    if grid.max() > 2.0 / grid.size:  # mark the favourite only once there is one
+        best = np.unravel_index(np.argmax(grid), grid.shape)
+        ax_h.add_patch(plt.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, ec="red"))
 
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -34,6 +34,9 @@ def summarise(result: RunResult, rounds: pd.DataFrame, top: int = 3) -> Summary:
             "energy J": f"{valid['energy_j'].sum():.0f}",
             "cap violations": f"{int(valid['violations'].sum())}",
         })
+    gamma = getattr(result.agent, "gamma", None)
+    if gamma is not None:
+        figures["exploration gamma"] = f"{gamma:.3f}"
     probs = result.agent.probabilities()
     space = result.config.space()
     for rank, idx in enumerate(np.argsort(probs)[::-1][:top], start=1):
