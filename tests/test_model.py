@@ -23,14 +23,17 @@ def run(caps, env, seed=0, state=None):
                                  np.random.default_rng(seed), CAL)
 
 
-def test_dl_prb_ratio_allows_whole_rbgs_only():
-    ratios = np.array([0.0, 0.2, 0.5, 0.8, 1.0])
-    assert model.dl_prbs_for_ratio(ratios, CAL.cell).tolist() == [0, 9, 24, 39, 50]
-    assert model.ul_prbs_for_ratio(ratios, CAL.cell).tolist() == [0, 9, 24, 38, 48]
+def test_a_prb_ratio_gives_the_protocols_budget_and_dl_grants_whole_rbgs_within_it():
+    ratios = np.array([0.0, 0.2, 0.5, 0.58, 0.8, 0.95, 1.0])
+    caps = model.make_caps(CAL.cell, dl_prb_ratio=ratios, ul_prb_ratio=ratios)
+    assert caps.dl_prb_budget.tolist() == [0, 10, 25, 29, 40, 47, 50]
+    # 50 PRB = 16 RBGs of 3 and a last one of 2: 47 = 15 x 3 + 2, 29 = 9 x 3 + 2
+    assert caps.dl_max_prb.tolist() == [0, 9, 24, 29, 39, 47, 50]
+    assert caps.ul_max_prb.tolist() == [0, 10, 25, 29, 40, 47, 48]  # 2 PRBs of PUCCH
 
 
 def test_per_user_caps_tighten_the_cell_caps():
-    caps = model.make_caps(CAL.cell, dl_prb_ratio=1.0, ue_dl_max_prb=20, ue_ul_max_prb=10)
+    caps = model.make_caps(CAL.cell, dl_prb_ratio=1.0, ue_dl_max_prb=19, ue_ul_max_prb=10)
     assert int(caps.dl_max_prb) == 18 and int(caps.ul_max_prb) == 10  # DL: 6 RBGs of 3
 
 
@@ -44,7 +47,7 @@ def test_grants_never_exceed_the_caps_in_force():
             sched = kpis.get(d, "sched_tti")
             if sched:
                 assert kpis.get(d, "mcs_sum") / sched <= mcs_cap
-        assert kpis.get("dl", "prb_tti") <= 1000 * int(caps.dl_max_prb)
+        assert kpis.get("dl", "prb_tti") <= 1000 * int(caps.dl_prb_budget)
 
 
 def test_full_buffer_throughput_matches_the_tbs_of_the_caps():

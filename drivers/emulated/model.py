@@ -99,26 +99,40 @@ def load_calibration(path: Path) -> Calibration:
 class Caps:
     """The effective limits for one user, after cell and per-user caps are combined.
 
-    Array-valued fields broadcast, so `expected_round` evaluates many policies at once.
+    `*_prb_budget` is the protocol's budget (rtctl v1, 5.2): floor(ratio * N_PRB + 1e-6),
+    tightened by a per-user cap; `*_max_prb` is what a scheduler can grant within it (DL in
+    whole RBGs, UL without the PUCCH PRBs). Grants are checked against the budget, so a
+    violation is counted independently of how the limit was enforced. Array-valued fields
+    broadcast, so `expected_round` evaluates many policies at once.
     """
 
-    dl_max_mcs: np.ndarray | int = lte.MAX_MCS
-    ul_max_mcs: np.ndarray | int = lte.MAX_MCS
-    dl_max_prb: np.ndarray | int = 50
-    ul_max_prb: np.ndarray | int = 48
-    dl_gain_db: np.ndarray | float = 0.0
+    dl_max_mcs: np.ndarray | int
+    ul_max_mcs: np.ndarray | int
+    dl_prb_budget: np.ndarray | int
+    ul_prb_budget: np.ndarray | int
+    dl_max_prb: np.ndarray | int
+    ul_max_prb: np.ndarray | int
+    dl_gain_db: np.ndarray | float
 
 
-def dl_prbs_for_ratio(ratio: np.ndarray | float, cell: CellParams) -> np.ndarray:
-    """DL PRBs a ratio allows: whole RBGs only, as srsENB allocates (0.5 of 50 PRB -> 24)."""
-    n_rbg = -(-cell.nof_prb // cell.dl_rbg_size)
-    rbgs = np.floor(np.asarray(ratio, dtype=float) * n_rbg + 1e-9).astype(int)
-    return np.minimum(rbgs * cell.dl_rbg_size, cell.nof_prb)
+def prb_budget(ratio: np.ndarray | float | None, cell: CellParams) -> np.ndarray:
+    """PRBs per TTI a ratio allows (None: all); 1e-6 absorbs binary rounding (0.58 * 50)."""
+    ratio = 1.0 if ratio is None else ratio
+    return np.floor(np.asarray(ratio, dtype=float) * cell.nof_prb + 1e-6).astype(int)
 
 
-def ul_prbs_for_ratio(ratio: np.ndarray | float, cell: CellParams) -> np.ndarray:
-    usable = cell.nof_prb - cell.ul_pucch_prb
-    return np.floor(np.asarray(ratio, dtype=float) * usable + 1e-9).astype(int)
+def dl_grantable_prbs(budget: np.ndarray | int, cell: CellParams) -> np.ndarray:
+    """The largest set of whole RBGs within a budget (50 PRB: 16 RBGs of 3 and one of 2)."""
+    size = cell.dl_rbg_size
+    n_full, last = divmod(cell.nof_prb, size)
+    full = np.minimum(np.asarray(budget) // size, n_full)
+    extra = np.where((last > 0) & (np.asarray(budget) - full * size >= last), last, 0)
+    return full * size + extra
+
+
+def ul_grantable_prbs(budget: np.ndarray | int, cell: CellParams) -> np.ndarray:
+    """Within the budget, and never on the PRBs PUCCH occupies."""
+    return np.minimum(np.asarray(budget), cell.nof_prb - cell.ul_pucch_prb)
 
 
 def make_caps(
@@ -133,18 +147,17 @@ def make_caps(
     ue_ul_max_prb: int | None = None,
 ) -> Caps:
     """Combine thresholds (None = uncapped) into effective caps."""
-    dl_prb = dl_prbs_for_ratio(1.0 if dl_prb_ratio is None else dl_prb_ratio, cell)
-    ul_prb = ul_prbs_for_ratio(1.0 if ul_prb_ratio is None else ul_prb_ratio, cell)
+    dl_budget, ul_budget = prb_budget(dl_prb_ratio, cell), prb_budget(ul_prb_ratio, cell)
     if ue_dl_max_prb is not None:
-        rbg = cell.dl_rbg_size
-        dl_prb = np.minimum(dl_prb, (ue_dl_max_prb // rbg) * rbg)
+        dl_budget = np.minimum(dl_budget, ue_dl_max_prb)
     if ue_ul_max_prb is not None:
-        ul_prb = np.minimum(ul_prb, ue_ul_max_prb)
+        ul_budget = np.minimum(ul_budget, ue_ul_max_prb)
     return Caps(
         dl_max_mcs=lte.MAX_MCS if dl_max_mcs is None else np.asarray(dl_max_mcs),
         ul_max_mcs=lte.MAX_MCS if ul_max_mcs is None else np.asarray(ul_max_mcs),
-        dl_max_prb=dl_prb,
-        ul_max_prb=ul_prb,
+        dl_prb_budget=dl_budget, ul_prb_budget=ul_budget,
+        dl_max_prb=dl_grantable_prbs(dl_budget, cell),
+        ul_max_prb=ul_grantable_prbs(ul_budget, cell),
         dl_gain_db=np.asarray(dl_gain_db, dtype=float),
     )
 
@@ -253,6 +266,7 @@ def simulate_window(
     mcs_la = _LA_MCS_BY_CQI[_ROW, cqi]
     max_mcs = np.array([[int(caps.dl_max_mcs)], [int(caps.ul_max_mcs)]])
     max_prb = np.array([int(caps.dl_max_prb), int(caps.ul_max_prb)])
+    budget = np.array([[int(caps.dl_prb_budget)], [int(caps.ul_prb_budget)]])
     mcs = np.minimum(mcs_la, max_mcs)
 
     arrivals = np.stack([env_per_tti.dl_demand_mbps, env_per_tti.ul_demand_mbps]) \
@@ -289,7 +303,7 @@ def simulate_window(
         mcs_used.sum(axis=1), (scheduled & ~success).sum(axis=1), cqi.sum(axis=1),
         snr.sum(axis=1), (scheduled & (mcs_la > max_mcs)).sum(axis=1),
         ((offered > cap_bits) & prb_capped).sum(axis=1),
-        (scheduled & (mcs > max_mcs)).sum(axis=1), (prb > max_prb[:, None]).sum(axis=1),
+        (scheduled & (mcs > max_mcs)).sum(axis=1), (prb > budget).sum(axis=1),
     ], axis=1)
 
     airtime = prb / cell.nof_prb

@@ -107,6 +107,7 @@ class EmulatedVbs:
         self._window_start = (0, 0.0)
         self._meter = _Sums()
         self._applied_tti = 0
+        self._window_ends_at_apply = False
         self._boot_id = uuid.uuid4().hex[:12]
         # Simulating has a fixed cost per call (~0.4 ms here), so requests that follow each
         # other within SYNC_WALL_S share one simulation step; at real time that is every TTI.
@@ -174,10 +175,14 @@ class EmulatedVbs:
         self._applied_tti = self.sync()
         self._thresholds = thresholds
         self._caps = self._caps_for(thresholds)
+        self._window_ends_at_apply = True  # the server closes the window next: at this TTI
         return self._applied_tti
 
     def close_window(self) -> tuple[KpiWindow, CellKpis, dict[int, CellKpis]]:
-        tti = self.sync()
+        # A `set` closes the window where its thresholds took effect (rtctl v1, 6.3): TTIs
+        # after that already ran under the new thresholds and belong to the next window.
+        tti = self._tti if self._window_ends_at_apply else self.sync()
+        self._window_ends_at_apply = False
         wall = self.clock.wall_s()
         start_tti, start_wall = self._window_start
         window = KpiWindow(tti_start=start_tti, tti_end=tti, nof_tti=tti - start_tti,
