@@ -163,7 +163,7 @@ class EmulatedVbs:
     # ---- VbsBackend
     def identity(self) -> dict:
         return {"name": "emulated-srsenb", "version": hil.__version__, "boot_id": self._boot_id,
-                "uptime_s": self.clock.wall_s(), "tti": self.sync()}
+                "uptime_s": self.clock.wall_s(), "tti": self.clock.now()}
 
     def thresholds(self) -> Thresholds:
         return self._thresholds
