@@ -54,6 +54,8 @@ class VbsConfig(StrictModel):
     control_endpoint: str = "tcp://127.0.0.1:0"
     timeout_s: float = Field(0.5, gt=0, le=60)
     retries: int = Field(3, ge=0, le=100)
+    give_up_after_invalid_rounds: int = Field(
+        30, ge=1, description="stop the run after this many invalid rounds in a row")
     emulator: EmulatorConfig = EmulatorConfig()
 
 

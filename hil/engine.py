@@ -44,6 +44,7 @@ class EngineParams:
     period_s: float
     checkpoint_every: int
     reward: rw.RewardParams
+    give_up_after_invalid: int = 30  # consecutive invalid rounds: the testbed is not working
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class RoundEngine:
         period = self.params.period_s
         next_start = time.monotonic()
         self.next_round = k = first_round
+        invalid_in_a_row = 0
         while k < last_round:
             if stop.is_set():
                 return RunOutcome("interrupted", "stopped by signal", k)
@@ -112,6 +114,10 @@ class RoundEngine:
                 self.checkpoint(k)
             if self.on_round:
                 self.on_round(row)
+            invalid_in_a_row = 0 if row["valid"] else invalid_in_a_row + 1
+            if invalid_in_a_row >= self.params.give_up_after_invalid:
+                return RunOutcome("failed", f"{invalid_in_a_row} invalid rounds in a row; the "
+                                  f"last: {row['invalid_reason']}", k)
         return RunOutcome("completed", f"ran {last_round} rounds", k)
 
     def checkpoint(self, next_round: int) -> None:

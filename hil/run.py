@@ -123,36 +123,39 @@ def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
     outcome = RunOutcome("failed", "did not start", first_round)
     testbed = None
     engine: RoundEngine | None = None
-    try:
-        testbed = start_testbed(cfg, run_dir.path)
-        identity = testbed.ran.ping()
-        run_dir.update_meta(vbs=identity.vbs.model_dump(mode="json"))
-        engine = RoundEngine(
-            space=cfg.space(), agent=agent, ran=testbed.ran, meter=testbed.meter,
-            run_dir=run_dir, recorder=recorder, on_round=on_round,
-            params=EngineParams(period_s=cfg.period_s,
-                                checkpoint_every=cfg.recording.checkpoint_every,
-                                reward=rw.RewardParams(**cfg.reward.model_dump())))
-        if checkpoint is not None:
-            engine.context = checkpoint.get("context", engine.context)
-        engine.replay(replay_rows)
-        if on_start:
-            on_start(first_round, cfg.rounds)
-        with stop_on_signals() as stop:
+    # From here on the first SIGINT/SIGTERM asks for a clean stop, during start-up too.
+    with stop_on_signals() as stop:
+        try:
+            testbed = start_testbed(cfg, run_dir.path)
+            identity = testbed.ran.ping()
+            run_dir.update_meta(vbs=identity.vbs.model_dump(mode="json"))
+            engine = RoundEngine(
+                space=cfg.space(), agent=agent, ran=testbed.ran, meter=testbed.meter,
+                run_dir=run_dir, recorder=recorder, on_round=on_round,
+                params=EngineParams(period_s=cfg.period_s,
+                                    checkpoint_every=cfg.recording.checkpoint_every,
+                                    give_up_after_invalid=cfg.vbs.give_up_after_invalid_rounds,
+                                    reward=rw.RewardParams(**cfg.reward.model_dump())))
+            if checkpoint is not None:
+                engine.context = checkpoint.get("context", engine.context)
+            engine.replay(replay_rows)
+            if on_start:
+                on_start(first_round, cfg.rounds)
             outcome = engine.run(first_round, cfg.rounds, stop)
-    except KeyboardInterrupt:
-        outcome = RunOutcome("interrupted", "second interrupt: stopped at once", outcome.next_round)
-    except HilError as exc:
-        outcome = RunOutcome("failed", str(exc), outcome.next_round)
-    except BaseException as exc:
-        outcome = RunOutcome("failed", f"internal error: {exc!r}", outcome.next_round)
-        raise
-    finally:
-        _shutdown(cfg, run_dir, recorder, testbed, engine, outcome)
+        except KeyboardInterrupt:
+            outcome = RunOutcome("interrupted", "second interrupt: stopped at once",
+                                 outcome.next_round)
+        except HilError as exc:
+            outcome = RunOutcome("failed", str(exc), outcome.next_round)
+        except BaseException as exc:
+            outcome = RunOutcome("failed", f"internal error: {exc!r}", outcome.next_round)
+            raise
+        finally:
+            _shutdown(run_dir, recorder, testbed, engine, outcome)
     return RunResult(run_dir, outcome, agent, cfg)
 
 
-def _shutdown(cfg: HilConfig, run_dir: RunDirectory, recorder: RoundRecorder, testbed: Any,
+def _shutdown(run_dir: RunDirectory, recorder: RoundRecorder, testbed: Any,
               engine: RoundEngine | None, outcome: RunOutcome) -> None:
     """Restore defaults first (the lab must not stay capped), then persist everything."""
     restored = "no testbed"

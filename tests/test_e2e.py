@@ -185,3 +185,23 @@ def test_a_broken_config_is_one_line_naming_file_and_key(tmp_path, capsys):
     assert main(["run", str(config)]) == 2
     err = capsys.readouterr().err
     assert f"{config}: clock.speedup" in err.replace("\n", "")
+
+
+def test_when_the_vbs_dies_the_run_gives_up_and_keeps_every_recorded_round(tmp_path):
+    config = write_config(tmp_path, rounds=100_000, **{
+        "clock.speedup": 100.0, "vbs.timeout_s": 0.1, "vbs.retries": 1,
+        "vbs.give_up_after_invalid_rounds": 3, "meter.timeout_s": 0.1})
+    proc = hil_subprocess(config)
+    run_dir = wait_for_rounds(tmp_path / "runs", 20)
+    (emulator,) = psutil.Process(proc.pid).children()
+    emulator.kill()
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, output
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["exit"]["status"] == "failed"
+    assert "3 invalid rounds in a row" in meta["exit"]["reason"]
+    assert meta["exit"]["defaults_restored"].startswith("FAILED")
+    rounds = pd.read_parquet(run_dir / "rounds.parquet")
+    assert rounds["round"].tolist() == list(range(len(rounds)))
+    assert rounds["valid"].iloc[-3:].tolist() == [False, False, False]
+    assert "--resume" in output

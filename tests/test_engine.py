@@ -21,7 +21,7 @@ from hil.reward import RewardParams
 
 SPACE = PolicySpace(dl_gain_db=(0.0,), dl_max_mcs=(5, 27), dl_prb_ratio=(0.5, 1.0),
                     ul_max_mcs=(23,), ul_prb_ratio=(1.0,))
-PARAMS = EngineParams(period_s=0.001, checkpoint_every=4,
+PARAMS = EngineParams(period_s=0.001, checkpoint_every=4, give_up_after_invalid=5,
                       reward=RewardParams(delta=1.0, power_min_w=9.0, power_max_w=16.0))
 ZERO = CapCounters(dl_mcs=0, dl_prb=0, ul_mcs=0, ul_prb=0)
 
@@ -208,3 +208,13 @@ def test_replay_refuses_a_recording_that_does_not_match_the_checkpoint(tmp_path)
                               agent=make_agent("bsvbs", SPACE.size, seed=3, horizon=100))
     with pytest.raises(ResumeError, match="do not belong together"):
         engine2.replay(tampered)
+
+
+def test_a_testbed_that_keeps_failing_ends_the_run_with_the_reason(tmp_path):
+    ran = FakeRan(fail_get_on=set(range(3, 100)))
+    engine, run_dir, recorder, _ = make_engine(tmp_path, ran, FakeMeter())
+    outcome = engine.run(0, 100, threading.Event())
+    recorder.close()
+    assert outcome.status == "failed" and outcome.next_round == 8  # rounds 3..7 invalid
+    assert "5 invalid rounds in a row" in outcome.reason and "did not answer" in outcome.reason
+    assert run_dir.read_rounds().num_rows == 8

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
 import os
 import signal
 import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,9 @@ from drivers.emulated.scenarios import Environment, Scenario, make_scenario
 from drivers.rtctl.messages import CapCounters, CellKpis, KpiWindow, Thresholds
 from drivers.rtctl.server import RtctlServer
 
+log = logging.getLogger(__name__)
 RNTI = 70
+SLIP_WARNING_EVERY_S = 5.0
 _MAX_CHUNK_TTI = 20_000
 _MAX_LAG_TTI = 5_000  # more unsimulated TTIs than this: the clock slips
 SYNC_WALL_S = 0.00025  # a request simulates only if this much wall time's worth of TTIs is pending
@@ -53,6 +57,7 @@ class TtiClock:
         self._t0 = time.monotonic()
         self._origin = self._t0
         self.slipped_tti = 0
+        self._last_warning = -math.inf
 
     def now(self) -> int:
         return int((time.monotonic() - self._t0) * 1000.0 * self.speedup)
@@ -60,6 +65,10 @@ class TtiClock:
     def slip(self, tti: int) -> None:
         self._t0 += tti / (1000.0 * self.speedup)
         self.slipped_tti += tti
+        if time.monotonic() - self._last_warning > SLIP_WARNING_EVERY_S:
+            self._last_warning = time.monotonic()
+            log.warning("cannot simulate %g x real time here: emulated time has slipped by "
+                        "%d TTIs in all; lower clock.speedup", self.speedup, self.slipped_tti)
 
     def wall_s(self) -> float:
         return time.monotonic() - self._origin
@@ -106,7 +115,6 @@ class EmulatedVbs:
         self._window = _Sums()
         self._window_start = (0, 0.0)
         self._meter = _Sums()
-        self._applied_tti = 0
         self._window_ends_at_apply = False
         self._boot_id = uuid.uuid4().hex[:12]
         # Simulating has a fixed cost per call (~0.4 ms here), so requests that follow each
@@ -128,20 +136,19 @@ class EmulatedVbs:
         first, last = start // self.epoch_tti, (stop - 1) // self.epoch_tti
         env = self.scenario.epochs(first, last + 1)
         idx = np.arange(start, stop) // self.epoch_tti - first
-        return Environment(*(getattr(env, f)[idx] for f in
-                             ("dl_demand_mbps", "ul_demand_mbps", "dl_cqi", "ul_cqi")))
+        return Environment(*(getattr(env, f.name)[idx] for f in fields(Environment)))
 
     def pending_tti(self) -> int:
         """TTIs elapsed on the clock but not simulated yet."""
         return self.clock.now() - self._tti
 
-    def sync(self, min_pending_tti: int | None = None) -> int:
-        """Catch up if at least `min_pending_tti` (default: sync_tti) TTIs are pending.
+    def sync(self) -> int:
+        """Catch up if at least `sync_tti` TTIs are pending; return the simulated frontier.
 
         Windows end at the simulated frontier, so every TTI is counted in exactly one window
         whether or not a request simulates.
         """
-        if self.pending_tti() >= (min_pending_tti or self.sync_tti):
+        if self.pending_tti() >= self.sync_tti:
             self.catch_up()
         return self._tti
 
@@ -172,11 +179,11 @@ class EmulatedVbs:
         return self._defaults
 
     def apply(self, thresholds: Thresholds) -> int:
-        self._applied_tti = self.sync()
+        applied_tti = self.sync()
         self._thresholds = thresholds
         self._caps = self._caps_for(thresholds)
         self._window_ends_at_apply = True  # the server closes the window next: at this TTI
-        return self._applied_tti
+        return applied_tti
 
     def close_window(self) -> tuple[KpiWindow, CellKpis, dict[int, CellKpis]]:
         # A `set` closes the window where its thresholds took effect (rtctl v1, 6.3): TTIs
@@ -281,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control", default="tcp://127.0.0.1:0")
     p.add_argument("--meter", default="tcp://127.0.0.1:0")
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     cal = model.load_calibration(args.calibration)
     scenario = make_scenario(args.scenario, args.seed, trace_path=args.trace,
