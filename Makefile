@@ -15,10 +15,11 @@ DEB_TEST_PACKAGES ?=
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
+# torch without byte-compiling its thousands of modules at install (a third of the set-up
+# time); Python compiles what it imports on first use.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
+	$(BIN)/pip install -q --no-compile torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
 	$(BIN)/pip install -q -e .
 	touch $@
 

@@ -39,6 +39,9 @@ def summarise(result: RunResult, rounds: pd.DataFrame, top: int = 3) -> Summary:
         figures["exploration gamma"] = f"{gamma:.3f}"
     probs = result.agent.probabilities()
     space = result.config.space()
+    if probs.max() <= 2.0 / len(probs):  # no favourite yet: a ranking would list ties
+        figures["policies"] = f"no favourite yet: max probability {probs.max():.4f}"
+        top = 0
     for rank, idx in enumerate(np.argsort(probs)[::-1][:top], start=1):
         p = space.policy(int(idx))
         figures[f"policy #{rank} (p={probs[idx]:.3f})"] = (
