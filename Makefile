@@ -8,8 +8,9 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 CONFIG ?= testbed_configs/zmq-emulated.yaml
 RUN_ARGS ?=
-# Debian packages the tests use (installed only when missing, and only with root or sudo).
-DEB_TEST_PACKAGES ?=
+# Debian packages the tests use (installed only when missing, with root or sudo):
+# a real sshd for the SSH driver's tests, iperf3 for the traffic driver's.
+DEB_TEST_PACKAGES ?= openssh-server iperf3
 
 .PHONY: run test bench venv dev-deps deb-deps lint clean
 
@@ -37,7 +38,8 @@ deb-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 test: $(VENV)/.installed-dev deb-deps

@@ -51,3 +51,42 @@ class PowerMeter(Protocol):
         """End the window and return its mean power; raises MeterError if unusable."""
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class ProcessHost(Protocol):
+    """A machine of the testbed that runs processes for us (over SSH, or locally).
+
+    Processes are started under a name; the host tracks their PIDs, so `stop` and
+    `is_running` never guess with pattern matching, and their output goes to a log file
+    that `tail` reads.
+    """
+
+    name: str
+
+    def run(self, command: str, *, timeout_s: float = 30.0, check: bool = True) -> CommandResult:
+        """Run a one-off command to completion; HilError on timeout or (check) non-zero exit."""
+
+    def put_text(self, text: str, remote_path: str, *, mode: int = 0o644) -> None:
+        """Write a file (a rendered config) on the host, atomically."""
+
+    def start(self, name: str, command: str, *, netns: str | None = None,
+              env: Mapping[str, str] | None = None) -> int:
+        """Start a long-running process in the background; returns its PID."""
+
+    def is_running(self, name: str) -> bool: ...
+
+    def stop(self, name: str, *, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after timeout_s; no error if it is not running."""
+
+    def tail(self, name: str, lines: int = 50) -> str:
+        """The last lines of the process's log."""
+
+    def close(self) -> None: ...
