@@ -1,0 +1,200 @@
+"""CPU load and RAPL energy of the BBU host over one round, next to the wall-power meter.
+
+The wall meter sees the whole BBU; these figures say where the watts went: how busy the
+host was, how much of it was the eNB, and what the CPU packages alone drew (RAPL, the
+figure the BSvBS dataset records as ``rapl_power``).
+
+`HostMetrics` follows the power meter's window pattern: `start` marks the beginning of a
+round's window, `stop` returns the window's figures. Everything is read from counters that
+only grow (CPU times, RAPL energy), so a window costs two snapshots and no sampling thread.
+
+What is measured, and the choices made:
+
+- ``host_cpu_pct``: busy share of all logical CPUs (0-100) from the deltas of
+  `psutil.cpu_times` (idle and iowait count as not busy). None if the window spans no clock
+  tick, since then nothing was measured.
+- ``process_cpu_pct``: CPU time used in the window by the processes called `process_name`
+  and all their descendants, as a share of all logical CPUs (0-100, the same scale as
+  ``host_cpu_pct``, so the two compare directly; a fully busy core of a 4-core host is 25).
+  Processes are found again by name at `stop`, so a restarted eNB is counted (its whole CPU
+  time, as it started within the window). A process that ends before `stop` takes its CPU
+  time of the window with it: that part is not counted. None when no such process existed
+  at either end of the window: a missing eNB is not measured as an idle one.
+- ``rapl_energy_j`` / ``rapl_power_w``: energy of the CPU packages (the top-level
+  ``intel-rapl:N`` zones named ``package-*``; their ``core``/``uncore``/``dram`` subzones
+  are parts of a package and ``psys`` covers the whole platform, so neither is added). The
+  counters wrap at ``max_energy_range_uj``. None when RAPL is absent or unreadable (since
+  Linux 5.10 ``energy_uj`` is readable by root only); that is logged once, never raised,
+  because a lab without RAPL can still run.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+_PACKAGE_ZONE = re.compile(r"intel-rapl:\d+")
+_UJ_PER_J = 1e6
+
+
+@dataclass(frozen=True)
+class HostReading:
+    """The host's figures over one window; None where nothing could be measured."""
+
+    host_cpu_pct: float | None
+    process_cpu_pct: float | None
+    rapl_energy_j: float | None
+    rapl_power_w: float | None
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class _RaplCounter:
+    energy_path: Path
+    max_energy_uj: int
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    time_s: float
+    cpu_times_s: dict[str, float]
+    process_cpu_s: dict[tuple[int, float], float]
+    rapl_uj: list[int] | None
+
+
+class HostMetrics:
+    """CPU of the host and of one named process, and RAPL package energy, per window."""
+
+    def __init__(self, process_name: str = "srsenb", *,
+                 powercap_root: Path = Path("/sys/class/powercap"),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.process_name = process_name
+        self.powercap_root = powercap_root
+        self._clock = clock
+        self._cpu_count = psutil.cpu_count() or 1
+        self._rapl: list[_RaplCounter] | None = None
+        self._rapl_warned = False
+        self._start: _Snapshot | None = None
+
+    def start(self) -> None:
+        """Begin a window (the round's policy has just been applied)."""
+        self._start = self._snapshot()
+
+    def stop(self) -> HostReading:
+        """End the window begun by `start` and return its figures."""
+        if self._start is None:
+            raise RuntimeError("HostMetrics.stop() called without start()")
+        begin, end = self._start, self._snapshot()
+        self._start = None
+        duration_s = end.time_s - begin.time_s
+        energy_j = _rapl_energy_j(self._rapl, begin.rapl_uj, end.rapl_uj)
+        return HostReading(
+            host_cpu_pct=_host_cpu_pct(begin.cpu_times_s, end.cpu_times_s),
+            process_cpu_pct=self._process_cpu_pct(begin.process_cpu_s, end.process_cpu_s,
+                                                  duration_s),
+            rapl_energy_j=energy_j,
+            rapl_power_w=energy_j / duration_s if energy_j is not None and duration_s > 0
+            else None,
+            duration_s=duration_s,
+        )
+
+    def close(self) -> None:
+        """Nothing to release; here so the engine can treat every driver alike."""
+
+    def _snapshot(self) -> _Snapshot:
+        return _Snapshot(time_s=self._clock(), cpu_times_s=psutil.cpu_times()._asdict(),
+                         process_cpu_s=_process_cpu_s(self.process_name),
+                         rapl_uj=self._read_rapl_uj())
+
+    def _process_cpu_pct(self, begin: dict[tuple[int, float], float],
+                         end: dict[tuple[int, float], float], duration_s: float) -> float | None:
+        if (not begin and not end) or duration_s <= 0:
+            return None
+        # A process absent at `start` began within the window: all its CPU time is the window's.
+        used_s = sum(cpu_s - begin.get(key, 0.0) for key, cpu_s in end.items())
+        return 100.0 * max(used_s, 0.0) / (duration_s * self._cpu_count)
+
+    def _read_rapl_uj(self) -> list[int] | None:
+        """The package counters now, or None (warned about once) if RAPL cannot be read."""
+        try:
+            if self._rapl is None:
+                self._rapl = _find_rapl_packages(self.powercap_root)
+            if not self._rapl:
+                raise OSError(f"no intel-rapl package zone under {self.powercap_root}")
+            return [int(c.energy_path.read_text()) for c in self._rapl]
+        except (OSError, ValueError) as exc:
+            if not self._rapl_warned:
+                log.warning("RAPL energy unavailable (%s); the rapl_* figures stay empty. "
+                            "RAPL needs an Intel or recent AMD CPU and, since Linux 5.10, "
+                            "root to read energy_uj.", exc)
+                self._rapl_warned = True
+            return None
+
+
+def _host_cpu_pct(begin: dict[str, float], end: dict[str, float]) -> float | None:
+    """Busy share of all CPUs between two `psutil.cpu_times()` snapshots (as dicts)."""
+    def busy_and_total(times: dict[str, float]) -> tuple[float, float]:
+        # Linux counts guest time inside user time already.
+        total = sum(times.values()) - times.get("guest", 0.0) - times.get("guest_nice", 0.0)
+        return total - times["idle"] - times.get("iowait", 0.0), total
+
+    busy_begin, total_begin = busy_and_total(begin)
+    busy_end, total_end = busy_and_total(end)
+    if total_end <= total_begin:
+        return None
+    return 100.0 * max(busy_end - busy_begin, 0.0) / (total_end - total_begin)
+
+
+def _process_cpu_s(name: str) -> dict[tuple[int, float], float]:
+    """CPU seconds (user + system) of every process called `name` and of its descendants.
+
+    Keyed by (PID, create time), so a recycled PID is never taken for the process it
+    replaced. Processes that vanish or deny access while being read are skipped.
+    """
+    found: dict[tuple[int, float], float] = {}
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] != name:
+            continue
+        try:
+            family = [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for member in family:
+            try:
+                with member.oneshot():
+                    times = member.cpu_times()
+                    found[(member.pid, member.create_time())] = times.user + times.system
+            except psutil.Error:
+                continue
+    return found
+
+
+def _find_rapl_packages(root: Path) -> list[_RaplCounter]:
+    return [_RaplCounter(zone / "energy_uj", int((zone / "max_energy_range_uj").read_text()))
+            for zone in _package_zones(root)]
+
+
+def _package_zones(root: Path) -> Iterable[Path]:
+    for zone in sorted(root.glob("intel-rapl:*")):
+        if _PACKAGE_ZONE.fullmatch(zone.name) and \
+                (zone / "name").read_text().strip().startswith("package"):
+            yield zone
+
+
+def _rapl_energy_j(counters: list[_RaplCounter] | None, begin_uj: list[int] | None,
+                   end_uj: list[int] | None) -> float | None:
+    """Energy over the window summed over packages; a counter below its start has wrapped."""
+    if counters is None or begin_uj is None or end_uj is None:
+        return None
+    total_uj = 0
+    for counter, begin, end in zip(counters, begin_uj, end_uj, strict=True):
+        total_uj += end - begin if end >= begin else counter.max_energy_uj - begin + end
+    return total_uj / _UJ_PER_J

@@ -1,0 +1,1 @@
+"""Traffic through the LTE link: the round's demand as real flows, measured where they arrive."""
