@@ -1,0 +1,384 @@
+"""The GW-Instek GPM-8213 wall-power meter over pyvisa (pyvisa-py backend).
+
+The meter sits on the BBU + radio supply. It is reached over its LAN port (raw TCP,
+``TCPIP0::host::23::SOCKET``) or its USB-CDC port (``ASRL/dev/ttyACM0::INSTR``, 8-N-1);
+both speak SCPI lines ending in CR LF. On connect the driver checks ``*IDN?``, sets the
+numeric items (8, as on the real unit) and reads ``:NUMERIC:NORMAL:HEADER?`` back to prove
+they took effect.
+
+Why a poller thread: the meter only reports its latest update (about one a second), so
+power over a round is a mean of the readings that fall in it. A thread queries
+``:NUMERIC:NORMAL:VALUE?`` every `poll_s` and keeps time-stamped samples; `start()` and
+`stop()` only mark the window, so the round's critical path does no I/O and a slow or
+broken meter never blocks it. Any reply the driver cannot trust (timeout, line noise, a
+closed connection) ends the session: the poller reconnects with backoff, and only the
+windows without a valid sample fail, in their own `stop()`.
+
+With ``use_integrator=True`` the meter's own integrator (``:INTEGrate:...``; the items
+``WH`` and ``TIME`` replace ``Q`` and ``FI``) gives the window's mean power, since it
+misses no energy between polls; the polled samples remain the fallback.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyvisa
+from pyvisa import constants
+
+from drivers.protocols import PowerReading
+from hil.errors import MeterError
+
+logger = logging.getLogger(__name__)
+
+ITEMS = ("U", "I", "P", "S", "FU", "LAMBDA", "Q", "FI")
+"""The numeric items of the real unit's transcript."""
+INTEGRATOR_ITEMS = ("U", "I", "P", "S", "FU", "LAMBDA", "WH", "TIME")
+"""Same count (the unit is known to take 8 items); WH and TIME replace Q and fI."""
+HEADER_NAMES = {"U": "Urms", "I": "Irms", "P": "P", "S": "S", "FU": "fU", "LAMBDA": "PF",
+                "Q": "Q", "FI": "fI", "WH": "WH", "TIME": "Time"}
+"""What ``:NUMERIC:NORMAL:HEADER?`` names each item (U..FI as seen on a real unit)."""
+INTEGRATOR_SETUP = (":INTEGrate:STOP", ":INTEGrate:RESet", ":INTEGrate:MODE MANual",
+                    ":INTEGrate:FUNCtion WATT", ":INTEGrate:STARt")
+"""Integrate watts from zero until told to stop (no timer)."""
+VALUE_QUERY = ":NUMERIC:NORMAL:VALUE?"
+TERMINATION = "\r\n"
+BACKOFF_MAX_S = 10.0
+SCPI_NAN = 9.9e37
+"""SCPI's 'not a number' is 9.91E+37; the GPM-8213 prints NAN, but either means missing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One answered value query: monotonic time of its reply, the items we use (NaN: missing)."""
+
+    t_s: float
+    power_w: float
+    energy_wh: float = math.nan
+    integrated_s: float = math.nan
+    session: int = 0
+
+
+@dataclass(frozen=True)
+class MeterStats:
+    """What the poller has seen so far, for logs, preflight and tests."""
+
+    polls: int
+    valid_samples: int
+    nan_samples: int
+    connects: int
+    errors: dict[str, int]
+    last_error: str | None
+    integrator: bool
+
+
+def polled_mean_w(samples: Sequence[Sample], t0_s: float, t1_s: float,
+                  span_s: float) -> tuple[float, int] | None:
+    """Time-weighted mean power of the valid samples taken in (t0_s, t1_s], and their count.
+
+    A reading is the meter's average over its last update, so a sample taken at t stands
+    for (t - span_s, t], cut at the previous sample (so none overlap) and at the window
+    start; that length is its weight. NaN samples still cut their successor's span, so
+    the time they stand for counts for nothing. None if no valid sample is in the window.
+    """
+    previous_t = -math.inf
+    weighted, total_s, count = 0.0, 0.0, 0
+    for sample in samples:
+        if sample.t_s > t1_s:
+            break
+        begin = max(sample.t_s - span_s, previous_t, t0_s)
+        previous_t = sample.t_s
+        if sample.t_s <= t0_s or not math.isfinite(sample.power_w) or sample.t_s <= begin:
+            continue
+        weighted += sample.power_w * (sample.t_s - begin)
+        total_s += sample.t_s - begin
+        count += 1
+    return (weighted / total_s, count) if count else None
+
+
+def integrated_mean_w(samples: Sequence[Sample], t0_s: float, t1_s: float,
+                      max_lead_s: float) -> float | None:
+    """Mean power from the integrator between the readings that bracket the window.
+
+    The bracket is the last reading at or before t0_s (no older than max_lead_s) and the
+    last one at or before t1_s, in the same session (a reconnect resets the integrator).
+    None if there is no such pair or the integrator did not advance.
+    """
+    def integrated(s: Sample) -> bool:
+        return math.isfinite(s.energy_wh) and math.isfinite(s.integrated_s)
+
+    before = [s for s in samples if s.t_s <= t0_s and integrated(s)]
+    inside = [s for s in samples if t0_s < s.t_s <= t1_s and integrated(s)]
+    if not before or not inside:
+        return None
+    first, last = before[-1], inside[-1]
+    if (t0_s - first.t_s > max_lead_s or first.session != last.session
+            or last.integrated_s <= first.integrated_s or last.energy_wh < first.energy_wh):
+        return None
+    return (last.energy_wh - first.energy_wh) * 3600.0 / (last.integrated_s - first.integrated_s)
+
+
+class _BadReply(MeterError):
+    """A line that is not what the query asks for (noise, a lost sync, a wrong item count)."""
+
+
+def parse_values(line: str, count: int) -> list[float]:
+    """The NR3 numbers of a value reply; NAN (or SCPI's 9.91E+37) becomes NaN."""
+    fields = _strip_echo(line).split(",")
+    if len(fields) != count:
+        raise _BadReply(f"expected {count} values, got {len(fields)}: {line[:80]!r}")
+    try:
+        values = [float(f) for f in fields]
+    except ValueError:
+        raise _BadReply(f"not a list of numbers: {line[:80]!r}") from None
+    return [v if math.isfinite(v) and abs(v) < SCPI_NAN else math.nan for v in values]
+
+
+def _strip_echo(line: str) -> str:
+    """Drop a command header the meter echoes when ``:COMMunicate:HEADer`` is on."""
+    line = line.strip()
+    return line.split(" ", 1)[-1] if line.startswith(":") else line
+
+
+def _is_gpm8213(idn: str) -> bool:
+    fields = idn.split(",")
+    return len(fields) >= 2 and fields[1].strip().upper() == "GPM-8213"
+
+
+@dataclass
+class _Session:
+    """An open resource whose items are configured; `number` counts its sessions."""
+
+    instrument: Any
+    number: int
+    items: tuple[str, ...]
+    integrator: bool
+
+
+@dataclass
+class _Counters:
+    polls: int = 0
+    valid_samples: int = 0
+    nan_samples: int = 0
+    connects: int = 0
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    last_error: str | None = None
+
+
+class Gpm8213Meter:
+    """PowerMeter on a GPM-8213: a poller samples P every `poll_s`, windows average them.
+
+    The constructor connects (MeterError if the meter is unreachable or is not a GPM-8213)
+    and starts the poller. `poll_s` should be the meter's update period: it is also how
+    long before its reply a sample's value was measured. `resource_manager` defaults to
+    pyvisa-py (``@py``); tests pass a pyvisa-sim one or a fake.
+    """
+
+    def __init__(self, resource: str, *, poll_s: float = 1.0, timeout_s: float = 2.0,
+                 use_integrator: bool = False, resource_manager: Any = None) -> None:
+        self.resource = resource
+        self.poll_s = poll_s
+        self.timeout_s = timeout_s
+        self.use_integrator = use_integrator
+        self._owns_rm = resource_manager is None
+        self._rm = pyvisa.ResourceManager("@py") if resource_manager is None else resource_manager
+        self._lock = threading.Lock()
+        self._samples: collections.deque[Sample] = collections.deque(maxlen=100_000)
+        self._counters = _Counters()
+        self._window_t0: float | None = None
+        self._stopping = threading.Event()
+        try:
+            self._session: _Session | None = self._connect()
+        except MeterError:
+            self._close_rm()
+            raise
+        except (pyvisa.Error, OSError, ValueError) as exc:
+            self._close_rm()
+            raise MeterError(f"power meter {resource}: cannot connect ({exc}); check the "
+                             "address, the cable and that the meter is on") from exc
+        self._thread = threading.Thread(target=self._run, name=f"gpm8213:{resource}",
+                                        daemon=True)
+        self._thread.start()
+
+    # ---- PowerMeter
+    def start(self) -> None:
+        """Open a window now; forget samples too old to matter to it."""
+        with self._lock:
+            self._window_t0 = time.monotonic()
+            keep_from = self._window_t0 - 2 * (self.poll_s + self.timeout_s)
+            while len(self._samples) > 1 and self._samples[1].t_s < keep_from:
+                self._samples.popleft()
+
+    def stop(self) -> PowerReading:
+        """The window's mean power; MeterError if no valid reading fell in it."""
+        with self._lock:  # samples are stamped under it too: none is stamped <= t1 yet missing
+            t1 = time.monotonic()
+            t0, self._window_t0 = self._window_t0, None
+            samples = list(self._samples)
+        if t0 is None:
+            raise MeterError(f"power meter {self.resource}: stop() without start()")
+        polled = polled_mean_w(samples, t0, t1, self.poll_s)
+        if polled is None:
+            polls = sum(t0 < s.t_s <= t1 for s in samples)
+            counters = self.stats()
+            raise MeterError(
+                f"power meter {self.resource}: no valid reading in the {t1 - t0:.3f} s window "
+                f"({polls} readings in it, none with a valid P; errors so far {counters.errors}, "
+                f"last: {counters.last_error}); check the meter and its connection")
+        power_w, count = polled
+        if self.use_integrator:
+            integrated = integrated_mean_w(samples, t0, t1, max_lead_s=2 * self.poll_s)
+            if integrated is not None:
+                power_w = integrated
+        return PowerReading(power_w=power_w, energy_j=power_w * (t1 - t0), duration_s=t1 - t0,
+                            samples=count)
+
+    def close(self) -> None:
+        """Stop the poller (it finishes its query: up to `timeout_s`) and release the port."""
+        self._stopping.set()
+        self._thread.join(self.timeout_s + self.poll_s + 1.0)
+        self._close_rm()  # closes the session too, should the poller still be stuck in it
+
+    def stats(self) -> MeterStats:
+        with self._lock:
+            return self._stats()
+
+    # ---- connection
+    def _open_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "read_termination": TERMINATION, "write_termination": TERMINATION,
+            "timeout": int(self.timeout_s * 1000),
+            "open_timeout": int(self.timeout_s * 1000),  # pyvisa-py waits 10 s to connect
+            "encoding": "latin-1",  # noise must reach the parser, not fail in decoding
+        }
+        if self.resource.upper().startswith("ASRL"):
+            kwargs.update(data_bits=8, parity=constants.Parity.none,
+                          stop_bits=constants.StopBits.one)
+        return kwargs
+
+    def _connect(self) -> _Session:
+        """Open the resource, check it is a GPM-8213 and set up its numeric items."""
+        instrument = self._rm.open_resource(self.resource, **self._open_kwargs())
+        try:
+            idn = instrument.query("*IDN?").strip()
+            if not _is_gpm8213(idn):
+                raise MeterError(f"power meter {self.resource} answered *IDN? with {idn!r}, "
+                                 "not a GPM-8213; check the meter's address or port")
+            items = INTEGRATOR_ITEMS if self.use_integrator else ITEMS
+            instrument.write(f":NUMERIC:NORMAL:NUMBER {len(items)}")
+            for k, item in enumerate(items, start=1):
+                instrument.write(f":NUMERIC:NORMAL:ITEM{k} {item}")
+            integrator = self._check_header(instrument.query(":NUMERIC:NORMAL:HEADER?"), items)
+            if integrator:
+                for command in INTEGRATOR_SETUP:
+                    instrument.write(command)
+        except BaseException:
+            instrument.close()
+            raise
+        with self._lock:
+            self._counters.connects += 1
+            number = self._counters.connects
+        logger.info("power meter %s: %s, items %s", self.resource, idn, ",".join(items))
+        return _Session(instrument, number, items, integrator)
+
+    def _check_header(self, reply: str, items: tuple[str, ...]) -> bool:
+        """MeterError unless the meter names the items we set; True if WH and TIME took too."""
+        names = [n.strip() for n in _strip_echo(reply).split(",")]
+        wanted = [HEADER_NAMES[item] for item in items]
+        core = [k for k, item in enumerate(items) if item not in ("WH", "TIME")]
+        if len(names) != len(items) or any(names[k].upper() != wanted[k].upper() for k in core):
+            raise MeterError(
+                f"power meter {self.resource}: the numeric items did not take effect "
+                f"(:NUMERIC:NORMAL:HEADER? answered {reply.strip()!r}, expected "
+                f"{','.join(wanted)!r}); is the meter in remote mode with headers off?")
+        if not self.use_integrator:
+            return False
+        took = all(names[k].upper() == wanted[k].upper() for k in range(len(items)))
+        if not took:
+            logger.warning("power meter %s: no integrator items (header %r); using the polled "
+                           "samples for energy", self.resource, reply.strip())
+        return took
+
+    def _drop_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            try:
+                session.instrument.close()
+            except (pyvisa.Error, OSError) as exc:
+                logger.debug("power meter %s: closing: %s", self.resource, exc)
+
+    def _close_rm(self) -> None:
+        if self._owns_rm:
+            self._rm.close()
+            self._owns_rm = False
+
+    # ---- poller
+    def _run(self) -> None:
+        """Poll until closed; on any failure drop the session and reconnect with backoff.
+
+        Every exception is caught on purpose: a dead poller would silently invalidate every
+        later round, so unexpected ones are logged with their traceback and retried too.
+        """
+        backoff_s = self.poll_s
+        while not self._stopping.is_set():
+            if self._session is None:
+                try:
+                    self._session = self._connect()
+                    backoff_s = self.poll_s
+                except Exception as exc:  # noqa: BLE001 - see the docstring
+                    self._note_error("connect", exc)
+                    self._stopping.wait(backoff_s)
+                    backoff_s = min(2 * backoff_s, max(self.poll_s, BACKOFF_MAX_S))
+                    continue
+            began = time.monotonic()
+            try:
+                self._poll(self._session)
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                self._note_error(_error_kind(exc), exc)
+                self._drop_session()
+            self._stopping.wait(max(0.0, self.poll_s - (time.monotonic() - began)))
+        self._drop_session()
+
+    def _poll(self, session: _Session) -> None:
+        values = dict(zip(session.items,
+                          parse_values(session.instrument.query(VALUE_QUERY), len(session.items))))
+        with self._lock:
+            sample = Sample(time.monotonic(), values["P"], values.get("WH", math.nan),
+                            values.get("TIME", math.nan), session.number)
+            self._samples.append(sample)
+            self._counters.polls += 1
+            if math.isfinite(sample.power_w):
+                self._counters.valid_samples += 1
+            else:
+                self._counters.nan_samples += 1
+
+    def _note_error(self, kind: str, exc: BaseException) -> None:
+        expected = isinstance(exc, pyvisa.Error | OSError | ValueError | MeterError)
+        logger.warning("power meter %s: %s: %s", self.resource, kind, exc,
+                       exc_info=not expected)
+        with self._lock:
+            self._counters.errors[kind] += 1
+            self._counters.last_error = f"{kind}: {exc}"
+
+    def _stats(self) -> MeterStats:
+        c = self._counters
+        session = self._session
+        return MeterStats(polls=c.polls, valid_samples=c.valid_samples,
+                          nan_samples=c.nan_samples, connects=c.connects,
+                          errors=dict(c.errors), last_error=c.last_error,
+                          integrator=session is not None and session.integrator)
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, _BadReply):
+        return "garbage"
+    if isinstance(exc, pyvisa.VisaIOError) and exc.error_code == constants.StatusCode.error_timeout:
+        return "timeout"
+    return "io"

@@ -1,0 +1,439 @@
+"""The GPM-8213 driver speaks the meter's dialect exactly and turns polls into window means.
+
+Three kinds of tests:
+- exact exchanges against `FakeMeter`, a stand-in in the spirit of pymeasure's
+  `expected_protocol`: it answers only the commands it was given and logs every exchange,
+  so a test compares the whole conversation with the real unit's transcript
+  (the project notes, FACTS.md "GW-Instek GPM-8213 remote control");
+- static cases on pyvisa-sim meters (drivers/power/gpm8213-sim.yaml);
+- the window arithmetic on hand-made samples, with the expected means worked out by hand.
+The driver over a real socket (pyvisa-py) and its fault handling are in test_scpi_twin.py.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pyvisa
+from pyvisa import constants
+
+import drivers.power
+from drivers.power.gpm8213 import (
+    Gpm8213Meter,
+    Sample,
+    integrated_mean_w,
+    parse_values,
+    polled_mean_w,
+)
+from hil.errors import MeterError
+
+SIM_FILE = Path(drivers.power.__file__).with_name("gpm8213-sim.yaml")
+LAN = "TCPIP0::192.0.2.10::23::SOCKET"
+
+# The real unit's transcript (FACTS.md).
+IDN_REAL = "GWInstek,GPM-8213,GES913349,V1.05"
+HEADER_REAL = "Urms,Irms,P,S,fU,PF,Q,fI"
+VALUE_REAL = ("127.58E+00,240.02E-03,17.688E+00,30.622E+00,59.993E+00,0.5776E+00,"
+              "24.997E+00,NAN")
+SETUP_REAL = [
+    ("*IDN?", IDN_REAL),
+    (":NUMERIC:NORMAL:NUMBER 8", None),
+    (":NUMERIC:NORMAL:ITEM1 U", None),
+    (":NUMERIC:NORMAL:ITEM2 I", None),
+    (":NUMERIC:NORMAL:ITEM3 P", None),
+    (":NUMERIC:NORMAL:ITEM4 S", None),
+    (":NUMERIC:NORMAL:ITEM5 FU", None),
+    (":NUMERIC:NORMAL:ITEM6 LAMBDA", None),
+    (":NUMERIC:NORMAL:ITEM7 Q", None),
+    (":NUMERIC:NORMAL:ITEM8 FI", None),
+    (":NUMERIC:NORMAL:HEADER?", HEADER_REAL),
+]
+VALUE_QUERY = ":NUMERIC:NORMAL:VALUE?"
+
+
+def wait_until(condition: Callable[[], bool], what: str, limit_s: float = 5.0) -> None:
+    """Poll `condition`; the limit only keeps a broken driver from hanging the suite."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.002)
+
+
+def values_line(power_w: float) -> str:
+    """A value reply in the real unit's layout with only P changed."""
+    fields = VALUE_REAL.split(",")
+    fields[2] = "NAN" if math.isnan(power_w) else f"{power_w:.3f}E+00"
+    return ",".join(fields)
+
+
+# ---------------------------------------------------------------------------- FakeMeter
+class RaiseOnPoll:
+    """Fed instead of a line: the next value query raises this exception."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+class FakeMeter:
+    """A GPM-8213 behind a fake pyvisa resource manager.
+
+    `replies` maps every command the driver may send to its reply (None: no reply). Value
+    queries take the lines the test `feed`s, one per query, and wait up to the resource's
+    timeout like a silent meter. Each exchange is logged as (command, reply); a command not
+    in `replies`, or a write/query mix-up, is recorded in `unexpected` and raises.
+    """
+
+    def __init__(self, replies: list[tuple[str, str | None]]) -> None:
+        self.replies = dict(replies)
+        self.log: list[tuple[str, str | None]] = []
+        self.unexpected: list[str] = []
+        self.opened: list[tuple[str, dict[str, Any]]] = []
+        self.gone = False
+        self._lines: queue.Queue[Any] = queue.Queue()
+
+    def feed(self, *lines: str | RaiseOnPoll) -> None:
+        for line in lines:
+            self._lines.put(line)
+
+    def hang_up(self) -> None:
+        """The meter goes away: blocked and later queries and opens fail at once."""
+        self.gone = True
+        self._lines.put(RaiseOnPoll(pyvisa.VisaIOError(constants.StatusCode.error_connection_lost)))
+
+    # ---- the resource manager API the driver uses
+    def open_resource(self, name: str, **kwargs: Any) -> FakeSession:
+        if self.gone:
+            raise pyvisa.VisaIOError(constants.StatusCode.error_resource_not_found)
+        self.opened.append((name, kwargs))
+        return FakeSession(self, kwargs["timeout"] / 1000)
+
+    def close(self) -> None:
+        pass
+
+    def exchange(self, command: str, *, is_query: bool, timeout_s: float) -> str | None:
+        if command == VALUE_QUERY and is_query:
+            reply = self._next_line(timeout_s)
+        elif command in self.replies and (self.replies[command] is not None) == is_query:
+            reply = self.replies[command]
+        else:
+            self.unexpected.append(command)
+            raise AssertionError(f"unexpected {'query' if is_query else 'write'} {command!r}")
+        self.log.append((command, reply))
+        return reply
+
+    def _next_line(self, timeout_s: float) -> str:
+        if self.gone:
+            raise pyvisa.VisaIOError(constants.StatusCode.error_connection_lost)
+        try:
+            line = self._lines.get(timeout=timeout_s)
+        except queue.Empty:
+            raise pyvisa.VisaIOError(constants.StatusCode.error_timeout) from None
+        if isinstance(line, RaiseOnPoll):
+            raise line.exc
+        return line
+
+
+class FakeSession:
+    def __init__(self, meter: FakeMeter, timeout_s: float) -> None:
+        self.meter, self.timeout_s, self.closed = meter, timeout_s, False
+
+    def write(self, command: str) -> None:
+        self.meter.exchange(command, is_query=False, timeout_s=self.timeout_s)
+
+    def query(self, command: str) -> str:
+        reply = self.meter.exchange(command, is_query=True, timeout_s=self.timeout_s)
+        assert reply is not None
+        return reply
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def open_meter() -> Iterator[Callable[..., Gpm8213Meter]]:
+    """Builds meters (short polls, patient timeouts) and closes them after the test."""
+    made: list[tuple[Gpm8213Meter, Any]] = []
+
+    def make(rm: Any, resource: str = LAN, **kwargs: Any) -> Gpm8213Meter:
+        kwargs = {"poll_s": 0.01, "timeout_s": 5.0, **kwargs}
+        meter = Gpm8213Meter(resource, resource_manager=rm, **kwargs)
+        made.append((meter, rm))
+        return meter
+
+    yield make
+    for meter, rm in made:
+        if isinstance(rm, FakeMeter):
+            rm.hang_up()  # wakes the poller from its wait for a value line
+        meter.close()
+
+
+def handled(meter: Gpm8213Meter) -> int:
+    """Value replies the poller has dealt with: parsed, or counted as an error."""
+    stats = meter.stats()
+    return stats.polls + sum(stats.errors.values())
+
+
+def window_over(meter: Gpm8213Meter, fake: FakeMeter, *lines: str | RaiseOnPoll):
+    """A window in which the meter answers exactly `lines` (then is silent)."""
+    before = handled(meter)
+    meter.start()
+    fake.feed(*lines)
+    wait_until(lambda: handled(meter) >= before + len(lines), "the fed lines to be polled")
+    return meter.stop()
+
+
+# ---------------------------------------------------------------------------- exact exchanges
+def test_connect_and_first_reading_follow_the_real_units_transcript(open_meter):
+    fake = FakeMeter(SETUP_REAL)
+    meter = open_meter(fake)
+    reading = window_over(meter, fake, VALUE_REAL)
+
+    assert fake.log[:12] == [*SETUP_REAL, (VALUE_QUERY, VALUE_REAL)]
+    assert fake.unexpected == []
+    assert reading.power_w == pytest.approx(17.688, rel=1e-12)
+    assert reading.samples == 1
+    assert reading.energy_j == pytest.approx(17.688 * reading.duration_s)
+
+
+def test_lan_resource_is_opened_with_cr_lf_terminations_and_the_timeout():
+    fake = FakeMeter(SETUP_REAL)
+    meter = Gpm8213Meter(LAN, poll_s=0.01, timeout_s=1.5, resource_manager=fake)
+    fake.hang_up()
+    meter.close()
+
+    name, options = fake.opened[0]
+    assert name == LAN
+    assert options["read_termination"] == "\r\n"
+    assert options["write_termination"] == "\r\n"
+    assert options["timeout"] == 1500
+
+
+def test_usb_cdc_resource_is_opened_8n1():
+    fake = FakeMeter(SETUP_REAL)
+    meter = Gpm8213Meter("ASRL/dev/ttyACM0::INSTR", poll_s=0.01, resource_manager=fake)
+    fake.hang_up()
+    meter.close()
+
+    name, options = fake.opened[0]
+    assert name == "ASRL/dev/ttyACM0::INSTR"
+    assert (options["data_bits"], options["parity"], options["stop_bits"]) == (
+        8, constants.Parity.none, constants.StopBits.one)
+    assert options["read_termination"] == options["write_termination"] == "\r\n"
+
+
+INTEGRATOR_SETUP = [
+    ("*IDN?", IDN_REAL),
+    (":NUMERIC:NORMAL:NUMBER 8", None),
+    (":NUMERIC:NORMAL:ITEM1 U", None),
+    (":NUMERIC:NORMAL:ITEM2 I", None),
+    (":NUMERIC:NORMAL:ITEM3 P", None),
+    (":NUMERIC:NORMAL:ITEM4 S", None),
+    (":NUMERIC:NORMAL:ITEM5 FU", None),
+    (":NUMERIC:NORMAL:ITEM6 LAMBDA", None),
+    (":NUMERIC:NORMAL:ITEM7 WH", None),
+    (":NUMERIC:NORMAL:ITEM8 TIME", None),
+    (":NUMERIC:NORMAL:HEADER?", "Urms,Irms,P,S,fU,PF,WH,Time"),
+]
+
+
+def test_integrator_mode_reads_wh_and_time_and_starts_the_integrator_from_zero(open_meter):
+    start_integrator = [(":INTEGrate:STOP", None), (":INTEGrate:RESet", None),
+                        (":INTEGrate:MODE MANual", None), (":INTEGrate:FUNCtion WATT", None),
+                        (":INTEGrate:STARt", None)]
+    fake = FakeMeter(INTEGRATOR_SETUP + start_integrator)
+    meter = open_meter(fake, use_integrator=True)
+
+    assert fake.log == INTEGRATOR_SETUP + start_integrator
+    assert meter.stats().integrator
+
+
+def test_integrator_mode_falls_back_to_polled_samples_when_the_meter_lacks_wh_and_time(
+        open_meter):
+    # The meter keeps its old items 7 and 8: the header shows WH and TIME did not take.
+    setup = [*INTEGRATOR_SETUP[:-1], (":NUMERIC:NORMAL:HEADER?", HEADER_REAL)]
+    fake = FakeMeter(setup)
+    meter = open_meter(fake, use_integrator=True)
+    # WH and TIME would be read from items 7 and 8 (Q, fI): 24.997 and NAN here.
+    reading = window_over(meter, fake, VALUE_REAL, VALUE_REAL)
+
+    assert not any(command.startswith(":INTEG") for command, _ in fake.log)
+    assert not meter.stats().integrator
+    assert reading.power_w == pytest.approx(17.688)
+
+
+def test_wrong_identity_raises_meter_error_naming_the_resource_and_the_answer():
+    rm = pyvisa.ResourceManager(f"{SIM_FILE}@sim")
+    resource = "TCPIP0::192.0.2.12::23::SOCKET"
+    with pytest.raises(MeterError) as err:
+        Gpm8213Meter(resource, resource_manager=rm)
+    assert resource in str(err.value)
+    assert "Keysight Technologies,34461A" in str(err.value)
+
+
+def test_items_that_did_not_take_effect_raise_meter_error_at_connect():
+    fake = FakeMeter([*SETUP_REAL[:-1], (":NUMERIC:NORMAL:HEADER?", "Urms,Irms,P")])
+    with pytest.raises(MeterError) as err:
+        Gpm8213Meter(LAN, resource_manager=fake)
+    assert LAN in str(err.value)
+    assert "'Urms,Irms,P'" in str(err.value)
+
+
+def test_an_unreachable_meter_raises_meter_error_naming_the_resource():
+    fake = FakeMeter(SETUP_REAL)
+    fake.hang_up()
+    with pytest.raises(MeterError, match=r"TCPIP0::192\.0\.2\.10::23::SOCKET: cannot connect"):
+        Gpm8213Meter(LAN, resource_manager=fake)
+
+
+# ---------------------------------------------------------------------------- windows
+def test_nan_readings_are_skipped_not_counted_as_zero(open_meter):
+    fake = FakeMeter(SETUP_REAL)
+    meter = open_meter(fake)
+    reading = window_over(meter, fake, values_line(10.0), values_line(math.nan),
+                          values_line(10.0))
+
+    assert reading.power_w == pytest.approx(10.0)
+    assert reading.samples == 2
+    assert meter.stats().nan_samples == 1
+
+
+def test_a_window_with_only_nan_readings_raises_meter_error_and_the_next_one_is_valid(
+        open_meter):
+    fake = FakeMeter(SETUP_REAL)
+    meter = open_meter(fake)
+    with pytest.raises(MeterError, match="no valid reading"):
+        window_over(meter, fake, values_line(math.nan), values_line(math.nan))
+
+    assert window_over(meter, fake, values_line(12.0)).power_w == pytest.approx(12.0)
+
+
+def test_a_window_without_any_reading_raises_meter_error(open_meter):
+    meter = open_meter(FakeMeter(SETUP_REAL))
+    meter.start()
+    with pytest.raises(MeterError, match=LAN.replace(".", r"\.")):
+        meter.stop()
+
+
+def test_stop_without_start_raises_meter_error(open_meter):
+    meter = open_meter(FakeMeter(SETUP_REAL))
+    with pytest.raises(MeterError, match="without start"):
+        meter.stop()
+
+
+def test_a_garbage_line_is_counted_and_the_driver_reconnects(open_meter):
+    fake = FakeMeter(SETUP_REAL)
+    meter = open_meter(fake)
+    reading = window_over(meter, fake, values_line(8.0), "\x15#@!\xff 12.3E+",
+                          values_line(8.0))
+
+    stats = meter.stats()
+    assert stats.errors == {"garbage": 1}
+    assert stats.connects == 2
+    assert len(fake.opened) == 2
+    assert fake.log.count(SETUP_REAL[0]) == 2  # identified again on the new session
+    assert reading.power_w == pytest.approx(8.0)
+    assert reading.samples == 2
+
+
+def test_an_unexpected_exception_in_a_poll_does_not_stop_the_poller(open_meter):
+    fake = FakeMeter(SETUP_REAL)
+    meter = open_meter(fake)
+    reading = window_over(meter, fake, RaiseOnPoll(RuntimeError("a bug in a backend")),
+                          values_line(6.0))
+
+    assert meter.stats().errors == {"io": 1}
+    assert reading.power_w == pytest.approx(6.0)
+
+
+# ---------------------------------------------------------------------------- pyvisa-sim
+@pytest.mark.parametrize("resource", [LAN, "ASRL1::INSTR"])
+def test_a_simulated_meter_on_lan_or_serial_reads_the_real_units_power(open_meter, resource):
+    meter = open_meter(pyvisa.ResourceManager(f"{SIM_FILE}@sim"), resource)
+    meter.start()
+    polled = meter.stats().polls
+    wait_until(lambda: meter.stats().polls >= polled + 3, "three polls")
+    reading = meter.stop()
+
+    assert reading.power_w == pytest.approx(17.688)
+    assert reading.samples >= 2
+    assert meter.stats().errors == {}
+
+
+def test_a_simulated_meter_without_readings_fails_every_window(open_meter):
+    resource = "TCPIP0::192.0.2.11::23::SOCKET"
+    meter = open_meter(pyvisa.ResourceManager(f"{SIM_FILE}@sim"), resource)
+    meter.start()
+    polled = meter.stats().polls
+    wait_until(lambda: meter.stats().polls >= polled + 2, "two polls")
+    with pytest.raises(MeterError) as err:
+        meter.stop()
+    assert resource in str(err.value)
+    assert meter.stats().valid_samples == 0
+
+
+# ---------------------------------------------------------------------------- arithmetic
+def test_polled_mean_weights_each_reading_by_the_window_time_it_stands_for():
+    samples = [Sample(0.0, 10.0), Sample(1.0, 20.0), Sample(1.5, 40.0), Sample(3.0, 60.0),
+               Sample(3.5, math.nan), Sample(4.0, 30.0), Sample(5.0, 50.0)]
+    # Window (0.5, 4.2], span 1 s. Each reading stands for the time since the previous
+    # one (at most 1 s), cut at the window start:
+    #   1.0 -> (0.5, 1.0]  0.5 s x 20 W      1.5 -> (1.0, 1.5]  0.5 s x 40 W
+    #   3.0 -> (2.0, 3.0]  1.0 s x 60 W      3.5 -> NAN, its 0.5 s counts for nothing
+    #   4.0 -> (3.5, 4.0]  0.5 s x 30 W      0.0 and 5.0 are outside the window
+    # mean = (10 + 20 + 60 + 15) / 2.5 = 42 W (the plain mean would be 37.5 W).
+    assert polled_mean_w(samples, 0.5, 4.2, span_s=1.0) == (pytest.approx(42.0), 4)
+
+
+def test_polled_mean_takes_readings_after_the_window_start_up_to_and_at_its_end():
+    samples = [Sample(1.0, 10.0), Sample(2.0, 20.0)]
+    assert polled_mean_w(samples, 1.0, 2.0, span_s=1.0) == (20.0, 1)
+    assert polled_mean_w(samples, 1.0, 1.999, span_s=1.0) is None
+
+
+def test_polled_mean_is_none_when_every_reading_in_the_window_is_nan():
+    samples = [Sample(0.0, 10.0), Sample(1.0, math.nan), Sample(2.0, math.nan)]
+    assert polled_mean_w(samples, 0.5, 2.5, span_s=1.0) is None
+
+
+def integrated(t_s: float, energy_wh: float, time_s: float, session: int = 1) -> Sample:
+    return Sample(t_s, 99.0, energy_wh=energy_wh, integrated_s=time_s, session=session)
+
+
+def test_integrated_mean_is_energy_over_time_between_the_readings_bracketing_the_window():
+    samples = [integrated(0.9, 1.0, 10.0), integrated(1.9, 1.005, 11.0),
+               integrated(2.9, 1.0125, 12.0), integrated(3.9, 1.02, 13.0)]
+    # Bracket of (1.0, 3.0]: the readings at 0.9 and 2.9: 0.0125 Wh = 45 J in 2 s.
+    assert integrated_mean_w(samples, 1.0, 3.0, max_lead_s=0.5) == pytest.approx(22.5)
+
+
+def test_integrated_mean_is_none_across_a_reconnect_a_stale_start_or_a_stopped_integrator():
+    across_reconnect = [integrated(0.9, 1.0, 10.0, session=1), integrated(2.9, 1.1, 12.0, 2)]
+    assert integrated_mean_w(across_reconnect, 1.0, 3.0, max_lead_s=0.5) is None
+    stale_start = [integrated(0.2, 1.0, 10.0), integrated(2.9, 1.1, 12.0)]
+    assert integrated_mean_w(stale_start, 1.0, 3.0, max_lead_s=0.5) is None
+    stopped = [integrated(0.9, 1.0, 10.0), integrated(2.9, 1.0, 10.0)]
+    assert integrated_mean_w(stopped, 1.0, 3.0, max_lead_s=0.5) is None
+
+
+def test_values_parse_as_nr3_with_nan_missing():
+    values = parse_values(VALUE_REAL, 8)
+    assert values[:7] == [127.58, 0.24002, 17.688, 30.622, 59.993, 0.5776, 24.997]
+    assert math.isnan(values[7])
+
+
+def test_values_accept_scpi_nan_and_an_echoed_header():
+    assert math.isnan(parse_values("9.91E+37,1.0E+00", 2)[0])
+    assert parse_values(":NUMERIC:NORMAL:VALUE 1.5E+00,2.0E+00", 2) == [1.5, 2.0]
+
+
+@pytest.mark.parametrize("line", ["1.0E+00,2.0E+00", "1.0E+00,abc,3.0E+00", "", "-113,\"x\""])
+def test_values_with_the_wrong_count_or_not_numbers_are_rejected(line):
+    with pytest.raises(MeterError):
+        parse_values(line, 3)
