@@ -60,8 +60,15 @@ class VbsConfig(StrictModel):
 
 
 class MeterConfig(StrictModel):
-    kind: Literal["emulated"] = "emulated"
+    """`emulated`: the emulated vBS's own meter socket. `gpm8213`: a GW-Instek GPM-8213 over
+    pyvisa-py at `resource` (`TCPIP0::host::23::SOCKET` or `ASRL/dev/ttyACM0::INSTR`); with
+    the emulated vBS and no resource, its SCPI twin, so the real driver runs end to end."""
+
+    kind: Literal["emulated", "gpm8213"] = "emulated"
     endpoint: str = "tcp://127.0.0.1:0"
+    resource: str | None = None
+    poll_s: float = Field(1.0, gt=0, le=60, description="gpm8213: seconds between readings")
+    use_integrator: bool = False
     timeout_s: float = Field(0.5, gt=0, le=60)
 
 

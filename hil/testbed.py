@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Self
 
 from drivers.emulated.meter import EmulatedMeter
+from drivers.power.gpm8213 import Gpm8213Meter
 from drivers.protocols import PowerMeter, RanControl
 from drivers.rtctl.client import RtctlClient
 from hil.config import HilConfig
@@ -61,7 +62,18 @@ def emulator_command(cfg: HilConfig) -> list[str]:
            "--control", cfg.vbs.control_endpoint, "--meter", cfg.meter.endpoint]
     if emu.scenario.trace is not None:
         cmd += ["--trace", str(emu.scenario.trace)]
+    if cfg.meter.kind == "gpm8213" and not cfg.meter.resource:
+        cmd += ["--scpi-meter", "127.0.0.1:0"]
     return cmd
+
+
+def make_meter(cfg: HilConfig, emulator_ready: dict | None) -> PowerMeter:
+    """The configured meter; a GPM-8213 without a resource is the emulated vBS's twin."""
+    if cfg.meter.kind == "gpm8213":
+        resource = cfg.meter.resource or (emulator_ready or {}).get("scpi_meter")
+        return Gpm8213Meter(resource, poll_s=cfg.meter.poll_s, timeout_s=cfg.meter.timeout_s,
+                            use_integrator=cfg.meter.use_integrator)
+    return EmulatedMeter(emulator_ready["meter"], timeout_s=cfg.meter.timeout_s)
 
 
 def _wait_ready(proc: subprocess.Popen, timeout_s: float, log_path: Path) -> dict:
@@ -94,7 +106,7 @@ def start_emulated(cfg: HilConfig, log_dir: Path) -> Testbed:
     try:
         ready = _wait_ready(proc, cfg.vbs.emulator.startup_timeout_s, log_path)
         ran = RtctlClient(ready["control"], timeout_s=cfg.vbs.timeout_s, retries=cfg.vbs.retries)
-        meter = EmulatedMeter(ready["meter"], timeout_s=cfg.meter.timeout_s)
+        meter = make_meter(cfg, ready)
     except BaseException:
         if proc.poll() is None:
             proc.kill()

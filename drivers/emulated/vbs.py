@@ -33,6 +33,7 @@ import hil
 from drivers.emulated import model
 from drivers.emulated.meter import serve_meter_request
 from drivers.emulated.scenarios import Environment, Scenario, make_scenario
+from drivers.power.scpi_twin import ScpiMeterTwin
 from drivers.rtctl.messages import CapCounters, CellKpis, KpiWindow, Thresholds
 from drivers.rtctl.server import RtctlServer
 
@@ -243,9 +244,22 @@ def _bind(sock: zmq.Socket, endpoint: str) -> str:
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
+class _LockedPowerSource:
+    """The emulated vBS's power, read from the SCPI twin's threads under the serve lock."""
+
+    def __init__(self, vbs: EmulatedVbs, lock: threading.Lock) -> None:
+        self._vbs, self._lock = vbs, lock
+
+    def read_power(self) -> tuple[float, float, int]:
+        with self._lock:
+            return self._vbs.read_power()
+
+
 def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
-          stop: threading.Event, on_ready=None) -> None:
-    """One thread, two REP sockets: rtctl control and the meter. No locks needed.
+          stop: threading.Event, on_ready=None, scpi_meter: str | None = None) -> None:
+    """One thread, two REP sockets: rtctl control and the meter; optionally a GPM-8213 SCPI
+    twin on `scpi_meter` ("host:port", port 0 = any), whose threads share the model under a
+    lock with this loop.
 
     TTIs are simulated when a request needs them, not while idle: a simulation step has a
     fixed cost (~0.4 ms on a small VM), so one step per window is cheapest.
@@ -255,8 +269,14 @@ def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
     control = ctx.socket(zmq.REP)
     meter = ctx.socket(zmq.REP)
     control.linger = meter.linger = 0
+    lock = threading.Lock()
+    twin = None
     try:
         bound = {"control": _bind(control, control_endpoint), "meter": _bind(meter, meter_endpoint)}
+        if scpi_meter is not None:
+            host, _, port = scpi_meter.rpartition(":")
+            twin = ScpiMeterTwin(_LockedPowerSource(vbs, lock), host, int(port)).start()
+            bound["scpi_meter"] = twin.resource
         if on_ready:
             on_ready(bound)
         poller = zmq.Poller()
@@ -266,12 +286,20 @@ def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
         while not stop.is_set():
             ready = dict(poller.poll(100))
             if control in ready:
-                control.send(server.handle(control.recv()))
+                raw = control.recv()
+                with lock:
+                    reply = server.handle(raw)
+                control.send(reply)
             if meter in ready:
-                meter.send(serve_meter_request(vbs, meter.recv()))
+                raw = meter.recv()
+                with lock:
+                    reply = serve_meter_request(vbs, raw)
+                meter.send(reply)
             if os.getppid() != parent:  # the controller died: do not linger
                 break
     finally:
+        if twin is not None:
+            twin.close()
         control.close()
         meter.close()
 
@@ -287,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speedup", type=float, default=1.0)
     p.add_argument("--control", default="tcp://127.0.0.1:0")
     p.add_argument("--meter", default="tcp://127.0.0.1:0")
+    p.add_argument("--scpi-meter", metavar="HOST:PORT",
+                   help="also serve a GPM-8213 SCPI twin of the modelled power on raw TCP")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -302,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     def ready(bound: dict) -> None:
         print(json.dumps({"ready": True, **bound, "pid": os.getpid()}), flush=True)
 
-    serve(vbs, args.control, args.meter, stop, on_ready=ready)
+    serve(vbs, args.control, args.meter, stop, on_ready=ready, scpi_meter=args.scpi_meter)
     return 0
 
 
