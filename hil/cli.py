@@ -24,7 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from hil.errors import HilError
+from hil.errors import ConfigError, HilError
 
 DEFAULT_CONFIG = Path("testbed_configs/zmq-emulated.yaml")
 console = Console(stderr=True)
@@ -80,6 +80,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                           "--agent, --seed and --out are ignored")
         cfg, run_dir = runmod.resume_run(Path(args.resume), args.rounds)
     else:
+        if args.config == str(DEFAULT_CONFIG) and not DEFAULT_CONFIG.exists():
+            raise ConfigError(str(DEFAULT_CONFIG), "", "the default config is not here: run "
+                              "hil from the vbs-hil checkout, or pass a config file's path")
         cfg, run_dir = runmod.new_run(
             Path(args.config), {"agent.name": args.agent, "rounds": args.rounds, "seed": args.seed},
             Path(args.out) if args.out else None)
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except HilError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True, highlight=False)
         return 2
 
 
