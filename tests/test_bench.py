@@ -1,0 +1,25 @@
+"""`hil bench` keeps printing the figures the project promises (values are not judged here:
+speed is measured by the benchmark, never asserted in tests)."""
+
+import math
+
+import pytest
+
+from hil.cli import main
+
+pytestmark = pytest.mark.e2e
+
+PROMISED = {
+    "bsvbs_select_update_us": "us", "bsvbs_select_update_us_1e6": "us",
+    "control_rtt_ms_p50": "ms", "control_rtt_ms_p99": "ms",
+    "emulated_rounds_per_s": "rounds/s",
+}
+
+
+def test_bench_prints_every_promised_figure_as_name_value_unit(capsys):
+    assert main(["bench", "--quick"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    figures = {name: (float(value), unit) for name, value, unit in lines}
+    for name, unit in PROMISED.items():
+        value, printed_unit = figures[name]
+        assert printed_unit == unit and math.isfinite(value) and value > 0
