@@ -48,8 +48,22 @@ class EmulatorConfig(StrictModel):
     startup_timeout_s: float = Field(20.0, gt=0)
 
 
+class HostConfig(StrictModel):
+    """A testbed machine reached over SSH (key or agent authentication only)."""
+
+    hostname: str = Field(..., min_length=1)
+    port: int = Field(22, ge=1, le=65535)
+    username: str = Field(..., min_length=1)
+    key_path: Path | None = None
+    use_agent: bool = True
+    known_hosts_path: Path | None = Field(None, description="default: ~/.ssh/known_hosts")
+    trust_unknown_host: bool = Field(False, description="add an unknown host key (first use)")
+    state_dir: str | None = Field(None, description="logs and PID files on the host")
+
+
 class VbsConfig(StrictModel):
     kind: Literal["emulated"] = "emulated"
+    host: str | None = Field(None, description="a `hosts` entry to run on; none: this machine")
     # Port 0: the emulated vBS binds a free port and reports it (no clashes between runs).
     control_endpoint: str = "tcp://127.0.0.1:0"
     timeout_s: float = Field(0.5, gt=0, le=60)
@@ -124,6 +138,14 @@ class HilConfig(StrictModel):
     policy_space: Literal["paper"] | PolicySpaceConfig = "paper"
     reward: RewardConfig = RewardConfig()
     recording: RecordingConfig = RecordingConfig()
+    hosts: dict[str, HostConfig] = {}
+
+    @model_validator(mode="after")
+    def _vbs_host_is_declared(self) -> HilConfig:
+        if self.vbs.host is not None and self.vbs.host not in self.hosts:
+            known = ", ".join(self.hosts) or "none declared"
+            raise ValueError(f"vbs.host {self.vbs.host!r} is not in `hosts` ({known})")
+        return self
 
     @property
     def period_s(self) -> float:
@@ -134,18 +156,25 @@ class HilConfig(StrictModel):
         return PAPER_SPACE if self.policy_space == "paper" else self.policy_space.build()
 
 
-def _resolve(base: Path, p: Path | None) -> Path | None:
-    return None if p is None or p.is_absolute() else (base / p)
+def _under(base: Path, path: Path | None) -> Path | None:
+    """A path from the config file: `~` expanded, relative ones taken from `base`."""
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else base / path
 
 
 def resolve_paths(cfg: HilConfig, base: Path) -> HilConfig:
     """Make every relative path in ``cfg`` relative to ``base`` (the config file's folder)."""
+    hosts = {name: host.model_copy(update={"key_path": _under(base, host.key_path),
+                                           "known_hosts_path": _under(base, host.known_hosts_path)})
+             for name, host in cfg.hosts.items()}
     emu = cfg.vbs.emulator
-    scenario = emu.scenario.model_copy(
-        update={"trace": _resolve(base, emu.scenario.trace) or emu.scenario.trace})
-    emu = emu.model_copy(update={"calibration": _resolve(base, emu.calibration) or emu.calibration,
+    scenario = emu.scenario.model_copy(update={"trace": _under(base, emu.scenario.trace)})
+    emu = emu.model_copy(update={"calibration": _under(base, emu.calibration),
                                  "scenario": scenario})
-    return cfg.model_copy(update={"vbs": cfg.vbs.model_copy(update={"emulator": emu})})
+    return cfg.model_copy(update={"hosts": hosts,
+                                  "vbs": cfg.vbs.model_copy(update={"emulator": emu})})
 
 
 def apply_overrides(data: dict, overrides: dict[str, object]) -> dict:

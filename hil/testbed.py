@@ -1,8 +1,9 @@
 """Bring a testbed up from its config and hand the engine its capabilities.
 
-For the emulated testbed that means: start the emulated vBS as a separate process, wait for
-the line in which it reports the endpoints it bound, connect the rtctl client and the meter.
-Teardown always stops the process, also after a crash of the controller's own code.
+For the emulated testbed that means: start the emulated vBS as a separate process, on this
+machine or on a configured host over SSH (`vbs.host`), wait for the line in which it reports
+the endpoints it bound, connect the rtctl client and the meter. Teardown always stops the
+process, also after a crash of the controller's own code.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -21,8 +24,12 @@ from drivers.emulated.meter import EmulatedMeter
 from drivers.power.gpm8213 import Gpm8213Meter
 from drivers.protocols import PowerMeter, RanControl
 from drivers.rtctl.client import RtctlClient
-from hil.config import HilConfig
+from drivers.ssh import SshHost
+from hil.config import HilConfig, HostConfig
 from hil.errors import HilError
+
+REPO = Path(__file__).resolve().parents[1]
+EMULATOR = "emulated-vbs"  # the process name on an SSH host
 
 
 class TestbedError(HilError):
@@ -33,18 +40,12 @@ class TestbedError(HilError):
 class Testbed:
     ran: RanControl
     meter: PowerMeter
-    process: subprocess.Popen | None = None
+    stop_vbs: Callable[[], None]
 
     def close(self) -> None:
         self.ran.close()
         self.meter.close()
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.stop_vbs()
 
     def __enter__(self) -> Self:
         return self
@@ -53,9 +54,9 @@ class Testbed:
         self.close()
 
 
-def emulator_command(cfg: HilConfig) -> list[str]:
+def emulator_command(cfg: HilConfig, python: str = sys.executable) -> list[str]:
     emu = cfg.vbs.emulator
-    cmd = [sys.executable, "-m", "drivers.emulated.vbs",
+    cmd = [python, "-m", "drivers.emulated.vbs",
            "--calibration", str(emu.calibration), "--scenario", emu.scenario.name,
            "--switch-epoch", str(emu.scenario.switch_epoch), "--seed", str(cfg.seed),
            "--round-s", str(cfg.round_s), "--speedup", str(cfg.clock.speedup),
@@ -67,55 +68,112 @@ def emulator_command(cfg: HilConfig) -> list[str]:
     return cmd
 
 
-def make_meter(cfg: HilConfig, emulator_ready: dict | None) -> PowerMeter:
+def make_meter(cfg: HilConfig, emulator_ready: dict) -> PowerMeter:
     """The configured meter; a GPM-8213 without a resource is the emulated vBS's twin."""
     if cfg.meter.kind == "gpm8213":
-        resource = cfg.meter.resource or (emulator_ready or {}).get("scpi_meter")
+        resource = cfg.meter.resource or emulator_ready.get("scpi_meter")
         return Gpm8213Meter(resource, poll_s=cfg.meter.poll_s, timeout_s=cfg.meter.timeout_s,
                             use_integrator=cfg.meter.use_integrator)
     return EmulatedMeter(emulator_ready["meter"], timeout_s=cfg.meter.timeout_s)
 
 
-def _wait_ready(proc: subprocess.Popen, timeout_s: float, log_path: Path) -> dict:
-    """Read the emulator's ready line; report the end of its log if it dies first."""
+def _ready_message(line: str) -> dict | None:
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    message = json.loads(line)
+    return message if message.get("ready") else None
+
+
+# ----------------------------------------------------------------------- on this machine
+def _start_local(cfg: HilConfig, log_dir: Path) -> tuple[dict, Callable[[], None]]:
+    """A child process; its stderr goes to ``log_dir/emulator.log``."""
+    log_path = Path(log_dir) / "emulator.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [*emulator_command(cfg), "--exit-with-parent"], stdout=subprocess.PIPE, stderr=log,
+            text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=REPO)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + cfg.vbs.emulator.startup_timeout_s
     while time.monotonic() < deadline:
-        if sel.select(timeout=0.1):
-            line = proc.stdout.readline()
-            if line:
-                msg = json.loads(line)
-                if msg.get("ready"):
-                    return msg
+        if sel.select(timeout=0.1) and (ready := _ready_message(proc.stdout.readline())):
+            return ready, stop
         if proc.poll() is not None:
             err = log_path.read_text(errors="replace").strip().splitlines()
             tail = err[-1] if err else f"exit code {proc.returncode}"
             raise TestbedError(f"the emulated vBS exited during start-up: {tail} (log: {log_path})")
-    proc.kill()
-    raise TestbedError(f"the emulated vBS did not report ready within {timeout_s} s")
+    stop()
+    raise TestbedError(f"the emulated vBS did not report ready within "
+                       f"{cfg.vbs.emulator.startup_timeout_s} s (log: {log_path})")
 
 
-def start_emulated(cfg: HilConfig, log_dir: Path) -> Testbed:
-    """Start the emulated vBS; its stderr goes to ``log_dir/emulator.log``."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    log_path = Path(log_dir) / "emulator.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(emulator_command(cfg), stdout=subprocess.PIPE, stderr=log,
-                                text=True, env=env, cwd=Path(__file__).resolve().parents[1])
+# ----------------------------------------------------------------------- over SSH
+def connect_host(name: str, host: HostConfig) -> SshHost:
+    return SshHost(
+        name, host.hostname, port=host.port, username=host.username,
+        key_path=None if host.key_path is None else str(host.key_path), use_agent=host.use_agent,
+        known_hosts_path=None if host.known_hosts_path is None else str(host.known_hosts_path),
+        trust_unknown_host=host.trust_unknown_host, state_dir=host.state_dir)
+
+
+def _start_over_ssh(cfg: HilConfig, host_name: str) -> tuple[dict, Callable[[], None]]:
+    """Started and tracked by the host's ProcessHost; its log stays on the host (`tail`).
+
+    The host runs this checkout's code with this interpreter (the same machine in CI; a lab
+    installs vbs-hil at the same path on the BBU host).
+    """
+    host = connect_host(host_name, cfg.hosts[host_name])
+    command = f"cd {shlex.quote(str(REPO))} && exec {shlex.join(emulator_command(cfg))}"
+
+    def stop() -> None:
+        try:
+            host.stop(EMULATOR)
+        finally:
+            host.close()
+
     try:
-        ready = _wait_ready(proc, cfg.vbs.emulator.startup_timeout_s, log_path)
+        host.start(EMULATOR, command, env={"PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + cfg.vbs.emulator.startup_timeout_s
+        while time.monotonic() < deadline:
+            for line in host.tail(EMULATOR, 20).splitlines():
+                if ready := _ready_message(line):
+                    return ready, stop
+            if not host.is_running(EMULATOR):
+                raise TestbedError(f"the emulated vBS exited during start-up on {host_name}: "
+                                   f"{host.tail(EMULATOR, 3).strip()}")
+            time.sleep(0.05)
+        raise TestbedError(f"the emulated vBS on {host_name} did not report ready within "
+                           f"{cfg.vbs.emulator.startup_timeout_s} s: "
+                           f"{host.tail(EMULATOR, 3).strip()}")
+    except BaseException:
+        stop()
+        raise
+
+
+# ----------------------------------------------------------------------- the testbed
+def start_testbed(cfg: HilConfig, log_dir: Path) -> Testbed:
+    """Bring up the testbed the config describes (srsRAN over SSH is the next step)."""
+    if cfg.vbs.kind != "emulated":
+        raise TestbedError(f"vbs.kind {cfg.vbs.kind!r} is not supported yet")
+    if cfg.vbs.host is None:
+        ready, stop = _start_local(cfg, log_dir)
+    else:
+        ready, stop = _start_over_ssh(cfg, cfg.vbs.host)
+    try:
         ran = RtctlClient(ready["control"], timeout_s=cfg.vbs.timeout_s, retries=cfg.vbs.retries)
         meter = make_meter(cfg, ready)
     except BaseException:
-        if proc.poll() is None:
-            proc.kill()
+        stop()
         raise
-    return Testbed(ran=ran, meter=meter, process=proc)
-
-
-def start_testbed(cfg: HilConfig, log_dir: Path) -> Testbed:
-    """Bring up the testbed the config describes (issue 2 adds SSH-driven srsRAN and meters)."""
-    if cfg.vbs.kind == "emulated":
-        return start_emulated(cfg, log_dir)
-    raise TestbedError(f"vbs.kind {cfg.vbs.kind!r} is not supported yet")
+    return Testbed(ran=ran, meter=meter, stop_vbs=stop)

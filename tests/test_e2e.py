@@ -23,6 +23,7 @@ import yaml
 from agents.registry import make_agent
 from drivers.emulated import model
 from drivers.emulated.scenarios import make_scenario
+from drivers.ssh import SshHost
 from hil.cli import main
 from hil.config import load_config
 from hil.recorder import RunDirectory, read_rounds
@@ -218,3 +219,25 @@ def test_a_run_reads_power_through_the_gpm8213_driver_and_the_emulators_scpi_twi
     assert rounds["power_w"].between(9.0, 16.5).all()
     # energy = mean power x the window's duration, from samples of ~5 ms each
     assert (rounds["energy_j"] / rounds["power_w"]).between(0.02, 0.2).all()
+
+
+def test_the_emulated_vbs_runs_on_a_host_reached_over_ssh(tmp_path, sshd):
+    """bring-up through a real sshd: the emulator is started, tracked and stopped by SshHost."""
+    params = sshd.host_params()
+    config = write_config(tmp_path, rounds=60, hosts={"bbu": {
+        "hostname": params["hostname"], "port": params["port"], "username": params["username"],
+        "key_path": params["key_path"], "use_agent": False,
+        "known_hosts_path": params["known_hosts_path"], "state_dir": params["state_dir"]}},
+        **{"vbs.host": "bbu", "clock.speedup": 200.0})
+    assert main(["run", str(config)]) == 0
+    rounds = read_rounds(only_run_dir(tmp_path))
+    assert len(rounds) == 60 and rounds["valid"].all()
+    with SshHost("check", **params) as host:
+        assert '"ready": true' in host.tail("emulated-vbs", 50)
+        assert not host.is_running("emulated-vbs")  # stopped at the end of the run
+
+
+def test_a_vbs_host_missing_from_hosts_is_a_config_error_naming_it(tmp_path, capsys):
+    config = write_config(tmp_path, **{"vbs.host": "bbu"})
+    assert main(["run", str(config)]) == 2
+    assert "vbs.host 'bbu' is not in `hosts`" in capsys.readouterr().err

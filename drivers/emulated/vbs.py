@@ -256,7 +256,8 @@ class _LockedPowerSource:
 
 
 def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
-          stop: threading.Event, on_ready=None, scpi_meter: str | None = None) -> None:
+          stop: threading.Event, on_ready=None, scpi_meter: str | None = None,
+          exit_with_parent: bool = False) -> None:
     """One thread, two REP sockets: rtctl control and the meter; optionally a GPM-8213 SCPI
     twin on `scpi_meter` ("host:port", port 0 = any), whose threads share the model under a
     lock with this loop.
@@ -295,7 +296,7 @@ def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
                 with lock:
                     reply = serve_meter_request(vbs, raw)
                 meter.send(reply)
-            if os.getppid() != parent:  # the controller died: do not linger
+            if exit_with_parent and os.getppid() != parent:  # the controller died
                 break
     finally:
         if twin is not None:
@@ -315,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speedup", type=float, default=1.0)
     p.add_argument("--control", default="tcp://127.0.0.1:0")
     p.add_argument("--meter", default="tcp://127.0.0.1:0")
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="exit when the process that started it dies (local runs)")
     p.add_argument("--scpi-meter", metavar="HOST:PORT",
                    help="also serve a GPM-8213 SCPI twin of the modelled power on raw TCP")
     args = p.parse_args(argv)
@@ -332,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     def ready(bound: dict) -> None:
         print(json.dumps({"ready": True, **bound, "pid": os.getpid()}), flush=True)
 
-    serve(vbs, args.control, args.meter, stop, on_ready=ready, scpi_meter=args.scpi_meter)
+    serve(vbs, args.control, args.meter, stop, on_ready=ready, scpi_meter=args.scpi_meter,
+          exit_with_parent=args.exit_with_parent)
     return 0
 
 
