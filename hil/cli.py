@@ -1,6 +1,7 @@
 """`hil`: the command line.
 
     hil run [CONFIG] [--agent bsvbs|random] [--rounds N] [--seed S] [--out DIR] [--resume RUN_DIR]
+    hil check [CONFIG]
     hil bench [--quick]
 
 Operator errors (`HilError`) print one line saying what to fix and exit with status 2; an
@@ -144,6 +145,21 @@ def _note_pure_exploration(cfg) -> None:
             "smaller policy_space, or set agent.gamma.")
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from hil.config import load_config
+    from hil.preflight import run_checks
+
+    cfg = load_config(Path(args.config))
+    failed = 0
+    for result in run_checks(cfg):
+        failed += not result.ok
+        mark = "[green]ok  [/]" if result.ok else "[red]FAIL[/]"
+        console.print(f"{mark}  {result.name}: {result.detail}", soft_wrap=True, highlight=False)
+    console.print(f"{args.config}: " + ("ready" if not failed else f"{failed} problem(s) to fix"),
+                  soft_wrap=True, highlight=False)
+    return 1 if failed else 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from hil.bench import run_benchmarks
 
@@ -165,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="parent folder of the run directory (default: runs/)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or crashed run")
     run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="preflight: is this testbed ready? one line per check")
+    check.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG))
+    check.set_defaults(func=cmd_check)
 
     bench = sub.add_parser("bench", help="measure speed; prints `name value unit` lines")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (for smoke tests)")

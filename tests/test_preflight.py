@@ -1,0 +1,60 @@
+"""`hil check`: one line per check, every problem listed in one pass, exit 1 if any."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hil.cli import main
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_config(tmp_path: Path, **changes) -> Path:
+    data = yaml.safe_load((REPO / "testbed_configs" / "zmq-emulated.yaml").read_text())
+    data["vbs"]["emulator"]["calibration"] = str(
+        REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml")
+    data.update(changes)
+    path = tmp_path / "testbed.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def lines_of(capsys) -> list[str]:
+    return capsys.readouterr().err.splitlines()
+
+
+def test_the_shipped_emulated_testbed_is_ready(capsys):
+    assert main(["check", str(REPO / "testbed_configs" / "zmq-emulated.yaml")]) == 0
+    lines = lines_of(capsys)
+    assert [line.split()[0] for line in lines[:-1]] == ["ok"] * (len(lines) - 1)
+    assert any(line.startswith("ok    vbs: emulated-srsenb") for line in lines)
+    assert lines[-1].endswith("ready")
+
+
+def test_a_broken_testbed_gets_one_line_per_problem(tmp_path, capsys):
+    config = write_config(tmp_path, vbs={
+        "host": "bbu",
+        "emulator": {"calibration": str(tmp_path / "missing.yaml"),
+                     "scenario": {"name": "trace", "trace": str(tmp_path / "missing.csv")}}},
+        hosts={"bbu": {"hostname": "127.0.0.1", "port": 1, "username": "nobody",
+                       "use_agent": False, "key_path": str(tmp_path / "no-key")}})
+    assert main(["check", str(config)]) == 1
+    failures = {line.split()[1].rstrip(":"): line for line in lines_of(capsys)
+                if line.startswith("FAIL")}
+    assert set(failures) == {"calibration", "scenario", "host", "vbs"}
+    assert "missing.yaml" in failures["calibration"]
+    assert "missing.csv" in failures["scenario"]
+    assert "bbu" in failures["host"]
+
+
+def test_a_reachable_ssh_host_is_checked_ok(tmp_path, capsys, sshd):
+    params = sshd.host_params()
+    config = write_config(tmp_path, hosts={"bbu": {
+        "hostname": params["hostname"], "port": params["port"], "username": params["username"],
+        "key_path": params["key_path"], "use_agent": False,
+        "known_hosts_path": params["known_hosts_path"], "state_dir": params["state_dir"]}})
+    assert main(["check", str(config)]) == 0
+    assert any(line.startswith("ok    host bbu:") and "Python 3" in line
+               for line in lines_of(capsys))
