@@ -41,6 +41,14 @@ class PowerReading:
     samples: int
 
 
+class PowerSource(Protocol):
+    """Where a meter twin gets its watts from (the emulated vBS's power model)."""
+
+    def read_power(self) -> tuple[float, float, int]:
+        """(mean W, energy J, TTIs) since the previous call; NaN W if no time passed."""
+        ...
+
+
 class PowerMeter(Protocol):
     """A wall-power meter on the BBU + radio supply (GPM-8213 or its twin)."""
 

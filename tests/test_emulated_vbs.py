@@ -22,7 +22,8 @@ import psutil
 import pytest
 
 from drivers.emulated import lte
-from drivers.emulated.meter import parse_values, serve_meter_request
+from drivers.emulated.meter import serve_meter_request
+from drivers.power.gpm8213 import parse_values
 from drivers.emulated.model import load_calibration
 from drivers.emulated.scenarios import Environment, Scenario, make_scenario
 from drivers.emulated.vbs import RNTI, EmulatedVbs
@@ -487,7 +488,7 @@ def test_the_meter_answers_in_gpm_units_and_nan_when_no_time_passed() -> None:
     vbs.clock.advance(WINDOW_TTI)
     vbs.get()
     power_w, energy_wh, time_s = parse_values(
-        serve_meter_request(vbs.backend, b":NUMERIC:NORMAL:VALUE?").decode())
+        serve_meter_request(vbs.backend, b":NUMERIC:NORMAL:VALUE?").decode(), 3)
     assert time_s == pytest.approx(WINDOW_TTI / 1000)
     assert energy_wh == pytest.approx(power_w * time_s / 3600, rel=1e-3)  # 5 significant digits
     again = serve_meter_request(vbs.backend, b":NUMERIC:NORMAL:VALUE?").decode()

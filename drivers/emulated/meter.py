@@ -1,32 +1,25 @@
-"""A simple emulated wall-power meter for the emulated vBS (the GPM-8213 driver is issue 2).
+"""The emulated vBS's own light meter: the fastest way to read its modelled power.
 
-The emulated vBS answers, on its meter socket, the GPM-8213 numeric query as a meter set up
-with three items would: ``P`` (mean W), ``WH`` and ``TIME`` (s), integrated since the previous
+For accelerated runs (a round of a few ms) a polling meter is too coarse, so the emulated vBS
+also answers, on a ZMQ socket, the GPM-8213 numeric query as a meter set up with three items
+would: ``P`` (mean W), ``WH`` and ``TIME`` (s), integrated since the previous
 query, in NR3 ASCII, ``NAN`` where no time has passed. `EmulatedMeter` is the controller side.
+The real GPM-8213 path (pyvisa driver and SCPI twin) is `drivers/power/`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Protocol
 
 import zmq
 
-from drivers.protocols import PowerReading
+from drivers.power.gpm8213 import parse_values
+from drivers.power.scpi_twin import nr3
+from drivers.protocols import PowerReading, PowerSource
 from hil.errors import MeterError
 
 IDN = "GWInstek,GPM-8213,EMULATED,V0"
 VALUE_QUERY = b":NUMERIC:NORMAL:VALUE?"
-
-
-class PowerSource(Protocol):
-    def read_power(self) -> tuple[float, float, int]:
-        """(mean W, energy J, TTIs) since the previous call."""
-        ...
-
-
-def _nr3(x: float) -> str:
-    return "NAN" if math.isnan(x) else f"{x:.4E}"
 
 
 def serve_meter_request(source: PowerSource, raw: bytes) -> bytes:
@@ -36,16 +29,8 @@ def serve_meter_request(source: PowerSource, raw: bytes) -> bytes:
         return IDN.encode()
     if query == VALUE_QUERY:
         power, energy_j, ttis = source.read_power()
-        return ",".join((_nr3(power), _nr3(energy_j / 3600.0), _nr3(ttis / 1000.0))).encode()
+        return ",".join((nr3(power), nr3(energy_j / 3600.0), nr3(ttis / 1000.0))).encode()
     return b'-113,"Undefined header"'
-
-
-def parse_values(line: str) -> list[float]:
-    """NR3 values of a numeric reply; NAN stays NaN, anything else unparsable is an error."""
-    try:
-        return [float(v) for v in line.strip().split(",")]
-    except ValueError:
-        raise MeterError(f"meter reply is not a list of numbers: {line[:80]!r}") from None
 
 
 class EmulatedMeter:
@@ -96,9 +81,7 @@ class EmulatedMeter:
         self._owed += 1
 
     def stop(self) -> PowerReading:
-        values = parse_values(self._query(VALUE_QUERY))
-        if len(values) != 3:
-            raise MeterError(f"meter at {self.endpoint} sent {len(values)} items, expected 3")
+        values = parse_values(self._query(VALUE_QUERY), 3)
         power_w, energy_wh, time_s = values
         if not all(math.isfinite(v) for v in values) or time_s <= 0:
             raise MeterError(f"meter at {self.endpoint} has no reading for this window (NAN)")

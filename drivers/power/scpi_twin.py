@@ -31,8 +31,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from drivers.emulated.meter import PowerSource
 from drivers.power.gpm8213 import HEADER_NAMES, ITEMS
+from drivers.protocols import PowerSource
 
 logger = logging.getLogger(__name__)
 
