@@ -120,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg.recording.plot and len(rounds):
         from hil.plots import summary_figure
 
-        png = summary_figure(rounds, result.agent.probabilities(), cfg.space(),
+        png = summary_figure(rounds, result.agent.probabilities(), cfg.policy_space,
                              f"{cfg.name}: {cfg.agent.name}, {len(rounds)} rounds",
                              run_dir.path / "summary.png")
         console.print(f"summary plot: {png}")
@@ -137,7 +137,7 @@ def _note_pure_exploration(cfg) -> None:
 
     if cfg.agent.name != "bsvbs" or cfg.agent.gamma is not None:
         return
-    size, horizon = cfg.space().size, cfg.agent.horizon or cfg.rounds
+    size, horizon = cfg.policy_space.size, cfg.agent.horizon or cfg.rounds
     if gamma_for_horizon(size, horizon) >= 1.0:
         console.print(
             f"[yellow]note: with {size} policies and a horizon of {horizon} rounds, Lemma 1 "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agents.policy_space import PAPER_SPACE, PolicySpace
 from hil.validation import StrictModel, read_yaml, validate
@@ -92,22 +92,6 @@ class AgentConfig(StrictModel):
     gamma: float | None = Field(None, gt=0, le=1, description="BSvBS: exploration, overrides T")
 
 
-class PolicySpaceConfig(StrictModel):
-    dl_gain_db: tuple[float, ...]
-    dl_max_mcs: tuple[int, ...]
-    dl_prb_ratio: tuple[float, ...]
-    ul_max_mcs: tuple[int, ...]
-    ul_prb_ratio: tuple[float, ...]
-
-    def build(self) -> PolicySpace:
-        return PolicySpace(**self.model_dump())
-
-    @model_validator(mode="after")
-    def _valid_space(self) -> PolicySpaceConfig:
-        self.build()  # PolicySpace's own checks (ranges, duplicates) name the field
-        return self
-
-
 class RewardConfig(StrictModel):
     delta: float = Field(1.5, ge=0, description="weight of normalised power against utility")
     power_min_w: float = Field(9.0, ge=0, description="power that counts as 0 in the reward")
@@ -135,7 +119,8 @@ class HilConfig(StrictModel):
     vbs: VbsConfig = VbsConfig()
     meter: MeterConfig = MeterConfig()
     agent: AgentConfig = AgentConfig()
-    policy_space: Literal["paper"] | PolicySpaceConfig = "paper"
+    # `paper` or the five lists; validated by PolicySpace itself (its errors name the field)
+    policy_space: PolicySpace = PAPER_SPACE
     reward: RewardConfig = RewardConfig()
     recording: RecordingConfig = RecordingConfig()
     hosts: dict[str, HostConfig] = {}
@@ -152,8 +137,10 @@ class HilConfig(StrictModel):
         """Wall-clock length of a round."""
         return self.round_s / self.clock.speedup
 
-    def space(self) -> PolicySpace:
-        return PAPER_SPACE if self.policy_space == "paper" else self.policy_space.build()
+    @field_validator("policy_space", mode="before")
+    @classmethod
+    def _paper_by_name(cls, value: object) -> object:
+        return PAPER_SPACE if value == "paper" else value
 
 
 def _under(base: Path, path: Path | None) -> Path | None:

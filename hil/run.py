@@ -51,7 +51,8 @@ def build_agent(cfg: HilConfig) -> Agent:
     if cfg.agent.gamma is not None:
         params["gamma"] = cfg.agent.gamma
     horizon = cfg.agent.horizon or cfg.rounds
-    return make_agent(cfg.agent.name, cfg.space().size, seed=cfg.seed, horizon=horizon, **params)
+    return make_agent(cfg.agent.name, cfg.policy_space.size, seed=cfg.seed, horizon=horizon,
+                      **params)
 
 
 @contextmanager
@@ -81,7 +82,7 @@ def new_run(config_path: Path, overrides: dict[str, object], out: Path | None = 
     run_dir = RunDirectory.create(Path(root), f"{stamp}-{cfg.name}-{cfg.agent.name}")
     run_dir.write_meta({
         "config_path": str(config_path), "config": cfg.model_dump(mode="json"),
-        "seed": cfg.seed, "agent": cfg.agent.name, "policy_space_size": cfg.space().size,
+        "seed": cfg.seed, "agent": cfg.agent.name, "policy_space_size": cfg.policy_space.size,
         "protocol_version": PROTOCOL_VERSION, "versions": _versions(),
         "start_utc": _now(), "stop_utc": None, "exit": {"status": "running", "reason": ""},
     })
@@ -130,7 +131,7 @@ def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
             identity = testbed.ran.ping()
             run_dir.update_meta(vbs=identity.vbs.model_dump(mode="json"))
             engine = RoundEngine(
-                space=cfg.space(), agent=agent, ran=testbed.ran, meter=testbed.meter,
+                space=cfg.policy_space, agent=agent, ran=testbed.ran, meter=testbed.meter,
                 run_dir=run_dir, recorder=recorder, on_round=on_round,
                 params=EngineParams(period_s=cfg.period_s,
                                     checkpoint_every=cfg.recording.checkpoint_every,

@@ -38,7 +38,7 @@ def summarise(result: RunResult, rounds: pd.DataFrame, top: int = 3) -> Summary:
     if gamma is not None:
         figures["exploration gamma"] = f"{gamma:.3f}"
     probs = result.agent.probabilities()
-    space = result.config.space()
+    space = result.config.policy_space
     if probs.max() <= 2.0 / len(probs):  # no favourite yet: a ranking would list ties
         figures["policies"] = f"no favourite yet: max probability {probs.max():.4f}"
         top = 0

@@ -19,7 +19,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_the_shipped_default_config_loads_with_the_paper_space():
     cfg = load_config(DEFAULT)
-    assert cfg.space().size == 1080
+    assert cfg.policy_space.size == 1080
     assert cfg.vbs.emulator.calibration.is_absolute() and cfg.vbs.emulator.calibration.exists()
 
 

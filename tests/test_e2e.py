@@ -57,7 +57,7 @@ def only_run_dir(tmp_path: Path) -> Path:
 
 
 def final_probabilities(run_dir: Path, cfg) -> np.ndarray:
-    agent = make_agent(cfg.agent.name, cfg.space().size, seed=cfg.seed, horizon=cfg.rounds)
+    agent = make_agent(cfg.agent.name, cfg.policy_space.size, seed=cfg.seed, horizon=cfg.rounds)
     agent.load_state_dict(RunDirectory(run_dir).load_checkpoint()["agent"])
     return agent.probabilities()
 
@@ -71,7 +71,7 @@ def test_bsvbs_learns_the_policies_the_model_makes_best_in_scenario_a(tmp_path):
 
     # What the model says each policy is worth in scenario A (not what the agent saw).
     cal = model.load_calibration(cfg.vbs.emulator.calibration)
-    arrays = cfg.space().arrays()
+    arrays = cfg.policy_space.arrays()
     caps = model.make_caps(cal.cell, dl_max_mcs=arrays["dl_max_mcs"],
                            ul_max_mcs=arrays["ul_max_mcs"], dl_prb_ratio=arrays["dl_prb_ratio"],
                            ul_prb_ratio=arrays["ul_prb_ratio"], dl_gain_db=arrays["dl_gain_db"])
@@ -81,7 +81,7 @@ def test_bsvbs_learns_the_policies_the_model_makes_best_in_scenario_a(tmp_path):
     params = RewardParams(**cfg.reward.model_dump())
     _, _, f = reward(out.dl_rate_mbps, out.dl_demand_mbps, out.ul_rate_mbps, out.ul_demand_mbps,
                      out.power_w, params)
-    assert f.shape == (1, cfg.space().size)
+    assert f.shape == (1, cfg.policy_space.size)
     best_two = np.argsort(f[0])[::-1][:2]
 
     probs = final_probabilities(run_dir, cfg)
