@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-import yaml
 
 from agents.registry import make_agent
 from drivers.emulated import model
@@ -29,26 +28,11 @@ from hil.config import load_config
 from hil.recorder import RunDirectory, read_rounds
 from hil.reward import RewardParams, reward
 
+from testbed_yaml import REPO, ssh_host_entry, write_config
+
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[1]
 SMALL_SPACE = {"dl_gain_db": [0.0], "dl_max_mcs": [5, 27], "dl_prb_ratio": [0.2, 1.0],
                "ul_max_mcs": [5, 23], "ul_prb_ratio": [0.2, 1.0]}
-
-
-def write_config(tmp_path: Path, **changes) -> Path:
-    data = yaml.safe_load((REPO / "testbed_configs" / "zmq-emulated.yaml").read_text())
-    data["vbs"]["emulator"]["calibration"] = str(
-        REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml")
-    data["recording"]["out_dir"] = str(tmp_path / "runs")
-    for key, value in changes.items():
-        node = data
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    path = tmp_path / "testbed.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def only_run_dir(tmp_path: Path) -> Path:
@@ -224,10 +208,7 @@ def test_a_run_reads_power_through_the_gpm8213_driver_and_the_emulators_scpi_twi
 def test_the_emulated_vbs_runs_on_a_host_reached_over_ssh(tmp_path, sshd):
     """bring-up through a real sshd: the emulator is started, tracked and stopped by SshHost."""
     params = sshd.host_params()
-    config = write_config(tmp_path, rounds=60, hosts={"bbu": {
-        "hostname": params["hostname"], "port": params["port"], "username": params["username"],
-        "key_path": params["key_path"], "use_agent": False,
-        "known_hosts_path": params["known_hosts_path"], "state_dir": params["state_dir"]}},
+    config = write_config(tmp_path, rounds=60, hosts={"bbu": ssh_host_entry(sshd)},
         **{"vbs.host": "bbu", "clock.speedup": 200.0})
     assert main(["run", str(config)]) == 0
     rounds = read_rounds(only_run_dir(tmp_path))

@@ -1,24 +1,11 @@
 """`hil check`: one line per check, every problem listed in one pass, exit 1 if any."""
 
-from pathlib import Path
-
 import pytest
-import yaml
+from testbed_yaml import SHIPPED, ssh_host_entry, write_config
 
 from hil.cli import main
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[1]
-
-
-def write_config(tmp_path: Path, **changes) -> Path:
-    data = yaml.safe_load((REPO / "testbed_configs" / "zmq-emulated.yaml").read_text())
-    data["vbs"]["emulator"]["calibration"] = str(
-        REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml")
-    data.update(changes)
-    path = tmp_path / "testbed.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def lines_of(capsys) -> list[str]:
@@ -26,7 +13,7 @@ def lines_of(capsys) -> list[str]:
 
 
 def test_the_shipped_emulated_testbed_is_ready(capsys):
-    assert main(["check", str(REPO / "testbed_configs" / "zmq-emulated.yaml")]) == 0
+    assert main(["check", str(SHIPPED)]) == 0
     lines = lines_of(capsys)
     assert [line.split()[0] for line in lines[:-1]] == ["ok"] * (len(lines) - 1)
     assert any(line.startswith("ok    vbs: emulated-srsenb") for line in lines)
@@ -50,11 +37,7 @@ def test_a_broken_testbed_gets_one_line_per_problem(tmp_path, capsys):
 
 
 def test_a_reachable_ssh_host_is_checked_ok(tmp_path, capsys, sshd):
-    params = sshd.host_params()
-    config = write_config(tmp_path, hosts={"bbu": {
-        "hostname": params["hostname"], "port": params["port"], "username": params["username"],
-        "key_path": params["key_path"], "use_agent": False,
-        "known_hosts_path": params["known_hosts_path"], "state_dir": params["state_dir"]}})
+    config = write_config(tmp_path, hosts={"bbu": ssh_host_entry(sshd)})
     assert main(["check", str(config)]) == 0
     assert any(line.startswith("ok    host bbu:") and "Python 3" in line
                for line in lines_of(capsys))
