@@ -14,9 +14,9 @@ import numpy as np
 
 from agents.bsvbs import BSvBS
 from hil.config import load_config
+from hil.testbed import REPO, start_testbed
 
 Figure = tuple[str, float, str]
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "testbed_configs" / "zmq-emulated.yaml"
 
 
@@ -45,7 +45,6 @@ def bench_bsvbs(quick: bool) -> Iterator[Figure]:
 
 def bench_control(quick: bool) -> Iterator[Figure]:
     """Round-trip times over loopback ZMQ to the emulated vBS process."""
-    from hil.testbed import start_testbed
 
     cfg = load_config(DEFAULT_CONFIG)
     n = 500 if quick else 5_000

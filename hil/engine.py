@@ -44,7 +44,7 @@ class EngineParams:
     period_s: float
     checkpoint_every: int
     reward: rw.RewardParams
-    give_up_after_invalid: int = 30  # consecutive invalid rounds: the testbed is not working
+    give_up_after_invalid: int  # consecutive invalid rounds: the testbed is not working
 
 
 @dataclass(frozen=True)
