@@ -115,8 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 on_round=on_round)
 
     rounds = read_rounds(run_dir.path)
-    summary = summarise(result, rounds)
-    console.print(summary.table)
+    console.print(summarise(result, rounds))
     if cfg.recording.plot and len(rounds):
         from hil.plots import summary_figure
 

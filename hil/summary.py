@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 from rich.table import Table
@@ -11,13 +9,7 @@ from rich.table import Table
 from hil.run import RunResult
 
 
-@dataclass(frozen=True)
-class Summary:
-    figures: dict[str, str]
-    table: Table
-
-
-def summarise(result: RunResult, rounds: pd.DataFrame, top: int = 3) -> Summary:
+def summarise(result: RunResult, rounds: pd.DataFrame, top: int = 3) -> Table:
     valid = rounds[rounds["valid"]] if len(rounds) else rounds
     tail = valid.tail(max(1, len(valid) // 10))
     figures = {
@@ -54,4 +46,4 @@ def summarise(result: RunResult, rounds: pd.DataFrame, top: int = 3) -> Summary:
     table.add_column()
     for key, value in figures.items():
         table.add_row(key, value)
-    return Summary(figures, table)
+    return table
