@@ -8,11 +8,16 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 CONFIG ?= testbed_configs/zmq-emulated.yaml
 RUN_ARGS ?=
-# Debian packages the tests use (installed only when missing, with root or sudo):
-# a real sshd for the SSH driver's tests, iperf3 for the traffic driver's.
+# Debian packages (installed only when missing, with root or sudo): a real sshd, which the
+# default job reaches its emulated BBU host through and the SSH driver's tests use; iperf3
+# for the traffic driver's tests.
+DEB_RUN_PACKAGES ?= openssh-server
 DEB_TEST_PACKAGES ?= openssh-server iperf3
+# The local sshd of the emulated testbed (testbed_configs/zmq-emulated.yaml names this port).
+SSHD_DIR  ?= .hil/sshd
+SSHD_PORT ?= 2222
 
-.PHONY: run test bench venv dev-deps deb-deps lint clean
+.PHONY: run test bench venv deb-run-deps deb-test-deps sshd stop-sshd lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,19 +35,34 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 
 venv: $(VENV)/.installed
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed sshd
 	$(BIN)/hil run $(CONFIG) $(RUN_ARGS)
 
-deb-deps:
-	@missing=""; for p in $(DEB_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Installs the missing ones among $(1).
+define deb_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+endef
 
-test: $(VENV)/.installed-dev deb-deps
+deb-run-deps:
+	$(call deb_install,$(DEB_RUN_PACKAGES))
+
+deb-test-deps:
+	$(call deb_install,$(DEB_TEST_PACKAGES))
+
+# Starts it unless it runs; it keeps running for later runs (stop: make stop-sshd).
+sshd: $(VENV)/.installed deb-run-deps
+	$(BIN)/python -m drivers.emulated.sshd start $(SSHD_DIR) $(SSHD_PORT)
+
+stop-sshd:
+	-$(BIN)/python -m drivers.emulated.sshd stop $(SSHD_DIR)
+
+test: $(VENV)/.installed-dev deb-test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
@@ -51,5 +71,5 @@ bench: $(VENV)/.installed
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check hil drivers agents tests tools
 
-clean:
-	rm -rf $(VENV) runs .pytest_cache
+clean: stop-sshd
+	rm -rf $(VENV) runs .pytest_cache .hil

@@ -7,6 +7,7 @@ so a config can be run from any directory.
 
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 from typing import Literal
 
@@ -53,7 +54,8 @@ class HostConfig(StrictModel):
 
     hostname: str = Field(..., min_length=1)
     port: int = Field(22, ge=1, le=65535)
-    username: str = Field(..., min_length=1)
+    username: str = Field(default_factory=getpass.getuser, min_length=1,
+                          description="default: the user running hil, as ssh does")
     key_path: Path | None = None
     use_agent: bool = True
     known_hosts_path: Path | None = Field(None, description="default: ~/.ssh/known_hosts")

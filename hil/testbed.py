@@ -8,7 +8,9 @@ process, also after a crash of the controller's own code.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import selectors
 import shlex
@@ -22,7 +24,7 @@ from typing import Self
 
 from drivers.emulated.meter import EmulatedMeter
 from drivers.power.gpm8213 import Gpm8213Meter
-from drivers.protocols import PowerMeter, RanControl
+from drivers.protocols import PowerMeter, PowerReading, RanControl
 from drivers.rtctl.client import RtctlClient
 from drivers.ssh import SshHost
 from hil.config import HilConfig, HostConfig
@@ -30,6 +32,9 @@ from hil.errors import HilError
 
 REPO = Path(__file__).resolve().parents[1]
 EMULATOR = "emulated-vbs"  # the process name on an SSH host
+IDLE_EXIT_S = 60.0
+"""An emulated vBS on an SSH host exits after this long without a control request."""
+log = logging.getLogger(__name__)
 
 
 class TestbedError(HilError):
@@ -64,17 +69,63 @@ def emulator_command(cfg: HilConfig, python: str = sys.executable) -> list[str]:
     if emu.scenario.trace is not None:
         cmd += ["--trace", str(emu.scenario.trace)]
     if cfg.meter.kind == "gpm8213" and not cfg.meter.resource:
-        cmd += ["--scpi-meter", "127.0.0.1:0"]
+        cmd += ["--scpi-meter", f"{_bind_address(cfg.vbs.control_endpoint)}:0"]
     return cmd
+
+
+def _bind_address(endpoint: str) -> str:
+    """The address part of ``tcp://address:port`` (the twin binds where control binds)."""
+    return endpoint.removeprefix("tcp://").rpartition(":")[0] or "127.0.0.1"
+
+
+def _as_seen_from_controller(ready: dict, hostname: str) -> dict:
+    """Endpoints an emulator on `hostname` bound to a wildcard address, with that host's name.
+
+    An emulator on a lab host binds e.g. ``tcp://0.0.0.0:5555`` to be reachable; the
+    controller connects to that host, not to 0.0.0.0.
+    """
+    def seen(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        for wildcard in ("0.0.0.0", "*"):
+            value = value.replace(f"//{wildcard}:", f"//{hostname}:").replace(
+                f"::{wildcard}::", f"::{hostname}::")
+        return value
+    return {key: seen(value) for key, value in ready.items()}
 
 
 def make_meter(cfg: HilConfig, emulator_ready: dict) -> PowerMeter:
     """The configured meter; a GPM-8213 without a resource is the emulated vBS's twin."""
     if cfg.meter.kind == "gpm8213":
         resource = cfg.meter.resource or emulator_ready.get("scpi_meter")
-        return Gpm8213Meter(resource, poll_s=cfg.meter.poll_s, timeout_s=cfg.meter.timeout_s,
-                            use_integrator=cfg.meter.use_integrator)
+        meter = Gpm8213Meter(resource, poll_s=cfg.meter.poll_s, timeout_s=cfg.meter.timeout_s,
+                             use_integrator=cfg.meter.use_integrator)
+        return meter if cfg.clock.speedup == 1.0 else AcceleratedMeter(meter, cfg.clock.speedup)
     return EmulatedMeter(emulator_ready["meter"], timeout_s=cfg.meter.timeout_s)
+
+
+@dataclass
+class AcceleratedMeter:
+    """A wall-clock meter on an accelerated testbed: its windows in emulated time.
+
+    A GPM-8213 times its windows on the wall clock; when the emulated vBS runs `speedup`
+    times faster, a window of w wall seconds is w * speedup seconds of the testbed's time,
+    which is what energy is recorded in (the emulated meter counts TTIs already).
+    """
+
+    meter: PowerMeter
+    speedup: float
+
+    def start(self) -> None:
+        self.meter.start()
+
+    def stop(self) -> PowerReading:
+        reading = self.meter.stop()
+        return dataclasses.replace(reading, energy_j=reading.energy_j * self.speedup,
+                                   duration_s=reading.duration_s * self.speedup)
+
+    def close(self) -> None:
+        self.meter.close()
 
 
 def _ready_message(line: str) -> dict | None:
@@ -134,7 +185,11 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> tuple[dict, Callable[[], 
     installs vbs-hil at the same path on the BBU host).
     """
     host = connect_host(host_name, cfg.hosts[host_name])
-    command = f"cd {shlex.quote(str(REPO))} && exec {shlex.join(emulator_command(cfg))}"
+    # A controller killed with SIGKILL is no parent the emulator could watch: it exits when
+    # no request came for a while, and a leftover one is stopped here first.
+    idle_exit_s = max(IDLE_EXIT_S, 10 * cfg.period_s)
+    command = (f"cd {shlex.quote(str(REPO))} && exec "
+               f"{shlex.join([*emulator_command(cfg), '--exit-when-idle-s', str(idle_exit_s)])}")
 
     def stop() -> None:
         try:
@@ -143,12 +198,15 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> tuple[dict, Callable[[], 
             host.close()
 
     try:
+        if host.is_running(EMULATOR):
+            log.warning("stopping an emulated vBS left running on %s", host_name)
+            host.stop(EMULATOR)
         host.start(EMULATOR, command, env={"PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + cfg.vbs.emulator.startup_timeout_s
         while time.monotonic() < deadline:
             for line in host.tail(EMULATOR, 20).splitlines():
                 if ready := _ready_message(line):
-                    return ready, stop
+                    return _as_seen_from_controller(ready, cfg.hosts[host_name].hostname), stop
             if not host.is_running(EMULATOR):
                 raise TestbedError(f"the emulated vBS exited during start-up on {host_name}: "
                                    f"{host.tail(EMULATOR, 3).strip()}")

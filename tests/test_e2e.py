@@ -28,7 +28,7 @@ from hil.config import load_config
 from hil.recorder import RunDirectory, read_rounds
 from hil.reward import RewardParams, reward
 
-from testbed_yaml import REPO, ssh_host_entry, write_config
+from testbed_yaml import REPO, write_config
 
 pytestmark = pytest.mark.e2e
 SMALL_SPACE = {"dl_gain_db": [0.0], "dl_max_mcs": [5, 27], "dl_prb_ratio": [0.2, 1.0],
@@ -192,30 +192,42 @@ def test_when_the_vbs_dies_the_run_gives_up_and_keeps_every_recorded_round(tmp_p
     assert "--resume" in output
 
 
-def test_a_run_reads_power_through_the_gpm8213_driver_and_the_emulators_scpi_twin(tmp_path):
-    """The pyvisa-py driver, over raw TCP, against the emulated vBS's SCPI twin."""
-    config = write_config(tmp_path, rounds=40, **{
-        "clock.speedup": 20.0, "meter.kind": "gpm8213", "meter.poll_s": 0.005,
-        "meter.timeout_s": 1.0})
-    assert main(["run", str(config), "--agent", "random"]) == 0
-    rounds = read_rounds(only_run_dir(tmp_path))
-    assert len(rounds) == 40 and rounds["valid"].all()
-    assert rounds["power_w"].between(9.0, 16.5).all()
-    # energy = mean power x the window's duration, from samples of ~5 ms each
-    assert (rounds["energy_j"] / rounds["power_w"]).between(0.02, 0.2).all()
-
-
-def test_the_emulated_vbs_runs_on_a_host_reached_over_ssh(tmp_path, sshd):
-    """bring-up through a real sshd: the emulator is started, tracked and stopped by SshHost."""
-    params = sshd.host_params()
-    config = write_config(tmp_path, rounds=60, hosts={"bbu": ssh_host_entry(sshd)},
-        **{"vbs.host": "bbu", "clock.speedup": 200.0})
+def test_the_shipped_testbed_runs_through_sshd_zmq_and_the_meter_twin_over_pyvisa(tmp_path,
+                                                                             sshd):
+    """`make run`'s config as shipped: the emulator started, tracked and stopped over SSH by
+    SshHost; power read by the pyvisa-py GPM-8213 driver from the emulator's SCPI twin."""
+    config = write_config(tmp_path, sshd=sshd, rounds=60)
     assert main(["run", str(config)]) == 0
     rounds = read_rounds(only_run_dir(tmp_path))
     assert len(rounds) == 60 and rounds["valid"].all()
-    with SshHost("check", **params) as host:
-        assert '"ready": true' in host.tail("emulated-vbs", 50)
+    assert rounds["power_w"].between(9.0, 16.5).all()
+    # energy is in the testbed's (accelerated) time, like the vBS's window of TTIs (1 ms each)
+    metered_s = rounds["energy_j"] / rounds["power_w"]
+    assert (metered_s / (rounds["nof_tti"] / 1000)).between(0.5, 2.0).all()
+    with SshHost("check", **sshd.host_params()) as host:
+        assert '"scpi_meter"' in host.tail("emulated-vbs", 50)
         assert not host.is_running("emulated-vbs")  # stopped at the end of the run
+
+
+def test_an_emulator_left_on_the_ssh_host_is_replaced_at_the_next_start(tmp_path, sshd):
+    """A controller killed with SIGKILL cannot stop its emulator; the next run does."""
+    config = write_config(tmp_path, sshd=sshd, rounds=5)
+    with SshHost("bbu", **sshd.host_params()) as host:
+        host.start("emulated-vbs", "sleep 600")
+        assert main(["run", str(config)]) == 0
+        assert not host.is_running("emulated-vbs")
+    assert read_rounds(only_run_dir(tmp_path))["valid"].all()
+
+
+def test_an_emulator_with_no_controller_requests_exits_by_itself(tmp_path):
+    cal = REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "drivers.emulated.vbs", "--calibration",
+                           str(cal), "--exit-when-idle-s", "0.5"], cwd=REPO, timeout=20,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and '"ready": true' in done.stdout
+    assert "no control request for 0 s: exiting" in done.stderr
+    assert time.monotonic() - started < 15
 
 
 def test_a_vbs_host_missing_from_hosts_is_a_config_error_naming_it(tmp_path, capsys):

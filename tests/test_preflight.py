@@ -1,7 +1,7 @@
 """`hil check`: one line per check, every problem listed in one pass, exit 1 if any."""
 
 import pytest
-from testbed_yaml import SHIPPED, ssh_host_entry, write_config
+from testbed_yaml import write_config
 
 from hil.cli import main
 
@@ -12,8 +12,8 @@ def lines_of(capsys) -> list[str]:
     return capsys.readouterr().err.splitlines()
 
 
-def test_the_shipped_emulated_testbed_is_ready(capsys):
-    assert main(["check", str(SHIPPED)]) == 0
+def test_the_shipped_emulated_testbed_is_ready(tmp_path, capsys, sshd):
+    assert main(["check", str(write_config(tmp_path, sshd=sshd))]) == 0
     lines = lines_of(capsys)
     assert [line.split()[0] for line in lines[:-1]] == ["ok"] * (len(lines) - 1)
     assert any(line.startswith("ok    vbs: emulated-srsenb") for line in lines)
@@ -37,7 +37,7 @@ def test_a_broken_testbed_gets_one_line_per_problem(tmp_path, capsys):
 
 
 def test_a_reachable_ssh_host_is_checked_ok(tmp_path, capsys, sshd):
-    config = write_config(tmp_path, hosts={"bbu": ssh_host_entry(sshd)})
+    config = write_config(tmp_path, sshd=sshd)
     assert main(["check", str(config)]) == 0
     assert any(line.startswith("ok    host bbu:") and "Python 3" in line
                for line in lines_of(capsys))

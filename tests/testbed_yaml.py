@@ -11,13 +11,23 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "testbed_configs" / "zmq-emulated.yaml"
 
 
-def write_config(tmp_path: Path, **changes: Any) -> Path:
+def write_config(tmp_path: Path, *, sshd: Any = None, **changes: Any) -> Path:
     """`testbed_configs/zmq-emulated.yaml` with runs under tmp_path and `changes` applied
-    (keys may be dotted: ``**{"clock.speedup": 500.0}``); returns the new file's path."""
+    (keys may be dotted: ``**{"clock.speedup": 500.0}``); returns the new file's path.
+
+    With an `sshd` fixture, the shipped testbed as it is, its BBU host being that server.
+    Without, the lighter local variant most tests use: the emulator a child process of the
+    controller, its own meter socket instead of the GPM-8213 twin.
+    """
     data = yaml.safe_load(SHIPPED.read_text())
     data["vbs"]["emulator"]["calibration"] = str(
         REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml")
     data["recording"]["out_dir"] = str(tmp_path / "runs")
+    if sshd is not None:
+        data["hosts"][data["vbs"]["host"]] = ssh_host_entry(sshd)
+    else:
+        del data["hosts"], data["vbs"]["host"]
+        data["meter"] = {"kind": "emulated"}
     for key, value in changes.items():
         node = data
         *parents, last = key.split(".")

@@ -257,10 +257,14 @@ class _LockedPowerSource:
 
 def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
           stop: threading.Event, on_ready=None, scpi_meter: str | None = None,
-          exit_with_parent: bool = False) -> None:
+          exit_with_parent: bool = False, idle_exit_s: float | None = None) -> None:
     """One thread, two REP sockets: rtctl control and the meter; optionally a GPM-8213 SCPI
     twin on `scpi_meter` ("host:port", port 0 = any), whose threads share the model under a
     lock with this loop.
+
+    It ends when `stop` is set, when its parent dies (`exit_with_parent`, local runs) or when
+    no control request came for `idle_exit_s` (on an SSH host, where the controller is no
+    parent: a controller killed with SIGKILL leaves no emulator behind for long).
 
     TTIs are simulated when a request needs them, not while idle: a simulation step has a
     fixed cost (~0.4 ms on a small VM), so one step per window is cheapest.
@@ -284,9 +288,11 @@ def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
         poller.register(control, zmq.POLLIN)
         poller.register(meter, zmq.POLLIN)
         parent = os.getppid()
+        last_request_s = time.monotonic()
         while not stop.is_set():
             ready = dict(poller.poll(100))
             if control in ready:
+                last_request_s = time.monotonic()
                 raw = control.recv()
                 with lock:
                     reply = server.handle(raw)
@@ -297,6 +303,10 @@ def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
                     reply = serve_meter_request(vbs, raw)
                 meter.send(reply)
             if exit_with_parent and os.getppid() != parent:  # the controller died
+                log.warning("the controller (parent) died: exiting")
+                break
+            if idle_exit_s is not None and time.monotonic() - last_request_s > idle_exit_s:
+                log.warning("no control request for %.0f s: exiting", idle_exit_s)
                 break
     finally:
         if twin is not None:
@@ -318,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--meter", default="tcp://127.0.0.1:0")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="exit when the process that started it dies (local runs)")
+    p.add_argument("--exit-when-idle-s", type=float, metavar="S",
+                   help="exit after S seconds without a control request (SSH hosts)")
     p.add_argument("--scpi-meter", metavar="HOST:PORT",
                    help="also serve a GPM-8213 SCPI twin of the modelled power on raw TCP")
     args = p.parse_args(argv)
@@ -336,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"ready": True, **bound, "pid": os.getpid()}), flush=True)
 
     serve(vbs, args.control, args.meter, stop, on_ready=ready, scpi_meter=args.scpi_meter,
-          exit_with_parent=args.exit_with_parent)
+          exit_with_parent=args.exit_with_parent, idle_exit_s=args.exit_when_idle_s)
     return 0
 
 
