@@ -98,3 +98,18 @@ class ProcessHost(Protocol):
         """The last lines of the process's log."""
 
     def close(self) -> None: ...
+
+
+class RoundProbe(Protocol):
+    """Something else the testbed does or measures each round, beside control and power:
+    host CPU and RAPL, the traffic demand, the bring-up's watchdog.
+
+    `before_round` runs once the round's thresholds are in force (it may set the round's
+    demand, or restart a dead process); `after_round` ends the round and returns the
+    columns it adds to the round's row (names from `hil.schema`). HilError from either
+    makes the round invalid with that reason.
+    """
+
+    def before_round(self, round_index: int) -> None: ...
+
+    def after_round(self) -> dict[str, Any]: ...

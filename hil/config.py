@@ -63,8 +63,64 @@ class HostConfig(StrictModel):
     state_dir: str | None = Field(None, description="logs and PID files on the host")
 
 
+class SrsProcessConfig(StrictModel):
+    """One srsRAN program on one host."""
+
+    host: str = Field(..., description="a `hosts` entry")
+    binary: str = Field(..., min_length=1, description="path (or name on PATH) on that host")
+    env: dict[str, str] = Field({}, description="extra environment, e.g. LD_PRELOAD")
+    args: list[str] = Field([], description="extra command-line options (`--section.key=value`)")
+    start_timeout_s: float = Field(30.0, gt=0, description="until its ready line appears")
+
+
+class UeProcessConfig(SrsProcessConfig):
+    netns: str | None = Field("ue1", description="network namespace of the UE's TUN interface")
+    attach_timeout_s: float = Field(60.0, gt=0, description="until the UE reports its IP")
+    ip: str = Field("172.16.0.2", description="the IP srsEPC gives the UE")
+
+
+class RadioConfig(StrictModel):
+    """`zmq`: srsRAN's ZMQ virtual radio (no hardware; eNB and UE exchange samples over TCP).
+    `uhd`: USRP B210s, picked by serial."""
+
+    kind: Literal["zmq", "uhd"] = "zmq"
+    enb_serial: str | None = None
+    ue_serial: str | None = None
+    clock_source: Literal["internal", "external", "gpsdo"] = "internal"
+    enb_tx_gain_db: float = Field(80.0, ge=0, le=89.8)
+    enb_rx_gain_db: float = Field(40.0, ge=0, le=76)
+    ue_tx_gain_db: float = Field(80.0, ge=0, le=89.8)
+    ue_rx_gain_db: float = Field(40.0, ge=0, le=76)
+    zmq_enb_tx_port: int = Field(2000, ge=1, le=65535)
+    zmq_ue_tx_port: int = Field(2001, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _b210_needs_serials(self) -> RadioConfig:
+        if self.kind == "uhd" and not (self.enb_serial and self.ue_serial):
+            raise ValueError("radio kind uhd needs enb_serial and ue_serial (uhd_find_devices "
+                             "lists them)")
+        return self
+
+
+class SrsranConfig(StrictModel):
+    """srsEPC, srsENB (patched, see patches/srsRAN_4G) and srsUE, configured from templates."""
+
+    templates: Path = Field(Path("srsran"), description="folder of .conf templates")
+    n_prb: Literal[6, 15, 25, 50, 75, 100] = 50
+    dl_earfcn: int = Field(3350, ge=0)
+    awgn_snr_db: float | None = Field(
+        30.0, description="eNB DL channel emulator noise (needed for gain to reach CQI); "
+                          "null: off")
+    rtctl_bind: str = Field("tcp://127.0.0.1:5555", description="the eNB's [rtctl] endpoint")
+    max_restarts: int = Field(3, ge=0, description="crashed-process restarts before giving up")
+    radio: RadioConfig = RadioConfig()
+    epc: SrsProcessConfig
+    enb: SrsProcessConfig
+    ue: UeProcessConfig
+
+
 class VbsConfig(StrictModel):
-    kind: Literal["emulated"] = "emulated"
+    kind: Literal["emulated", "srsran"] = "emulated"
     host: str | None = Field(None, description="a `hosts` entry to run on; none: this machine")
     # Port 0: the emulated vBS binds a free port and reports it (no clashes between runs).
     control_endpoint: str = "tcp://127.0.0.1:0"
@@ -73,19 +129,52 @@ class VbsConfig(StrictModel):
     give_up_after_invalid_rounds: int = Field(
         30, ge=1, description="stop the run after this many invalid rounds in a row")
     emulator: EmulatorConfig = EmulatorConfig()
+    srsran: SrsranConfig | None = None
+
+    @model_validator(mode="after")
+    def _srsran_is_described(self) -> VbsConfig:
+        if self.kind == "srsran" and self.srsran is None:
+            raise ValueError("vbs.kind srsran needs a `srsran:` section (epc, enb, ue, radio)")
+        return self
+
+
+class TrafficConfig(StrictModel):
+    """Offered load through the LTE link. `none`: whatever else runs (the emulated vBS makes
+    its own from its scenario). `iperf3`: UDP flows, DL into the UE's namespace and UL from
+    it, at the demand of `scenario` each round (A: the paper's 32/23 Mb/s)."""
+
+    kind: Literal["none", "iperf3"] = "none"
+    scenario: ScenarioConfig = ScenarioConfig()
+    core_address: str = Field("172.16.0.1", description="srsEPC's SGi address (srs_spgw_sgi)")
+    port: int = Field(5201, ge=1, le=65534)
+    flow_limit_s: int = Field(60, ge=1, description="a flow ends by itself after this long")
+
+
+class HostMetricsConfig(StrictModel):
+    """CPU of the host and of the eNB process, and RAPL energy, per round (psutil; this
+    machine, so only when the eNB runs here)."""
+
+    enabled: bool = False
+    process: str = "srsenb"
 
 
 class MeterConfig(StrictModel):
     """`emulated`: the emulated vBS's own meter socket. `gpm8213`: a GW-Instek GPM-8213 over
     pyvisa-py at `resource` (`TCPIP0::host::23::SOCKET` or `ASRL/dev/ttyACM0::INSTR`); with
-    the emulated vBS and no resource, its SCPI twin, so the real driver runs end to end."""
+    the emulated vBS and no resource, its SCPI twin, so the real driver runs end to end.
+    `cpu_model`: no meter; watts modelled from this machine's CPU load (a ZMQ workstation)."""
 
-    kind: Literal["emulated", "gpm8213"] = "emulated"
+    kind: Literal["emulated", "gpm8213", "cpu_model"] = "emulated"
     endpoint: str = "tcp://127.0.0.1:0"
     resource: str | None = None
     poll_s: float = Field(1.0, gt=0, le=60, description="gpm8213: seconds between readings")
     use_integrator: bool = False
     timeout_s: float = Field(0.5, gt=0, le=60)
+    # cpu_model (no meter on a workstation; drivers/host/cpu_power.py): watts modelled
+    # as idle_w + per_core_w * busy cores of this machine + radio_w
+    idle_w: float = Field(6.0, ge=0)
+    per_core_w: float = Field(2.5, ge=0)
+    radio_w: float = Field(3.0, ge=0, description="the B210's amplifier draws a fixed ~3 W")
 
 
 class AgentConfig(StrictModel):
@@ -125,13 +214,28 @@ class HilConfig(StrictModel):
     policy_space: PolicySpace = PAPER_SPACE
     reward: RewardConfig = RewardConfig()
     recording: RecordingConfig = RecordingConfig()
+    traffic: TrafficConfig = TrafficConfig()
+    host_metrics: HostMetricsConfig = HostMetricsConfig()
     hosts: dict[str, HostConfig] = {}
 
     @model_validator(mode="after")
-    def _vbs_host_is_declared(self) -> HilConfig:
-        if self.vbs.host is not None and self.vbs.host not in self.hosts:
-            known = ", ".join(self.hosts) or "none declared"
-            raise ValueError(f"vbs.host {self.vbs.host!r} is not in `hosts` ({known})")
+    def _hosts_are_declared(self) -> HilConfig:
+        used = {"vbs.host": self.vbs.host}
+        if self.vbs.srsran is not None:
+            used |= {f"vbs.srsran.{name}.host": getattr(self.vbs.srsran, name).host
+                     for name in ("epc", "enb", "ue")}
+        known = ", ".join(self.hosts) or "none declared"
+        for key, host in used.items():
+            if host is not None and host not in self.hosts:
+                raise ValueError(f"{key} {host!r} is not in `hosts` ({known})")
+        if self.vbs.kind == "srsran" and self.meter.kind == "emulated":
+            raise ValueError("meter.kind emulated needs the emulated vBS; with srsRAN use "
+                             "gpm8213 (a real meter) or cpu_model")
+        if self.meter.kind == "gpm8213" and not self.meter.resource and self.vbs.kind != "emulated":
+            raise ValueError("meter.resource is required for a real GPM-8213, e.g. "
+                             "TCPIP0::192.168.1.50::23::SOCKET")
+        if self.traffic.kind == "iperf3" and self.vbs.kind != "srsran":
+            raise ValueError("traffic kind iperf3 needs vbs.kind srsran (a UE to send to)")
         return self
 
     @property
@@ -162,8 +266,15 @@ def resolve_paths(cfg: HilConfig, base: Path) -> HilConfig:
     scenario = emu.scenario.model_copy(update={"trace": _under(base, emu.scenario.trace)})
     emu = emu.model_copy(update={"calibration": _under(base, emu.calibration),
                                  "scenario": scenario})
-    return cfg.model_copy(update={"hosts": hosts,
-                                  "vbs": cfg.vbs.model_copy(update={"emulator": emu})})
+    srsran = cfg.vbs.srsran
+    if srsran is not None:
+        srsran = srsran.model_copy(update={"templates": _under(base, srsran.templates)})
+    traffic_scenario = cfg.traffic.scenario
+    traffic = cfg.traffic.model_copy(update={"scenario": traffic_scenario.model_copy(
+        update={"trace": _under(base, traffic_scenario.trace)})})
+    return cfg.model_copy(update={
+        "hosts": hosts, "traffic": traffic,
+        "vbs": cfg.vbs.model_copy(update={"emulator": emu, "srsran": srsran})})
 
 
 def apply_overrides(data: dict, overrides: dict[str, object]) -> dict:

@@ -4,7 +4,7 @@ One round, on a monotonic clock with period ``round_s / speedup``:
 
 1. the agent selects a policy (from what the previous round showed);
 2. ``set`` pushes its thresholds: the vBS applies them and opens the round's KPI window;
-   the meter starts its window;
+   the meter starts its window; the probes (host metrics, traffic, watchdog) start theirs;
 3. wait for the round's deadline;
 4. ``get`` closes the KPI window (measured entirely under this round's policy) and the
    meter reports the round's mean power;
@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 from agents.base import Agent, Context, Decision
 from agents.policy_space import Policy, PolicySpace
 from drivers.emulated import lte
-from drivers.protocols import PowerMeter, RanControl
+from drivers.protocols import PowerMeter, RanControl, RoundProbe
 from hil import reward as rw
 from hil.errors import HilError, ResumeError
 from hil.recorder import RoundRecorder, RunDirectory
@@ -69,9 +69,10 @@ class RoundEngine:
     def __init__(
         self, *, space: PolicySpace, agent: Agent, ran: RanControl, meter: PowerMeter,
         run_dir: RunDirectory, recorder: RoundRecorder, params: EngineParams,
-        on_round: RoundCallback | None = None,
+        on_round: RoundCallback | None = None, probes: Sequence[RoundProbe] = (),
     ) -> None:
         self.space, self.agent, self.ran, self.meter = space, agent, ran, meter
+        self.probes = list(probes)
         self.run_dir, self.recorder, self.params = run_dir, recorder, params
         self.on_round = on_round
         self.context = Context()
@@ -136,6 +137,8 @@ class RoundEngine:
         try:
             opened = self.ran.set(policy.to_thresholds())
             self.meter.start()
+            for probe in self.probes:
+                probe.before_round(k)
         except HilError as exc:
             row["invalid_reason"] = f"apply: {exc}"
 
@@ -147,6 +150,8 @@ class RoundEngine:
         try:
             closed = self.ran.get()
             reading = self.meter.stop()
+            for probe in self.probes:
+                row.update(probe.after_round())
             if opened is not None:
                 self._measure(row, policy, opened, closed, reading)
         except HilError as exc:

@@ -132,7 +132,7 @@ def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
             run_dir.update_meta(vbs=identity.vbs.model_dump(mode="json"))
             engine = RoundEngine(
                 space=cfg.policy_space, agent=agent, ran=testbed.ran, meter=testbed.meter,
-                run_dir=run_dir, recorder=recorder, on_round=on_round,
+                run_dir=run_dir, recorder=recorder, on_round=on_round, probes=testbed.probes,
                 params=EngineParams(period_s=cfg.period_s,
                                     checkpoint_every=cfg.recording.checkpoint_every,
                                     give_up_after_invalid=cfg.vbs.give_up_after_invalid_rounds,

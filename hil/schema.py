@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _field(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = True) -> pa.Field:
@@ -62,6 +62,12 @@ ROUND_SCHEMA = pa.schema(
         _field("violations", pa.int64(), "TTI", "TTIs in which a grant exceeded a cap (must be 0)"),
         _field("power_w", pa.float64(), "W", "mean power of BBU + radio over the round"),
         _field("energy_j", pa.float64(), "J", "energy of BBU + radio over the round"),
+        _field("host_cpu_pct", pa.float64(), "%", "busy share of all the BBU host's CPUs"),
+        _field("enb_cpu_pct", pa.float64(), "%", "CPU of the eNB process (same scale as host)"),
+        _field("rapl_power_w", pa.float64(), "W", "CPU package power from RAPL"),
+        _field("traffic_dl_mbps", pa.float64(), "Mb/s", "DL traffic offered by the generator"),
+        _field("traffic_ul_mbps", pa.float64(), "Mb/s", "UL traffic offered by the generator"),
+        _field("testbed_restarts", pa.int64(), "1", "crashed processes restarted so far"),
         _field("utility", pa.float64(), "1", "log(1 + R_d/d_d) + log(1 + R_u/d_u)"),
         _field("reward_raw", pa.float64(), "1", "utility - delta * normalised power"),
         _field("reward", pa.float64(), "1", "reward scaled to [0, 1] with the declared bounds"),

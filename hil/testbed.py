@@ -24,11 +24,16 @@ from typing import Self
 
 from drivers.emulated.meter import EmulatedMeter
 from drivers.power.gpm8213 import Gpm8213Meter
-from drivers.protocols import PowerMeter, PowerReading, RanControl
+from drivers.emulated.scenarios import make_scenario
+from drivers.host.cpu_power import CpuPowerModel
+from drivers.host.metrics import HostMetrics
+from drivers.protocols import PowerMeter, PowerReading, RanControl, RoundProbe
 from drivers.rtctl.client import RtctlClient
 from drivers.ssh import SshHost
 from hil.config import HilConfig, HostConfig
+from hil import srsran
 from hil.errors import HilError
+from hil.probes import HostMetricsProbe, TrafficProbe, WatchdogProbe
 
 REPO = Path(__file__).resolve().parents[1]
 EMULATOR = "emulated-vbs"  # the process name on an SSH host
@@ -46,11 +51,14 @@ class Testbed:
     ran: RanControl
     meter: PowerMeter
     stop_vbs: Callable[[], None]
+    probes: list[RoundProbe] = dataclasses.field(default_factory=list)
 
     def close(self) -> None:
-        self.ran.close()
-        self.meter.close()
-        self.stop_vbs()
+        try:
+            self.ran.close()
+            self.meter.close()
+        finally:
+            self.stop_vbs()
 
     def __enter__(self) -> Self:
         return self
@@ -96,6 +104,9 @@ def _as_seen_from_controller(ready: dict, hostname: str) -> dict:
 
 def make_meter(cfg: HilConfig, emulator_ready: dict) -> PowerMeter:
     """The configured meter; a GPM-8213 without a resource is the emulated vBS's twin."""
+    if cfg.meter.kind == "cpu_model":
+        return CpuPowerModel(cfg.meter.idle_w, cfg.meter.per_core_w, cfg.meter.radio_w,
+                             HostMetrics(cfg.host_metrics.process))
     if cfg.meter.kind == "gpm8213":
         resource = cfg.meter.resource or emulator_ready.get("scpi_meter")
         meter = Gpm8213Meter(resource, poll_s=cfg.meter.poll_s, timeout_s=cfg.meter.timeout_s,
@@ -221,9 +232,9 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> tuple[dict, Callable[[], 
 
 # ----------------------------------------------------------------------- the testbed
 def start_testbed(cfg: HilConfig, log_dir: Path) -> Testbed:
-    """Bring up the testbed the config describes (srsRAN over SSH is the next step)."""
-    if cfg.vbs.kind != "emulated":
-        raise TestbedError(f"vbs.kind {cfg.vbs.kind!r} is not supported yet")
+    """Bring up the testbed the config describes; on any failure, take down what came up."""
+    if cfg.vbs.kind == "srsran":
+        return _start_srsran(cfg)
     if cfg.vbs.host is None:
         ready, stop = _start_local(cfg, log_dir)
     else:
@@ -234,4 +245,29 @@ def start_testbed(cfg: HilConfig, log_dir: Path) -> Testbed:
     except BaseException:
         stop()
         raise
-    return Testbed(ran=ran, meter=meter, stop_vbs=stop)
+    return Testbed(ran=ran, meter=meter, stop_vbs=stop, probes=_host_probes(cfg))
+
+
+def _start_srsran(cfg: HilConfig) -> Testbed:
+    """srsEPC, srsENB, srsUE (and iperf3) up in order over SSH; the eNB's rtctl connected."""
+    testbed = srsran.build(cfg, lambda name: connect_host(name, cfg.hosts[name]))
+    try:
+        testbed.bringup.up()
+        ran = RtctlClient(cfg.vbs.control_endpoint, timeout_s=cfg.vbs.timeout_s,
+                          retries=cfg.vbs.retries)
+        meter = make_meter(cfg, {})
+    except BaseException:
+        testbed.close()
+        raise
+    probes: list[RoundProbe] = [WatchdogProbe(testbed.bringup), *_host_probes(cfg)]
+    if testbed.traffic is not None:
+        sc = cfg.traffic.scenario
+        probes.append(TrafficProbe(testbed.traffic, make_scenario(
+            sc.name, cfg.seed, trace_path=sc.trace, switch_epoch=sc.switch_epoch)))
+    return Testbed(ran=ran, meter=meter, stop_vbs=testbed.close, probes=probes)
+
+
+def _host_probes(cfg: HilConfig) -> list[RoundProbe]:
+    if not cfg.host_metrics.enabled:
+        return []
+    return [HostMetricsProbe(HostMetrics(cfg.host_metrics.process))]

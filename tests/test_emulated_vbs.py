@@ -31,9 +31,9 @@ from drivers.rtctl.messages import Thresholds
 from drivers.rtctl.server import RtctlServer
 import hil.testbed
 from hil.config import load_config
+from testbed_yaml import write_config
 
 REPO = Path(__file__).resolve().parents[1]
-EMULATED_CONFIG = REPO / "testbed_configs" / "zmq-emulated.yaml"
 CALIBRATION = load_calibration(REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml")
 N_PRB = 50
 """The shipped calibration's cell: 10 MHz."""
@@ -501,7 +501,7 @@ def test_the_meter_answers_in_gpm_units_and_nan_when_no_time_passed() -> None:
 def test_the_emulator_process_serves_rtctl_and_the_meter_and_exits_on_close(
         tmp_path: Path) -> None:
     before = {p.pid for p in psutil.Process().children()}
-    testbed = hil.testbed.start_testbed(load_config(EMULATED_CONFIG), tmp_path)
+    testbed = hil.testbed.start_testbed(load_config(write_config(tmp_path)), tmp_path)
     (emulator,) = [p for p in psutil.Process().children() if p.pid not in before]
     try:
         ping = testbed.ran.ping()
@@ -518,7 +518,7 @@ def test_the_emulator_process_serves_rtctl_and_the_meter_and_exits_on_close(
 def test_a_bad_calibration_path_fails_start_up_naming_the_problem_and_the_log(
         tmp_path: Path) -> None:
     missing = tmp_path / "no-such-calibration.yaml"
-    cfg = load_config(EMULATED_CONFIG, {"vbs.emulator.calibration": str(missing)})
+    cfg = load_config(write_config(tmp_path, **{"vbs.emulator.calibration": str(missing)}))
     with pytest.raises(hil.testbed.TestbedError) as error:
         hil.testbed.start_testbed(cfg, tmp_path)
     message = str(error.value)

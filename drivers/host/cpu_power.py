@@ -1,0 +1,43 @@
+"""A power "meter" for testbeds without one: the BBU's watts modelled from its CPU load.
+
+For a ZMQ testbed on a workstation (no GPM-8213 on its supply) the reward still needs
+watts that respond to the policy. srsENB's CPU load does (decoding effort grows with MCS
+and PRBs), so this meter reports ``idle_w + per_core_w * busy cores + radio_w`` over the
+round, the busy cores measured with psutil on this machine. It is a model, not a
+measurement: run.json records `meter.kind: cpu_model`, and its coefficients come from the
+config (fit them against a real meter with the dataset tools).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psutil
+
+from drivers.host.metrics import HostMetrics
+from drivers.protocols import PowerReading
+from hil.errors import MeterError
+
+
+@dataclass
+class CpuPowerModel:
+    idle_w: float
+    per_core_w: float
+    radio_w: float
+    metrics: HostMetrics
+
+    def start(self) -> None:
+        self.metrics.start()
+
+    def stop(self) -> PowerReading:
+        reading = self.metrics.stop()
+        if reading.host_cpu_pct is None:
+            raise MeterError("cpu_model meter: the round was too short to measure CPU load "
+                             "(no clock tick); use rounds of at least 0.05 s")
+        busy_cores = reading.host_cpu_pct / 100.0 * (psutil.cpu_count() or 1)
+        power_w = self.idle_w + self.per_core_w * busy_cores + self.radio_w
+        return PowerReading(power_w=power_w, energy_j=power_w * reading.duration_s,
+                            duration_s=reading.duration_s, samples=1)
+
+    def close(self) -> None:
+        self.metrics.close()

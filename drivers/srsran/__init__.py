@@ -1,0 +1,1 @@
+"""srsEPC, srsENB and srsUE: their config files rendered from templates, their processes."""

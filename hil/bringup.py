@@ -1,0 +1,117 @@
+"""The testbed's bring-up state machine: off -> core up -> eNB up -> UE attached -> traffic on.
+
+A testbed is a chain of steps, each needing the ones before it (the eNB registers with the
+core, the UE attaches through the eNB, traffic flows through the UE). `up` walks the chain
+forward; `down` walks back from the last step reached, so the UE detaches before its eNB
+goes and the core goes last; `watch`, called between rounds, finds a step whose process has
+died, takes down the steps after it (they lost what they stood on) and brings them all up
+again, at most `max_restarts` times per run, then gives up with the reason.
+
+The steps are plain callables, so the machine is tested without srsRAN; `hil.srsran`
+builds the srsRAN chain from a config.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from hil.errors import HilError
+
+log = logging.getLogger(__name__)
+
+
+class Stage(enum.IntEnum):
+    OFF = 0
+    CORE_UP = 1
+    ENB_UP = 2
+    UE_ATTACHED = 3
+    TRAFFIC_ON = 4
+
+
+class BringupError(HilError):
+    """A step of the testbed could not be brought up, or kept up."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """Reaching `stage`: `up` brings it up (raises HilError), `alive` says it still is."""
+
+    stage: Stage
+    name: str
+    up: Callable[[], None]
+    down: Callable[[], None]
+    alive: Callable[[], bool]
+
+
+class Bringup:
+    def __init__(self, steps: Sequence[Step], *, max_restarts: int = 3) -> None:
+        stages = [step.stage for step in steps]
+        if stages != sorted(stages) or len(set(stages)) != len(stages):
+            raise ValueError(f"steps must reach increasing stages, got {stages}")
+        self.steps = list(steps)
+        self.max_restarts = max_restarts
+        self.stage = Stage.OFF
+        self.restarts = 0
+
+    def up(self) -> None:
+        """Bring every step up in order; on a failure, take down what came up, then raise."""
+        try:
+            self._up_from(0)
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self) -> None:
+        """Take the reached steps down, last first; every step is tried even if one fails."""
+        failures = []
+        for index in reversed(range(self._reached())):
+            step = self.steps[index]
+            try:
+                step.down()
+            except HilError as exc:
+                failures.append(f"{step.name}: {exc}")
+            self.stage = self.steps[index - 1].stage if index else Stage.OFF
+        if failures:
+            raise BringupError("teardown incomplete: " + "; ".join(failures))
+
+    def watch(self) -> str | None:
+        """Restart from the first step found dead; what was restarted, or None if all live."""
+        for index in range(self._reached()):
+            step = self.steps[index]
+            if step.alive():
+                continue
+            if self.restarts >= self.max_restarts:
+                raise BringupError(f"{step.name} died again after {self.restarts} restarts; "
+                                   "giving up (see its log)")
+            self.restarts += 1
+            log.warning("%s died: restarting it and what depends on it (restart %d of %d)",
+                        step.name, self.restarts, self.max_restarts)
+            for later in reversed(self.steps[index:self._reached()]):
+                try:
+                    later.down()
+                except HilError as exc:
+                    log.warning("stopping %s: %s", later.name, exc)
+            self.stage = self.steps[index - 1].stage if index else Stage.OFF
+            self._up_from(index)
+            return step.name
+        return None
+
+    def _up_from(self, index: int) -> None:
+        for step in self.steps[index:]:
+            log.info("bring-up: %s", step.name)
+            try:
+                step.up()
+            except BaseException:
+                try:  # a process that started but never became ready must not linger
+                    step.down()
+                except HilError as exc:
+                    log.warning("stopping %s after its failed start: %s", step.name, exc)
+                raise
+            self.stage = step.stage
+
+    def _reached(self) -> int:
+        """How many steps are up."""
+        return sum(step.stage <= self.stage for step in self.steps) if self.stage else 0

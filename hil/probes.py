@@ -1,0 +1,67 @@
+"""The round probes a testbed adds to the engine (`drivers.protocols.RoundProbe`).
+
+Each turns one driver into the few columns of the round's row it stands for, so the engine
+stays the same whether a testbed measures its host, drives traffic or watches processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.emulated.scenarios import Scenario
+from drivers.host.metrics import HostMetrics
+from drivers.traffic.iperf3 import Iperf3Traffic
+from hil.bringup import Bringup
+
+
+@dataclass
+class HostMetricsProbe:
+    """CPU of the host and of the eNB process, RAPL package power, over the round."""
+
+    metrics: HostMetrics
+    _started: bool = field(default=False, init=False)
+
+    def before_round(self, round_index: int) -> None:
+        self.metrics.start()
+        self._started = True
+
+    def after_round(self) -> dict[str, Any]:
+        if not self._started:  # the round failed before its start
+            return {}
+        self._started = False
+        reading = self.metrics.stop()
+        return {"host_cpu_pct": reading.host_cpu_pct, "enb_cpu_pct": reading.process_cpu_pct,
+                "rapl_power_w": reading.rapl_power_w}
+
+
+@dataclass
+class TrafficProbe:
+    """Offers each round the demand the scenario (or trace) gives for it."""
+
+    traffic: Iperf3Traffic
+    scenario: Scenario
+    _offered: dict[str, Any] = field(default_factory=dict, init=False)
+
+    def before_round(self, round_index: int) -> None:
+        env = self.scenario.epochs(round_index, round_index + 1)
+        dl_mbps, ul_mbps = float(env.dl_demand_mbps[0]), float(env.ul_demand_mbps[0])
+        self._offered = {}
+        self.traffic.set_demand(dl_mbps, ul_mbps)
+        self._offered = {"traffic_dl_mbps": dl_mbps, "traffic_ul_mbps": ul_mbps}
+
+    def after_round(self) -> dict[str, Any]:
+        return self._offered
+
+
+@dataclass
+class WatchdogProbe:
+    """Restarts a crashed srsRAN process (and what depends on it) between rounds."""
+
+    bringup: Bringup
+
+    def before_round(self, round_index: int) -> None:
+        self.bringup.watch()
+
+    def after_round(self) -> dict[str, Any]:
+        return {"testbed_restarts": self.bringup.restarts}
