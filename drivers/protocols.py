@@ -104,8 +104,8 @@ class RoundProbe(Protocol):
     """Something else the testbed does or measures each round, beside control and power:
     host CPU and RAPL, the traffic demand, the bring-up's watchdog.
 
-    `before_round` runs once the round's thresholds are in force (it may set the round's
-    demand, or restart a dead process); `after_round` ends the round and returns the
+    `before_round` runs first in a round, before its thresholds are sent (it may restart a
+    dead process, or set the round's demand); `after_round` ends the round and returns the
     columns it adds to the round's row (names from `hil.schema`). HilError from either
     makes the round invalid with that reason.
     """

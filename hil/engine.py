@@ -3,8 +3,9 @@
 One round, on a monotonic clock with period ``round_s / speedup``:
 
 1. the agent selects a policy (from what the previous round showed);
-2. ``set`` pushes its thresholds: the vBS applies them and opens the round's KPI window;
-   the meter starts its window; the probes (host metrics, traffic, watchdog) start theirs;
+2. the probes start the round (the watchdog restarts a crashed process, traffic gets the
+   round's demand, host metrics open their window); ``set`` pushes the thresholds: the vBS
+   applies them and opens the round's KPI window; the meter starts its window;
 3. wait for the round's deadline;
 4. ``get`` closes the KPI window (measured entirely under this round's policy) and the
    meter reports the round's mean power;
@@ -135,10 +136,10 @@ class RoundEngine:
 
         opened = None
         try:
+            for probe in self.probes:  # first: the watchdog restarts a dead vBS before `set`
+                probe.before_round(k)
             opened = self.ran.set(policy.to_thresholds())
             self.meter.start()
-            for probe in self.probes:
-                probe.before_round(k)
         except HilError as exc:
             row["invalid_reason"] = f"apply: {exc}"
 

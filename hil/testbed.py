@@ -253,7 +253,7 @@ def _start_srsran(cfg: HilConfig) -> Testbed:
     testbed = srsran.build(cfg, lambda name: connect_host(name, cfg.hosts[name]))
     try:
         testbed.bringup.up()
-        ran = RtctlClient(cfg.vbs.control_endpoint, timeout_s=cfg.vbs.timeout_s,
+        ran = RtctlClient(srsran_control_endpoint(cfg), timeout_s=cfg.vbs.timeout_s,
                           retries=cfg.vbs.retries)
         meter = make_meter(cfg, {})
     except BaseException:
@@ -265,6 +265,14 @@ def _start_srsran(cfg: HilConfig) -> Testbed:
         probes.append(TrafficProbe(testbed.traffic, make_scenario(
             sc.name, cfg.seed, trace_path=sc.trace, switch_epoch=sc.switch_epoch)))
     return Testbed(ran=ran, meter=meter, stop_vbs=testbed.close, probes=probes)
+
+
+def srsran_control_endpoint(cfg: HilConfig) -> str:
+    """Where the controller reaches the eNB's rtctl socket: its bind address, a wildcard
+    replaced by the eNB host's name."""
+    assert cfg.vbs.srsran is not None
+    hostname = cfg.hosts[cfg.vbs.srsran.enb.host].hostname
+    return _as_seen_from_controller({"control": cfg.vbs.srsran.rtctl_bind}, hostname)["control"]
 
 
 def _host_probes(cfg: HilConfig) -> list[RoundProbe]:

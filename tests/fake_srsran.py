@@ -1,0 +1,59 @@
+"""Test double of srsepc, srsenb and srsue, for the bring-up tests without srsRAN.
+
+`fake_srsran.py {epc|enb|ue} CONF [--crash-after-s S]` reads the rendered config the way
+srsRAN does (INI; sections and keys must exist), prints the program's real ready line and
+stays up until SIGTERM. The fake eNB is the emulated vBS serving rtctl on the endpoint of
+the config's ``[rtctl]`` section, so a whole `hil run` goes through the srsRAN drivers.
+It is a double for the binaries only: the `srsran`-marked tests run the real ones.
+"""
+
+from __future__ import annotations
+
+import configparser
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+READY = {"epc": "SP-GW Initialized.", "enb": "\n==== eNodeB started ===",
+         "ue": "Network attach successful. IP: 172.16.0.2"}
+REQUIRED = {"epc": [("mme", "mme_bind_addr"), ("hss", "db_file"), ("spgw", "sgi_if_addr")],
+            "enb": [("enb", "n_prb"), ("enb_files", "rr_config"), ("rf", "device_args"),
+                    ("rtctl", "endpoint"), ("channel.dl.awgn", "snr")],
+            "ue": [("rf", "device_args"), ("usim", "imsi"), ("rat.eutra", "dl_earfcn")]}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    program, conf_path = sys.argv[1], Path(sys.argv[2])
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read_string(conf_path.read_text())
+    for section, key in REQUIRED[program]:
+        if not conf.has_option(section, key):
+            print(f"Failed to read configuration: {section}.{key} missing", flush=True)
+            return 1
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    child = None
+    if program == "enb":
+        child = subprocess.Popen(
+            [sys.executable, "-m", "drivers.emulated.vbs", "--calibration",
+             str(REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml"),
+             "--control", conf["rtctl"]["endpoint"], "--exit-with-parent"],
+            cwd=REPO, stdout=subprocess.PIPE, text=True)
+        child.stdout.readline()  # its ready line: the endpoint is bound
+    print(READY[program], flush=True)
+    while not stop.wait(0.1):
+        if child is not None and child.poll() is not None:
+            return 1
+    if child is not None:
+        child.terminate()
+        child.wait()
+    time.sleep(0.05)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
