@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from rich.markup import escape
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -125,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"summary plot: {png}")
     status = result.outcome.status
     if status != "completed":
-        console.print(f"[yellow]run {status}: {result.outcome.reason}. "
+        console.print(f"[yellow]run {status}: {escape(result.outcome.reason)}. "
                       f"Continue it with: hil run --resume {run_dir.path}")
     return {"completed": 0, "interrupted": 130}.get(status, 1)
 
@@ -153,7 +154,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     for result in run_checks(cfg):
         failed += not result.ok
         mark = "[green]ok  [/]" if result.ok else "[red]FAIL[/]"
-        console.print(f"{mark}  {result.name}: {result.detail}", soft_wrap=True, highlight=False)
+        console.print(f"{mark}  {result.name}: {escape(result.detail)}", soft_wrap=True,
+                      highlight=False)
     console.print(f"{args.config}: " + ("ready" if not failed else f"{failed} problem(s) to fix"),
                   soft_wrap=True, highlight=False)
     return 1 if failed else 0
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except HilError as exc:
-        console.print(f"[red]error:[/] {exc}", soft_wrap=True, highlight=False)
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
         return 2
 
 

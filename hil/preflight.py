@@ -7,6 +7,7 @@ what is wrong and what to do.
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,10 @@ from drivers.emulated.scenarios import make_scenario
 from drivers.power.gpm8213 import Gpm8213Meter
 from hil.config import HilConfig
 from hil.errors import HilError
+from hil.srsran import UNPATCHED_HINT
 from hil.testbed import connect_host, start_testbed
+
+MAX_CLOCK_OFFSET_S = 0.1
 
 Check = Callable[[], str]
 
@@ -42,11 +46,59 @@ def _scenario(cfg: HilConfig) -> str:
 
 
 def _host(cfg: HilConfig, name: str) -> str:
+    """Reachable, and its clock within MAX_CLOCK_OFFSET_S of ours (round timestamps and the
+    meter's samples are compared across hosts)."""
     with connect_host(name, cfg.hosts[name]) as host:
-        result = host.run("python3 --version", timeout_s=10, check=False)
-        if result.exit_code != 0:
+        sent = time.time()
+        result = host.run("date +%s.%N; python3 --version", timeout_s=10, check=False)
+        received = time.time()
+        remote_time, *python = result.stdout.split("\n", 1)
+        offset_s = float(remote_time) - (sent + received) / 2
+        if abs(offset_s) > MAX_CLOCK_OFFSET_S + (received - sent) / 2:
+            raise HilError(f"host {name}: its clock is {offset_s:+.2f} s off this machine's; "
+                           "synchronise both with NTP (timedatectl set-ntp true, or chrony)")
+        runs_emulator = cfg.vbs.kind == "emulated" and name == cfg.vbs.host
+        if runs_emulator and "Python 3" not in "".join(python):
             raise HilError(f"host {name}: python3 is not available there; install Python >= 3.11")
-        return f"{host.where}: {result.stdout.strip() or result.stderr.strip()}"
+        return f"{host.where}: clock offset {offset_s * 1000:+.0f} ms, {''.join(python).strip()}"
+
+
+def _binaries(cfg: HilConfig, name: str) -> str:
+    """The srsRAN programs (srsenb patched: it knows [rtctl]) and iperf3 on one host."""
+    srs = cfg.vbs.srsran
+    assert srs is not None
+    wanted = [(program, getattr(srs, program).binary) for program in ("epc", "enb", "ue")
+              if getattr(srs, program).host == name]
+    if cfg.traffic.kind == "iperf3":
+        wanted.append(("iperf3", "iperf3"))
+    found, problems = [], []
+    with connect_host(name, cfg.hosts[name]) as host:
+        for program, binary in wanted:
+            quoted = shlex.quote(binary)
+            if host.run(f"command -v {quoted}", timeout_s=10, check=False).exit_code != 0:
+                problems.append(f"{binary} not found (vbs.srsran.{program}.binary)")
+                continue
+            if program == "enb" and host.run(f"{quoted} --help 2>&1 | grep -q rtctl.enable",
+                                             timeout_s=20, check=False).exit_code != 0:
+                problems.append(f"{binary} has no [rtctl] options: {UNPATCHED_HINT}")
+                continue
+            found.append(binary)
+    if problems:
+        raise HilError(f"host {name}: " + "; ".join(problems))
+    return f"{', '.join(found)} on {name}"
+
+
+def _radio(cfg: HilConfig, name: str, serial: str) -> str:
+    """The B210 with this serial answers uhd_find_devices on its host."""
+    with connect_host(name, cfg.hosts[name]) as host:
+        result = host.run(f"uhd_find_devices --args serial={shlex.quote(serial)}",
+                          timeout_s=30, check=False)
+    if result.exit_code != 0 or serial not in result.stdout:
+        said = (result.stdout + result.stderr).strip().splitlines()
+        raise HilError(f"host {name}: no USRP with serial {serial} (uhd_find_devices: "
+                       f"{said[-1] if said else 'no output'}); check the USB 3 cable, "
+                       "uhd-host, and the serial in vbs.srsran.radio")
+    return f"B210 {serial} on {name}"
 
 
 def _meter(cfg: HilConfig) -> str:
@@ -73,13 +125,24 @@ def _vbs_answers(cfg: HilConfig) -> str:
 
 def checks(cfg: HilConfig) -> Iterator[tuple[str, Check]]:
     """The checks that apply to this config, in the order a bring-up needs them."""
-    yield "calibration", lambda: _calibration(cfg)
-    yield "scenario", lambda: _scenario(cfg)
+    if cfg.vbs.kind == "emulated":
+        yield "calibration", lambda: _calibration(cfg)
+        yield "scenario", lambda: _scenario(cfg)
     for name in cfg.hosts:
         yield f"host {name}", lambda name=name: _host(cfg, name)
+    srs = cfg.vbs.srsran
+    if srs is not None:
+        for name in dict.fromkeys((srs.enb.host, srs.ue.host)):
+            yield f"binaries {name}", lambda name=name: _binaries(cfg, name)
+        if srs.radio.kind == "uhd":
+            for program, serial in (("enb", srs.radio.enb_serial), ("ue", srs.radio.ue_serial)):
+                host = getattr(srs, program).host
+                yield f"radio {program}", lambda host=host, serial=serial: _radio(cfg, host,
+                                                                                  serial)
     if cfg.meter.kind == "gpm8213" and cfg.meter.resource:
         yield "meter", lambda: _meter(cfg)
-    yield "vbs", lambda: _vbs_answers(cfg)
+    if cfg.vbs.kind == "emulated":  # srsRAN's bring-up takes a minute: `hil run` does it
+        yield "vbs", lambda: _vbs_answers(cfg)
 
 
 def run_checks(cfg: HilConfig) -> Iterator[CheckResult]:

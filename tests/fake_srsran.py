@@ -1,6 +1,6 @@
 """Test double of srsepc, srsenb and srsue, for the bring-up tests without srsRAN.
 
-`fake_srsran.py {epc|enb|ue} CONF [--crash-after-s S]` reads the rendered config the way
+`fake_srsran.py {epc|enb|ue} CONF` reads the rendered config the way
 srsRAN does (INI; sections and keys must exist), prints the program's real ready line and
 stays up until SIGTERM. The fake eNB is the emulated vBS serving rtctl on the endpoint of
 the config's ``[rtctl]`` section, so a whole `hil run` goes through the srsRAN drivers.
@@ -27,7 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    program, conf_path = sys.argv[1], Path(sys.argv[2])
+    program = sys.argv[1]
+    if sys.argv[2] == "--help":  # what preflight asks a patched srsenb
+        print("  --rtctl.enable arg\n  --rtctl.endpoint arg" if program == "enb" else "")
+        return 0
+    conf_path = Path(sys.argv[2])
     conf = configparser.ConfigParser(interpolation=None)
     conf.read_string(conf_path.read_text())
     for section, key in REQUIRED[program]:

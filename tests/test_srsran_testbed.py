@@ -175,3 +175,26 @@ def test_an_srsran_testbed_with_the_emulated_meter_is_refused_on_load(tmp_path, 
     config = srsran_config(tmp_path, sshd, **{"meter.kind": "emulated"})
     assert main(["run", str(config)]) == 2
     assert "meter.kind emulated needs the emulated vBS" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ hil check
+def test_check_finds_the_host_its_clock_and_a_patched_enb(tmp_path, sshd, capsys):
+    config = srsran_config(tmp_path, sshd)
+    assert main(["check", str(config)]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("ok    host bbu:") and "clock offset" in line for line in lines)
+    assert any(line.startswith("ok    binaries bbu:") for line in lines)
+
+
+def test_check_names_a_missing_binary_and_an_unpatched_enb_on_one_line_each(tmp_path, sshd,
+                                                                             capsys):
+    unpatched = tmp_path / "srsenb-upstream"
+    unpatched.write_text("#!/bin/sh\necho '  --enb.n_prb arg'\n")
+    unpatched.chmod(0o755)
+    config = srsran_config(tmp_path, sshd, **{"vbs.srsran.enb.binary": str(unpatched),
+                                              "vbs.srsran.ue.binary": "/opt/none/srsue"})
+    assert main(["check", str(config)]) == 1
+    (failure,) = [" ".join(line.split()) for line in capsys.readouterr().err.splitlines()
+                  if line.startswith("FAIL")]
+    assert "/opt/none/srsue not found (vbs.srsran.ue.binary)" in failure
+    assert "srsenb-upstream has no [rtctl] options" in failure
