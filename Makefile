@@ -65,7 +65,7 @@ stop-sshd:
 test: $(VENV)/.installed-dev deb-test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed sshd
 	$(BIN)/hil bench
 
 lint: $(VENV)/.installed-dev

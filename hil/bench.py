@@ -43,10 +43,10 @@ def bench_bsvbs(quick: bool) -> Iterator[Figure]:
     yield "bsvbs_select_update_us_1e6", float(np.mean(us)), "us"
 
 
-def bench_control(quick: bool) -> Iterator[Figure]:
+def bench_control(quick: bool, config: Path) -> Iterator[Figure]:
     """Round-trip times over loopback ZMQ to the emulated vBS process."""
 
-    cfg = load_config(DEFAULT_CONFIG)
+    cfg = load_config(config)
     n = 500 if quick else 5_000
     with tempfile.TemporaryDirectory() as tmp, start_testbed(cfg, Path(tmp)) as testbed:
         for op, call in (("ping", testbed.ran.ping), ("get", testbed.ran.get)):
@@ -64,8 +64,9 @@ def bench_control(quick: bool) -> Iterator[Figure]:
 BENCH_SPEEDUP = 500.0
 
 
-def bench_rounds(quick: bool) -> Iterator[Figure]:
-    """End-to-end rounds per second: engine + agent + ZMQ + emulator + recorder.
+def bench_rounds(quick: bool, config: Path) -> Iterator[Figure]:
+    """End-to-end rounds per second of the default job: engine + agent + ZMQ + emulator +
+    the GPM-8213 driver on the twin + recorder.
 
     At BENCH_SPEEDUP the loop, not the schedule, is the limit; rounds that overrun their
     deadline get longer windows, so the mean window length is printed beside the rate.
@@ -75,7 +76,7 @@ def bench_rounds(quick: bool) -> Iterator[Figure]:
 
     rounds = 500 if quick else 3_000
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, run_dir = new_run(DEFAULT_CONFIG, {"rounds": rounds, "clock.speedup": BENCH_SPEEDUP,
+        cfg, run_dir = new_run(config, {"rounds": rounds, "clock.speedup": BENCH_SPEEDUP,
                                                 "recording.plot": False}, Path(tmp))
         t0 = time.perf_counter()
         result = execute(cfg, run_dir, resume=False)
@@ -85,7 +86,9 @@ def bench_rounds(quick: bool) -> Iterator[Figure]:
     yield "emulated_round_window_tti_mean", window_tti, "TTI"
 
 
-def run_benchmarks(quick: bool = False) -> Iterator[Figure]:
+def run_benchmarks(quick: bool = False, config: Path = DEFAULT_CONFIG) -> Iterator[Figure]:
+    """Every figure; the testbed ones on `config` (the default job's, whose BBU host is the
+    local sshd that `make bench` starts)."""
     yield from bench_bsvbs(quick)
-    yield from bench_control(quick)
-    yield from bench_rounds(quick)
+    yield from bench_control(quick, config)
+    yield from bench_rounds(quick, config)

@@ -2,7 +2,7 @@
 
     hil run [CONFIG] [--agent bsvbs|random] [--rounds N] [--seed S] [--out DIR] [--resume RUN_DIR]
     hil check [CONFIG]
-    hil bench [--quick]
+    hil bench [CONFIG] [--quick]
 
 Operator errors (`HilError`) print one line saying what to fix and exit with status 2; an
 interrupted run exits with 130 after its cleanup; anything else is a bug and keeps its trace.
@@ -164,7 +164,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from hil.bench import run_benchmarks
 
-    for name, value, unit in run_benchmarks(quick=args.quick):
+    for name, value, unit in run_benchmarks(quick=args.quick, config=Path(args.config)):
         print(f"{name} {value:.6g} {unit}", flush=True)
     return 0
 
@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     bench = sub.add_parser("bench", help="measure speed; prints `name value unit` lines")
+    bench.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
+                       help="testbed for the control and round figures (default: %(default)s)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (for smoke tests)")
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -6,6 +6,7 @@ import math
 import pytest
 
 from hil.cli import main
+from testbed_yaml import write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -16,8 +17,8 @@ PROMISED = {
 }
 
 
-def test_bench_prints_every_promised_figure_as_name_value_unit(capsys):
-    assert main(["bench", "--quick"]) == 0
+def test_bench_prints_every_promised_figure_as_name_value_unit(tmp_path, capsys, sshd):
+    assert main(["bench", str(write_config(tmp_path, sshd=sshd)), "--quick"]) == 0
     lines = [line.split() for line in capsys.readouterr().out.splitlines()]
     figures = {name: (float(value), unit) for name, value, unit in lines}
     for name, unit in PROMISED.items():

