@@ -426,3 +426,11 @@ def test_a_connection_dropped_during_a_command_raises_connection_lost(
             host.run(f"touch {started}; sleep 30", timeout_s=20)
     finally:
         killer.join()
+
+
+def test_the_local_sshd_refuses_a_port_another_program_holds(tmp_path: Path,
+                                                              sshd: Sshd) -> None:
+    from drivers.emulated.sshd import LocalSshdError, ensure_running
+
+    with pytest.raises(LocalSshdError, match=f"port {sshd.port} on 127.0.0.1 is taken"):
+        ensure_running(tmp_path / "other-checkout", sshd.port)

@@ -97,6 +97,11 @@ class Sshd:
         if os.getuid() == 0:
             PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         fixed_port = self.port
+        if fixed_port and _listening(fixed_port):
+            raise LocalSshdError(
+                f"port {fixed_port} on 127.0.0.1 is taken by another program (another "
+                "checkout's local sshd? `make stop-sshd` there); or choose a free port with "
+                "`make run SSHD_PORT=...` and set hosts.bbu.port in the config to match")
         for _attempt in range(3):  # another process may grab the free port before sshd binds
             self.port = fixed_port or _free_port()
             self.known_hosts.write_text(self.host_key_line() + "\n")
