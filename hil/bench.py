@@ -14,10 +14,9 @@ import numpy as np
 
 from agents.bsvbs import BSvBS
 from hil.config import load_config
-from hil.testbed import REPO, start_testbed
+from hil.testbed import start_testbed
 
 Figure = tuple[str, float, str]
-DEFAULT_CONFIG = REPO / "testbed_configs" / "zmq-emulated.yaml"
 
 
 def _select_update_us(n_actions: int, rounds: int, seed: int = 0) -> np.ndarray:
@@ -86,7 +85,7 @@ def bench_rounds(quick: bool, config: Path) -> Iterator[Figure]:
     yield "emulated_round_window_tti_mean", window_tti, "TTI"
 
 
-def run_benchmarks(quick: bool = False, config: Path = DEFAULT_CONFIG) -> Iterator[Figure]:
+def run_benchmarks(config: Path, quick: bool = False) -> Iterator[Figure]:
     """Every figure; the testbed ones on `config` (the default job's, whose BBU host is the
     local sshd that `make bench` starts)."""
     yield from bench_bsvbs(quick)

@@ -164,7 +164,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from hil.bench import run_benchmarks
 
-    for name, value, unit in run_benchmarks(quick=args.quick, config=Path(args.config)):
+    for name, value, unit in run_benchmarks(Path(args.config), quick=args.quick):
         print(f"{name} {value:.6g} {unit}", flush=True)
     return 0
 

@@ -75,7 +75,7 @@ class SrsProcessConfig(StrictModel):
 
 class UeProcessConfig(SrsProcessConfig):
     netns: str | None = Field("ue1", description="network namespace of the UE's TUN interface")
-    attach_timeout_s: float = Field(60.0, gt=0, description="until the UE reports its IP")
+    start_timeout_s: float = Field(60.0, gt=0, description="until attached (it reports its IP)")
     ip: str = Field("172.16.0.2", description="the IP srsEPC gives the UE")
 
 
@@ -117,6 +117,13 @@ class SrsranConfig(StrictModel):
     epc: SrsProcessConfig
     enb: SrsProcessConfig
     ue: UeProcessConfig
+
+    @model_validator(mode="after")
+    def _epc_beside_enb(self) -> SrsranConfig:
+        if self.epc.host != self.enb.host:
+            raise ValueError(f"epc.host must be the eNB's host {self.enb.host!r}: srsEPC runs "
+                             "beside srsENB (S1 over loopback)")
+        return self
 
 
 class VbsConfig(StrictModel):

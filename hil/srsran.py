@@ -17,15 +17,14 @@ import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Literal
 
 from drivers.srsran.conf import ZMQ_BASE_SRATE, TestUe, render_program
-from drivers.srsran.process import SrsProcess, SrsProcessError
+from drivers.srsran.process import SrsProcess
 from drivers.ssh import SshHost
 from drivers.traffic.iperf3 import Iperf3Traffic
 from hil.bringup import Bringup, Stage, Step
 from hil.config import HilConfig, RadioConfig, SrsProcessConfig, SrsranConfig
-from hil.errors import ConfigError
 
 MME_ADDR = "127.0.1.100"
 """srsEPC's S1-MME and S1-U address (loopback alias, as srsRAN's examples)."""
@@ -38,15 +37,17 @@ READY = {
     "srsenb": re.compile(r"==== eNodeB started ==="),
     "srsue": re.compile(r"Network attach successful\. IP: [0-9.]+"),
 }
-FAILURES = (
-    re.compile(r"unrecognised option '[^']*'[^\n]*"),  # e.g. an unpatched srsenb and [rtctl]
-    re.compile(r"Error initializing [^\n]*"),
-    re.compile(r"Failed to [^\n]*"),
-    re.compile(r"Could not [^\n]*"),
-    re.compile(r"[^\n]*Address already in use[^\n]*"),
-)
 UNPATCHED_HINT = ("an srsenb that does not know [rtctl] is not patched: build it with "
                   "patches/srsRAN_4G (see its README)")
+FAILURES = (
+    (re.compile(r"unrecognised option 'rtctl\.[^']*'[^\n]*"), UNPATCHED_HINT),
+    (re.compile(r"unrecognised option '[^']*'[^\n]*"), "a template key this srsRAN lacks"),
+    (re.compile(r"Error initializing [^\n]*"), ""),
+    (re.compile(r"Failed to [^\n]*"), ""),
+    (re.compile(r"Could not [^\n]*"), ""),
+    (re.compile(r"[^\n]*Address already in use[^\n]*"),
+     "a program from an earlier run still holds the port"),
+)
 
 
 @dataclass
@@ -68,41 +69,42 @@ class SrsranTestbed:
 def build(cfg: HilConfig, connect: Callable[[str], SshHost]) -> SrsranTestbed:
     """Hosts connected, configs rendered, the bring-up chain ready to go `up`."""
     srs = cfg.vbs.srsran
-    if srs is None:
-        raise ConfigError("config", "vbs.srsran", "missing")
-    if srs.epc.host != srs.enb.host:
-        raise ConfigError("config", "vbs.srsran.epc.host",
-                          f"srsEPC runs beside srsENB (S1 over loopback): use host "
-                          f"{srs.enb.host!r} as for vbs.srsran.enb.host")
+    assert srs is not None  # vbs.kind srsran: the config validator requires the section
     hosts: dict[str, SshHost] = {}
     try:
         for name in dict.fromkeys((srs.enb.host, srs.ue.host)):
             hosts[name] = connect(name)
-        bbu, ue_host = hosts[srs.enb.host], hosts[srs.ue.host]
         dirs = {name: _conf_dir(host) for name, host in hosts.items()}
-        same_host = srs.enb.host == srs.ue.host
-        epc = _program("srsepc", "epc", srs.epc, bbu, dirs[srs.enb.host],
-                       _values(srs, dirs[srs.enb.host]), srs.templates)
-        enb = _program("srsenb", "enb", srs.enb, bbu, dirs[srs.enb.host],
-                       _values(srs, dirs[srs.enb.host],
-                               radio=enb_radio(srs.radio, "localhost" if same_host
-                                               else cfg.hosts[srs.ue.host].hostname),
-                               gains=(srs.radio.enb_tx_gain_db, srs.radio.enb_rx_gain_db)),
-                       srs.templates)
-        ue = _program("srsue", "ue", srs.ue, ue_host, dirs[srs.ue.host],
-                      _values(srs, dirs[srs.ue.host],
-                              radio=ue_radio(srs.radio, "localhost" if same_host
-                                             else cfg.hosts[srs.enb.host].hostname),
-                              gains=(srs.radio.ue_tx_gain_db, srs.radio.ue_rx_gain_db)),
-                      srs.templates)
-        ue.start_timeout_s = srs.ue.attach_timeout_s
+
+        def program(name: str, kind: str, process: SrsProcessConfig,
+                    radio: tuple[str, str] = ("", ""),
+                    gains: tuple[float, float] = (0.0, 0.0)) -> SrsProcess:
+            conf_dir = dirs[process.host]
+            files = render_program(srs.templates, kind, _values(srs, conf_dir, radio, gains))
+            return SrsProcess(name=name, host=hosts[process.host], binary=process.binary,
+                              conf_path=f"{conf_dir}/{kind}.conf", ready=READY[name],
+                              files={f"{conf_dir}/{file}": text for file, text in files.items()},
+                              failures=FAILURES, args=process.args, env=process.env,
+                              start_timeout_s=process.start_timeout_s)
+
+        def peer_of(host: str) -> str:
+            """How a radio reaches the other end's ZMQ port."""
+            return "localhost" if srs.enb.host == srs.ue.host else cfg.hosts[host].hostname
+
+        radio = srs.radio
+        epc = program("srsepc", "epc", srs.epc)
+        enb = program("srsenb", "enb", srs.enb, radio_device(radio, "enb", peer_of(srs.ue.host)),
+                      (radio.enb_tx_gain_db, radio.enb_rx_gain_db))
+        ue = program("srsue", "ue", srs.ue, radio_device(radio, "ue", peer_of(srs.enb.host)),
+                     (radio.ue_tx_gain_db, radio.ue_rx_gain_db))
         steps = [_process_step(Stage.CORE_UP, epc), _process_step(Stage.ENB_UP, enb),
                  _ue_step(ue, srs.ue.netns)]
         traffic = None
         if cfg.traffic.kind == "iperf3":
-            traffic = Iperf3Traffic(bbu, ue_host, core_address=cfg.traffic.core_address,
-                                    ue_address=srs.ue.ip, port=cfg.traffic.port,
-                                    ue_netns=srs.ue.netns, flow_limit_s=cfg.traffic.flow_limit_s)
+            traffic = Iperf3Traffic(hosts[srs.enb.host], hosts[srs.ue.host],
+                                    core_address=cfg.traffic.core_address, ue_address=srs.ue.ip,
+                                    port=cfg.traffic.port, ue_netns=srs.ue.netns,
+                                    flow_limit_s=cfg.traffic.flow_limit_s)
             steps.append(Step(Stage.TRAFFIC_ON, "iperf3", traffic.start, traffic.close,
                               lambda: True))
     except BaseException:
@@ -113,26 +115,24 @@ def build(cfg: HilConfig, connect: Callable[[str], SshHost]) -> SrsranTestbed:
                          traffic)
 
 
-def enb_radio(radio: RadioConfig, ue_address: str) -> tuple[str, str]:
-    """srsENB's ``[rf] device_name`` and ``device_args``."""
+def radio_device(radio: RadioConfig, end: Literal["enb", "ue"], peer: str) -> tuple[str, str]:
+    """``[rf] device_name`` and ``device_args`` of one end; `peer` reaches the other end.
+
+    ZMQ: each end sends on its own port and receives on the other's; the eNB stops when its
+    UE disconnects (``fail_on_disconnect``), so a dead UE shows as a dead eNB, not a hang.
+    """
     if radio.kind == "uhd":
-        return "UHD", f"type=b200,serial={radio.enb_serial},clock={radio.clock_source}"
-    return "zmq", (f"fail_on_disconnect=true,tx_port=tcp://*:{radio.zmq_enb_tx_port},"
-                   f"rx_port=tcp://{ue_address}:{radio.zmq_ue_tx_port},id=enb,"
+        serial = radio.enb_serial if end == "enb" else radio.ue_serial
+        return "UHD", f"type=b200,serial={serial},clock={radio.clock_source}"
+    own, other = ((radio.zmq_enb_tx_port, radio.zmq_ue_tx_port) if end == "enb"
+                  else (radio.zmq_ue_tx_port, radio.zmq_enb_tx_port))
+    fail = "fail_on_disconnect=true," if end == "enb" else ""
+    return "zmq", (f"{fail}tx_port=tcp://*:{own},rx_port=tcp://{peer}:{other},id={end},"
                    f"base_srate={ZMQ_BASE_SRATE}")
 
 
-def ue_radio(radio: RadioConfig, enb_address: str) -> tuple[str, str]:
-    """srsUE's ``[rf] device_name`` and ``device_args``."""
-    if radio.kind == "uhd":
-        return "UHD", f"type=b200,serial={radio.ue_serial},clock={radio.clock_source}"
-    return "zmq", (f"tx_port=tcp://*:{radio.zmq_ue_tx_port},"
-                   f"rx_port=tcp://{enb_address}:{radio.zmq_enb_tx_port},id=ue,"
-                   f"base_srate={ZMQ_BASE_SRATE}")
-
-
-def _values(srs: SrsranConfig, conf_dir: str, *, radio: tuple[str, str] = ("", ""),
-            gains: tuple[float, float] = (0.0, 0.0)) -> dict[str, object]:
+def _values(srs: SrsranConfig, conf_dir: str, radio: tuple[str, str],
+            gains: tuple[float, float]) -> dict[str, object]:
     sim = TestUe()
     return {
         "conf_dir": conf_dir, "mme_addr": MME_ADDR, "enb_addr": ENB_ADDR, "sgi_addr": SGI_ADDR,
@@ -156,25 +156,8 @@ def _conf_dir(host: SshHost) -> str:
     return result.stdout.strip()
 
 
-def _program(name: str, program: str, process: SrsProcessConfig, host: SshHost, conf_dir: str,
-             values: dict[str, object], templates: Path) -> SrsProcess:
-    files = {f"{conf_dir}/{file}": text
-             for file, text in render_program(templates, program, values).items()}
-    return SrsProcess(name=name, host=host, binary=process.binary,
-                      conf_path=f"{conf_dir}/{program}.conf", files=files, ready=READY[name],
-                      failures=FAILURES, args=process.args, env=process.env,
-                      start_timeout_s=process.start_timeout_s)
-
-
 def _process_step(stage: Stage, process: SrsProcess) -> Step:
-    def up() -> None:
-        try:
-            process.start()
-        except SrsProcessError as exc:
-            if "unrecognised option 'rtctl." in str(exc):
-                raise SrsProcessError(f"{exc}; {UNPATCHED_HINT}") from exc
-            raise
-    return Step(stage, process.name, up, process.stop, process.is_running)
+    return Step(stage, process.name, process.start, process.stop, process.is_running)
 
 
 def _ue_step(ue: SrsProcess, netns: str | None) -> Step:

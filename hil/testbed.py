@@ -105,8 +105,7 @@ def _as_seen_from_controller(ready: dict, hostname: str) -> dict:
 def make_meter(cfg: HilConfig, emulator_ready: dict) -> PowerMeter:
     """The configured meter; a GPM-8213 without a resource is the emulated vBS's twin."""
     if cfg.meter.kind == "cpu_model":
-        return CpuPowerModel(cfg.meter.idle_w, cfg.meter.per_core_w, cfg.meter.radio_w,
-                             HostMetrics(cfg.host_metrics.process))
+        return CpuPowerModel(cfg.meter.idle_w, cfg.meter.per_core_w, cfg.meter.radio_w)
     if cfg.meter.kind == "gpm8213":
         resource = cfg.meter.resource or emulator_ready.get("scpi_meter")
         meter = Gpm8213Meter(resource, poll_s=cfg.meter.poll_s, timeout_s=cfg.meter.timeout_s,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import configparser
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,10 @@ import yaml
 from drivers.srsran.conf import TEMPLATES, render_program
 from drivers.ssh import SshHost
 from hil.cli import main
-from hil.config import load_config
+from hil.config import apply_overrides, load_config
 from hil.errors import ConfigError
 from hil.recorder import read_rounds
-from hil.srsran import enb_radio, ue_radio
+from hil.srsran import radio_device
 
 from testbed_yaml import REPO, ssh_host_entry
 
@@ -67,12 +69,7 @@ def srsran_config(tmp_path: Path, sshd: Any, **changes: Any) -> Path:
     data["traffic"] = {"kind": "none"}
     data["recording"]["out_dir"] = str(tmp_path / "runs")
     data.update(rounds=20, round_s=0.1, policy_space=SMALL_SPACE)
-    for key, value in changes.items():
-        node = data
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
+    apply_overrides(data, changes)
     path = tmp_path / "zmq-srsran.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -113,13 +110,13 @@ def test_a_template_placeholder_without_a_value_names_the_file_and_the_placehold
 
 def test_zmq_radios_cross_their_ports_and_b210s_are_picked_by_serial():
     cfg = load_config(REPO / "testbed_configs" / "b210-lab.yaml")
-    assert enb_radio(cfg.vbs.srsran.radio, "x") == (
+    assert radio_device(cfg.vbs.srsran.radio, "enb", "x") == (
         "UHD", "type=b200,serial=30AD123,clock=internal")
     zmq = load_config(SHIPPED_SRSRAN).vbs.srsran.radio
-    assert "tx_port=tcp://*:2000" in enb_radio(zmq, "ue-host")[1]
-    assert "rx_port=tcp://ue-host:2001" in enb_radio(zmq, "ue-host")[1]
-    assert "tx_port=tcp://*:2001" in ue_radio(zmq, "bbu")[1]
-    assert "rx_port=tcp://bbu:2000" in ue_radio(zmq, "bbu")[1]
+    assert "tx_port=tcp://*:2000" in radio_device(zmq, "enb", "ue-host")[1]
+    assert "rx_port=tcp://ue-host:2001" in radio_device(zmq, "enb", "ue-host")[1]
+    assert "tx_port=tcp://*:2001" in radio_device(zmq, "ue", "bbu")[1]
+    assert "rx_port=tcp://bbu:2000" in radio_device(zmq, "ue", "bbu")[1]
 
 
 # ------------------------------------------------------------------ over SSH, with doubles
@@ -142,15 +139,13 @@ def test_a_run_brings_the_chain_up_in_order_and_takes_it_down(tmp_path, sshd):
 def test_a_crashed_enb_is_restarted_and_the_run_goes_on(tmp_path, sshd):
     config = srsran_config(tmp_path, sshd, rounds=60)
     with SshHost("killer", **sshd.host_params()) as host:
-        import threading
-
         def kill_enb_once_up() -> None:
             for _ in range(200):
                 if host.is_running("srsenb") and host.is_running("srsue"):
-                    threading.Event().wait(1.0)
+                    time.sleep(1.0)
                     host.run("pkill -9 -f '[f]ake_srsran.py enb'", check=False)
                     return
-                threading.Event().wait(0.05)
+                time.sleep(0.05)
         killer = threading.Thread(target=kill_enb_once_up)
         killer.start()
         assert main(["run", str(config)]) == 0

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from hil.config import apply_overrides
+
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "testbed_configs" / "zmq-emulated.yaml"
 
@@ -28,12 +30,7 @@ def write_config(tmp_path: Path, *, sshd: Any = None, **changes: Any) -> Path:
     else:
         del data["hosts"], data["vbs"]["host"]
         data["meter"] = {"kind": "emulated"}
-    for key, value in changes.items():
-        node = data
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
+    apply_overrides(data, changes)
     path = tmp_path / "testbed.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -10,7 +10,7 @@ config (fit them against a real meter with the dataset tools).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -24,7 +24,8 @@ class CpuPowerModel:
     idle_w: float
     per_core_w: float
     radio_w: float
-    metrics: HostMetrics
+    metrics: HostMetrics = field(default_factory=lambda: HostMetrics(process_name=None))
+    cpu_count: int = field(default_factory=lambda: psutil.cpu_count() or 1)
 
     def start(self) -> None:
         self.metrics.start()
@@ -34,7 +35,7 @@ class CpuPowerModel:
         if reading.host_cpu_pct is None:
             raise MeterError("cpu_model meter: the round was too short to measure CPU load "
                              "(no clock tick); use rounds of at least 0.05 s")
-        busy_cores = reading.host_cpu_pct / 100.0 * (psutil.cpu_count() or 1)
+        busy_cores = reading.host_cpu_pct / 100.0 * self.cpu_count
         power_w = self.idle_w + self.per_core_w * busy_cores + self.radio_w
         return PowerReading(power_w=power_w, energy_j=power_w * reading.duration_s,
                             duration_s=reading.duration_s, samples=1)

@@ -71,9 +71,12 @@ class _Snapshot:
 
 
 class HostMetrics:
-    """CPU of the host and of one named process, and RAPL package energy, per window."""
+    """CPU of the host and of one named process, and RAPL package energy, per window.
 
-    def __init__(self, process_name: str = "srsenb", *,
+    `process_name` None measures no process (and spares the scan of the process table).
+    """
+
+    def __init__(self, process_name: str | None = "srsenb", *,
                  powercap_root: Path = Path("/sys/class/powercap"),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.process_name = process_name
@@ -111,7 +114,8 @@ class HostMetrics:
 
     def _snapshot(self) -> _Snapshot:
         return _Snapshot(time_s=self._clock(), cpu_times_s=psutil.cpu_times()._asdict(),
-                         process_cpu_s=_process_cpu_s(self.process_name),
+                         process_cpu_s={} if self.process_name is None
+                         else _process_cpu_s(self.process_name),
                          rapl_uj=self._read_rapl_uj())
 
     def _process_cpu_pct(self, begin: dict[tuple[int, float], float],

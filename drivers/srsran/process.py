@@ -3,8 +3,9 @@
 srsRAN says what state it is in on its console (stdout), which `ProcessHost.start` writes
 to the process's log on the host. A program is *ready* when its log shows `ready` (e.g.
 srsUE's ``Network attach successful``); it has *failed* when the log shows one of
-`failures` or the process is gone. Both are read with `ProcessHost.tail`, so the same code
-watches a program on this machine (through the local sshd) and on a lab host.
+`failures` (each with what to do about it) or the process is gone. Both are read with
+`ProcessHost.tail`, so the same code watches a program on this machine (through the local
+sshd) and on a lab host.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class SrsProcess:
     files: Mapping[str, str]
     """Remote path -> text, uploaded before every start (the rendered configs)."""
     ready: re.Pattern[str]
-    failures: Sequence[re.Pattern[str]] = ()
+    failures: Sequence[tuple[re.Pattern[str], str]] = ()
+    """(log pattern, what to do about it; "" if the line says it all)."""
     args: Sequence[str] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     start_timeout_s: float = 30.0
@@ -67,10 +69,11 @@ class SrsProcess:
             log_text = self.host.tail(self.name, _TAIL_LINES)
             if match := pattern.search(log_text):
                 return match.group(0)
-            for failure in self.failures:
+            for failure, hint in self.failures:
                 if failed := failure.search(log_text):
+                    advice = f"; {hint}" if hint else ""
                     raise SrsProcessError(f"{self.name} on {self._where} failed: "
-                                          f"{failed.group(0).strip()} ({self._log_hint})")
+                                          f"{failed.group(0).strip()}{advice} ({self._log_hint})")
             if not self.host.is_running(self.name):
                 raise SrsProcessError(f"{self.name} on {self._where} exited before it was "
                                       f"{what}: {self._last_lines(log_text)} ({self._log_hint})")
