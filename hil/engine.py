@@ -135,11 +135,13 @@ class RoundEngine:
         row["overrun_s"] = max(0.0, t_start - start_nominal)
 
         opened = None
+        metering = False
         try:
             for probe in self.probes:  # first: the watchdog restarts a dead vBS before `set`
                 probe.before_round(k)
             opened = self.ran.set(policy.to_thresholds())
             self.meter.start()
+            metering = True
         except HilError as exc:
             row["invalid_reason"] = f"apply: {exc}"
 
@@ -150,7 +152,7 @@ class RoundEngine:
 
         try:
             closed = self.ran.get()
-            reading = self.meter.stop()
+            reading = self.meter.stop() if metering else None  # nothing to read if `set` failed
             for probe in self.probes:
                 row.update(probe.after_round())
             if opened is not None:

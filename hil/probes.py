@@ -6,13 +6,16 @@ stays the same whether a testbed measures its host, drives traffic or watches pr
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.emulated.scenarios import Scenario
 from drivers.host.metrics import HostMetrics
-from drivers.traffic.iperf3 import Iperf3Traffic
+from drivers.traffic.iperf3 import Iperf3Traffic, TrafficError
 from hil.bringup import Bringup
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,7 +40,12 @@ class HostMetricsProbe:
 
 @dataclass
 class TrafficProbe:
-    """Offers each round the demand the scenario (or trace) gives for it."""
+    """Offers each round the demand the scenario (or trace) gives for it.
+
+    A flow that ended without a usable report is logged, not held against the round: the
+    new flows run all the same, and the round is measured by the eNB (what arrived at it
+    is its demand), not by iperf3. Flows that cannot start (SshError) do fail the round.
+    """
 
     traffic: Iperf3Traffic
     scenario: Scenario
@@ -47,7 +55,10 @@ class TrafficProbe:
         env = self.scenario.epochs(round_index, round_index + 1)
         dl_mbps, ul_mbps = float(env.dl_demand_mbps[0]), float(env.ul_demand_mbps[0])
         self._offered = {}
-        self.traffic.set_demand(dl_mbps, ul_mbps)
+        try:
+            self.traffic.set_demand(dl_mbps, ul_mbps)
+        except TrafficError as exc:  # raised only after the new flows started
+            log.warning("round %d: %s", round_index, exc)
         self._offered = {"traffic_dl_mbps": dl_mbps, "traffic_ul_mbps": ul_mbps}
 
     def after_round(self) -> dict[str, Any]:

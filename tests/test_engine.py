@@ -40,8 +40,9 @@ class FakeRan:
 
     endpoint = "fake"
 
-    def __init__(self, fail_get_on: set[int] = frozenset(), lie_on: set[int] = frozenset()):
-        self.fail_get_on, self.lie_on = fail_get_on, lie_on
+    def __init__(self, fail_get_on: set[int] = frozenset(), lie_on: set[int] = frozenset(),
+                 fail_set_on: set[int] = frozenset()):
+        self.fail_get_on, self.lie_on, self.fail_set_on = fail_get_on, lie_on, fail_set_on
         self.applied = Thresholds()
         self.sets: list[dict] = []
         self.resets = 0
@@ -55,6 +56,8 @@ class FakeRan:
     def set(self, thresholds):
         round_index = len(self.sets)
         self.sets.append(dict(thresholds))
+        if round_index in self.fail_set_on:
+            raise VbsUnreachableError("fake vBS did not take the thresholds")
         wanted = dict(thresholds)
         if round_index in self.lie_on:
             wanted["dl_max_mcs"] = 0
@@ -79,15 +82,20 @@ class FakeRan:
 
 
 class FakeMeter:
-    """Reads NAN in the rounds listed (rounds counted by its start calls)."""
+    """Reads NAN in the rounds listed (rounds counted by its start calls); like the real
+    meters, it cannot stop a window it never started."""
 
     def __init__(self, nan_on: set[int] = frozenset()):
-        self.nan_on, self.round = nan_on, -1
+        self.nan_on, self.round, self.started = nan_on, -1, False
 
     def start(self):
         self.round += 1
+        self.started = True
 
     def stop(self) -> PowerReading:
+        if not self.started:
+            raise RuntimeError("stop() without start()")
+        self.started = False
         if self.round in self.nan_on:
             raise MeterError("meter reading NAN")
         return PowerReading(power_w=12.5, energy_j=12.5, duration_s=1.0, samples=1)
@@ -152,6 +160,19 @@ def test_a_round_whose_measurement_fails_is_recorded_invalid_and_not_learned(tmp
     assert "did not answer" in invalid[2] and "NAN" in invalid[5]
     assert len(agent.updates) == 6
     assert rows[2]["reward"] is None
+
+
+def test_a_round_whose_thresholds_were_not_taken_is_recorded_invalid_without_reading_power(
+        tmp_path):
+    meter = FakeMeter()
+    engine, run_dir, recorder, agent = make_engine(tmp_path, FakeRan(fail_set_on={1}), meter)
+    outcome = engine.run(0, 3, threading.Event())
+    recorder.close()
+    rows = run_dir.read_rounds().to_pylist()
+    assert outcome.status == "completed" and [r["valid"] for r in rows] == [True, False, True]
+    assert "did not take the thresholds" in rows[1]["invalid_reason"]
+    assert meter.round == 1  # windows of rounds 0 and 2 only
+    assert len(agent.updates) == 2
 
 
 def test_thresholds_other_than_requested_make_the_round_invalid(tmp_path):

@@ -20,7 +20,12 @@ from subprocess import PIPE, STDOUT, Popen
 import pytest
 
 from drivers.protocols import CommandResult
-from drivers.traffic.iperf3 import Iperf3Traffic, TrafficError, parse_iperf3_json
+from drivers.traffic.iperf3 import (
+    RENEW_BEFORE_LIMIT_S,
+    Iperf3Traffic,
+    TrafficError,
+    parse_iperf3_json,
+)
 from hil.errors import HilError
 
 pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 not installed")
@@ -52,6 +57,11 @@ class LocalHost:
             proc = Popen(f"exec {command}", shell=True, stdout=log, stderr=STDOUT)
         self._procs[name] = proc
         return proc.pid
+
+    def pid_of(self, suffix: str) -> int:
+        """PID of the running process whose name ends with `suffix` (for the tests)."""
+        (name,) = [name for name in self.running() if name.endswith(suffix)]
+        return self._procs[name].pid
 
     def running(self) -> list[str]:
         """Names of the processes still running (for the tests, not in the protocol)."""
@@ -246,6 +256,43 @@ def test_each_demand_runs_flows_at_its_rates_and_the_next_one_returns_their_figu
     assert second.dl.target_rate_mbps == 3.0 and second.dl.received_bytes > 0
     assert traffic.stop() is None
     assert not list(tmp_path.glob("*.json")), "reports are removed once read"
+
+
+def test_a_demand_that_does_not_change_keeps_its_flow_running(
+        hosts: tuple[LocalHost, LocalHost], tmp_path: Path) -> None:
+    _, ue = hosts
+    traffic = traffic_between(hosts, tmp_path)
+    traffic.start()
+    traffic.set_demand(2.0, 0.0)
+    pid = ue.pid_of("-dl-client")
+
+    assert traffic.set_demand(2.0, 0.0) is None  # nothing ended
+    assert ue.pid_of("-dl-client") == pid
+    time.sleep(0.5)  # the flow gets going (a client stopped before its test began has no report)
+    changed = traffic.set_demand(2.5, 0.0)
+    assert changed is not None and changed.dl is not None
+    assert changed.dl.target_rate_mbps == 2.0
+    assert ue.pid_of("-dl-client") != pid
+    traffic.close()
+
+
+def test_a_kept_flow_is_renewed_before_its_time_limit(
+        hosts: tuple[LocalHost, LocalHost], tmp_path: Path) -> None:
+    now_s = [100.0]
+    core, ue = hosts
+    traffic = Iperf3Traffic(core, ue, core_address=LOOPBACK,  # type: ignore[arg-type]
+                            ue_address=LOOPBACK, port=free_port_pair(),
+                            report_dir=str(tmp_path), flow_limit_s=10, clock=lambda: now_s[0])
+    traffic.start()
+    traffic.set_demand(1.0, 0.0)
+    time.sleep(0.3)
+
+    now_s[0] += 10 - RENEW_BEFORE_LIMIT_S - 0.1
+    assert traffic.set_demand(1.0, 0.0) is None
+    now_s[0] += 0.1
+    renewed = traffic.set_demand(1.0, 0.0)
+    assert renewed is not None and renewed.dl is not None and renewed.dl.interrupted
+    traffic.close()
 
 
 def test_close_stops_the_flows_and_the_servers(hosts: tuple[LocalHost, LocalHost],

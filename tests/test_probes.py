@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from drivers.emulated.scenarios import make_scenario
+from drivers.ssh import SshError
+from drivers.traffic.iperf3 import TrafficError
 from drivers.host.metrics import HostMetrics
 from hil.bringup import Bringup, Stage, Step
 from hil.probes import HostMetricsProbe, TrafficProbe, WatchdogProbe
@@ -10,11 +14,14 @@ from hil.schema import ROUND_SCHEMA
 
 
 class RecordingTraffic:
-    def __init__(self) -> None:
+    def __init__(self, error: Exception | None = None) -> None:
         self.demands: list[tuple[float, float]] = []
+        self.error = error
 
     def set_demand(self, dl_mbps: float, ul_mbps: float) -> None:
         self.demands.append((dl_mbps, ul_mbps))
+        if self.error is not None:
+            raise self.error
 
 
 def test_traffic_offers_each_round_the_scenarios_demand_for_that_round():
@@ -29,6 +36,25 @@ def test_traffic_offers_each_round_the_scenarios_demand_for_that_round():
         assert (dl, ul) == (env.dl_demand_mbps[0], env.ul_demand_mbps[0])
         assert row == {"traffic_dl_mbps": dl, "traffic_ul_mbps": ul}
     assert 29 <= traffic.demands[0][0] <= 32  # scenario B: d_d ~ U(29, 32)
+
+
+def test_a_lost_traffic_report_is_logged_and_the_round_goes_on(caplog):
+    lost = TrafficError("dl flow (iperf3-5201-dl-client on bbu): iperf3 wrote no report")
+    probe = TrafficProbe(RecordingTraffic(error=lost), make_scenario("A", seed=0))
+
+    probe.before_round(3)
+
+    assert probe.after_round()["traffic_dl_mbps"] > 0
+    assert "round 3" in caplog.text and "iperf3 wrote no report" in caplog.text
+
+
+def test_flows_that_cannot_start_fail_the_round():
+    unreachable = SshError("lost the connection to bbu")
+    probe = TrafficProbe(RecordingTraffic(error=unreachable), make_scenario("A", seed=0))
+
+    with pytest.raises(SshError):
+        probe.before_round(0)
+    assert probe.after_round() == {}
 
 
 def test_host_metrics_fill_their_columns_and_skip_a_round_that_never_started():

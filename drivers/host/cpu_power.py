@@ -24,7 +24,8 @@ class CpuPowerModel:
     idle_w: float
     per_core_w: float
     radio_w: float
-    metrics: HostMetrics = field(default_factory=lambda: HostMetrics(process_name=None))
+    metrics: HostMetrics = field(
+        default_factory=lambda: HostMetrics(process_name=None, powercap_root=None))
     cpu_count: int = field(default_factory=lambda: psutil.cpu_count() or 1)
 
     def start(self) -> None:

@@ -73,11 +73,12 @@ class _Snapshot:
 class HostMetrics:
     """CPU of the host and of one named process, and RAPL package energy, per window.
 
-    `process_name` None measures no process (and spares the scan of the process table).
+    `process_name` None measures no process (and spares the scan of the process table);
+    `powercap_root` None reads no RAPL counters (and warns of none missing).
     """
 
     def __init__(self, process_name: str | None = "srsenb", *,
-                 powercap_root: Path = Path("/sys/class/powercap"),
+                 powercap_root: Path | None = Path("/sys/class/powercap"),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.process_name = process_name
         self.powercap_root = powercap_root
@@ -116,7 +117,7 @@ class HostMetrics:
         return _Snapshot(time_s=self._clock(), cpu_times_s=psutil.cpu_times()._asdict(),
                          process_cpu_s={} if self.process_name is None
                          else _process_cpu_s(self.process_name),
-                         rapl_uj=self._read_rapl_uj())
+                         rapl_uj=None if self.powercap_root is None else self._read_rapl_uj())
 
     def _process_cpu_pct(self, begin: dict[tuple[int, float], float],
                          end: dict[tuple[int, float], float], duration_s: float) -> float | None:
@@ -130,6 +131,7 @@ class HostMetrics:
         """The package counters now, or None (warned about once) if RAPL cannot be read."""
         try:
             if self._rapl is None:
+                assert self.powercap_root is not None  # _snapshot reads RAPL only with a root
                 self._rapl = _find_rapl_packages(self.powercap_root)
             if not self._rapl:
                 raise OSError(f"no intel-rapl package zone under {self.powercap_root}")

@@ -19,9 +19,12 @@ report to a file of its own (``--logfile``) that is read and removed when its fl
 Every client also ends by itself after `flow_limit_s`, so a controller that dies leaves no
 flood behind. A demand of 0 Mb/s runs no flow (``-b 0`` would mean "unlimited").
 
-Restarting costs each round a short gap without traffic (the control connection's set-up,
-a few round trips over the link); the eNB's KPI stream measures what a round delivered,
-and these reports say what arrived end to end.
+A flow whose rate the new round does not change keeps running: restarting costs a gap
+without traffic (iperf3's control connection is set up through the LTE link, behind
+whatever backlog the caps left in the UE's bearer: seconds on a loaded ZMQ testbed). So
+a constant demand (scenario A) runs one flow per direction until it nears `flow_limit_s`.
+The eNB's KPI stream measures what each round delivered; these reports say what arrived
+end to end over a flow's life.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from shlex import quote
 from typing import Any
@@ -42,6 +46,8 @@ _SERVER_START_TIMEOUT_S = 5.0
 _POLL_S = 0.05
 _CONNECT_TIMEOUT_MS = 5000
 _LOG_TAIL_LINES = 5
+RENEW_BEFORE_LIMIT_S = 2.0
+"""A kept flow is replaced this long before its `flow_limit_s`, so it never ends mid-round."""
 
 
 class TrafficError(HilError):
@@ -170,17 +176,19 @@ class _Direction:
 class Iperf3Traffic:
     """Per-round UDP demand through the LTE link (see the module docstring for the layout).
 
-    `start` brings the two servers up; `set_demand` at the start of each round ends the
-    running flows and starts flows at the new rates, returning the ended flows' figures;
+    `start` brings the two servers up; `set_demand` at the start of each round replaces the
+    flows whose rate changes (or that near their time limit), returning the ended flows' figures;
     `stop` ends the flows and returns theirs; `close` also stops the servers.
     """
 
     def __init__(self, core_host: ProcessHost, ue_host: ProcessHost, *, core_address: str,
                  ue_address: str, port: int = DEFAULT_PORT, ue_netns: str | None = None,
-                 report_dir: str = "/tmp", flow_limit_s: int = 60) -> None:
+                 report_dir: str = "/tmp", flow_limit_s: int = 60,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if flow_limit_s < 1:
             raise ValueError(f"flow_limit_s must be >= 1 s, got {flow_limit_s}")
         self.flow_limit_s = flow_limit_s
+        self._clock = clock
         reports = f"{report_dir.rstrip('/')}/vbs-hil-iperf3-{port}"
         self._dl = _Direction("dl", sender=core_host, sender_netns=None,
                               sender_address=core_address, receiver=ue_host,
@@ -190,7 +198,7 @@ class Iperf3Traffic:
                               sender_address=ue_address, receiver=core_host,
                               receiver_netns=None, port=port + 1,
                               report_path=f"{reports}-ul.json")
-        self._flowing: set[str] = set()
+        self._flowing: dict[str, tuple[int, float]] = {}  # direction -> (rate_bps, started_s)
 
     def start(self) -> None:
         """Start both servers (replacing any left over) and wait until they listen."""
@@ -206,41 +214,47 @@ class Iperf3Traffic:
     def set_demand(self, dl_mbps: float, ul_mbps: float) -> TrafficReading | None:
         """Run flows at these rates from now on; return the figures of the flows they end.
 
-        None if no flow was running. The new flows start even when the ended ones left no
-        usable report; that failure is raised afterwards as TrafficError.
+        A flow already running at its direction's new rate is kept (see the module
+        docstring) unless it is within `RENEW_BEFORE_LIMIT_S` of `flow_limit_s`. None if no
+        flow ended. The new flows start even when the ended ones left no usable report;
+        that failure is raised afterwards as TrafficError.
         """
         rates_bps = {"dl": _rate_bps("dl_mbps", dl_mbps), "ul": _rate_bps("ul_mbps", ul_mbps)}
-        reports = self._end_flows()
+        now_s = self._clock()
+        renew_after_s = self.flow_limit_s - RENEW_BEFORE_LIMIT_S
+        ending = {name for name, (rate_bps, started_s) in self._flowing.items()
+                  if rate_bps != rates_bps[name] or now_s - started_s >= renew_after_s}
+        reports = self._end_flows(ending)
         for direction in (self._dl, self._ul):
-            if rates_bps[direction.name] > 0:
+            rate_bps = rates_bps[direction.name]
+            if rate_bps > 0 and direction.name not in self._flowing:
                 direction.receiver.start(
-                    direction.client_name,
-                    direction.client_command(rates_bps[direction.name], self.flow_limit_s),
+                    direction.client_name, direction.client_command(rate_bps, self.flow_limit_s),
                     netns=direction.receiver_netns)
-                self._flowing.add(direction.name)
+                self._flowing[direction.name] = (rate_bps, now_s)
         return self._reading(reports)
 
     def stop(self) -> TrafficReading | None:
         """End the flows and return their figures (None if none was running)."""
-        return self._reading(self._end_flows())
+        return self._reading(self._end_flows(set(self._flowing)))
 
     def close(self) -> None:
         """End the flows (their figures are dropped) and stop the servers."""
-        self._end_flows()
+        self._end_flows(set(self._flowing))
         for direction in (self._dl, self._ul):
             direction.sender.stop(direction.server_name)
 
-    def _end_flows(self) -> dict[str, tuple[_Direction, str]]:
-        """Stop the running clients; each one's report text, by direction."""
+    def _end_flows(self, names: set[str]) -> dict[str, tuple[_Direction, str]]:
+        """Stop the clients of these directions; each one's report text, by direction."""
         reports = {}
         for direction in (self._dl, self._ul):
-            if direction.name not in self._flowing:
+            if direction.name not in names:
                 continue
             direction.receiver.stop(direction.client_name)
             path = quote(direction.report_path)
             text = direction.receiver.run(f"cat {path} && rm -f {path}", check=False).stdout
             reports[direction.name] = (direction, text)
-            self._flowing.discard(direction.name)
+            del self._flowing[direction.name]
         return reports
 
     def _reading(self, reports: dict[str, tuple[_Direction, str]]) -> TrafficReading | None:
