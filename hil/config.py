@@ -77,6 +77,8 @@ class UeProcessConfig(SrsProcessConfig):
     netns: str | None = Field("ue1", description="network namespace of the UE's TUN interface")
     start_timeout_s: float = Field(60.0, gt=0, description="until attached (it reports its IP)")
     ip: str = Field("172.16.0.2", description="the IP srsEPC gives the UE")
+    rtctl_bind: str = Field("tcp://127.0.0.1:5556", description=(
+        "where the patched srsUE serves rtctl's UE profile (PROTOCOL.md section 14)"))
 
 
 class RadioConfig(StrictModel):
@@ -154,7 +156,10 @@ class TrafficConfig(StrictModel):
     scenario: ScenarioConfig = ScenarioConfig()
     core_address: str = Field("172.16.0.1", description="srsEPC's SGi address (srs_spgw_sgi)")
     port: int = Field(5201, ge=1, le=65534)
-    flow_limit_s: int = Field(60, ge=1, description="a flow ends by itself after this long")
+    flow_limit_s: int = Field(3600, ge=1, description=(
+        "a flow ends by itself after this long (so a dead controller leaves no flood for "
+        "longer); flows are renewed shortly before, a restart through a full link that "
+        "may cost a direction its flow (drivers/traffic/iperf3.py)"))
 
 
 class HostMetricsConfig(StrictModel):

@@ -64,7 +64,8 @@ def _host(cfg: HilConfig, name: str) -> str:
 
 
 def _binaries(cfg: HilConfig, name: str) -> str:
-    """The srsRAN programs (srsenb patched: it knows [rtctl]) and iperf3 on one host."""
+    """The srsRAN programs (srsenb and srsue patched: they know [rtctl]) and iperf3 on one
+    host."""
     srs = cfg.vbs.srsran
     assert srs is not None
     wanted = [(program, getattr(srs, program).binary) for program in ("epc", "enb", "ue")
@@ -78,7 +79,7 @@ def _binaries(cfg: HilConfig, name: str) -> str:
             if host.run(f"command -v {quoted}", timeout_s=10, check=False).exit_code != 0:
                 problems.append(f"{binary} not found (vbs.srsran.{program}.binary)")
                 continue
-            if program == "enb" and host.run(f"{quoted} --help 2>&1 | grep -q rtctl.enable",
+            if program != "epc" and host.run(f"{quoted} --help 2>&1 | grep -q rtctl.enable",
                                              timeout_s=20, check=False).exit_code != 0:
                 problems.append(f"{binary} has no [rtctl] options: {UNPATCHED_HINT}")
                 continue

@@ -37,8 +37,8 @@ READY = {
     "srsenb": re.compile(r"==== eNodeB started ==="),
     "srsue": re.compile(r"Network attach successful\. IP: [0-9.]+"),
 }
-UNPATCHED_HINT = ("an srsenb that does not know [rtctl] is not patched: build it with "
-                  "patches/srsRAN_4G (see its README)")
+UNPATCHED_HINT = ("an srsenb or srsue that does not know [rtctl] is not patched: build it "
+                  "with patches/srsRAN_4G (see its README)")
 FAILURES = (
     (re.compile(r"unrecognised option 'rtctl\.[^']*'[^\n]*"), UNPATCHED_HINT),
     (re.compile(r"unrecognised option '[^']*'[^\n]*"), "a template key this srsRAN lacks"),
@@ -141,7 +141,7 @@ def _values(srs: SrsranConfig, conf_dir: str, radio: tuple[str, str],
         "tx_gain_db": gains[0], "rx_gain_db": gains[1],
         "channel_enable": "false" if srs.awgn_snr_db is None else "true",
         "awgn_snr_db": 30.0 if srs.awgn_snr_db is None else srs.awgn_snr_db,
-        "rtctl_bind": srs.rtctl_bind,
+        "rtctl_bind": srs.rtctl_bind, "ue_rtctl_bind": srs.ue.rtctl_bind,
         "ue_imsi": sim.imsi, "ue_key": sim.key, "ue_opc": sim.opc, "ue_imei": sim.imei,
         "ue_ip": srs.ue.ip, "netns": srs.ue.netns or "",
     }

@@ -22,14 +22,15 @@ READY = {"epc": "SP-GW Initialized.", "enb": "\n==== eNodeB started ===",
 REQUIRED = {"epc": [("mme", "mme_bind_addr"), ("hss", "db_file"), ("spgw", "sgi_if_addr")],
             "enb": [("enb", "n_prb"), ("enb_files", "rr_config"), ("rf", "device_args"),
                     ("rtctl", "endpoint"), ("channel.dl.awgn", "snr")],
-            "ue": [("rf", "device_args"), ("usim", "imsi"), ("rat.eutra", "dl_earfcn")]}
+            "ue": [("rf", "device_args"), ("usim", "imsi"), ("rat.eutra", "dl_earfcn"),
+                   ("rtctl", "endpoint")]}
 REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
     program = sys.argv[1]
-    if sys.argv[2] == "--help":  # what preflight asks a patched srsenb
-        print("  --rtctl.enable arg\n  --rtctl.endpoint arg" if program == "enb" else "")
+    if sys.argv[2] == "--help":  # what preflight asks a patched srsenb or srsue
+        print("  --rtctl.enable arg\n  --rtctl.endpoint arg" if program != "epc" else "")
         return 0
     conf_path = Path(sys.argv[2])
     conf = configparser.ConfigParser(interpolation=None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -53,8 +54,8 @@ class LocalHost:
               env: dict[str, str] | None = None) -> int:
         assert netns is None, "the tests run without network namespaces"
         with open(self._log_dir / f"{self.name}-{name}.log", "w") as log:
-            # exec: the PID is the program's own, so SIGTERM reaches iperf3, not a shell
-            proc = Popen(f"exec {command}", shell=True, stdout=log, stderr=STDOUT)
+            # its own process group, which `stop` signals (SshHost does the same)
+            proc = Popen(command, shell=True, stdout=log, stderr=STDOUT, start_new_session=True)
         self._procs[name] = proc
         return proc.pid
 
@@ -75,11 +76,11 @@ class LocalHost:
         proc = self._procs.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
     def tail(self, name: str, lines: int = 50) -> str:
@@ -258,22 +259,80 @@ def test_each_demand_runs_flows_at_its_rates_and_the_next_one_returns_their_figu
     assert not list(tmp_path.glob("*.json")), "reports are removed once read"
 
 
+def test_clients_sharing_a_host_start_as_one_process_so_neither_waits_behind_the_other(
+        tmp_path: Path) -> None:
+    host = LocalHost("bbu", tmp_path)
+    traffic = Iperf3Traffic(host, host, core_address=LOOPBACK,  # type: ignore[arg-type]
+                            ue_address=LOOPBACK, port=free_port_pair(),
+                            report_dir=str(tmp_path))
+    traffic.start()
+    traffic.set_demand(2.0, 1.0)
+    time.sleep(0.6)
+
+    clients = [name for name in host.running() if name.endswith("-clients")]
+    assert clients == [f"iperf3-{traffic.port}-clients"]
+    both = traffic.stop()
+    assert both is not None and both.dl is not None and both.ul is not None
+    assert both.dl.received_bytes > 0 and both.ul.received_bytes > 0
+    traffic.close()
+    host.close()
+
+
 def test_a_demand_that_does_not_change_keeps_its_flow_running(
         hosts: tuple[LocalHost, LocalHost], tmp_path: Path) -> None:
     _, ue = hosts
     traffic = traffic_between(hosts, tmp_path)
     traffic.start()
     traffic.set_demand(2.0, 0.0)
-    pid = ue.pid_of("-dl-client")
+    pid = ue.pid_of("-clients")
 
     assert traffic.set_demand(2.0, 0.0) is None  # nothing ended
-    assert ue.pid_of("-dl-client") == pid
+    assert ue.pid_of("-clients") == pid
     time.sleep(0.5)  # the flow gets going (a client stopped before its test began has no report)
     changed = traffic.set_demand(2.5, 0.0)
     assert changed is not None and changed.dl is not None
     assert changed.dl.target_rate_mbps == 2.0
-    assert ue.pid_of("-dl-client") != pid
+    assert ue.pid_of("-clients") != pid
     traffic.close()
+
+
+def test_a_flow_that_died_is_started_again_at_the_next_demand(
+        hosts: tuple[LocalHost, LocalHost], tmp_path: Path) -> None:
+    _, ue = hosts
+    traffic = traffic_between(hosts, tmp_path)
+    traffic.start()
+    traffic.set_demand(2.0, 0.0)
+    time.sleep(0.5)
+    dead = ue.pid_of("-clients")
+    os.killpg(dead, signal.SIGTERM)
+    time.sleep(0.3)
+
+    ended = traffic.set_demand(2.0, 0.0)
+
+    assert ended is not None and ended.dl is not None and ended.dl.interrupted
+    assert ue.pid_of("-clients") != dead
+    traffic.close()
+
+
+def test_a_flow_that_died_beside_a_living_one_restarts_both(
+        tmp_path: Path) -> None:
+    host = LocalHost("bbu", tmp_path)
+    traffic = Iperf3Traffic(host, host, core_address=LOOPBACK,  # type: ignore[arg-type]
+                            ue_address=LOOPBACK, port=free_port_pair(),
+                            report_dir=str(tmp_path))
+    traffic.start()
+    traffic.set_demand(2.0, 1.0)
+    time.sleep(0.6)
+    ul_client = f"^iperf3 -c {LOOPBACK} -p {traffic.port + 1} -u"  # not the shell around it
+    subprocess.run(["pkill", "-TERM", "-f", ul_client], check=True)
+    time.sleep(0.3)
+
+    ended = traffic.set_demand(2.0, 1.0)
+
+    assert ended is not None and ended.ul is not None and ended.dl is not None
+    assert traffic.set_demand(2.0, 1.0) is None  # both run again
+    traffic.close()
+    host.close()
 
 
 def test_a_kept_flow_is_renewed_before_its_time_limit(
@@ -314,7 +373,7 @@ def test_a_flow_that_left_no_report_is_named_in_the_error(
     traffic.start()
     traffic.set_demand(1.0, 0.0)
 
-    with pytest.raises(TrafficError, match=r"dl flow \(iperf3-\d+-dl-client on ue"):
+    with pytest.raises(TrafficError, match=r"dl flow \(iperf3 client on ue"):
         traffic.stop()
 
 

@@ -252,6 +252,17 @@ def test_replies_ignore_unknown_keys_so_a_vbs_may_report_more() -> None:
     assert decode_reply(json.dumps(wire).encode()) == REPLIES[1]
 
 
+def test_signalling_exempt_counts_are_read_and_absent_ones_are_zero() -> None:
+    wire = json.loads(encode(REPLIES[1]))
+    wire["cell"]["signalling_exempt"] = {"dl_mcs": 0, "dl_prb": 4, "ul_mcs": 0, "ul_prb": 9}
+    del wire["ue"]["70"]["signalling_exempt"]
+    reply = decode_reply(json.dumps(wire).encode())
+    assert isinstance(reply, WindowReply)
+    assert (reply.cell.signalling_exempt.dl_prb, reply.cell.signalling_exempt.ul_prb) == (4, 9)
+    assert reply.ue[70].signalling_exempt.model_dump() == {"dl_mcs": 0, "dl_prb": 0,
+                                                          "ul_mcs": 0, "ul_prb": 0}
+
+
 V2_ERROR = json.dumps({"v": 2, "sid": "a", "seq": 1, "ok": False,
                        "error": {"code": "internal", "key": None, "message": "x"}}).encode()
 

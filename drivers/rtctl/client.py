@@ -3,6 +3,9 @@
 A REQ socket that loses its reply is stuck, so on timeout the client closes it, opens a new
 one and resends the *same* bytes with the same seq; the vBS's per-session reply memory turns
 that resend into a replay, never a second apply.
+
+The same client talks to a UE's rtctl socket (`peer=UE`, PROTOCOL.md section 14): only the
+thresholds and the replies differ.
 """
 
 from __future__ import annotations
@@ -13,40 +16,46 @@ import secrets
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import zmq
 
 from drivers.rtctl.messages import (
-    DEFAULT_ENDPOINT,
+    ENB,
     PROTOCOL_VERSION,
     ErrorReply,
     Op,
+    Peer,
     PingReply,
     Request,
     ThresholdUpdate,
+    UePingReply,
+    UeRequest,
+    UeThresholdUpdate,
+    UeWindowReply,
     WindowReply,
-    decode_reply,
     encode,
 )
 from hil.errors import ProtocolError, ThresholdError, VbsRejectedError, VbsUnreachableError
 
 log = logging.getLogger(__name__)
 
-_R = TypeVar("_R", PingReply, WindowReply)
+_Reply = PingReply | WindowReply | UePingReply | UeWindowReply | ErrorReply
 
 
 class RtctlClient:
     """The engine's `RanControl` over rtctl v1. One session (`sid`); not thread-safe.
 
-    Each call blocks for at most `(retries + 1) * timeout_s`.
+    `peer` says who listens at `endpoint` (default: that peer's default endpoint): the vBS
+    (`ENB`) or a UE (`UE`). Each call blocks for at most `(retries + 1) * timeout_s`.
     """
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, timeout_s: float = 0.5,
+    def __init__(self, endpoint: str | None = None, *, peer: Peer = ENB, timeout_s: float = 0.5,
                  retries: int = 3, context: zmq.Context | None = None) -> None:
         if timeout_s <= 0 or retries < 0:
             raise ValueError(f"need timeout_s > 0 and retries >= 0, got {timeout_s}, {retries}")
-        self.endpoint = endpoint
+        self.peer = peer
+        self.endpoint = endpoint if endpoint is not None else peer.default_endpoint
         self.timeout_s = timeout_s
         self.retries = retries
         self.sid = f"hil-{secrets.token_hex(8)}"
@@ -54,25 +63,26 @@ class RtctlClient:
         self._context = context if context is not None else zmq.Context.instance()
         self._socket: zmq.Socket | None = None
 
-    def ping(self) -> PingReply:
+    def ping(self) -> PingReply | UePingReply:
         """Identity and thresholds in force; leaves the KPI window open."""
-        return self._call("ping", PingReply)
+        return self._call("ping", self.peer.ping_reply)
 
-    def get(self) -> WindowReply:
+    def get(self) -> WindowReply | UeWindowReply:
         """Close the KPI window; thresholds unchanged."""
-        return self._call("get", WindowReply)
+        return self._call("get", self.peer.window_reply)
 
-    def set(self, thresholds: Mapping[str, Any]) -> WindowReply:
+    def set(self, thresholds: Mapping[str, Any]) -> WindowReply | UeWindowReply:
         """Change the given thresholds (None uncaps), then close the window.
 
-        Validated here first with the vBS's own rules: a bad value raises ThresholdError
+        Validated here first with the peer's own rules: a bad value raises ThresholdError
         and nothing is sent.
         """
-        return self._call("set", WindowReply, ThresholdUpdate.parse(dict(thresholds)))
+        return self._call("set", self.peer.window_reply,
+                          self.peer.thresholds.parse(dict(thresholds)))
 
-    def reset(self) -> WindowReply:
-        """Restore the vBS's configured thresholds, then close the window."""
-        return self._call("reset", WindowReply)
+    def reset(self) -> WindowReply | UeWindowReply:
+        """Restore the peer's configured thresholds, then close the window."""
+        return self._call("reset", self.peer.window_reply)
 
     def close(self) -> None:
         if self._socket is not None:
@@ -86,19 +96,21 @@ class RtctlClient:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def _call(self, op: Op, expected: type[_R], thresholds: ThresholdUpdate | None = None) -> _R:
+    def _call(self, op: Op, expected: type[Any],
+              thresholds: ThresholdUpdate | UeThresholdUpdate | None = None) -> Any:
         self.last_seq += 1
-        request = Request(v=PROTOCOL_VERSION, sid=self.sid, seq=self.last_seq, op=op,
-                          thresholds=thresholds)
+        request = self.peer.request(v=PROTOCOL_VERSION, sid=self.sid, seq=self.last_seq, op=op,
+                                    thresholds=thresholds)
         reply = self._exchange(request)
         if isinstance(reply, ErrorReply):
             raise self._rejection(request, reply)
         if not isinstance(reply, expected):
-            raise ProtocolError(f"the vBS at {self.endpoint} answered {op} seq {request.seq} "
-                                f"with a {type(reply).__name__}, not a {expected.__name__}")
+            raise ProtocolError(f"the {self.peer.name} at {self.endpoint} answered {op} seq "
+                                f"{request.seq} with a {type(reply).__name__}, not a "
+                                f"{expected.__name__}")
         return reply
 
-    def _exchange(self, request: Request) -> PingReply | WindowReply | ErrorReply:
+    def _exchange(self, request: Request | UeRequest) -> _Reply:
         """Send, wait, and on timeout reopen and resend the same bytes (Lazy Pirate)."""
         raw = encode(request)
         tries = self.retries + 1
@@ -112,10 +124,10 @@ class RtctlClient:
                         self.endpoint, request.op, request.seq, attempt, tries)
             self.close()  # a REQ socket without its reply cannot send again
         raise VbsUnreachableError(
-            f"no reply from the vBS at {self.endpoint} to {request.op} seq {request.seq} after "
-            f"{tries} tries of {self.timeout_s:g} s each; check that the vBS (or the emulator) "
-            "is running, that its config has [rtctl] enable = true, and that it listens on "
-            "this endpoint (host and port)")
+            f"no reply from the {self.peer.name} at {self.endpoint} to {request.op} seq "
+            f"{request.seq} after {tries} tries of {self.timeout_s:g} s each; check that the "
+            f"{self.peer.name} ({self.peer.program}) is running, that its config has "
+            "[rtctl] enable = true, and that it listens on this endpoint (host and port)")
 
     def _open_socket(self) -> zmq.Socket:
         if self._socket is None:
@@ -126,13 +138,12 @@ class RtctlClient:
             except zmq.ZMQError as exc:
                 socket.close()
                 raise VbsUnreachableError(
-                    f"cannot connect to the vBS at {self.endpoint!r}: {exc}; an endpoint "
-                    f"looks like {DEFAULT_ENDPOINT}") from None
+                    f"cannot connect to the {self.peer.name} at {self.endpoint!r}: {exc}; an "
+                    f"endpoint looks like {self.peer.default_endpoint}") from None
             self._socket = socket
         return self._socket
 
-    def _await_reply(self, socket: zmq.Socket,
-                     request: Request) -> PingReply | WindowReply | ErrorReply | None:
+    def _await_reply(self, socket: zmq.Socket, request: Request | UeRequest) -> _Reply | None:
         """The reply to `request`, or None when this try timed out.
 
         A reply for another sid/seq is logged and ignored; waiting goes on until this try's
@@ -146,12 +157,14 @@ class RtctlClient:
             try:
                 if len(frames) != 1:
                     raise ProtocolError(f"a reply is one frame, got {len(frames)}")
-                reply = decode_reply(frames[0])
+                reply = self.peer.decode_reply(frames[0])
             except ProtocolError as exc:
                 raise ProtocolError(
-                    f"the vBS at {self.endpoint} answered {request.op} seq {request.seq} with "
-                    f"something else than rtctl v{PROTOCOL_VERSION}: {exc}; check that the vBS "
-                    "patch and the controller speak the same protocol version") from None
+                    f"the {self.peer.name} at {self.endpoint} answered {request.op} seq "
+                    f"{request.seq} with something else than rtctl v{PROTOCOL_VERSION}: {exc}; "
+                    f"check that the {self.peer.name} patch and the controller speak the same "
+                    "protocol version and that this endpoint is a "
+                    f"{self.peer.name}'s") from None
             if _answers(reply, request):
                 return reply
             log.warning("rtctl: ignoring a reply for sid %s seq %s from %s while waiting for "
@@ -159,20 +172,21 @@ class RtctlClient:
                         request.seq)
         return None
 
-    def _rejection(self, request: Request, reply: ErrorReply) -> ThresholdError | VbsRejectedError:
+    def _rejection(self, request: Request | UeRequest,
+                   reply: ErrorReply) -> ThresholdError | VbsRejectedError:
         error = reply.error
         if error.code == "bad_threshold":
             return ThresholdError(
                 error.key or "thresholds",
-                f"{error.message} (refused by the vBS at {self.endpoint}; the previous "
-                "thresholds stay in force)")
+                f"{error.message} (refused by the {self.peer.name} at {self.endpoint}; the "
+                "previous thresholds stay in force)")
         where = f" at {error.key}" if error.key else ""
         return VbsRejectedError(
-            f"the vBS at {self.endpoint} rejected {request.op} seq {request.seq}: "
+            f"the {self.peer.name} at {self.endpoint} rejected {request.op} seq {request.seq}: "
             f"{error.code}{where}: {error.message}")
 
 
-def _answers(reply: PingReply | WindowReply | ErrorReply, request: Request) -> bool:
+def _answers(reply: _Reply, request: Request | UeRequest) -> bool:
     """True for the reply to `request`. An error reply with null sid and seq (the vBS could
     not read ours) still answers it: a REQ socket only ever receives replies to its own
     requests; sid/seq only guard against a misbehaving peer."""

@@ -1,8 +1,13 @@
 """rtctl v1 messages: the one place where requests and replies are typed and validated.
 
 The controller's client, the Python vBS server, the emulated vBS and the tests all use these
-models, so a rule lives in exactly one place. The C++ srsENB patch implements the same rules
-from `patches/PROTOCOL.md`; a change here is a change to that spec.
+models, so a rule lives in exactly one place. The C++ srsENB and srsUE patches implement the
+same rules from `patches/PROTOCOL.md`; a change here is a change to that spec.
+
+Two peers speak v1 with the same envelope, errors, sessions and seq rules: the vBS (srsENB:
+`Request`, `PingReply`, `WindowReply`) and, on a socket of its own, the UE (srsUE, section 14
+of the spec: `UeRequest`, `UePingReply`, `UeWindowReply`). `ENB` and `UE` bundle each peer's
+models for code that talks to either (the client).
 
 Wire rules enforced by the models (strict pydantic, so a JSON `true` is never an integer and
 `5.0` is not an MCS): requests reject unknown keys; replies ignore unknown keys, so a vBS may
@@ -13,7 +18,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -43,6 +50,11 @@ MAX_WEIGHT = 1000.0
 MAX_SEQ = 2**63 - 1
 MAX_REQUEST_BYTES = 65536
 """Larger requests are refused unread (bad_request): a v1 request is a few hundred bytes."""
+UE_DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+MIN_TX_POWER_DBM = -40.0
+"""Lowest UE tx power cap: the minimum output power of TS 36.101 (6.3.2)."""
+MAX_TX_POWER_DBM = 23.0
+"""Highest UE tx power cap: P_CMAX of a power class 3 UE, the most it ever sends."""
 
 ErrorCode = Literal["bad_request", "bad_version", "bad_threshold", "stale_seq", "internal"]
 Op = Literal["ping", "get", "set", "reset"]
@@ -78,6 +90,7 @@ PrbRatio = Annotated[float, Field(ge=0.0, le=1.0)]
 GainDb = Annotated[float, Field(ge=MIN_GAIN_DB, le=0.0)]
 Prb = Annotated[int, Field(ge=0, le=MAX_PRB)]
 Weight = Annotated[float, Field(gt=0.0, le=MAX_WEIGHT)]
+TxPowerDbm = Annotated[float, Field(ge=MIN_TX_POWER_DBM, le=MAX_TX_POWER_DBM)]
 Count = Annotated[int, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Seconds = Annotated[float, Field(ge=0.0)]
@@ -140,12 +153,7 @@ class ThresholdUpdate(_Partial):
     def parse(cls, data: object) -> ThresholdUpdate:
         """Validate a thresholds mapping exactly as the vBS does; raises ThresholdError naming
         the key path as the vBS would (`thresholds.ue.70.dl_max_prb`)."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            loc = ("thresholds", *error["loc"])
-            raise ThresholdError(_key_path(loc) or "thresholds", _reason(loc, error)) from None
+        return _parse_thresholds(cls, data, _ENB_ALLOWED)
 
 
 class Thresholds(_Wire):
@@ -169,6 +177,20 @@ class Thresholds(_Wire):
         return self.model_copy(update=changes)
 
 
+_U = TypeVar("_U", bound=_Partial)
+
+
+def _parse_thresholds(model: type[_U], data: object,
+                      allowed: dict[tuple[str, ...], str]) -> _U:
+    """A `thresholds` object validated as its peer does; ThresholdError names the key path."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = ("thresholds", *error["loc"])
+        raise ThresholdError(_key_path(loc) or "thresholds", _reason(loc, error, allowed)) from None
+
+
 def _merged_ue(current: dict[int, UeCaps],
                update: dict[int, UeCapsUpdate | None] | None) -> dict[int, UeCaps]:
     """Per-user caps merge like the top level; a user left without any cap is dropped."""
@@ -185,23 +207,43 @@ def _merged_ue(current: dict[int, UeCaps],
     return merged
 
 
+class UeThresholdUpdate(_Partial):
+    """The `thresholds` object of a `set` to a UE (spec section 14)."""
+
+    ul_max_tx_power_dbm: TxPowerDbm | None = None
+
+    @classmethod
+    def parse(cls, data: object) -> UeThresholdUpdate:
+        """Validate as the UE does; raises ThresholdError naming the key path."""
+        return _parse_thresholds(cls, data, _UE_ALLOWED)
+
+
+class UeThresholds(_Wire):
+    """The UE's threshold in force: its uplink tx power cap in dBm, None = uncapped (P_CMAX)."""
+
+    ul_max_tx_power_dbm: TxPowerDbm | None = None
+
+    def merged(self, update: UeThresholdUpdate) -> UeThresholds:
+        """The state after `update`: given keys replace (`null` uncaps), absent keys stay."""
+        return self.model_copy(update={k: getattr(update, k) for k in update.model_fields_set})
+
+
 # ---- requests
 
 
-class Request(_Wire):
-    """`{"v":1,"sid":S,"seq":N,"op":OP}`, plus `"thresholds"` for `set` only."""
+class _Envelope(_Wire):
+    """`{"v":1,"sid":S,"seq":N,"op":OP}`, plus `"thresholds"` for `set` only; each peer's
+    request adds its own `thresholds` field."""
 
     v: Version
     sid: Sid
     seq: Seq
     op: Op
-    thresholds: ThresholdUpdate | None = Field(
-        default=None, validate_default=True, exclude_if=lambda t: t is None)
 
-    @field_validator("thresholds")
+    @field_validator("thresholds", check_fields=False)
     @classmethod
-    def _thresholds_with_set_only(cls, value: ThresholdUpdate | None,
-                                  info: ValidationInfo) -> ThresholdUpdate | None:
+    def _thresholds_with_set_only(cls, value: BaseModel | None,
+                                  info: ValidationInfo) -> BaseModel | None:
         op = info.data.get("op")  # absent when op itself was invalid
         if op == "set" and value is None:
             raise PydanticCustomError("thresholds_missing", "op set needs a thresholds object")
@@ -209,6 +251,20 @@ class Request(_Wire):
             raise PydanticCustomError("thresholds_unexpected", "op {op} takes no thresholds",
                                       {"op": op})
         return value
+
+
+class Request(_Envelope):
+    """A request to the vBS."""
+
+    thresholds: ThresholdUpdate | None = Field(
+        default=None, validate_default=True, exclude_if=lambda t: t is None)
+
+
+class UeRequest(_Envelope):
+    """A request to the UE (spec section 14)."""
+
+    thresholds: UeThresholdUpdate | None = Field(
+        default=None, validate_default=True, exclude_if=lambda t: t is None)
 
 
 class RequestError(ProtocolError):
@@ -221,17 +277,31 @@ class RequestError(ProtocolError):
         super().__init__(f"{code}{where}: {message}")
 
 
+_R = TypeVar("_R", bound=_Envelope)
+
+
 def decode_request(raw: bytes) -> Request:
-    """Parse and fully validate one request frame; raises RequestError with the reply's code.
+    """Parse and fully validate one request frame to the vBS; raises RequestError with the
+    reply's code.
 
     Precedence when several things are wrong: bad_version (a newer peer may differ in every
     other field), then bad_request (envelope), then bad_threshold (inside `thresholds`).
     """
+    return _decode_request(raw, Request, _ENB_ALLOWED)
+
+
+def decode_ue_request(raw: bytes) -> UeRequest:
+    """`decode_request` for the UE: same envelope and precedence, the UE's thresholds."""
+    return _decode_request(raw, UeRequest, _UE_ALLOWED)
+
+
+def _decode_request(raw: bytes, model: type[_R],
+                    allowed: dict[tuple[str, ...], str]) -> _R:
     if len(raw) > MAX_REQUEST_BYTES:
         raise RequestError("bad_request", None,
                            f"request of {len(raw)} bytes; the limit is {MAX_REQUEST_BYTES}")
     try:
-        return Request.model_validate_json(raw)
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         errors = exc.errors()
     version = [e for e in errors if e["loc"][:1] == ("v",) and e["type"] != "missing"]
@@ -243,8 +313,8 @@ def decode_request(raw: bytes) -> Request:
     else:
         code, error = "bad_threshold", errors[0]
     sid, seq = _readable_ids(raw)
-    raise RequestError(code, _key_path(error["loc"]) or None, _reason(error["loc"], error),
-                       sid=sid, seq=seq)
+    raise RequestError(code, _key_path(error["loc"]) or None,
+                       _reason(error["loc"], error, allowed), sid=sid, seq=seq)
 
 
 def _readable_ids(raw: bytes) -> tuple[str | None, int | None]:
@@ -271,13 +341,21 @@ def _valid_or_none(adapter: TypeAdapter[Any], value: object) -> Any:
 
 # ---- error texts: every error names what is allowed, so an operator can fix the request
 
-_ALLOWED: dict[tuple[str, ...], str] = {
+_ENVELOPE_ALLOWED: dict[tuple[str, ...], str] = {
     (): "a JSON object",
     ("v",): f"the integer {PROTOCOL_VERSION}",
     ("sid",): "a string of 1..64 characters from A-Z a-z 0-9 _ -",
     ("seq",): f"an integer 1..{MAX_SEQ}",
     ("op",): "one of ping, get, set, reset",
     ("thresholds",): "an object of thresholds (with op set only)",
+}
+_UE_ALLOWED: dict[tuple[str, ...], str] = {
+    **_ENVELOPE_ALLOWED,
+    ("thresholds", "ul_max_tx_power_dbm"):
+        f"a number {MIN_TX_POWER_DBM:g}..{MAX_TX_POWER_DBM:g} (dBm), or null (uncapped)",
+}
+_ENB_ALLOWED: dict[tuple[str, ...], str] = {
+    **_ENVELOPE_ALLOWED,
     ("thresholds", "dl_max_mcs"): f"an integer 0..{MAX_MCS}, or null (uncapped)",
     ("thresholds", "ul_max_mcs"): f"an integer 0..{MAX_MCS}, or null (uncapped)",
     ("thresholds", "dl_prb_ratio"): "a number 0..1, or null (uncapped)",
@@ -298,19 +376,20 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc if part != "[key]")
 
 
-def _reason(loc: tuple[int | str, ...], error: ErrorDetails) -> str:
+def _reason(loc: tuple[int | str, ...], error: ErrorDetails,
+            allowed_texts: dict[tuple[str, ...], str]) -> str:
     shape = tuple("<rnti>" if i == 2 and loc[:2] == ("thresholds", "ue") else str(part)
                   for i, part in enumerate(loc))
     kind = error["type"]
     if kind == "json_invalid":
         return f"{error['msg']}; a request is one UTF-8 JSON object"
     if kind == "extra_forbidden":
-        known = [s[-1] for s in _ALLOWED if len(s) == len(shape) and s[:-1] == shape[:-1]
-                 and s[-1] != "[key]"]
+        known = [s[-1] for s in allowed_texts if len(s) == len(shape)
+                 and s[:-1] == shape[:-1] and s[-1] != "[key]"]
         return f"unknown key; known keys here: {', '.join(known)}"
     if kind in ("bad_version", "thresholds_missing", "thresholds_unexpected"):
         return error["msg"]
-    allowed = _ALLOWED.get(shape)
+    allowed = allowed_texts.get(shape)
     if allowed is None:
         return error["msg"]
     if kind == "missing":
@@ -330,7 +409,8 @@ def _shown(value: object) -> str:
 
 
 class VbsIdentity(_ReplyPart):
-    """Who answers: `boot_id` changes when the vBS restarts (and forgets all sessions)."""
+    """Who answers (the vBS; the UE under `node`): `boot_id` changes when it restarts (and
+    forgets all sessions)."""
 
     name: str
     version: str
@@ -379,6 +459,9 @@ class CellKpis(_ReplyPart):
     ul_bler: Fraction
     cap_hits: CapCounters
     violations: CapCounters
+    # TTIs whose cell PRB budget was lifted for signalling (PROTOCOL.md 5.2); a vBS without
+    # the exemption (the emulator: it models no signalling) leaves it out
+    signalling_exempt: CapCounters = CapCounters(dl_mcs=0, dl_prb=0, ul_mcs=0, ul_prb=0)
 
 
 class PingReply(_ReplyPart):
@@ -436,17 +519,109 @@ Reply = Annotated[
 _REPLY: TypeAdapter[PingReply | WindowReply | ErrorReply] = TypeAdapter(Reply)
 
 
+class UeKpis(_ReplyPart):
+    """What the UE observed over one window (definitions: PROTOCOL.md section 14.4)."""
+
+    rsrp_dbm_mean: float
+    rsrp_nof_meas: Count
+    dl_bits_ok: Count
+    dl_tb: Count
+    dl_bler: Fraction
+    pusch_tti: Count
+    pusch_power_dbm_mean: float
+    pusch_power_dbm_max: float
+    pucch_tti: Count
+    pucch_power_dbm_mean: float
+    pathloss_db_mean: float
+    ul_power_cap_hits: Count
+    ul_buffer_bytes: Count
+
+
+class UePingReply(_ReplyPart):
+    v: Version
+    sid: Sid
+    seq: Seq
+    ok: Literal[True]
+    node: VbsIdentity
+    applied: UeThresholds
+
+
+class UeWindowReply(_ReplyPart):
+    """The UE's reply to get/set/reset: its cap now in force and the window just closed."""
+
+    v: Version
+    sid: Sid
+    seq: Seq
+    ok: Literal[True]
+    applied: UeThresholds
+    applied_tti: Count
+    window: KpiWindow
+    kpis: UeKpis
+
+
+def _ue_reply_kind(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    if data.get("ok") is False:
+        return "error"
+    return "ping" if "node" in data else "window"
+
+
+UeReply = Annotated[
+    Annotated[UePingReply, Tag("ping")] | Annotated[UeWindowReply, Tag("window")]
+    | Annotated[ErrorReply, Tag("error")],
+    Discriminator(_ue_reply_kind),
+]
+_UE_REPLY: TypeAdapter[UePingReply | UeWindowReply | ErrorReply] = TypeAdapter(UeReply)
+
+
 def encode(model: BaseModel) -> bytes:
     """One frame of UTF-8 JSON."""
     return model.model_dump_json().encode()
 
 
 def decode_reply(raw: bytes) -> PingReply | WindowReply | ErrorReply:
-    """Parse one reply frame; raises ProtocolError when it is not an rtctl v1 reply."""
+    """Parse one reply frame from the vBS; raises ProtocolError when it is not an rtctl v1
+    reply."""
+    return _decode_reply(raw, _REPLY)
+
+
+def decode_ue_reply(raw: bytes) -> UePingReply | UeWindowReply | ErrorReply:
+    """Parse one reply frame from the UE; raises ProtocolError when it is not an rtctl v1 UE
+    reply (a vBS's reply is not: it has no `node` and no `kpis`)."""
+    return _decode_reply(raw, _UE_REPLY)
+
+
+def _decode_reply(raw: bytes, adapter: TypeAdapter[Any]) -> Any:
     try:
-        return _REPLY.validate_json(raw)
+        return adapter.validate_json(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
         raise ProtocolError(
             f"not an rtctl v{PROTOCOL_VERSION} reply: {_key_path(error['loc']) or 'message'}: "
             f"{error['msg']}") from None
+
+
+# ---- the two peers
+
+
+@dataclass(frozen=True)
+class Peer:
+    """What a client needs to talk to one kind of rtctl v1 peer; the rest is common."""
+
+    name: str
+    """How messages to the operator name it."""
+    program: str
+    """What runs it, for messages saying what to check."""
+    default_endpoint: str
+    request: type[Request | UeRequest]
+    thresholds: type[ThresholdUpdate | UeThresholdUpdate]
+    ping_reply: type[PingReply | UePingReply]
+    window_reply: type[WindowReply | UeWindowReply]
+    decode_reply: Callable[[bytes], Any]
+
+
+ENB = Peer("vBS", "srsenb or the emulator", DEFAULT_ENDPOINT, Request, ThresholdUpdate,
+           PingReply, WindowReply, decode_reply)
+UE = Peer("UE", "srsue", UE_DEFAULT_ENDPOINT, UeRequest, UeThresholdUpdate, UePingReply,
+          UeWindowReply, decode_ue_reply)
