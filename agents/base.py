@@ -72,6 +72,14 @@ class Agent(Protocol):
         ...
 
 
+def check_bandit(n_actions: int, horizon: int | None = None) -> None:
+    """Refuse a bandit without a choice to make, or a horizon of no round."""
+    if n_actions < 2:
+        raise ValueError(f"a bandit needs at least 2 actions, got n_actions={n_actions}")
+    if horizon is not None and horizon < 1:
+        raise ValueError(f"horizon must be at least 1 round, got {horizon}")
+
+
 def check_feedback(decision: Decision, reward: float, n_actions: int) -> None:
     """Reject feedback that no agent should learn from: a reward outside [0, 1] or NaN,
     or an action that is not in the agent's action space."""

@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import Context, Decision, check_feedback, check_state, uniform_index
+from agents.base import (
+    Context,
+    Decision,
+    check_bandit,
+    check_feedback,
+    check_state,
+    uniform_index,
+)
 from agents.sumtree import SumTree
 
 MAX_RENORMALISE_ABOVE = 600.0
@@ -37,21 +44,14 @@ K up to e^100."""
 
 def gamma_for_horizon(n_actions: int, horizon: int) -> float:
     """Lemma 1: gamma = min(1, sqrt(K ln K / ((e - 1) T))), which makes the bound (8) hold."""
-    _check_bandit(n_actions, horizon)
+    check_bandit(n_actions, horizon)
     return min(1.0, math.sqrt(n_actions * math.log(n_actions) / ((math.e - 1.0) * horizon)))
 
 
 def exp3_regret_bound(n_actions: int, horizon: int) -> float:
     """Lemma 1, eq. (8): expected regret after T rounds <= 2 sqrt(e - 1) sqrt(T K ln K)."""
-    _check_bandit(n_actions, horizon)
+    check_bandit(n_actions, horizon)
     return 2.0 * math.sqrt(math.e - 1.0) * math.sqrt(horizon * n_actions * math.log(n_actions))
-
-
-def _check_bandit(n_actions: int, horizon: int | None = None) -> None:
-    if n_actions < 2:
-        raise ValueError(f"a bandit needs at least 2 actions, got n_actions={n_actions}")
-    if horizon is not None and horizon < 1:
-        raise ValueError(f"horizon must be at least 1 round, got {horizon}")
 
 
 class BSvBS:
@@ -73,7 +73,7 @@ class BSvBS:
         gamma: float | None = None,
         renormalise_above: float = MAX_RENORMALISE_ABOVE,
     ) -> None:
-        _check_bandit(n_actions)
+        check_bandit(n_actions)
         if gamma is None:
             if horizon is None:
                 raise ValueError("BSvBS needs gamma, or a horizon to derive gamma from (Lemma 1)")

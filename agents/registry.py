@@ -7,25 +7,75 @@ Configuration mistakes (unknown agent, unknown or invalid parameter) surface as
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from agents.base import Agent
+from agents.bpvran import BPVran
 from agents.bsvbs import BSvBS
+from agents.exp3ix import Exp3IX
+from agents.metbs import MetBS, child_seeds, resolve_eta
 from agents.random_agent import RandomAgent
+from agents.tsallis_inf import TsallisInf
+from agents.ucb_greedy import UCB1, Greedy
 from hil.errors import ConfigError
 
 AgentFactory = Callable[..., Agent]
 """Called as factory(n_actions, *, seed, horizon, **params)."""
 
 
-def _random(n_actions: int, *, seed: int, horizon: int | None) -> RandomAgent:
-    """Random does not depend on the horizon."""
-    return RandomAgent(n_actions, seed=seed)
+def _without_horizon(agent_class: type) -> AgentFactory:
+    """A factory for an agent whose parameters do not depend on the horizon."""
+
+    def factory(n_actions: int, *, seed: int, horizon: int | None, **params: Any) -> Agent:
+        return agent_class(n_actions, seed=seed, **params)
+
+    factory.__signature__ = _signature_with_horizon(agent_class)  # type: ignore[attr-defined]
+    return factory
+
+
+def _signature_with_horizon(agent_class: type) -> inspect.Signature:
+    """The agent's own signature plus `horizon`, so that `agent_params` lists its options."""
+    params = [p for name, p in inspect.signature(agent_class).parameters.items()
+              if name != "self"]
+    horizon = inspect.Parameter("horizon", inspect.Parameter.KEYWORD_ONLY)
+    return inspect.Signature([*params[:2], horizon, *params[2:]])
+
+
+def _metbs(
+    n_actions: int,
+    *,
+    seed: int,
+    horizon: int | None,
+    children: Sequence[str | Mapping[str, Any]] = ("bsvbs", "bpvran"),
+    eta: float | None = None,
+) -> MetBS:
+    """MetBS over registered agents: `children` lists names, or mappings with a `name` and
+    that child's parameters (e.g. `{name: bpvran, n_random: 5}`). Every child gets the run's
+    horizon (as in the paper's evaluation, where the BSvBS child keeps gamma = 0.29) and
+    its own seed derived from `seed`; eta comes from Lemma 2 unless given."""
+    if not children:
+        raise ValueError("children: give at least one agent name")
+    specs = [{"name": c} if isinstance(c, str) else dict(c) for c in children]
+    built = []
+    for spec, child_seed in zip(specs, child_seeds(seed, len(specs))):
+        name = spec.pop("name", None)
+        if name == "metbs" or name not in AGENTS:
+            raise ValueError(f"children: {name!r} is not an agent MetBS can use; "
+                             f"known agents: {', '.join(sorted(set(AGENTS) - {'metbs'}))}")
+        built.append(make_agent(name, n_actions, seed=child_seed, horizon=horizon, **spec))
+    return MetBS(built, seed=seed, eta=resolve_eta(eta, len(built), horizon))
 
 
 AGENTS: dict[str, AgentFactory] = {
     "bsvbs": BSvBS,
-    "random": _random,
+    "random": _without_horizon(RandomAgent),
+    "metbs": _metbs,
+    "bpvran": _without_horizon(BPVran),
+    "ucb": _without_horizon(UCB1),
+    "greedy": _without_horizon(Greedy),
+    "tsallis_inf": _without_horizon(TsallisInf),
+    "exp3ix": Exp3IX,
 }
 
 _COMMON = ("n_actions", "seed", "horizon")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from agents.policy_space import PAPER_SPACE, PolicySpace
+from agents.registry import AGENTS, agent_params
 from hil.validation import StrictModel, read_yaml, validate
 
 
@@ -190,9 +191,30 @@ class MeterConfig(StrictModel):
 
 
 class AgentConfig(StrictModel):
-    name: Literal["bsvbs", "random"] = "bsvbs"
-    horizon: int | None = Field(None, gt=0, description="BSvBS: T for Lemma 1 (default: rounds)")
+    """The learner: any agent of `agents/registry.py`, with its own parameters in `params`
+    (e.g. `metbs`: `children: [bsvbs, bpvran]`; `bpvran`: `max_points`)."""
+
+    name: str = "bsvbs"
+    horizon: int | None = Field(None, gt=0, description="T the agent tunes for (default: rounds)")
     gamma: float | None = Field(None, gt=0, le=1, description="BSvBS: exploration, overrides T")
+    params: dict[str, Any] = Field(default_factory=dict, description="the agent's own options")
+
+    @field_validator("name")
+    @classmethod
+    def _known_agent(cls, name: str) -> str:
+        if name not in AGENTS:
+            raise ValueError(f"unknown agent {name!r}; known agents: {', '.join(sorted(AGENTS))}")
+        return name
+
+    @model_validator(mode="after")
+    def _known_options(self) -> AgentConfig:
+        known = agent_params(self.name)
+        given = [*self.params, *(["gamma"] if self.gamma is not None else [])]
+        unknown = [key for key in given if key not in known]
+        if unknown:
+            raise ValueError(f"agent {self.name} has no option {', '.join(unknown)}; its "
+                             f"options: {', '.join(known) or 'none'}")
+        return self
 
 
 class RewardConfig(StrictModel):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.base import Agent
-from agents.registry import make_agent
+from agents.registry import agent_params, make_agent
 from drivers.rtctl.messages import PROTOCOL_VERSION
 from hil import reward as rw
 from hil.config import HilConfig, config_from_dict, load_config
@@ -47,9 +47,11 @@ def _versions() -> dict[str, str]:
 
 
 def build_agent(cfg: HilConfig) -> Agent:
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = dict(cfg.agent.params)
     if cfg.agent.gamma is not None:
         params["gamma"] = cfg.agent.gamma
+    if "policy_space" in agent_params(cfg.agent.name):  # BP-vRAN models the policies' values
+        params.setdefault("policy_space", cfg.policy_space)
     horizon = cfg.agent.horizon or cfg.rounds
     return make_agent(cfg.agent.name, cfg.policy_space.size, seed=cfg.seed, horizon=horizon,
                       **params)

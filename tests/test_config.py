@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from hil.config import load_config
+from hil.run import build_agent
 from hil.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +46,8 @@ def test_bad_yaml_syntax_names_the_line(tmp_path):
         ("name: x\nclock: {mode: accelerated, speedup: -1}\n", "clock.speedup"),
         ("name: x\nclock: {mode: realtime, speedup: 5}\n", "clock"),
         ("name: x\nagent: {name: nope}\n", "agent.name"),
+        ("name: x\nagent: {name: ucb, gamma: 0.1}\n", "agent"),
+        ("name: x\nagent: {name: bpvran, params: {max_pionts: 5}}\n", "agent"),
         ("name: x\nreward: {power_min_w: 10, power_max_w: 5}\n", "reward"),
         ("name: x\nvbs: {emulator: {scenario: {name: trace}}}\n", "vbs.emulator.scenario"),
         ("name: x\nrecording: {checkpoint_evry: 5}\n", "recording.checkpoint_evry"),
@@ -63,3 +66,16 @@ def test_invalid_values_name_file_and_key(tmp_path, text, key):
 def test_a_non_mapping_file_is_rejected(tmp_path):
     with pytest.raises(ConfigError, match="mapping"):
         load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_any_registered_agent_is_configured_with_its_own_options(tmp_path):
+    cfg = load_config(write(tmp_path, (
+        "name: x\nagent: {name: metbs, params: {children: [bsvbs, {name: greedy, "
+        "epsilon: 0.1}]}}\n")))
+    agent = build_agent(cfg)
+    assert agent.name == "metbs" and agent.n_actions == cfg.policy_space.size
+
+
+def test_an_unknown_agent_lists_the_known_ones(tmp_path):
+    with pytest.raises(ConfigError, match="known agents: bpvran, bsvbs, exp3ix, greedy, metbs"):
+        load_config(write(tmp_path, "name: x\nagent: {name: nope}\n"))
