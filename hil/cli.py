@@ -3,6 +3,7 @@
     hil run [CONFIG] [--agent bsvbs|random] [--rounds N] [--seed S] [--out DIR] [--resume RUN_DIR]
     hil check [CONFIG]
     hil bench [CONFIG] [--quick]
+    hil replay [CONFIG] --scenario C --agents bsvbs,metbs,... --seeds N --rounds T --out DIR
 
 Operator errors (`HilError`) print one line saying what to fix and exit with status 2; an
 interrupted run exits with 130 after its cleanup; anything else is a bug and keeps its trace.
@@ -11,6 +12,7 @@ interrupted run exits with 130 after its cleanup; anything else is a bug and kee
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from agents.registry import AGENTS
 from hil.errors import ConfigError, HilError
 
 DEFAULT_CONFIG = Path("testbed_configs/zmq-emulated.yaml")
@@ -169,6 +172,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from tools.replay.command import run
+
+    return run(args, console)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hil", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run rounds of an agent against a testbed")
     run.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
                      help=f"testbed config (default: {DEFAULT_CONFIG})")
-    run.add_argument("--agent", choices=["bsvbs", "random"])
+    run.add_argument("--agent", choices=sorted(AGENTS),
+                     help="overrides agent.name (its options stay in agent.params)")
     run.add_argument("--rounds", type=int, help="rounds to run (with --resume: the new total)")
     run.add_argument("--seed", type=int)
     run.add_argument("--out", help="parent folder of the run directory (default: runs/)")
@@ -192,6 +202,27 @@ def build_parser() -> argparse.ArgumentParser:
                        help="testbed for the control and round figures (default: %(default)s)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (for smoke tests)")
     bench.set_defaults(func=cmd_bench)
+
+    replay = sub.add_parser("replay", help="evaluate agents x seeds offline: regret, power, "
+                            "decision time; figures and report.md in --out")
+    replay.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
+                        help="policy space, reward and calibration (default: %(default)s)")
+    replay.add_argument("--scenario", default="C", help="A, B, C or mixed (default: C)")
+    replay.add_argument("--agents", default="bsvbs,random",
+                        help="comma-separated agent names (default: %(default)s)")
+    replay.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default: 10)")
+    replay.add_argument("--rounds", type=int, default=50_000, help="horizon T (default: 50000)")
+    replay.add_argument("--out", required=True, help="folder for results, figures, report.md")
+    replay.add_argument("--delta", type=float, help="reward weight of power (default: CONFIG's)")
+    replay.add_argument("--dataset", metavar="PATH", help="rewards from a dataset_dlul.csv")
+    replay.add_argument("--run", metavar="RUN_DIR", help="a recorded run's trace through the model")
+    replay.add_argument("--agent-param", action="append", default=[], metavar="AGENT.KEY=VALUE",
+                        help="an agent parameter, value in YAML, e.g. metbs.children=[bsvbs,ucb]")
+    replay.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes (default: the CPU count)")
+    replay.add_argument("--report-only", action="store_true",
+                        help="redraw report.md and the figures from --out, run nothing")
+    replay.set_defaults(func=cmd_replay)
     return parser
 
 

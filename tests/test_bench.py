@@ -13,6 +13,7 @@ pytestmark = pytest.mark.e2e
 PROMISED = {
     "bsvbs_select_update_us": "us", "bsvbs_select_update_us_1e6": "us",
     "bpvran_round_ms_1k": "ms", "bpvran_round_ms_5k": "ms",
+    "replay_agent_rounds_per_s": "rounds/s",
     "control_rtt_ms_p50": "ms", "control_rtt_ms_p99": "ms",
     "emulated_rounds_per_s": "rounds/s",
 }

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from drivers.rtctl.messages import CellKpis, WindowReply
+from drivers.rtctl.messages import WindowReply
 from hil.cli import main
 from hil.config import apply_overrides, load_config
 from hil.probes import TrafficProbe
@@ -96,12 +96,6 @@ def rate_mbps(window: WindowReply, direction: str) -> float:
     return bits / (window.window.nof_tti * 1e-3) / 1e6
 
 
-def prbs_per_tti(kpis: CellKpis, direction: str) -> float:
-    prb_tti, sched = ((kpis.dl_prb_tti, kpis.dl_sched_tti) if direction == "dl"
-                      else (kpis.ul_prb_tti, kpis.ul_sched_tti))
-    return prb_tti / sched if sched else 0.0
-
-
 def assert_within_caps(window: WindowReply) -> None:
     """MCS and PRBs used stay within every cap in force, and nothing violated one."""
     applied, cell = window.applied, window.cell
@@ -113,12 +107,17 @@ def assert_within_caps(window: WindowReply) -> None:
         assert cell.dl_mcs_mean <= applied.dl_max_mcs + 1e-9
     if applied.ul_max_mcs is not None:
         assert cell.ul_mcs_mean <= applied.ul_max_mcs + 1e-9
-    # PRBs per scheduled TTI include retransmissions and signalling TTIs (exempt from the
-    # budget, PROTOCOL.md 5.2), so allow one RBG of slack on the mean
-    if applied.dl_prb_ratio is not None:
-        assert prbs_per_tti(cell, "dl") <= applied.dl_prb_ratio * N_PRB + 3
-    if applied.ul_prb_ratio is not None:
-        assert prbs_per_tti(cell, "ul") <= applied.ul_prb_ratio * N_PRB + 3
+    # TTIs in which a user waited for signalling are exempt from the budget (PROTOCOL.md
+    # 5.2) and may use the whole band; every other scheduled TTI stays within the budget
+    # (one RBG of slack for retransmissions, which keep their first size)
+    for ratio, prb_tti, sched_tti, exempt in (
+            (applied.dl_prb_ratio, cell.dl_prb_tti, cell.dl_sched_tti,
+             cell.signalling_exempt.dl_prb),
+            (applied.ul_prb_ratio, cell.ul_prb_tti, cell.ul_sched_tti,
+             cell.signalling_exempt.ul_prb)):
+        if ratio is not None:
+            capped_tti = max(0, sched_tti - exempt)
+            assert prb_tti <= capped_tti * (ratio * N_PRB + 3) + min(exempt, sched_tti) * N_PRB
 
 
 def test_caps_bind_in_the_real_scheduler_and_throughput_follows_them(testbed: hil_testbed.Testbed):

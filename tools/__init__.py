@@ -1,0 +1,1 @@
+"""Offline tools on recorded or modelled data (see tools/README.md)."""

@@ -1,0 +1,1 @@
+"""Offline evaluation of agents: `hil replay` (environments, runner, metrics, figures, report)."""

@@ -1,0 +1,139 @@
+"""`hil replay` (arguments declared in hil/cli.py): turning them into a replay, showing its
+progress, and writing the report.
+
+    hil replay [CONFIG] --scenario C --agents bsvbs,metbs,... --seeds 10 --rounds 50000 --out DIR
+    hil replay [CONFIG] --dataset dataset_dlul.csv --scenario B ...   (rewards from the dataset)
+    hil replay --run RUN_DIR ...                       (a recorded run's trace through the model)
+    hil replay --report-only --out DIR                 (redraw the report from saved results)
+
+CONFIG gives the policy space, the reward (delta, power bounds) and the calibration of the
+model, as for `hil run`; a recorded run uses its own. Running again into the same --out
+continues an interrupted replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TimeRemainingColumn
+
+from agents.registry import AGENTS
+from hil.config import load_config
+from hil.reward import RewardParams
+from tools.replay.dataset import DatasetSource
+from tools.replay.environments import ModelSource
+from tools.replay.recorded import RecordedSource
+from tools.replay.report import write_report
+from tools.replay.runner import ReplayError, ReplaySpec, Source, run_replay
+
+REPLAY_SCENARIOS = ("A", "B", "C", "mixed")
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """Run the replay (unless --report-only), then write the report of what is saved."""
+    out = Path(args.out)
+    status = 0
+    if not args.report_only:
+        spec = build_spec(args)
+        total = len(spec.agents) * len(spec.seeds) * spec.rounds
+        with _progress(console) as progress:
+            task = progress.add_task("replay", total=total)
+            log = _LineLog(console, total)
+
+            def advance(n: int) -> None:
+                progress.advance(task, n)
+                log.advance(n)
+
+            outcome = run_replay(spec, out, workers=args.workers, on_rounds=advance)
+        if outcome.interrupted:
+            console.print(f"[yellow]interrupted: {outcome.jobs_done} of {outcome.jobs_total} "
+                          "(agent, seed) jobs are saved; run the same command again to continue")
+            status = 130
+            if outcome.jobs_done == 0:
+                return status
+    report = write_report(out)
+    console.print(f"report: [bold]{report}[/]")
+    console.print((out / "headline.md").read_text(), highlight=False, soft_wrap=True)
+    return status
+
+
+def build_spec(args: argparse.Namespace) -> ReplaySpec:
+    agents = tuple(a.strip() for a in args.agents.split(",") if a.strip())
+    unknown = [a for a in agents if a not in AGENTS]
+    if unknown or not agents:
+        raise ReplayError(f"unknown agent {unknown[0] if unknown else '(none given)'!r}; "
+                          f"known agents: {', '.join(sorted(AGENTS))}")
+    if args.seeds < 1:
+        raise ReplayError(f"--seeds must be at least 1, got {args.seeds}")
+    return ReplaySpec(_source(args), agents, tuple(range(args.seeds)), args.rounds,
+                      _agent_params(args.agent_param, agents))
+
+
+def _source(args: argparse.Namespace) -> Source:
+    if args.run:
+        if args.dataset:
+            raise ReplayError("give --run or --dataset, not both")
+        return RecordedSource(Path(args.run))
+    if args.scenario not in REPLAY_SCENARIOS:
+        raise ReplayError(f"unknown scenario {args.scenario!r}; known scenarios: "
+                          f"{', '.join(REPLAY_SCENARIOS)}")
+    cfg = load_config(Path(args.config))
+    delta = cfg.reward.delta if args.delta is None else args.delta
+    try:
+        params = RewardParams(delta, cfg.reward.power_min_w, cfg.reward.power_max_w)
+    except ValueError as exc:
+        raise ReplayError(f"--delta: {exc}") from exc
+    switch_epoch = cfg.vbs.emulator.scenario.switch_epoch  # mixed: B, then C from this round
+    if args.dataset:
+        return DatasetSource(Path(args.dataset), args.scenario, cfg.policy_space, params,
+                             switch_epoch)
+    return ModelSource(args.scenario, cfg.policy_space, cfg.vbs.emulator.calibration, params,
+                       switch_epoch)
+
+
+def _agent_params(items: list[str], agents: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    params: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        agent, dot, name = key.partition(".")
+        if not sep or not dot or agent not in agents:
+            raise ReplayError(f"--agent-param {item!r}: expected AGENT.KEY=VALUE with AGENT one "
+                              f"of --agents ({', '.join(agents)})")
+        try:
+            params.setdefault(agent, {})[name] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ReplayError(f"--agent-param {item!r}: the value is not YAML: {exc}") from exc
+    return params
+
+
+LOG_EVERY_S = 30.0
+
+
+class _LineLog:
+    """Without a terminal (CI, nohup) the bar is off: a progress line every LOG_EVERY_S."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        self.console, self.total, self.done = console, total, 0
+        self.on = not console.is_terminal
+        self.t0 = self.last = time.monotonic()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.on and (now - self.last >= LOG_EVERY_S or self.done >= self.total):
+            self.last = now
+            self.console.print(f"replay: {self.done}/{self.total} rounds "
+                               f"({100 * self.done / self.total:.0f} %), {now - self.t0:.0f} s",
+                               highlight=False)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]replay rounds"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                    console=console, disable=not console.is_terminal)

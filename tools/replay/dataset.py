@@ -1,0 +1,166 @@
+"""A loader for the public `dataset_dlul.csv` column layout, and a replay source built on it.
+
+The dataset of Ayala-Romero et al. (the BSvBS paper's testbed, FACTS.md) has one row per
+configuration held about a minute: the thresholds (`selected_mcs_dl/ul`,
+`selected_airtime_dl/ul`), the offered load and channel (`traffic_load_dl/ul`,
+`cqi_dl/ul`), what was delivered (`thr_dl/ul`) and the power (`pm_power`). We could not
+obtain the file; this module only fixes the layout, and nothing in the project claims
+results on its data. Assumed units, since the layout does not carry them: loads and
+throughputs in Mb/s, airtime as a share in [0, 1] (our PRB ratio), power in W.
+
+`DatasetSource` replays it the way the paper did: a scenario (A, B, C, mixed) gives each
+round's demand and CQI; every policy the dataset measured is rated by its measurement
+nearest to that context (CQI over 15, load over the largest load measured, Euclidean);
+the rate is what was measured, capped by the round's demand; the reward is `hil.reward`'s.
+Policies are those of the dataset, matched to the nearest values of a policy space
+(the paper's by default); the space's first DL gain stands for the dataset's fixed one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agents.policy_space import PolicySpace
+from drivers.emulated.scenarios import make_scenario
+from hil.reward import RewardParams, reward
+from tools.replay.environments import (
+    RewardBlock,
+    describe_scenario_source,
+    previous_round_context,
+)
+from tools.replay.runner import ReplayError
+
+REQUIRED_COLUMNS = (
+    "selected_mcs_dl", "selected_mcs_ul", "selected_airtime_dl", "selected_airtime_ul",
+    "traffic_load_dl", "traffic_load_ul", "thr_dl", "thr_ul", "cqi_dl", "cqi_ul", "pm_power",
+)
+"""The columns this loader needs; others of the layout (bler, txgain, rapl_power, ...) may
+be present and are kept."""
+FAILED_COLUMN = "failed_experiment"
+"""Rows where this is true(-ish) are dropped."""
+MATCH_TOLERANCE = {"mcs": 0.5, "airtime": 0.05}
+"""How far a measured threshold may be from a policy-space value and still match it."""
+
+
+@dataclass(frozen=True)
+class DlulDataset:
+    """The usable rows, each with the index of its policy in `space`."""
+
+    path: Path
+    rows: pd.DataFrame
+    policy: np.ndarray
+    dropped_failed: int
+    dropped_off_grid: int
+
+
+def load_dlul(path: Path, space: PolicySpace) -> DlulDataset:
+    """Read and check a `dataset_dlul.csv`; ReplayError names the file, column and row."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, keep_default_na=False)  # show "n/a" as written, not NaN
+    except FileNotFoundError:
+        raise ReplayError(f"{path}: file not found; check --dataset") from None
+    except (OSError, ValueError) as exc:
+        raise ReplayError(f"{path}: cannot read it as CSV: {exc}") from exc
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ReplayError(f"{path}: missing column(s) {', '.join(missing)}; the dataset_dlul "
+                          f"layout needs {', '.join(REQUIRED_COLUMNS)}")
+    for column in REQUIRED_COLUMNS:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = np.flatnonzero(~np.isfinite(values.to_numpy(float)) | (values.to_numpy(float) < 0))
+        if bad.size:
+            raise ReplayError(f"{path}: column {column}, data row {bad[0] + 1}: "
+                              f"'{frame[column].iloc[bad[0]]}' is not a finite number >= 0")
+        frame[column] = values.astype(float)
+    dropped_failed = 0
+    if FAILED_COLUMN in frame.columns:
+        failed = frame[FAILED_COLUMN].astype(str).str.lower().isin(("1", "1.0", "true", "yes"))
+        dropped_failed = int(failed.sum())
+        frame = frame[~failed]
+    policy = _policy_index(frame, space)
+    on_grid = policy >= 0
+    frame = frame[on_grid].reset_index(drop=True)
+    if frame.empty:
+        raise ReplayError(f"{path}: no usable row (failed or not on the policy space's grid)")
+    return DlulDataset(path, frame, policy[on_grid], dropped_failed, int((~on_grid).sum()))
+
+
+def _policy_index(frame: pd.DataFrame, space: PolicySpace) -> np.ndarray:
+    """Flat policy index of each row in `space`, -1 where a threshold matches no value."""
+    columns = {"dl_max_mcs": ("selected_mcs_dl", "mcs"),
+               "dl_prb_ratio": ("selected_airtime_dl", "airtime"),
+               "ul_max_mcs": ("selected_mcs_ul", "mcs"),
+               "ul_prb_ratio": ("selected_airtime_ul", "airtime")}
+    coords, ok = [np.zeros(len(frame), np.int64)], np.ones(len(frame), bool)  # gain: the first
+    for f in fields(space)[1:]:
+        column, kind = columns[f.name]
+        allowed = np.asarray(getattr(space, f.name), float)
+        distance = np.abs(frame[column].to_numpy(float)[:, None] - allowed[None, :])
+        coords.append(distance.argmin(axis=1))
+        ok &= distance.min(axis=1) <= MATCH_TOLERANCE[kind]
+    return np.where(ok, np.ravel_multi_index(coords, space.shape), -1)
+
+
+class DatasetEnvironment:
+    """A scenario's contexts, each policy rated by its nearest measurement."""
+
+    def __init__(self, data: DlulDataset, scenario_name: str, seed: int, params: RewardParams,
+                 switch_epoch: int = 5000) -> None:
+        self.scenario = make_scenario(scenario_name, seed, switch_epoch=switch_epoch)
+        self.params = params
+        self.policies = np.unique(data.policy)
+        """Index in the policy space of each action (actions are the measured policies)."""
+        self.n_actions = len(self.policies)
+        self.rounds_available = None
+        self.description = (f"scenario {scenario_name} contexts, rewards from the nearest "
+                            f"measurement in {data.path} ({len(data.rows)} rows, "
+                            f"{self.n_actions} policies)")
+        rows = data.rows
+        self._groups = [np.flatnonzero(data.policy == p) for p in self.policies]
+        self._load_scale = max(rows["traffic_load_dl"].max(), rows["traffic_load_ul"].max(), 1e-9)
+        self._features = self._scale(rows[["cqi_dl", "cqi_ul", "traffic_load_dl",
+                                           "traffic_load_ul"]].to_numpy(float))
+        self._thr = rows[["thr_dl", "thr_ul"]].to_numpy(float)
+        self._power = rows["pm_power"].to_numpy(float)
+
+    def _scale(self, context: np.ndarray) -> np.ndarray:
+        return context / np.array([15.0, 15.0, self._load_scale, self._load_scale])
+
+    def block(self, start: int, stop: int) -> RewardBlock:
+        env = self.scenario.epochs(max(start - 1, 0), stop)
+        context = previous_round_context(env, start)
+        now = np.stack([env.dl_cqi, env.ul_cqi, env.dl_demand_mbps, env.ul_demand_mbps], 1)
+        now = now[1:] if start > 0 else now
+        scaled = self._scale(now)
+        nearest = np.empty((len(now), self.n_actions), np.int64)
+        for action, group in enumerate(self._groups):
+            distance = ((scaled[:, None, :] - self._features[None, group, :]) ** 2).sum(axis=2)
+            nearest[:, action] = group[distance.argmin(axis=1)]
+        dl_rate = np.minimum(self._thr[nearest, 0], now[:, 2:3])
+        ul_rate = np.minimum(self._thr[nearest, 1], now[:, 3:4])
+        power = self._power[nearest]
+        _, _, f = reward(dl_rate, now[:, 2:3], ul_rate, now[:, 3:4], power, self.params)
+        return RewardBlock(start, context, f, power)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    path: Path
+    scenario: str
+    space: PolicySpace
+    params: RewardParams
+    switch_epoch: int = 5000
+
+    def describe(self) -> dict[str, Any]:
+        return describe_scenario_source("dataset", self.scenario, self.switch_epoch, self.space,
+                                        self.params, path=str(self.path))
+
+    def build(self, seed: int) -> DatasetEnvironment:
+        return DatasetEnvironment(load_dlul(self.path, self.space), self.scenario, seed,
+                                  self.params, self.switch_epoch)

@@ -1,0 +1,198 @@
+"""What a replay measured, computed from its saved files (so a report never re-runs agents).
+
+Definitions (t = rounds played so far, f_s(x) the reward of policy x in round s):
+
+- regret R_t = max_x sum_{s<=t} f_s(x) - sum_{s<=t} f_s(x_s): against the best *fixed*
+  policy in hindsight up to t, as the paper's static regret (4); `R_t / t` is plotted.
+- bound: Lemma 1, eq. (8), 2 sqrt(e - 1) sqrt(t K ln K), evaluated at each t.
+- benchmark: the best fixed policy in hindsight over the whole horizon, x*, per seed.
+  Excess power = mean over s <= t of P_s(x_s) - P_s(x*) (W); the idle power the paper
+  subtracts cancels in this difference. The energy saving of agent A over agent B is the
+  share of B's excess energy that A avoids: 1 - excess_A / excess_B.
+- decision time: `select` alone (the paper's inference time) and select + update.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agents.bsvbs import exp3_regret_bound
+from tools.replay.runner import ReplayError, env_path, result_path
+
+
+@dataclass(frozen=True)
+class AgentRuns:
+    """One agent's saved rounds over the seeds it finished: arrays (seeds, rounds)."""
+
+    name: str
+    seeds: list[int]
+    action: np.ndarray
+    reward: np.ndarray
+    power_w: np.ndarray
+    select_us: np.ndarray
+    update_us: np.ndarray
+    child: np.ndarray
+    """Index into `child_names` of the child that decided each round; -1: none named."""
+    child_names: list[str]
+    final_probs: np.ndarray
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Every policy's cumulative reward and power at the checkpoints: (seeds, points, K)."""
+
+    seeds: list[int]
+    rounds: np.ndarray
+    policy_reward: np.ndarray
+    policy_power_w: np.ndarray
+
+
+@dataclass(frozen=True)
+class Replay:
+    spec: dict
+    agents: dict[str, AgentRuns]
+    benchmark: Benchmark
+
+    @property
+    def n_actions(self) -> int:
+        return self.benchmark.policy_reward.shape[-1]
+
+
+def load_replay(out: Path) -> Replay:
+    """Read what a replay saved in `out`; agents with no finished seed are left out."""
+    spec_file = out / "spec.json"
+    if not spec_file.exists():
+        raise ReplayError(f"{out} holds no replay (no spec.json); run hil replay --out {out}")
+    spec = json.loads(spec_file.read_text())
+    env_seeds = [s for s in spec["seeds"] if env_path(out, s).exists()]
+    if not env_seeds:
+        raise ReplayError(f"{out}: no seed has finished yet; run the replay again to continue")
+    envs = [np.load(env_path(out, s)) for s in env_seeds]
+    benchmark = Benchmark(env_seeds, envs[0]["rounds"],
+                          np.stack([e["policy_reward"] for e in envs]),
+                          np.stack([e["policy_power_w"] for e in envs]))
+    agents = {}
+    for name in spec["agents"]:
+        seeds = [s for s in env_seeds if result_path(out, name, s).exists()]
+        if seeds:
+            agents[name] = _load_agent(out, name, seeds)
+    return Replay(spec, agents, benchmark)
+
+
+def _load_agent(out: Path, name: str, seeds: list[int]) -> AgentRuns:
+    files = [np.load(result_path(out, name, s)) for s in seeds]
+    names: list[str] = []
+    children = []
+    for f in files:  # child codes are per seed: map them onto one list of names
+        local = [str(n) for n in f["child_names"]]
+        for n in local:
+            if n not in names:
+                names.append(n)
+        lookup = np.array([names.index(n) for n in local] + [-1], dtype=np.int16)
+        children.append(lookup[f["child"]])  # code -1 picks the appended -1
+    stack = {key: np.stack([f[key] for f in files]) for key in (
+        "action", "reward", "power_w", "select_us", "update_us", "final_probs")}
+    return AgentRuns(name, seeds, child=np.stack(children), child_names=names, **stack)
+
+
+# ------------------------------------------------------------------------------ curves
+def _seed_rows(replay: Replay, runs: AgentRuns) -> np.ndarray:
+    return np.array([replay.benchmark.seeds.index(s) for s in runs.seeds])
+
+
+def regret(replay: Replay, runs: AgentRuns) -> np.ndarray:
+    """R_t per seed at each checkpoint: (seeds, points)."""
+    at = replay.benchmark.rounds
+    best = replay.benchmark.policy_reward[_seed_rows(replay, runs)].max(axis=2)
+    return best - np.cumsum(runs.reward, axis=1, dtype=np.float64)[:, at - 1]
+
+
+def regret_bound(n_actions: int, rounds: np.ndarray) -> np.ndarray:
+    """Lemma 1, eq. (8), at each t."""
+    return np.array([exp3_regret_bound(n_actions, int(t)) for t in rounds])
+
+
+def benchmark_policy(replay: Replay) -> np.ndarray:
+    """x*, the best fixed policy in hindsight over the whole horizon, per seed."""
+    return replay.benchmark.policy_reward[:, -1, :].argmax(axis=1)
+
+
+def excess_power_w(replay: Replay, runs: AgentRuns) -> np.ndarray:
+    """Mean power above the benchmark's over rounds <= t, per seed: (seeds, points)."""
+    at = replay.benchmark.rounds
+    rows = _seed_rows(replay, runs)
+    best = benchmark_policy(replay)[rows]
+    bench = np.take_along_axis(replay.benchmark.policy_power_w[rows],
+                               best[:, None, None], axis=2)[:, :, 0]
+    mine = np.cumsum(runs.power_w, axis=1, dtype=np.float64)[:, at - 1]
+    return (mine - bench) / at
+
+
+def benchmark_power_w(replay: Replay) -> np.ndarray:
+    """The benchmark's mean power over the horizon, per seed."""
+    best = benchmark_policy(replay)
+    power = replay.benchmark.policy_power_w[np.arange(len(best)), -1, best]
+    return power / replay.benchmark.rounds[-1]
+
+
+def window_mean(values: np.ndarray, rounds: np.ndarray) -> np.ndarray:
+    """Mean of per-round values (seeds, T) over each interval between checkpoints."""
+    edges = np.concatenate([[0], rounds])
+    sums = np.cumsum(values, axis=1, dtype=np.float64)[:, rounds - 1]
+    sums = np.diff(np.concatenate([np.zeros((len(values), 1)), sums], axis=1), axis=1)
+    return sums / np.diff(edges)
+
+
+def child_shares(runs: AgentRuns, rounds: np.ndarray) -> np.ndarray:
+    """Share of rounds each named child decided, per interval: (children, points), seed mean."""
+    return np.stack([window_mean((runs.child == i).astype(np.float64), rounds).mean(axis=0)
+                     for i in range(len(runs.child_names))]) if runs.child_names else \
+        np.zeros((0, len(rounds)))
+
+
+# ------------------------------------------------------------------------------ headline
+@dataclass(frozen=True)
+class Headline:
+    """One agent at the horizon, means (and sd) over its seeds."""
+
+    agent: str
+    seeds: int
+    regret_per_round: float
+    regret_per_round_sd: float
+    regret_vs_bound: float
+    mean_reward: float
+    excess_power_w: float
+    excess_power_w_sd: float
+    select_us: float
+    select_us_p99: float
+    decide_learn_us: float
+    child_shares: dict[str, float]
+
+
+def headline(replay: Replay, runs: AgentRuns) -> Headline:
+    at = replay.benchmark.rounds
+    horizon = int(at[-1])
+    final_regret = regret(replay, runs)[:, -1]
+    excess = excess_power_w(replay, runs)[:, -1]
+    shares = {name: float(np.mean(runs.child == i)) for i, name in enumerate(runs.child_names)}
+    return Headline(
+        agent=runs.name, seeds=len(runs.seeds),
+        regret_per_round=float(final_regret.mean() / horizon),
+        regret_per_round_sd=float(final_regret.std() / horizon),
+        regret_vs_bound=float(final_regret.mean() / exp3_regret_bound(replay.n_actions, horizon)),
+        mean_reward=float(runs.reward.mean()),
+        excess_power_w=float(excess.mean()), excess_power_w_sd=float(excess.std()),
+        select_us=float(runs.select_us.mean()),
+        select_us_p99=float(np.percentile(runs.select_us, 99)),
+        decide_learn_us=float((runs.select_us + runs.update_us).mean()),
+        child_shares=shares,
+    )
+
+
+def reduction_pct(mine: float, other: float) -> float:
+    """How much smaller `mine` is than `other`, in % of `other` (NaN if other is not > 0)."""
+    return float(100.0 * (1.0 - mine / other)) if other > 0 else float("nan")

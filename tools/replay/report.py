@@ -1,0 +1,137 @@
+"""report.md and the figures of a replay, from its saved files alone.
+
+The report states what was replayed, a headline table (one row per agent), each of the
+paper's numbers for the scenario beside ours with what differs, and, for a recorded run,
+the off-policy estimates its logged probabilities allow.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from agents.policy_space import PolicySpace
+from tools.replay import metrics
+from tools.replay.figures import all_figures
+from tools.replay.metrics import Headline, Replay, load_replay
+from tools.replay.paper import claims_for
+from tools.replay.recorded import RecordedRun, off_policy
+
+COMMON_DIFFERENCES = (
+    "Our rewards are expected rewards of the project's link and power model "
+    "(`drivers/emulated/model.py`), not the paper's testbed dataset; every policy's reward is "
+    "known each round, so regret is exact per seed rather than estimated. The reward weight "
+    "delta, the power bounds and the policy space are the replay's (above), and decision "
+    "times are measured on this machine."
+)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}g}"
+
+
+def headline_table(heads: list[Headline]) -> str:
+    lines = ["| agent | seeds | R_T/T (sd) | R_T / bound (8) | mean reward | excess power W (sd) "
+             "| select us (p99) | select+update us | children chosen |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for h in heads:
+        shares = ", ".join(f"{n} {100 * s:.1f} %" for n, s in h.child_shares.items()) or "-"
+        lines.append(
+            f"| {h.agent} | {h.seeds} | {h.regret_per_round:.4f} ({h.regret_per_round_sd:.4f}) "
+            f"| {h.regret_vs_bound:.3f} | {h.mean_reward:.4f} | {h.excess_power_w:+.3f} "
+            f"({h.excess_power_w_sd:.3f}) | {h.select_us:.1f} ({h.select_us_p99:.1f}) "
+            f"| {h.decide_learn_us:.1f} | {shares} |")
+    return "\n".join(lines)
+
+
+def paper_table(scenario: str | None, heads: dict[str, Headline]) -> str:
+    lines = ["| claim | scenario | paper | ours | where in the paper | where and why we differ |",
+             "|---|---|---|---|---|---|"]
+    for claim in claims_for(scenario):
+        ours = claim.ours(heads)
+        if ours is None:
+            why = "not measured here: the agents it needs were not in this replay"
+        elif math.isnan(ours):
+            ours, why = None, ("undefined here: the compared agent's power is not above the "
+                               "benchmark's, so there is no excess to save")
+        else:
+            unit = "points" if claim.unit == "%" else claim.unit
+            why = f"{ours - claim.paper:+.3g} {unit} from the paper. " + claim.why
+        lines.append(f"| {claim.text} | {claim.scenario or 'any'} | {claim.paper:g} {claim.unit} "
+                     f"| {_fmt(ours)} {claim.unit if ours is not None else ''} | {claim.where} "
+                     f"| {why.strip()} |")
+    return "\n".join(lines)
+
+
+def _space(spec: dict) -> PolicySpace | None:
+    values = spec["source"].get("policy_space")
+    return PolicySpace(**values) if values else None
+
+
+def _off_policy_section(run_path: Path) -> str:
+    run = RecordedRun.load(run_path)
+    est = off_policy(run)
+    space = run.config.policy_space
+    best = space.policy(est.best)
+    return "\n".join([
+        "## Off-policy estimates from the logged decisions",
+        "",
+        "From bandit feedback only the logged agent's own rewards are known; these inverse "
+        "propensity estimates use its logged probabilities (see `tools/replay/recorded.py`).",
+        "",
+        f"- valid rounds: {est.rounds}; logged mean reward: {est.logged_mean_reward:.4f}",
+        f"- best fixed policy by IPS: #{est.best} {best.to_thresholds()}, estimated mean "
+        f"reward {est.ips[est.best]:.4f} (self-normalised {_fmt(float(est.snips[est.best]), 4)}),"
+        f" played {int(est.plays[est.best])} times",
+        f"- estimated regret per round of the logged run: {est.estimated_regret_per_round:.4f} "
+        "(the max over noisy estimates leans high)",
+        f"- model vs measurement, mean |reward difference| of the played policies: "
+        f"{est.model_gap:.4f} (how far the model-based replay above is from this testbed)",
+    ])
+
+
+def write_report(out: Path) -> Path:
+    """Draw the figures and write report.md in `out`; returns the report's path."""
+    replay: Replay = load_replay(out)
+    spec = replay.spec
+    source = spec["source"]
+    heads = [metrics.headline(replay, runs) for runs in replay.agents.values()]
+    figures = all_figures(replay, _space(spec), out)
+    reward = source.get("reward", {})
+    horizon = int(replay.benchmark.rounds[-1])
+    bench_power = metrics.benchmark_power_w(replay)
+    lines = [
+        "# Replay report",
+        "",
+        f"- source: {source['kind']} " + ", ".join(
+            f"{k} {v}" for k, v in source.items() if k not in ("kind", "policy_space", "reward")),
+        f"- agents: {', '.join(spec['agents'])}; seeds: {len(replay.benchmark.seeds)} of "
+        f"{len(spec['seeds'])} finished; rounds: {horizon}; policies K = {replay.n_actions}",
+        f"- reward: delta {reward.get('delta', 'n/a')}, power bounds "
+        f"{reward.get('power_min_w', '?')}-{reward.get('power_max_w', '?')} W",
+        f"- benchmark (best fixed policy in hindsight): mean power {bench_power.mean():.2f} W",
+        "",
+        "## Headline",
+        "",
+        headline_table(heads),
+        "",
+        "R_T: regret against the best fixed policy in hindsight at T; bound: Lemma 1, eq. (8); "
+        "excess power: mean power above the benchmark policy's (negative: the agent spent less "
+        "power, and earned less reward, than the benchmark); times per round in microseconds.",
+        "",
+        "## Beside the paper",
+        "",
+        COMMON_DIFFERENCES,
+        "",
+        paper_table(source.get("scenario"), {h.agent: h for h in heads}),
+        "",
+    ]
+    if source["kind"] == "recorded":
+        lines += [_off_policy_section(Path(source["run"])), ""]
+    lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    (out / "headline.md").write_text(headline_table(heads) + "\n")
+    return path

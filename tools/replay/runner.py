@@ -1,0 +1,268 @@
+"""Run agents x seeds over a reward environment and save what each (agent, seed) did.
+
+One job is one agent on one seed: agents are per-seed Python objects that must step round
+by round, so jobs run in parallel in a process pool (seed by seed), and each job computes its
+environment's blocks itself (vectorised over rounds and policies). A finished job writes
+its file at once (atomically), so Ctrl-C loses only the jobs in flight, and running the
+same replay again into the same directory skips what is already there.
+
+Files in the output directory:
+
+    spec.json                      what was replayed (a different replay refuses this folder)
+    results/<agent>/seed-<s>.npz   per round: action, reward, power, select/update time,
+                                   MetBS child; the agent's final probabilities
+    env/seed-<s>.npz               per checkpoint: cumulative reward and power of every
+                                   policy (the benchmark side, the same for every agent)
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from agents.registry import agent_params, make_agent
+from hil.errors import HilError
+from tools.replay.environments import RewardBlock, RewardEnvironment
+
+CHILD_INFO_KEY = "child_name"
+"""`Decision.info[CHILD_INFO_KEY]` names the child a meta-learner (MetBS) delegated to."""
+CHECKPOINTS = 200
+"""Points per curve: regret and energy are kept at this many rounds, evenly spaced."""
+BLOCK_ENTRIES = 1 << 20
+"""Rounds x policies per environment block (~8 MB per float64 array)."""
+
+
+class ReplayError(HilError):
+    """A replay cannot run or its results cannot be read or written."""
+
+
+class Source(Protocol):
+    """A picklable recipe for an environment: workers build their own copy per seed."""
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able identity of the source (compared with a folder's spec.json)."""
+        ...
+
+    def build(self, seed: int) -> RewardEnvironment:
+        ...
+
+
+@dataclass(frozen=True)
+class ReplaySpec:
+    source: Source
+    agents: tuple[str, ...]
+    seeds: tuple[int, ...]
+    rounds: int
+    agent_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.source.describe(), "agents": list(self.agents),
+                "seeds": list(self.seeds), "rounds": self.rounds,
+                "agent_params": {a: dict(p) for a, p in self.agent_params.items()}}
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    jobs_done: int
+    jobs_total: int
+    interrupted: bool
+
+
+def checkpoints(rounds: int) -> np.ndarray:
+    """Round counts t (1..rounds) at which curves are kept; always ends at `rounds`."""
+    return np.unique(np.linspace(1, rounds, min(rounds, CHECKPOINTS)).round().astype(np.int64))
+
+
+def result_path(out: Path, agent: str, seed: int) -> Path:
+    return out / "results" / agent / f"seed-{seed}.npz"
+
+
+def env_path(out: Path, seed: int) -> Path:
+    return out / "env" / f"seed-{seed}.npz"
+
+
+def prepare_out(spec: ReplaySpec, out: Path) -> None:
+    """Write spec.json, or check that the folder holds this very replay (to continue it)."""
+    described = json.loads(json.dumps(spec.describe()))  # as it reads back (tuples: lists)
+    spec_file = out / "spec.json"
+    if spec_file.exists():
+        previous = json.loads(spec_file.read_text())
+        differing = [k for k in described if previous.get(k) != described[k]]
+        if differing:
+            raise ReplayError(
+                f"{out} holds results of another replay (its {', '.join(differing)} differ); "
+                "choose another --out or delete that folder")
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        spec_file.write_text(json.dumps(described, indent=2) + "\n")
+    except OSError as exc:
+        raise ReplayError(f"cannot write {spec_file}: {exc.strerror or exc}; "
+                          "choose a writable --out") from exc
+
+
+def run_replay(spec: ReplaySpec, out: Path, *, workers: int = 1,
+               on_rounds: Callable[[int], None] | None = None) -> ReplayOutcome:
+    """Run every (agent, seed) job not yet saved in `out`; Ctrl-C keeps what finished.
+
+    `on_rounds(n)` is called (in this process) as jobs advance by n rounds. On Ctrl-C the
+    jobs in flight are dropped; the saved ones stay.
+    """
+    _check_rounds(spec)
+    prepare_out(spec, out)
+    jobs = [(a, s) for s in spec.seeds for a in spec.agents]  # seed by seed: an interrupted
+    # replay still compares every agent on the seeds it finished
+    todo = [(a, s) for a, s in jobs if not result_path(out, a, s).exists()]
+    report = on_rounds or (lambda n: None)
+    report((len(jobs) - len(todo)) * spec.rounds)
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for agent, seed in todo:
+                run_job(spec, agent, seed, out, report)
+        else:
+            _run_pool(spec, out, todo, workers, report)
+    except KeyboardInterrupt:
+        done = sum(result_path(out, a, s).exists() for a, s in jobs)
+        return ReplayOutcome(done, len(jobs), interrupted=True)
+    return ReplayOutcome(len(jobs), len(jobs), interrupted=False)
+
+
+def _check_rounds(spec: ReplaySpec) -> None:
+    if spec.rounds < 1:
+        raise ReplayError(f"--rounds must be at least 1, got {spec.rounds}")
+    available = spec.source.build(spec.seeds[0]).rounds_available
+    if available is not None and spec.rounds > available:
+        raise ReplayError(f"the source has {available} rounds, {spec.rounds} were asked; "
+                          f"use --rounds {available} or fewer")
+
+
+# ------------------------------------------------------------------------------ the pool
+_progress_queue: Any = None
+
+
+def _init_worker(queue: Any) -> None:
+    """Workers leave Ctrl-C to the parent, which terminates them (their job is not saved)."""
+    global _progress_queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _progress_queue = queue
+
+
+def _pool_job(spec: ReplaySpec, agent: str, seed: int, out: Path) -> None:
+    run_job(spec, agent, seed, out, _progress_queue.put)
+
+
+def _run_pool(spec: ReplaySpec, out: Path, todo: list[tuple[str, int]], workers: int,
+              report: Callable[[int], None]) -> None:
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    # Leaving the block terminates the workers: at once on Ctrl-C or on a failed job.
+    with ctx.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(queue,)) as pool:
+        pending = [pool.apply_async(_pool_job, (spec, a, s, out)) for a, s in todo]
+        while pending:
+            time.sleep(0.25)
+            _drain(queue, report)
+            for job in [j for j in pending if j.ready()]:
+                job.get()  # a failed job stops the replay with its error
+                pending.remove(job)
+        _drain(queue, report)
+
+
+def _drain(queue: Any, report: Callable[[int], None]) -> None:
+    while not queue.empty():
+        report(queue.get())
+
+
+# ------------------------------------------------------------------------------ one job
+def run_job(spec: ReplaySpec, agent_name: str, seed: int, out: Path,
+            report: Callable[[int], None]) -> None:
+    """Step one agent through `spec.rounds` rounds of the seed's environment; save both."""
+    env = spec.source.build(seed)
+    params = dict(spec.agent_params.get(agent_name, {}))
+    space = getattr(env, "space", None)  # agents that use the policies' features get them
+    if space is not None and "policy_space" in agent_params(agent_name):
+        params.setdefault("policy_space", space)
+    agent = make_agent(agent_name, env.n_actions, seed=seed, horizon=spec.rounds, **params)
+    rounds = spec.rounds
+    record = {
+        "action": np.empty(rounds, np.int32), "reward": np.empty(rounds, np.float32),
+        "power_w": np.empty(rounds, np.float32), "select_us": np.empty(rounds, np.float32),
+        "update_us": np.empty(rounds, np.float32), "child": np.full(rounds, -1, np.int16),
+    }
+    children: dict[str, int] = {}
+    stats = _BenchmarkSide(rounds, env.n_actions)
+    clock = time.perf_counter_ns
+    for block in _blocks(env, rounds):
+        stats.add(block)
+        rewards, powers = block.reward, block.power_w
+        for i, context in enumerate(block.contexts()):
+            t = block.start + i
+            t0 = clock()
+            decision = agent.select(context)
+            t1 = clock()
+            value = float(rewards[i, decision.action])
+            agent.update(decision, value)
+            t2 = clock()
+            record["action"][t], record["reward"][t] = decision.action, value
+            record["power_w"][t] = powers[i, decision.action]
+            record["select_us"][t], record["update_us"][t] = (t1 - t0) / 1e3, (t2 - t1) / 1e3
+            child = decision.info.get(CHILD_INFO_KEY) if decision.info else None
+            if child is not None:
+                record["child"][t] = children.setdefault(str(child), len(children))
+        report(len(block))
+    _save(env_path(out, seed), stats.arrays())
+    _save(result_path(out, agent_name, seed), {
+        **record, "final_probs": np.asarray(agent.probabilities(), np.float64),
+        "child_names": np.array(list(children), dtype=str)})
+
+
+def _blocks(env: RewardEnvironment, rounds: int) -> Iterator[RewardBlock]:
+    size = max(1, min(rounds, BLOCK_ENTRIES // env.n_actions))
+    for start in range(0, rounds, size):
+        yield env.block(start, min(start + size, rounds))
+
+
+class _BenchmarkSide:
+    """Cumulative reward and power of every policy at the checkpoints: what any fixed
+    policy, the best in hindsight included, would have got up to each checkpoint."""
+
+    def __init__(self, rounds: int, n_actions: int) -> None:
+        self.at = checkpoints(rounds)
+        self.reward = np.zeros((len(self.at), n_actions))
+        self.power_w = np.zeros((len(self.at), n_actions))
+        self._sum_reward = np.zeros(n_actions)
+        self._sum_power = np.zeros(n_actions)
+
+    def add(self, block: RewardBlock) -> None:
+        stop = block.start + len(block)
+        inside = (self.at > block.start) & (self.at <= stop)
+        rows = self.at[inside] - block.start - 1
+        for total, values, out in ((self._sum_reward, block.reward, self.reward),
+                                   (self._sum_power, block.power_w, self.power_w)):
+            cumulative = np.cumsum(values, axis=0)
+            out[inside] = total + cumulative[rows]
+            total += cumulative[-1]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"rounds": self.at, "policy_reward": self.reward, "policy_power_w": self.power_w}
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an .npz atomically: readers (and a later resume) see all of it or nothing."""
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ReplayError(f"cannot write {path}: {exc.strerror or exc}; "
+                          "check free space in --out") from exc
