@@ -105,14 +105,70 @@ def build(cfg: HilConfig, connect: Callable[[str], SshHost]) -> SrsranTestbed:
                                     core_address=cfg.traffic.core_address, ue_address=srs.ue.ip,
                                     port=cfg.traffic.port, ue_netns=srs.ue.netns,
                                     flow_limit_s=cfg.traffic.flow_limit_s)
-            steps.append(Step(Stage.TRAFFIC_ON, "iperf3", traffic.start, traffic.close,
-                              lambda: True))
+            path = (ControlPath(srs.ue.netns, cfg.traffic.core_address, srs.ue.ip)
+                    if srs.enb.host == srs.ue.host and srs.ue.netns else None)
+            steps.append(_traffic_step(traffic, hosts[srs.enb.host], path))
     except BaseException:
         for host in hosts.values():
             host.close()
         raise
     return SrsranTestbed(Bringup(steps, max_restarts=srs.max_restarts), list(hosts.values()),
                          traffic)
+
+
+@dataclass(frozen=True)
+class ControlPath:
+    """iperf3's TCP control connections between the core and the UE namespace of one host,
+    carried over a veth pair instead of the LTE link; the UDP flows still cross the link.
+
+    Why: a flow filling one direction of the link (demand above what the caps let
+    through) delays or drops the handshake of the other direction's flow, which then never
+    connects (measured: 200 rounds with no UL, or no DL, traffic). Policy routing by
+    protocol (`ip rule ... ipproto tcp`, Linux >= 4.17) sends only TCP to the other end's
+    LTE address over the veth, in both namespaces.
+    """
+
+    netns: str
+    core_address: str
+    ue_address: str
+    table: int = 1001
+    subnet: tuple[str, str] = ("10.255.0.1", "10.255.0.2")  # core side, UE side, a /30
+
+    @property
+    def links(self) -> tuple[str, str]:
+        return f"hilc-{self.netns}"[:15], f"hilu-{self.netns}"[:15]
+
+    def up_script(self) -> str:
+        """Replaces what an earlier run left, so it can run again."""
+        ns = shlex.quote(self.netns)
+        core_link, ue_link = self.links
+        core_ip, ue_ip = self.subnet
+        return "\n".join([
+            "set -e",
+            self.down_script(),
+            f"ip link add {core_link} type veth peer name {ue_link} netns {ns}",
+            f"ip addr add {core_ip}/30 dev {core_link}",
+            f"ip link set {core_link} up",
+            f"ip netns exec {ns} ip addr add {ue_ip}/30 dev {ue_link}",
+            f"ip netns exec {ns} ip link set {ue_link} up",
+            f"ip rule add ipproto tcp to {self.ue_address} table {self.table}",
+            f"ip route replace {self.ue_address} via {ue_ip} dev {core_link} table {self.table}",
+            f"ip netns exec {ns} ip rule add ipproto tcp to {self.core_address} "
+            f"table {self.table}",
+            f"ip netns exec {ns} ip route replace {self.core_address} via {core_ip} "
+            f"dev {ue_link} table {self.table}",
+        ])
+
+    def down_script(self) -> str:
+        """Removes the pair and both rules; quiet about what is not there."""
+        ns = shlex.quote(self.netns)
+        return "\n".join([
+            f"ip link del {self.links[0]} 2>/dev/null || true",
+            f"while ip rule del ipproto tcp to {self.ue_address} table {self.table} "
+            "2>/dev/null; do :; done",
+            f"while ip netns exec {ns} ip rule del ipproto tcp to {self.core_address} "
+            f"table {self.table} 2>/dev/null; do :; done",
+        ])
 
 
 def radio_device(radio: RadioConfig, end: Literal["enb", "ue"], peer: str) -> tuple[str, str]:
@@ -158,6 +214,23 @@ def _conf_dir(host: SshHost) -> str:
 
 def _process_step(stage: Stage, process: SrsProcess) -> Step:
     return Step(stage, process.name, process.start, process.stop, process.is_running)
+
+
+def _traffic_step(traffic: Iperf3Traffic, core_host: SshHost, path: ControlPath | None
+                  ) -> Step:
+    """The iperf3 servers, with their control path beside the LTE link where one fits."""
+    def up() -> None:
+        if path is not None:
+            core_host.run(path.up_script(), timeout_s=20)
+        traffic.start()
+
+    def down() -> None:
+        try:
+            traffic.close()
+        finally:
+            if path is not None:
+                core_host.run(path.down_script(), timeout_s=20, check=False)
+    return Step(Stage.TRAFFIC_ON, "iperf3", up, down, lambda: True)
 
 
 def _ue_step(ue: SrsProcess, netns: str | None) -> Step:

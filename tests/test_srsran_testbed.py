@@ -10,7 +10,9 @@ binaries are exercised by tests/test_srsran_real.py when HIL_SRSRAN_BIN is set.
 from __future__ import annotations
 
 import configparser
+import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -26,7 +28,7 @@ from hil.cli import main
 from hil.config import apply_overrides, load_config
 from hil.errors import ConfigError
 from hil.recorder import read_rounds
-from hil.srsran import radio_device
+from hil.srsran import ControlPath, radio_device
 
 from testbed_yaml import REPO, ssh_host_entry
 
@@ -200,3 +202,41 @@ def test_check_names_a_missing_binary_and_an_unpatched_enb_on_one_line_each(tmp_
                   if line.startswith("FAIL")]
     assert "/opt/none/srsue not found (vbs.srsran.ue.binary)" in failure
     assert "srsenb-upstream has no [rtctl] options" in failure
+
+
+# ------------------------------------------------------------------ iperf3's control path
+def test_the_control_path_sends_only_tcp_to_the_other_end_over_the_veth_and_goes_away():
+    """Applied for real in a scratch namespace (needs root and iproute2 >= 4.17)."""
+    netns = f"hilt{os.getpid() % 100000}"
+    if os.geteuid() != 0 or subprocess.run(["ip", "netns", "add", netns]).returncode != 0:
+        pytest.skip("needs root and network namespaces")
+    # TEST-NET addresses and a table of its own: a testbed running on this machine keeps its
+    path = ControlPath(netns, core_address="203.0.113.1", ue_address="203.0.113.2", table=1999,
+                       subnet=("198.51.100.1", "198.51.100.2"))
+
+    def sh(script: str) -> str:
+        return subprocess.run(["sh", "-c", script], check=True, capture_output=True,
+                              text=True).stdout
+
+    def in_ns(command: str) -> str:
+        return sh(f"ip netns exec {netns} {command}")
+
+    try:
+        sh(path.up_script())
+        sh(path.up_script())  # again over what the first left: replaced, not doubled
+        assert f"dev {path.links[1]}" in in_ns("ip route get 203.0.113.1 ipproto tcp")
+        assert f"dev {path.links[0]}" in sh("ip route get 203.0.113.2 ipproto tcp")
+        assert path.links[0] not in subprocess.run(
+            ["ip", "route", "get", "203.0.113.2", "ipproto", "udp"],
+            capture_output=True, text=True).stdout
+        assert sh("ip rule list").count("to 203.0.113.2 ipproto tcp lookup 1999") == 1
+        assert in_ns("ip rule list").count("ipproto tcp") == 1
+
+        sh(path.down_script())
+
+        assert path.links[0] not in sh("ip link show")
+        assert "203.0.113.2 ipproto tcp" not in sh("ip rule list")
+        assert "ipproto tcp" not in in_ns("ip rule list")
+    finally:
+        sh(path.down_script())
+        subprocess.run(["ip", "netns", "del", netns], check=False)

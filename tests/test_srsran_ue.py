@@ -105,7 +105,8 @@ def rendered_confs(conf_dir: Path) -> dict[str, Path]:
             "sgi_addr": SGI_ADDR, "n_prb": 50, "dl_earfcn": 3350, "device_name": "zmq",
             "device_args": radio.get(program, ""), "tx_gain_db": tx_gain_db,
             "rx_gain_db": rx_gain_db, "channel_enable": "true", "awgn_snr_db": 30.0,
-            "rtctl_bind": rtctl_endpoint(conf_dir, "enb"), "ue_imsi": sim.imsi,
+            "rtctl_bind": rtctl_endpoint(conf_dir, "enb"),
+            "ue_rtctl_bind": rtctl_endpoint(conf_dir, "ue"), "ue_imsi": sim.imsi,
             "ue_key": sim.key, "ue_opc": sim.opc, "ue_imei": sim.imei, "ue_ip": "172.16.0.2",
             "netns": UE_NETNS}
         for name, text in srsran_conf.render_program(REPO / "testbed_configs" / "srsran", program,
@@ -158,8 +159,7 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UeTestbed]:
         wait_for_line(conf_dir / "epc.out", "SP-GW Initialized", running[-1])
         running.append(start("enb", [str(confs["enb"]), *UL_AWGN], conf_dir))
         wait_for_line(conf_dir / "enb.out", "eNodeB started", running[-1])
-        running.append(start("ue", [str(confs["ue"]), "--rtctl.enable=true",
-                                    f"--rtctl.endpoint={rtctl_endpoint(conf_dir, 'ue')}",
+        running.append(start("ue", [str(confs["ue"]),  # ue.conf turns its rtctl socket on
                                     f"--phy.rx_gain_offset={UE_RX_GAIN_OFFSET_DB}"], conf_dir))
         wait_for_line(conf_dir / "ue.out", "Network attach successful", running[-1])
         running.append(subprocess.Popen(
