@@ -28,11 +28,14 @@ started second never connected). So the clients of one host run as one process, 
 in one go (hosts in parallel), and both handshakes are done before either flow fills the
 link. A constant demand (scenario A) runs its flows until they near `flow_limit_s`; a
 demand that changes every round (scenarios B, C) restarts them every round, a short gap
-without traffic each time. Known weakness (measured: 200 rounds of scenario A on the ZMQ
-testbed, 60 s flows): a restart still meets what the ended flows left queued (hundreds of
-kB in the UE's UL buffer under a tight UL cap), and one direction may then fail to
-connect; it is logged and retried at the next restart. Hence the long default
-`flow_limit_s`. Carrying the control connections outside the LTE link would remove it.
+without traffic each time. Starting together is not enough on its own (measured: 200
+rounds of scenario A on the ZMQ testbed, one direction never connected), because a restart
+meets what the ended flows left queued (hundreds of kB in the UE's UL buffer under a tight
+UL cap). Where core and UE share a host, `hil.srsran.ControlPath` therefore carries the TCP
+control connections over a veth pair beside the LTE link, and only the UDP flows cross it
+(then both directions carried demand in 57-60 of 60 rounds). Without it, a direction that
+fails to connect is logged and retried at the next restart; hence the long default
+`flow_limit_s`.
 The eNB's KPI stream measures what each round delivered; these reports say what arrived
 end to end over a flow's life.
 """
