@@ -228,6 +228,14 @@ def hosts(tmp_path: Path) -> Iterator[tuple[LocalHost, LocalHost]]:
     ue.close()
 
 
+@pytest.fixture
+def shared_host(tmp_path: Path) -> Iterator[LocalHost]:
+    """One host for the core and the UE side (stopped even when the test fails)."""
+    host = LocalHost("bbu", tmp_path)
+    yield host
+    host.close()
+
+
 def traffic_between(hosts: tuple[LocalHost, LocalHost], report_dir: Path, *,
                     core_address: str = LOOPBACK) -> Iperf3Traffic:
     core, ue = hosts
@@ -260,8 +268,8 @@ def test_each_demand_runs_flows_at_its_rates_and_the_next_one_returns_their_figu
 
 
 def test_clients_sharing_a_host_start_as_one_process_so_neither_waits_behind_the_other(
-        tmp_path: Path) -> None:
-    host = LocalHost("bbu", tmp_path)
+        shared_host: LocalHost, tmp_path: Path) -> None:
+    host = shared_host
     traffic = Iperf3Traffic(host, host, core_address=LOOPBACK,  # type: ignore[arg-type]
                             ue_address=LOOPBACK, port=free_port_pair(),
                             report_dir=str(tmp_path))
@@ -275,7 +283,6 @@ def test_clients_sharing_a_host_start_as_one_process_so_neither_waits_behind_the
     assert both is not None and both.dl is not None and both.ul is not None
     assert both.dl.received_bytes > 0 and both.ul.received_bytes > 0
     traffic.close()
-    host.close()
 
 
 def test_a_demand_that_does_not_change_keeps_its_flow_running(
@@ -315,8 +322,8 @@ def test_a_flow_that_died_is_started_again_at_the_next_demand(
 
 
 def test_a_flow_that_died_beside_a_living_one_restarts_both(
-        tmp_path: Path) -> None:
-    host = LocalHost("bbu", tmp_path)
+        shared_host: LocalHost, tmp_path: Path) -> None:
+    host = shared_host
     traffic = Iperf3Traffic(host, host, core_address=LOOPBACK,  # type: ignore[arg-type]
                             ue_address=LOOPBACK, port=free_port_pair(),
                             report_dir=str(tmp_path))
@@ -332,7 +339,6 @@ def test_a_flow_that_died_beside_a_living_one_restarts_both(
     assert ended is not None and ended.ul is not None and ended.dl is not None
     assert traffic.set_demand(2.0, 1.0) is None  # both run again
     traffic.close()
-    host.close()
 
 
 def test_a_kept_flow_is_renewed_before_its_time_limit(
