@@ -77,8 +77,7 @@ class LossEstimateAgent:
 
 def exp3ix_rates(n_actions: int, horizon: int) -> tuple[float, float]:
     """Neu 2015, Theorem 1: eta = sqrt(2 ln K / (K T)) and gamma = eta / 2."""
-    if horizon < 1:
-        raise ValueError(f"horizon must be at least 1 round, got {horizon}")
+    check_bandit(n_actions, horizon)
     eta = math.sqrt(2.0 * math.log(n_actions) / (n_actions * horizon))
     return eta, eta / 2.0
 

@@ -15,6 +15,7 @@ import numpy as np
 from agents.base import Context, Decision
 from agents.bpvran import BPVran, scale_context
 from agents.bsvbs import BSvBS
+from drivers.emulated.scenarios import make_scenario
 from hil.config import load_config
 from hil.testbed import start_testbed
 
@@ -44,39 +45,34 @@ def bench_bsvbs(quick: bool) -> Iterator[Figure]:
     yield "bsvbs_select_update_us_1e6", float(np.mean(us)), "us"
 
 
-def _scenario_c_context(rng: np.random.Generator, t: int) -> Context:
-    """Scenario C's ping-pong (odd rounds good channel, full demand; even rounds bad
-    channel, almost no demand), so that BP-vRAN's data spreads over many context bins."""
-    if t % 2:
-        return Context(dl_cqi=rng.uniform(13, 15), ul_cqi=rng.uniform(13, 15),
-                       dl_demand_mbps=rng.uniform(29, 32), ul_demand_mbps=rng.uniform(20, 23))
-    return Context(dl_cqi=rng.uniform(1, 3), ul_cqi=rng.uniform(1, 3),
-                   dl_demand_mbps=rng.uniform(0.01, 1), ul_demand_mbps=rng.uniform(0.01, 1))
-
-
 def bench_bpvran(quick: bool) -> Iterator[Figure]:
     """BP-vRAN's select + update time per round once it has learned from t = 1k and 5k
-    rounds (1080 policies, scenario C contexts, random rewards, default data budget).
+    rounds (1080 policies, scenario C's contexts, random rewards, default data budget).
 
-    The rounds before each timed window only feed observations (`update` with the
-    decision's context), which is what the model holds at t; they are not timed.
+    Scenario C's ping-pong spreads BP-vRAN's data over many context bins. The rounds
+    before each timed window only feed observations (`update` with the decision's
+    context), which is what the model holds at t; they are not timed.
     """
     timed = 20 if quick else 200
+    env = make_scenario("C", seed=0).epochs(0, 5_000 + 2 * timed)
+    contexts = [Context(dl_cqi=float(dl_cqi), ul_cqi=float(ul_cqi), dl_demand_mbps=float(dl),
+                        ul_demand_mbps=float(ul))
+                for dl_cqi, ul_cqi, dl, ul in zip(env.dl_cqi, env.ul_cqi, env.dl_demand_mbps,
+                                                  env.ul_demand_mbps)]
     agent = BPVran(1080, seed=0)
     rng = np.random.default_rng(0)
     t = 0
     for at in (1_000, 5_000):
         while t < at:
-            scaled = scale_context(_scenario_c_context(rng, t), agent.demand_scale_mbps)
+            scaled = scale_context(contexts[t], agent.demand_scale_mbps)
             decision = Decision(action=int(rng.integers(1080)), prob=1 / 1080,
                                 info={"context": tuple(scaled)})
             agent.update(decision, float(rng.random()))
             t += 1
         ms = np.empty(timed)
         for i in range(timed):
-            context = _scenario_c_context(rng, t)
             t0 = time.perf_counter()
-            agent.update(agent.select(context), float(rng.random()))
+            agent.update(agent.select(contexts[t]), float(rng.random()))
             ms[i] = (time.perf_counter() - t0) * 1e3
             t += 1
         yield f"bpvran_round_ms_{at // 1000}k", float(np.mean(ms)), "ms"

@@ -1,6 +1,6 @@
 """`hil`: the command line.
 
-    hil run [CONFIG] [--agent bsvbs|random] [--rounds N] [--seed S] [--out DIR] [--resume RUN_DIR]
+    hil run [CONFIG] [--agent NAME] [--rounds N] [--seed S] [--out DIR] [--resume RUN_DIR]
     hil check [CONFIG]
     hil bench [CONFIG] [--quick]
     hil replay [CONFIG] --scenario C --agents bsvbs,metbs,... --seeds N --rounds T --out DIR

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from subprocess import PIPE, STDOUT, Popen
 
 import pytest
@@ -237,11 +238,11 @@ def shared_host(tmp_path: Path) -> Iterator[LocalHost]:
 
 
 def traffic_between(hosts: tuple[LocalHost, LocalHost], report_dir: Path, *,
-                    core_address: str = LOOPBACK) -> Iperf3Traffic:
+                    core_address: str = LOOPBACK, **options: Any) -> Iperf3Traffic:
     core, ue = hosts
     return Iperf3Traffic(core, ue, core_address=core_address,  # type: ignore[arg-type]
                          ue_address=LOOPBACK, port=free_port_pair(),
-                         report_dir=str(report_dir))
+                         report_dir=str(report_dir), **options)
 
 
 def test_each_demand_runs_flows_at_its_rates_and_the_next_one_returns_their_figures(
@@ -270,9 +271,7 @@ def test_each_demand_runs_flows_at_its_rates_and_the_next_one_returns_their_figu
 def test_clients_sharing_a_host_start_as_one_process_so_neither_waits_behind_the_other(
         shared_host: LocalHost, tmp_path: Path) -> None:
     host = shared_host
-    traffic = Iperf3Traffic(host, host, core_address=LOOPBACK,  # type: ignore[arg-type]
-                            ue_address=LOOPBACK, port=free_port_pair(),
-                            report_dir=str(tmp_path))
+    traffic = traffic_between((host, host), tmp_path)
     traffic.start()
     traffic.set_demand(2.0, 1.0)
     time.sleep(0.6)
@@ -324,9 +323,7 @@ def test_a_flow_that_died_is_started_again_at_the_next_demand(
 def test_a_flow_that_died_beside_a_living_one_restarts_both(
         shared_host: LocalHost, tmp_path: Path) -> None:
     host = shared_host
-    traffic = Iperf3Traffic(host, host, core_address=LOOPBACK,  # type: ignore[arg-type]
-                            ue_address=LOOPBACK, port=free_port_pair(),
-                            report_dir=str(tmp_path))
+    traffic = traffic_between((host, host), tmp_path)
     traffic.start()
     traffic.set_demand(2.0, 1.0)
     time.sleep(0.6)
@@ -344,10 +341,7 @@ def test_a_flow_that_died_beside_a_living_one_restarts_both(
 def test_a_kept_flow_is_renewed_before_its_time_limit(
         hosts: tuple[LocalHost, LocalHost], tmp_path: Path) -> None:
     now_s = [100.0]
-    core, ue = hosts
-    traffic = Iperf3Traffic(core, ue, core_address=LOOPBACK,  # type: ignore[arg-type]
-                            ue_address=LOOPBACK, port=free_port_pair(),
-                            report_dir=str(tmp_path), flow_limit_s=10, clock=lambda: now_s[0])
+    traffic = traffic_between(hosts, tmp_path, flow_limit_s=10, clock=lambda: now_s[0])
     traffic.start()
     traffic.set_demand(1.0, 0.0)
     time.sleep(0.3)

@@ -4,11 +4,8 @@ Runs only where real patched binaries exist (CI has none):
 
     HIL_SRSRAN_BIN=/path/to/bin make test PYTEST_ARGS="-m srsran"
 
-`HIL_SRSRAN_BIN` is a directory holding srsepc, srsenb and srsue built with
-patches/srsRAN_4G (and, if srsRAN was built with shared RF plugins, their .so files, found
-through LD_LIBRARY_PATH). `HIL_SRSRAN_PRELOAD`, if set, is an LD_PRELOAD for srsepc and
-srsenb (a kernel without SCTP needs an SCTP-over-TCP shim). The tests need root (srsEPC
-makes its SGi interface, srsUE its network namespace) and iperf3.
+The binaries and the environment they need: tests/real_srsran.py. The tests need root
+(srsEPC makes its SGi interface, srsUE its network namespace) and iperf3.
 
 The testbed is brought up exactly as `hil run testbed_configs/zmq-srsran.yaml` does (the
 shipped templates, rendered and uploaded over SSH to the test's sshd; the bring-up chain;
@@ -19,7 +16,6 @@ window is checked against the caps in force.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,15 +31,10 @@ from hil.probes import TrafficProbe
 from hil.recorder import read_rounds
 from hil import testbed as hil_testbed
 
+from real_srsran import MARKS, binary, program_env
 from testbed_yaml import REPO, ssh_host_entry
 
-BIN = os.environ.get("HIL_SRSRAN_BIN")
-pytestmark = [
-    pytest.mark.srsran,
-    pytest.mark.skipif(not BIN, reason="needs patched srsRAN binaries: set HIL_SRSRAN_BIN"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="srsEPC and srsUE need root"),
-    pytest.mark.skipif(shutil.which("iperf3") is None, reason="needs iperf3"),
-]
+pytestmark = MARKS
 SHIPPED = REPO / "testbed_configs" / "zmq-srsran.yaml"
 N_PRB = 50
 WINDOW_S = 5.0
@@ -52,16 +43,11 @@ WINDOW_S = 5.0
 
 def real_srsran_config(tmp_path: Path, sshd: Any, **changes: Any) -> Path:
     """The shipped zmq-srsran.yaml with the binaries of HIL_SRSRAN_BIN and the test's sshd."""
-    assert BIN is not None
     data = yaml.safe_load(SHIPPED.read_text())
     srs = data["vbs"]["srsran"]
     srs["templates"] = str(REPO / "testbed_configs" / "srsran")
-    preload = os.environ.get("HIL_SRSRAN_PRELOAD")
     for program in ("epc", "enb", "ue"):
-        env = {"LD_LIBRARY_PATH": BIN}
-        if preload and program != "ue":
-            env["LD_PRELOAD"] = preload
-        srs[program].update(binary=str(Path(BIN) / f"srs{program}"), env=env)
+        srs[program].update(binary=binary(program), env=program_env(program))
     data["hosts"] = {"bbu": ssh_host_entry(sshd)}
     data["recording"]["out_dir"] = str(tmp_path / "runs")
     apply_overrides(data, changes)

@@ -18,7 +18,6 @@ lower UL SNR at the eNB, which its link adaptation turns into a lower UL MCS.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,14 +30,10 @@ from drivers.rtctl.client import RtctlClient
 from drivers.rtctl.messages import UE, UeKpis, UeWindowReply, WindowReply
 from drivers.srsran import conf as srsran_conf
 
-BIN = os.environ.get("HIL_SRSRAN_BIN")
-pytestmark = [
-    pytest.mark.srsran,
-    pytest.mark.skipif(not BIN, reason="needs patched srsRAN binaries: set HIL_SRSRAN_BIN"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="srsEPC and srsUE need root"),
-    pytest.mark.skipif(shutil.which("iperf3") is None, reason="needs iperf3"),
-]
-REPO = Path(__file__).resolve().parents[1]
+from real_srsran import MARKS, binary, program_env
+from testbed_yaml import REPO
+
+pytestmark = MARKS
 NETNS, UE_NETNS = "hil-uetest", "hil-uetest-ue"
 SGI_ADDR = "172.16.0.1"
 ATTACH_TIMEOUT_S = 180.0
@@ -118,12 +113,8 @@ def rendered_confs(conf_dir: Path) -> dict[str, Path]:
 
 def start(program: str, args: list[str], log_dir: Path) -> subprocess.Popen[bytes]:
     """One srsRAN program in the test's namespace, stdin held open (srsenb/srsue quit on EOF)."""
-    assert BIN is not None
-    env = {**os.environ, "LD_LIBRARY_PATH": BIN}
-    preload = os.environ.get("HIL_SRSRAN_PRELOAD")
-    if preload and program != "ue":
-        env["LD_PRELOAD"] = preload
-    command = ["ip", "netns", "exec", NETNS, str(Path(BIN) / f"srs{program}"), *args]
+    env = {**os.environ, **program_env(program)}
+    command = ["ip", "netns", "exec", NETNS, binary(program), *args]
     with (log_dir / f"{program}.out").open("wb") as out:
         return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=out,
                                 stderr=subprocess.STDOUT, env=env)

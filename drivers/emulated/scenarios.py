@@ -18,6 +18,7 @@ CQI is continuous here; the model maps it to SNR and the UE reports it quantised
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -42,6 +43,10 @@ class Environment:
 
     def __len__(self) -> int:
         return len(self.dl_demand_mbps)
+
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> Environment:
+        """The same epochs with `fn` applied to every array (a slice, a reshape)."""
+        return Environment(*(fn(np.asarray(getattr(self, f))) for f in _FIELDS))
 
 
 class Scenario(Protocol):

@@ -503,18 +503,22 @@ class ErrorReply(_ReplyPart):
     error: ErrorBody
 
 
-def _reply_kind(data: Any) -> str | None:
-    if not isinstance(data, dict):
-        return None
-    if data.get("ok") is False:
-        return "error"
-    return "ping" if "vbs" in data else "window"
+def _reply_kind_by(identity_key: str) -> Callable[[Any], str | None]:
+    """Tells a peer's replies apart: an error, a ping (it carries the peer's identity under
+    `identity_key`), else a window."""
+    def kind(data: Any) -> str | None:
+        if not isinstance(data, dict):
+            return None
+        if data.get("ok") is False:
+            return "error"
+        return "ping" if identity_key in data else "window"
+    return kind
 
 
 Reply = Annotated[
     Annotated[PingReply, Tag("ping")] | Annotated[WindowReply, Tag("window")]
     | Annotated[ErrorReply, Tag("error")],
-    Discriminator(_reply_kind),
+    Discriminator(_reply_kind_by("vbs")),
 ]
 _REPLY: TypeAdapter[PingReply | WindowReply | ErrorReply] = TypeAdapter(Reply)
 
@@ -559,18 +563,10 @@ class UeWindowReply(_ReplyPart):
     kpis: UeKpis
 
 
-def _ue_reply_kind(data: Any) -> str | None:
-    if not isinstance(data, dict):
-        return None
-    if data.get("ok") is False:
-        return "error"
-    return "ping" if "node" in data else "window"
-
-
 UeReply = Annotated[
     Annotated[UePingReply, Tag("ping")] | Annotated[UeWindowReply, Tag("window")]
     | Annotated[ErrorReply, Tag("error")],
-    Discriminator(_ue_reply_kind),
+    Discriminator(_reply_kind_by("node")),
 ]
 _UE_REPLY: TypeAdapter[UePingReply | UeWindowReply | ErrorReply] = TypeAdapter(UeReply)
 

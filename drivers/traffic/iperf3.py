@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from shlex import quote
@@ -179,7 +179,10 @@ class _Direction:
         return f"iperf3 -s -B {quote(self.sender_address)} -p {self.port} --forceflush"
 
     def client_command(self, rate_bps: int, flow_limit_s: int) -> str:
-        return (f"iperf3 -c {quote(self.sender_address)} -p {self.port} -u -R "
+        """The receiving client, in its namespace (clients share one shell: see `start`)."""
+        netns = (f"ip netns exec {quote(self.receiver_netns)} "
+                 if self.receiver_netns is not None else "")
+        return (f"{netns}iperf3 -c {quote(self.sender_address)} -p {self.port} -u -R "
                 f"-b {rate_bps} -t {flow_limit_s} -i 0 --connect-timeout "
                 f"{_CONNECT_TIMEOUT_MS} -J --logfile {quote(self.report_path)}")
 
@@ -267,8 +270,7 @@ class Iperf3Traffic:
         return [d for d in (self._dl, self._ul) if d.name in self._rates_bps]
 
     @staticmethod
-    def _client_hosts(directions: tuple[_Direction, ...] | list[_Direction]
-                      ) -> list[ProcessHost]:
+    def _client_hosts(directions: Sequence[_Direction]) -> list[ProcessHost]:
         """The hosts the clients of these directions run on, each once."""
         return list({id(d.receiver): d.receiver for d in directions}.values())
 
@@ -287,20 +289,17 @@ class Iperf3Traffic:
     def _start_together(self, flows: list[tuple[_Direction, int]]) -> None:
         """One process per receiving host runs its clients, so their control connections
         are set up before either flow fills the link; hosts are started in parallel."""
-        per_host: dict[int, list[str]] = {}
-        hosts: dict[int, ProcessHost] = {}
-        for direction, rate_bps in flows:
-            command = direction.client_command(rate_bps, self.flow_limit_s)
-            if direction.receiver_netns is not None:
-                command = f"ip netns exec {quote(direction.receiver_netns)} {command}"
-            per_host.setdefault(id(direction.receiver), []).append(command)
-            hosts[id(direction.receiver)] = direction.receiver
+        hosts = self._client_hosts([direction for direction, _ in flows])
+        if not hosts:
+            return
 
-        def start_on(key: int) -> None:
-            hosts[key].start(self._clients_name, " & ".join(per_host[key]) + " & wait")
+        def start_on(host: ProcessHost) -> None:
+            commands = [direction.client_command(rate_bps, self.flow_limit_s)
+                        for direction, rate_bps in flows if direction.receiver is host]
+            host.start(self._clients_name, " & ".join(commands) + " & wait")
 
-        with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-            for done in [pool.submit(start_on, key) for key in hosts]:
+        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+            for done in [pool.submit(start_on, host) for host in hosts]:
                 done.result()
 
     def _end_flows(self) -> dict[str, tuple[_Direction, str]]:

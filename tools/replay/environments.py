@@ -109,13 +109,10 @@ class ModelEnvironment:
         env = self.scenario.epochs(first, stop)
         context = previous_round_context(env, start)
         if start > 0:
-            env = Environment(*(np.asarray(a)[1:] for a in (
-                env.dl_demand_mbps, env.ul_demand_mbps, env.dl_cqi, env.ul_cqi)))
+            env = env.map(lambda a: a[1:])
         n = len(env)
         per_round = (n,) + (1,) * len(self.space.shape)
-        out = expected_round(self._caps, Environment(
-            *(np.asarray(a).reshape(per_round) for a in (
-                env.dl_demand_mbps, env.ul_demand_mbps, env.dl_cqi, env.ul_cqi))), self.cal)
+        out = expected_round(self._caps, env.map(lambda a: a.reshape(per_round)), self.cal)
         _, _, f = reward(out.dl_rate_mbps, out.dl_demand_mbps, out.ul_rate_mbps,
                          out.ul_demand_mbps, out.power_w, self.params)
         return RewardBlock(start, context, f.reshape(n, -1), out.power_w.reshape(n, -1))
@@ -133,8 +130,7 @@ class ArrayScenario:
     def epochs(self, start: int, stop: int) -> Environment:
         if stop > len(self._env):
             raise IndexError(f"{self.name} has {len(self._env)} rounds, asked up to {stop}")
-        return Environment(*(np.asarray(getattr(self._env, f))[start:stop]
-                             for f in ("dl_demand_mbps", "ul_demand_mbps", "dl_cqi", "ul_cqi")))
+        return self._env.map(lambda a: a[start:stop])
 
 
 def describe_space(space: PolicySpace) -> dict[str, list[float]]:
