@@ -18,6 +18,20 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class UserReport:
+    """One user's downlink in the previous round, as the vBS reported it per RNTI; what a
+    scheduler that caps users (Meta-HRL) observes."""
+
+    rnti: int
+    dl_demand_mbps: float
+    dl_rate_mbps: float
+    dl_backlog_bytes: int
+    dl_cqi: float
+    dl_mcs: float
+    dl_prb: float  # mean PRBs per TTI
+
+
+@dataclass(frozen=True)
 class Context:
     """What the controller saw before deciding (the previous round); every field may be unknown."""
 
@@ -25,6 +39,7 @@ class Context:
     ul_cqi: float | None = None
     dl_demand_mbps: float | None = None
     ul_demand_mbps: float | None = None
+    users: tuple[UserReport, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,9 @@ class Decision:
     action: int
     prob: float
     info: Mapping[str, Any] = field(default_factory=dict)
+    ue_dl_max_prb: Mapping[int, int] = field(default_factory=dict)
+    """Per-user DL PRB caps (RNTI -> PRBs per TTI) to apply with the policy; bandits leave
+    it empty, a scheduler over users fills it."""
 
 
 @runtime_checkable

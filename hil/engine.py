@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.base import Agent, Context, Decision
+from agents.base import Agent, Context, Decision, UserReport
 from agents.policy_space import Policy, PolicySpace
 from drivers.emulated import lte
 from drivers.protocols import PowerMeter, RanControl, RoundProbe
@@ -59,11 +59,22 @@ class _InvalidRound(Exception):
     """A measurement problem that makes this round invalid but lets the run go on."""
 
 
-def _applied_matches(policy: Policy, applied: Any) -> bool:
-    return all(
+def _thresholds(policy: Policy, decision: Decision) -> dict[str, Any]:
+    """What `set` asks for: the policy's cell caps, plus the decision's per-user caps."""
+    thresholds: dict[str, Any] = policy.to_thresholds()
+    if decision.ue_dl_max_prb:
+        thresholds["ue"] = {rnti: {"dl_max_prb": cap}
+                            for rnti, cap in decision.ue_dl_max_prb.items()}
+    return thresholds
+
+
+def _applied_matches(policy: Policy, decision: Decision, applied: Any) -> bool:
+    cell = all(
         getattr(applied, key) is not None and math.isclose(getattr(applied, key), want)
         for key, want in policy.to_thresholds().items()
     )
+    return cell and all(rnti in applied.ue and applied.ue[rnti].dl_max_prb == cap
+                        for rnti, cap in decision.ue_dl_max_prb.items())
 
 
 class RoundEngine:
@@ -139,7 +150,7 @@ class RoundEngine:
         try:
             for probe in self.probes:  # first: the watchdog restarts a dead vBS before `set`
                 probe.before_round(k)
-            opened = self.ran.set(policy.to_thresholds())
+            opened = self.ran.set(_thresholds(policy, decision))
             self.meter.start()
             metering = True
         except HilError as exc:
@@ -156,7 +167,7 @@ class RoundEngine:
             for probe in self.probes:
                 row.update(probe.after_round())
             if opened is not None:
-                self._measure(row, policy, opened, closed, reading)
+                self._measure(row, policy, decision, opened, closed, reading)
         except HilError as exc:
             row["invalid_reason"] = row["invalid_reason"] or f"measure: {exc}"
         except _InvalidRound as exc:
@@ -178,8 +189,8 @@ class RoundEngine:
         row.update({f"policy_{key}": value for key, value in zip(POLICY_FIELDS, policy)})
         return row
 
-    def _measure(self, row: dict[str, Any], policy: Policy, opened: Any, closed: Any,
-                 reading: Any) -> None:
+    def _measure(self, row: dict[str, Any], policy: Policy, decision: Decision, opened: Any,
+                 closed: Any, reading: Any) -> None:
         applied = opened.applied
         row["applied_tti"] = opened.applied_tti
         row.update({f"applied_{key}": getattr(applied, key) for key in POLICY_FIELDS})
@@ -187,7 +198,7 @@ class RoundEngine:
         row.update(nof_tti=window.nof_tti, window_s=window.wall_s)
         if window.nof_tti <= 0:
             raise _InvalidRound("empty KPI window (the vBS counted no TTI)")
-        if not _applied_matches(policy, applied):
+        if not _applied_matches(policy, decision, applied):
             raise _InvalidRound("the vBS applied other thresholds than requested")
 
         seconds = window.nof_tti * 1e-3  # rates per TTI time: srsRAN may run slower than real time
@@ -206,16 +217,42 @@ class RoundEngine:
             violations=sum(cell.violations.model_dump().values()),
             power_w=reading.power_w, energy_j=reading.energy_j,
         )
+        row.update(_per_user(decision, opened.ue, closed.ue, seconds))
         u, raw, f = rw.reward(row["dl_rate_mbps"], dl_demand, row["ul_rate_mbps"], ul_demand,
                               reading.power_w, self.params.reward)
         row.update(utility=float(u), reward_raw=float(raw), reward=float(f))
 
 
+def _per_user(decision: Decision, opened: dict[int, Any], closed: dict[int, Any],
+              seconds: float) -> dict[str, list[Any]]:
+    """The `ue_*` columns: each reported user's DL over the window, and the cap asked for it."""
+    rntis = sorted(closed)
+
+    def demand(rnti: int) -> float:
+        start = opened[rnti].dl_backlog_bytes * 8 if rnti in opened else 0
+        return (start + closed[rnti].dl_bits_arrived) / seconds / 1e6
+
+    return {
+        "ue_rnti": rntis,
+        "ue_dl_max_prb": [decision.ue_dl_max_prb.get(r) for r in rntis],
+        "ue_dl_rate_mbps": [closed[r].dl_bits_acked / seconds / 1e6 for r in rntis],
+        "ue_dl_demand_mbps": [demand(r) for r in rntis],
+        "ue_dl_backlog_bytes": [closed[r].dl_backlog_bytes for r in rntis],
+        "ue_dl_cqi": [closed[r].dl_cqi_mean for r in rntis],
+        "ue_dl_mcs": [closed[r].dl_mcs_mean for r in rntis],
+        "ue_dl_prb": [closed[r].dl_prb_tti / (seconds * 1e3) for r in rntis],
+    }
+
+
 def _context_from(row: dict[str, Any]) -> Context:
     """What a contextual agent may know before the next decision: the last valid round."""
     ul_snr = row.get("ul_snr_db")
+    columns = ("ue_rnti", "ue_dl_demand_mbps", "ue_dl_rate_mbps", "ue_dl_backlog_bytes",
+               "ue_dl_cqi", "ue_dl_mcs", "ue_dl_prb")
+    users = tuple(UserReport(*values) for values in zip(*(row.get(c) or () for c in columns)))
     return Context(
         dl_cqi=row.get("dl_cqi"),
         ul_cqi=None if ul_snr is None else float(lte.snr_db_to_cqi(ul_snr)),
         dl_demand_mbps=row.get("dl_demand_mbps"), ul_demand_mbps=row.get("ul_demand_mbps"),
+        users=users,
     )

@@ -335,7 +335,7 @@ class _RowEncoder:
         # Without field metadata: batch messages do not carry it (the journal's schema header
         # does), and copying 42 metadata maps per row would cost a third of the conversion.
         self._struct = pa.struct([pa.field(f.name, f.type, f.nullable) for f in schema])
-        self._allowed = {field.name: _python_types(field) for field in schema}
+        self._allowed: dict[str, _Allowed] = {f.name: _python_types(f) for f in schema}
         self._required = [field.name for field in schema if not field.nullable]
         self._tz_aware = [
             field.name for field in schema if pa.types.is_timestamp(field.type) and field.type.tz
@@ -348,9 +348,7 @@ class _RowEncoder:
                 raise RecorderError(
                     f"round row field {name!r} is not in the round schema (hil/schema.py)"
                 )
-            if value is not None and (
-                not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)
-            ):
+            if value is not None and not _fits(value, allowed):
                 raise RecorderError(
                     f"round row field {name!r}: expected {self._schema.field(name).type}, "
                     f"got {value!r} of type {type(value).__name__}"
@@ -380,9 +378,22 @@ class _RowEncoder:
         return RecorderError(f"round row cannot be converted to the round schema: {row!r}")
 
 
-def _python_types(field: pa.Field) -> tuple[type, ...]:
+_Allowed = tuple[type, ...] | list[tuple[type, ...]]
+"""The value types of a scalar field, or [the element types] of a list field."""
+
+
+def _fits(value: Any, allowed: _Allowed) -> bool:
+    if isinstance(allowed, list):
+        return isinstance(value, list | tuple) and all(
+            v is None or _fits(v, allowed[0]) for v in value)
+    return isinstance(value, allowed) and (bool in allowed or not isinstance(value, bool))
+
+
+def _python_types(field: pa.Field) -> _Allowed:
     """The Python (and numpy) value types a row may use for `field`; bool counts only as bool."""
     type_ = field.type
+    if pa.types.is_list(type_):
+        return [_python_types(type_.value_field)]  # type: ignore[list-item]
     if pa.types.is_boolean(type_):
         return (bool, np.bool_)
     if pa.types.is_integer(type_):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _field(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = True) -> pa.Field:
@@ -22,6 +22,17 @@ _POLICY = [
     ("dl_prb_ratio", pa.float64(), "1", "DL maximum share of PRBs (null: uncapped)"),
     ("ul_max_mcs", pa.int16(), "1", "UL maximum MCS (null: uncapped)"),
     ("ul_prb_ratio", pa.float64(), "1", "UL maximum share of PRBs (null: uncapped)"),
+]
+
+_PER_USER = [
+    ("rnti", pa.int32(), "1", "the RNTIs the vBS reported"),
+    ("dl_max_prb", pa.int16(), "PRB", "DL PRB cap per TTI the agent asked for (null: none)"),
+    ("dl_rate_mbps", pa.float64(), "Mb/s", "DL throughput per TTI time"),
+    ("dl_demand_mbps", pa.float64(), "Mb/s", "DL traffic arriving at the eNB"),
+    ("dl_backlog_bytes", pa.int64(), "byte", "DL buffer at the window's end"),
+    ("dl_cqi", pa.float64(), "1", "mean reported DL CQI"),
+    ("dl_mcs", pa.float64(), "1", "mean DL MCS over TTIs with a grant"),
+    ("dl_prb", pa.float64(), "PRB", "mean DL PRBs granted per TTI"),
 ]
 
 ROUND_SCHEMA = pa.schema(
@@ -67,6 +78,8 @@ ROUND_SCHEMA = pa.schema(
         _field("rapl_power_w", pa.float64(), "W", "CPU package power from RAPL"),
         _field("traffic_dl_mbps", pa.float64(), "Mb/s", "DL traffic offered by the generator"),
         _field("traffic_ul_mbps", pa.float64(), "Mb/s", "UL traffic offered by the generator"),
+        *[_field(f"ue_{n}", pa.list_(t), u, f"per user, in the order of ue_rnti: {d}")
+          for n, t, u, d in _PER_USER],
         _field("testbed_restarts", pa.int64(), "1", "crashed processes restarted so far"),
         _field("utility", pa.float64(), "1", "log(1 + R_d/d_d) + log(1 + R_u/d_u)"),
         _field("reward_raw", pa.float64(), "1", "utility - delta * normalised power"),

@@ -184,6 +184,71 @@ def test_thresholds_other_than_requested_make_the_round_invalid(tmp_path):
     assert "other thresholds" in rows[1]["invalid_reason"]
 
 
+class UserCapsAgent:
+    """Always the first policy, with per-user DL caps; remembers the contexts it saw."""
+
+    name, n_actions = "user-caps", SPACE.size
+
+    def __init__(self, caps: dict[int, int]):
+        self.caps, self.contexts = caps, []
+
+    def select(self, context=None) -> Decision:
+        self.contexts.append(context)
+        return Decision(action=0, prob=1.0, ue_dl_max_prb=self.caps)
+
+    def update(self, decision, reward):
+        pass
+
+    def state_dict(self):
+        return {}
+
+
+class TwoUserRan(FakeRan):
+    """Reports users 70 and 71; with `cap_offset` it applies other per-user caps than asked."""
+
+    def __init__(self, cap_offset: int = 0):
+        super().__init__()
+        self.cap_offset = cap_offset
+
+    def set(self, thresholds):
+        self.sets.append(dict(thresholds))
+        ue = {r: {"dl_max_prb": c["dl_max_prb"] + self.cap_offset}
+              for r, c in thresholds.get("ue", {}).items()}
+        self.applied = Thresholds(**{**thresholds, "ue": ue})
+        return self._reply(nof_tti=3, backlog_bytes=1_000_000)
+
+    def _reply(self, nof_tti: int = 1000, backlog_bytes: int = 0) -> WindowReply:
+        reply = super()._reply(nof_tti, backlog_bytes)
+        users = {70: cell(dl_bits=15_000_000), 71: cell(dl_bits=5_000_000, backlog_bytes=125)}
+        return reply.model_copy(update={"ue": users})
+
+
+def test_per_user_caps_are_applied_recorded_and_seen_by_the_next_decision(tmp_path):
+    ran = TwoUserRan()
+    agent = UserCapsAgent({70: 10, 71: 0})
+    engine, run_dir, recorder, _ = make_engine(tmp_path, ran, FakeMeter(), agent)
+    engine.run(0, 2, threading.Event())
+    recorder.close()
+    rows = run_dir.read_rounds().to_pylist()
+    assert ran.sets[0]["ue"] == {70: {"dl_max_prb": 10}, 71: {"dl_max_prb": 0}}
+    assert rows[0]["valid"] and rows[0]["ue_rnti"] == [70, 71]
+    assert rows[0]["ue_dl_max_prb"] == [10, 0]
+    assert rows[0]["ue_dl_rate_mbps"] == pytest.approx([15.0, 5.0])  # bits over 1000 TTIs
+    assert rows[0]["ue_dl_backlog_bytes"] == [0, 125]
+    seen = agent.contexts[1].users
+    assert [u.rnti for u in seen] == [70, 71] and seen[1].dl_rate_mbps == pytest.approx(5.0)
+    assert seen[0].dl_prb == pytest.approx(40.0)  # 40 000 PRB-TTIs over 1000 TTIs
+
+
+def test_per_user_caps_other_than_requested_make_the_round_invalid(tmp_path):
+    engine, run_dir, recorder, _ = make_engine(tmp_path, TwoUserRan(cap_offset=1), FakeMeter(),
+                                               UserCapsAgent({70: 10}))
+    engine.run(0, 1, threading.Event())
+    recorder.close()
+    row = run_dir.read_rounds().to_pylist()[0]
+    assert not row["valid"] and "other thresholds" in row["invalid_reason"]
+
+
 def test_a_set_stop_flag_ends_the_run_at_a_round_boundary(tmp_path):
     engine, run_dir, recorder, _ = make_engine(tmp_path, FakeRan(), FakeMeter())
     stop = threading.Event()

@@ -41,6 +41,8 @@ def make_row(i: int) -> dict:
             row[field.name] = START_UTC + timedelta(seconds=i)
         elif pa.types.is_string(type_):
             row[field.name] = f"reason {i}"
+        elif pa.types.is_list(type_):  # per-user columns: two users, the second uncapped
+            row[field.name] = [i + k, None]
     row["round"] = i
     return row
 
@@ -261,6 +263,9 @@ def test_missing_non_nullable_field_raises_naming_it(
         ("time_utc", 1_772_366_400, "timestamp"),
         ("policy_dl_max_mcs", 40_000, "int16"),  # out of range
         ("power_kw", 0.1, "not in the round schema"),
+        ("ue_dl_max_prb", 10, "list<item: int16>"),  # a per-user column takes a list
+        ("ue_dl_max_prb", [10, 2.5], "list<item: int16>"),
+        ("ue_dl_rate_mbps", [1.0, "2"], "list<item: double>"),
     ],
 )
 def test_wrong_value_raises_naming_the_field_and_writes_nothing(
