@@ -14,17 +14,15 @@ continues an interrupted replay.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.progress import TimeRemainingColumn
 
 from agents.registry import AGENTS
 from hil.config import load_config
+from hil.progress import LineLog, progress_bar
 from hil.reward import RewardParams
 from tools.replay.dataset import DatasetSource
 from tools.replay.environments import ModelSource
@@ -42,9 +40,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if not args.report_only:
         spec = build_spec(args)
         total = len(spec.agents) * len(spec.seeds) * spec.rounds
-        with _progress(console) as progress:
+        with progress_bar(console, "replay rounds") as progress:
             task = progress.add_task("replay", total=total)
-            log = _LineLog(console, total)
+            log = LineLog(console, total, "replay", "rounds")
 
             def advance(n: int) -> None:
                 progress.advance(task, n)
@@ -112,28 +110,3 @@ def _agent_params(items: list[str], agents: tuple[str, ...]) -> dict[str, dict[s
     return params
 
 
-LOG_EVERY_S = 30.0
-
-
-class _LineLog:
-    """Without a terminal (CI, nohup) the bar is off: a progress line every LOG_EVERY_S."""
-
-    def __init__(self, console: Console, total: int) -> None:
-        self.console, self.total, self.done = console, total, 0
-        self.on = not console.is_terminal
-        self.t0 = self.last = time.monotonic()
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.on and (now - self.last >= LOG_EVERY_S or self.done >= self.total):
-            self.last = now
-            self.console.print(f"replay: {self.done}/{self.total} rounds "
-                               f"({100 * self.done / self.total:.0f} %), {now - self.t0:.0f} s",
-                               highlight=False)
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("[bold]replay rounds"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                    console=console, disable=not console.is_terminal)

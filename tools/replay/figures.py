@@ -27,13 +27,13 @@ from tools.replay import metrics
 from tools.replay.metrics import AgentRuns, Replay
 
 
-def _band(ax, x: np.ndarray, per_seed: np.ndarray, label: str) -> None:
+def band(ax, x: np.ndarray, per_seed: np.ndarray, label: str) -> None:
     mean, sd = per_seed.mean(axis=0), per_seed.std(axis=0)
     (line,) = ax.plot(x, mean, label=label)
     ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, lw=0)
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -46,7 +46,7 @@ def regret_figure(replay: Replay, path: Path) -> Path:
     top = 0.0
     for runs in replay.agents.values():
         curve = metrics.regret(replay, runs) / at
-        _band(ax, at, curve, runs.name)
+        band(ax, at, curve, runs.name)
         top = max(top, float(curve.mean(axis=0)[len(at) // 10:].max()))
     bound = metrics.regret_bound(replay.n_actions, at) / at
     top = max(1.2 * top, 1e-3)
@@ -57,7 +57,7 @@ def regret_figure(replay: Replay, path: Path) -> Path:
     ax.set(xlabel="round t", ylabel="R_t / t", ylim=(0, top),
            title=f"average regret against the best fixed policy (K = {replay.n_actions})")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _curves(replay: Replay, path: Path, per_seed: Callable[[AgentRuns], np.ndarray], *,
@@ -65,10 +65,10 @@ def _curves(replay: Replay, path: Path, per_seed: Callable[[AgentRuns], np.ndarr
     """One curve (mean over seeds, +-1 sd band) per agent over the checkpoints."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for runs in replay.agents.values():
-        _band(ax, replay.benchmark.rounds, per_seed(runs), runs.name)
+        band(ax, replay.benchmark.rounds, per_seed(runs), runs.name)
     ax.set(xlabel="round t", ylabel=ylabel, title=title, yscale=yscale)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def power_figure(replay: Replay, path: Path) -> Path:
@@ -103,7 +103,7 @@ def shares_figure(replay: Replay, path: Path) -> Path | None:
         ax.set(xlabel="round t", ylabel="share of rounds", ylim=(0, 1),
                title=f"{runs.name}: child chosen per interval")
         ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def policies_figure(replay: Replay, space: PolicySpace, path: Path) -> Path | None:
@@ -124,7 +124,7 @@ def policies_figure(replay: Replay, space: PolicySpace, path: Path) -> Path | No
                       [f"M{m}" for _ in space.dl_gain_db for m in space.dl_max_mcs])
         ax.set(title=runs.name, xlabel="UL policy (max MCS x PRB ratio)",
                ylabel="DL policy (max MCS x PRB ratio)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def all_figures(replay: Replay, space: PolicySpace | None, out: Path) -> list[Path]:

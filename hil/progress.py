@@ -1,0 +1,40 @@
+"""Progress for long work: a live bar with ETA on a terminal, plain lines in logs.
+
+Without a terminal (CI, nohup, a pipe) a live bar cannot show, so `LineLog` prints one line
+every `every_s` seconds and at the end instead.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TimeRemainingColumn
+
+
+def progress_bar(console: Console, label: str) -> Progress:
+    """A bar with done/total, elapsed time and ETA; off when `console` is not a terminal."""
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                    console=console, disable=not console.is_terminal)
+
+
+class LineLog:
+    """Plain progress lines (`label: done/total unit (x %), t s`) where no bar can show."""
+
+    def __init__(self, console: Console, total: int, label: str, unit: str,
+                 every_s: float = 30.0) -> None:
+        self.console, self.total, self.label, self.unit = console, total, label, unit
+        self.every_s, self.done = every_s, 0
+        self.on = not console.is_terminal
+        self.t0 = self.last = time.monotonic()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.on and (now - self.last >= self.every_s or self.done >= self.total):
+            self.last = now
+            self.console.print(f"{self.label}: {self.done}/{self.total} {self.unit} "
+                               f"({100 * self.done / max(self.total, 1):.0f} %), "
+                               f"{now - self.t0:.0f} s", highlight=False)
