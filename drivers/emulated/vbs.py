@@ -153,12 +153,17 @@ class EmulatedVbs:
             self.catch_up()
         return self._tti
 
-    def catch_up(self) -> int:
-        """Simulate every TTI up to now under the caps in force; return the current TTI."""
+    def due_tti(self) -> int:
+        """The TTI to simulate up to: now, unless that is too far ahead (the clock slips)."""
         now = self.clock.now()
         if now - self._tti > _MAX_LAG_TTI:
             self.clock.slip(now - self._tti - _MAX_LAG_TTI)
             now = self._tti + _MAX_LAG_TTI
+        return now
+
+    def catch_up(self) -> int:
+        """Simulate every TTI up to now under the caps in force; return the current TTI."""
+        now = self.due_tti()
         while self._tti < now:
             stop = min(now, self._tti + _MAX_CHUNK_TTI)
             kpis, self._state = model.simulate_window(
@@ -195,9 +200,15 @@ class EmulatedVbs:
         start_tti, start_wall = self._window_start
         window = KpiWindow(tti_start=start_tti, tti_end=tti, nof_tti=tti - start_tti,
                            wall_s=wall - start_wall)
+        cell, users = self.take_kpis()
+        self._window_start = (tti, wall)
+        return window, cell, users
+
+    def take_kpis(self) -> tuple[CellKpis, dict[int, CellKpis]]:
+        """The cell's and each user's KPIs of the window that closes; starts the next one."""
         cell = self._cell_kpis(self._window)
-        self._window, self._window_start = _Sums(), (tti, wall)
-        return window, cell, {RNTI: cell}
+        self._window = _Sums()
+        return cell, {RNTI: cell}
 
     def _cell_kpis(self, s: _Sums) -> CellKpis:
         dl, ul = s.of("dl"), s.of("ul")
@@ -332,14 +343,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="exit after S seconds without a control request (SSH hosts)")
     p.add_argument("--scpi-meter", metavar="HOST:PORT",
                    help="also serve a GPM-8213 SCPI twin of the modelled power on raw TCP")
+    p.add_argument("--du-ues", type=int, metavar="N",
+                   help="serve N users in slices (drivers.emulated.sliced_vbs) instead of one")
+    p.add_argument("--du-seed", type=int, default=0, help="which DU of the task distribution")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     cal = model.load_calibration(args.calibration)
-    scenario = make_scenario(args.scenario, args.seed, trace_path=args.trace,
-                             switch_epoch=args.switch_epoch)
-    vbs = EmulatedVbs(cal, scenario, seed=args.seed, round_s=args.round_s,
-                      clock=TtiClock(args.speedup))
+    vbs: EmulatedVbs
+    if args.du_ues:
+        from drivers.emulated.sliced_vbs import SlicedVbs, du_profile
+        vbs = SlicedVbs(cal, du_profile(args.du_ues, args.du_seed), seed=args.seed,
+                        clock=TtiClock(args.speedup))
+    else:
+        scenario = make_scenario(args.scenario, args.seed, trace_path=args.trace,
+                                 switch_epoch=args.switch_epoch)
+        vbs = EmulatedVbs(cal, scenario, seed=args.seed, round_s=args.round_s,
+                          clock=TtiClock(args.speedup))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
