@@ -6,6 +6,7 @@ Configuration mistakes (unknown agent, unknown or invalid parameter) surface as
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -42,6 +43,24 @@ def _signature_with_horizon(agent_class: type) -> inspect.Signature:
     return inspect.Signature([*params[:2], horizon, *params[2:]])
 
 
+class _Lazy:
+    """A horizon-free agent whose module is imported only when used: torch-based agents
+    would otherwise add torch's import time to every `hil` command."""
+
+    def __init__(self, module: str, class_name: str) -> None:
+        self.module, self.class_name = module, class_name
+
+    def _class(self) -> type:
+        return getattr(importlib.import_module(self.module), self.class_name)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return _signature_with_horizon(self._class())
+
+    def __call__(self, n_actions: int, *, seed: int, horizon: int | None, **params: Any) -> Agent:
+        return self._class()(n_actions, seed=seed, **params)
+
+
 def _metbs(
     n_actions: int,
     *,
@@ -60,14 +79,14 @@ def _metbs(
     built = []
     for spec, child_seed in zip(specs, child_seeds(seed, len(specs))):
         name = spec.pop("name", None)
-        if name == "metbs" or name not in AGENTS:
+        if name == "metbs" or name not in BANDITS:
             raise ValueError(f"children: {name!r} is not an agent MetBS can use; "
-                             f"known agents: {', '.join(sorted(set(AGENTS) - {'metbs'}))}")
+                             f"known agents: {', '.join(sorted(set(BANDITS) - {'metbs'}))}")
         built.append(make_agent(name, n_actions, seed=child_seed, horizon=horizon, **spec))
     return MetBS(built, seed=seed, eta=resolve_eta(eta, len(built), horizon))
 
 
-AGENTS: dict[str, AgentFactory] = {
+BANDITS: dict[str, AgentFactory] = {
     "bsvbs": BSvBS,
     "random": _without_horizon(RandomAgent),
     "metbs": _metbs,
@@ -77,6 +96,13 @@ AGENTS: dict[str, AgentFactory] = {
     "tsallis_inf": _without_horizon(TsallisInf),
     "exp3ix": Exp3IX,
 }
+"""Learners over the policy index alone: what MetBS can combine and replays can evaluate."""
+
+AGENTS: dict[str, AgentFactory] = {
+    **BANDITS,
+    "metahrl": _Lazy("agents.meta_hrl.agent", "MetaHrlAgent"),
+}
+"""Everything `hil run --agent` can drive; `metahrl` also caps users (per-user PRBs)."""
 
 _COMMON = ("n_actions", "seed", "horizon")
 

@@ -44,9 +44,20 @@ class ScenarioConfig(StrictModel):
         return self
 
 
+class DuConfig(StrictModel):
+    """A DU whose users are in slices (eMBB, URLLC, mMTC): the emulator serves it and a
+    scheduler over users (`metahrl`) expects it; drawn from the task distribution of
+    `drivers.emulated.slices` by its size and seed."""
+
+    n_ues: int = Field(..., ge=3, le=200, description="users, at least one per slice")
+    seed: int = Field(0, ge=0, description="which DU of the distribution")
+
+
 class EmulatorConfig(StrictModel):
     calibration: Path = Path("calibration/emulated-nuc.yaml")
     scenario: ScenarioConfig = ScenarioConfig()
+    du: DuConfig | None = Field(None, description="serve several users in slices instead of "
+                                "one user in `scenario`")
     startup_timeout_s: float = Field(20.0, gt=0)
 
 

@@ -50,8 +50,11 @@ def build_agent(cfg: HilConfig) -> Agent:
     params: dict[str, Any] = dict(cfg.agent.params)
     if cfg.agent.gamma is not None:
         params["gamma"] = cfg.agent.gamma
-    if "policy_space" in agent_params(cfg.agent.name):  # BP-vRAN models the policies' values
+    known = agent_params(cfg.agent.name)
+    if "policy_space" in known:  # BP-vRAN models the policies' values; Meta-HRL picks one
         params.setdefault("policy_space", cfg.policy_space)
+    if "du" in known and cfg.vbs.kind == "emulated" and cfg.vbs.emulator.du is not None:
+        params.setdefault("du", cfg.vbs.emulator.du.model_dump())  # the users it schedules
     horizon = cfg.agent.horizon or cfg.rounds
     return make_agent(cfg.agent.name, cfg.policy_space.size, seed=cfg.seed, horizon=horizon,
                       **params)

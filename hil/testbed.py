@@ -76,6 +76,8 @@ def emulator_command(cfg: HilConfig, python: str = sys.executable) -> list[str]:
            "--control", cfg.vbs.control_endpoint, "--meter", cfg.meter.endpoint]
     if emu.scenario.trace is not None:
         cmd += ["--trace", str(emu.scenario.trace)]
+    if emu.du is not None:
+        cmd += ["--du-ues", str(emu.du.n_ues), "--du-seed", str(emu.du.seed)]
     if cfg.meter.kind == "gpm8213" and not cfg.meter.resource:
         cmd += ["--scpi-meter", f"{_bind_address(cfg.vbs.control_endpoint)}:0"]
     return cmd

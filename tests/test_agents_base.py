@@ -10,7 +10,7 @@ import pytest
 
 from agents.base import Agent, Context, Decision
 from agents.random_agent import RandomAgent
-from agents.registry import AGENTS, agent_params, make_agent
+from agents.registry import AGENTS, BANDITS, agent_params, make_agent
 from hil.errors import ConfigError
 
 N_ACTIONS = 30
@@ -42,7 +42,7 @@ def test_context_and_decision_are_immutable():
         Context().dl_cqi = 3.0  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("name", sorted(AGENTS))
+@pytest.mark.parametrize("name", sorted(BANDITS))
 def test_every_agent_implements_the_protocol(name):
     agent = build(name)
     assert isinstance(agent, Agent)
@@ -50,7 +50,7 @@ def test_every_agent_implements_the_protocol(name):
     assert agent.n_actions == N_ACTIONS
 
 
-@pytest.mark.parametrize("name", sorted(AGENTS))
+@pytest.mark.parametrize("name", sorted(BANDITS))
 def test_decisions_are_valid_actions_with_the_probability_of_the_distribution(name):
     agent = build(name)
     for _ in range(50):
@@ -63,7 +63,7 @@ def test_decisions_are_valid_actions_with_the_probability_of_the_distribution(na
         agent.update(decision, float(REWARDS[decision.action]))
 
 
-@pytest.mark.parametrize("name", sorted(AGENTS))
+@pytest.mark.parametrize("name", sorted(BANDITS))
 def test_restored_state_gives_identical_next_100_decisions(name):
     agent = build(name, seed=1)
     play(agent, REWARDS, 200)
@@ -72,13 +72,13 @@ def test_restored_state_gives_identical_next_100_decisions(name):
     assert play(restored, REWARDS, 100) == play(agent, REWARDS, 100)
 
 
-@pytest.mark.parametrize("name", sorted(AGENTS))
+@pytest.mark.parametrize("name", sorted(BANDITS))
 def test_the_same_seed_gives_the_same_run_and_another_seed_another(name):
     assert play(build(name, seed=5), REWARDS, 50) == play(build(name, seed=5), REWARDS, 50)
     assert play(build(name, seed=5), REWARDS, 50) != play(build(name, seed=6), REWARDS, 50)
 
 
-@pytest.mark.parametrize("name", sorted(AGENTS))
+@pytest.mark.parametrize("name", sorted(BANDITS))
 @pytest.mark.parametrize("reward", [-0.01, 1.01, float("nan"), float("inf")])
 def test_update_refuses_rewards_outside_0_1(name, reward):
     agent = build(name)
@@ -86,14 +86,14 @@ def test_update_refuses_rewards_outside_0_1(name, reward):
         agent.update(agent.select(), reward)
 
 
-@pytest.mark.parametrize("name", sorted(AGENTS))
+@pytest.mark.parametrize("name", sorted(BANDITS))
 def test_state_of_another_agent_is_refused(name):
-    other = next(n for n in sorted(AGENTS) if n != name)
+    other = next(n for n in sorted(BANDITS) if n != name)
     with pytest.raises(ValueError, match="state was saved by agent"):
         build(name).load_state_dict(build(other).state_dict())
 
 
-@pytest.mark.parametrize("name", sorted(AGENTS))
+@pytest.mark.parametrize("name", sorted(BANDITS))
 def test_state_of_a_space_of_another_size_is_refused(name):
     state = make_agent(name, N_ACTIONS + 1, seed=1, horizon=1000).state_dict()
     with pytest.raises(ValueError, match="n_actions"):

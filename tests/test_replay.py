@@ -10,7 +10,7 @@ import yaml
 
 from agents.base import Context
 from agents.policy_space import PolicySpace
-from agents.registry import AGENTS, agent_params
+from agents.registry import AGENTS, BANDITS, agent_params
 from hil.cli import main
 from hil.reward import RewardParams
 from tools.replay import metrics
@@ -173,4 +173,4 @@ def test_cli_names_an_unknown_agent_or_scenario_and_the_known_ones(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and named in err
     if flag == "--agents":
-        assert all(name in err for name in AGENTS)
+        assert all(name in err for name in BANDITS)

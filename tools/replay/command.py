@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from agents.registry import AGENTS
+from agents.registry import BANDITS
 from hil.config import load_config
 from hil.progress import LineLog, progress_bar
 from hil.reward import RewardParams
@@ -63,10 +63,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 def build_spec(args: argparse.Namespace) -> ReplaySpec:
     agents = tuple(a.strip() for a in args.agents.split(",") if a.strip())
-    unknown = [a for a in agents if a not in AGENTS]
+    unknown = [a for a in agents if a not in BANDITS]
     if unknown or not agents:
         raise ReplayError(f"unknown agent {unknown[0] if unknown else '(none given)'!r}; "
-                          f"known agents: {', '.join(sorted(AGENTS))}")
+                          f"known agents: {', '.join(sorted(BANDITS))}")
     if args.seeds < 1:
         raise ReplayError(f"--seeds must be at least 1, got {args.seeds}")
     return ReplaySpec(_source(args), agents, tuple(range(args.seeds)), args.rounds,

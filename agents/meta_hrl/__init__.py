@@ -1,0 +1,1 @@
+"""Meta-HRL: a two-level DDPG scheduler for O-RAN slicing, meta-learned across DUs (MAML)."""

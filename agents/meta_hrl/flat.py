@@ -1,0 +1,88 @@
+"""The flat DRL baseline: one DDPG whose action is the whole joint action of a DU (slice
+scores, then every user's PRB and power scores), from the whole observation.
+
+It learns through the same trainers as the two-level scheduler (`agents.meta_hrl.training`),
+so the comparison isolates the hierarchy. Its network size grows with the number of users,
+so every DU it serves must have the same number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agents.meta_hrl.ddpg import Params, call, explore, seeded_init, subparams, td_loss
+from agents.meta_hrl.env import DuSlicingEnv
+from agents.meta_hrl.networks import FlatNets
+from agents.meta_hrl.replay import ReplayBuffer
+
+
+@dataclass(frozen=True)
+class FlatConfig:
+    hidden: tuple[int, ...] = (256, 256)
+    gamma: float = 0.9
+    noise: float = 0.2
+    buffer_capacity: int = 5_000
+
+
+class FlatLearner:
+    def __init__(self, n_ues: int, config: FlatConfig = FlatConfig(), *, seed: int) -> None:
+        self.n_ues, self.config = n_ues, config
+        self.nets = seeded_init(lambda: FlatNets(n_ues, config.hidden), seed)
+
+    def params(self) -> Params:
+        return dict(self.nets.named_parameters())
+
+    def rollout(self, env: DuSlicingEnv, seed: int) -> FlatRollout:
+        if env.profile.n_ues != self.n_ues:
+            raise ValueError(f"the flat baseline was built for {self.n_ues} users; DU "
+                             f"{env.profile.name!r} has {env.profile.n_ues}")
+        return FlatRollout(self, env, seed)
+
+    def action(self, params: Params, obs: torch.Tensor) -> torch.Tensor:
+        return call(self.nets.actor, subparams(params, "actor"), obs)
+
+    def loss(self, params: Params, targets: Params,
+             b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        critic = self.nets.critic
+        q = call(critic, subparams(params, "critic"), torch.cat([b["s"], b["a"]], -1))
+        with torch.no_grad():
+            next_q = call(critic, subparams(targets, "critic"),
+                          torch.cat([b["s2"], self.action(targets, b["s2"])], -1))
+        critic_loss, td = td_loss(q.squeeze(-1), b["r"], next_q.squeeze(-1), self.config.gamma)
+        actor_loss = -call(critic, subparams(params, "critic", frozen=True),
+                           torch.cat([b["s"], self.action(params, b["s"])], -1)).mean()
+        return critic_loss + actor_loss, td
+
+
+class FlatRollout:
+    def __init__(self, learner: FlatLearner, env: DuSlicingEnv, seed: int) -> None:
+        self.learner, self.env = learner, env
+        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        self.buffer = ReplayBuffer(learner.config.buffer_capacity, {
+            "s": (obs_dim,), "a": (act_dim,), "r": (), "s2": (obs_dim,)})
+        self._episode_seed = np.random.SeedSequence(seed)
+        self._obs = self._reset()
+
+    def _reset(self) -> np.ndarray:
+        (child,) = self._episode_seed.spawn(1)
+        return self.env.reset(seed=int(child.generate_state(1)[0]))[0]
+
+    def step(self, params: Params, rng: np.random.Generator | None, *, learn: bool = True) -> float:
+        with torch.no_grad():
+            action = self.learner.action(params, torch.from_numpy(self._obs)).numpy()
+        if rng is not None:
+            action = explore(action, self.learner.config.noise, rng)
+        next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        if learn:
+            self.buffer.add(s=self._obs, a=action, r=float(reward), s2=next_obs)
+        self._obs = self._reset() if terminated or truncated else next_obs
+        return float(reward)
+
+    def ready(self, batch_size: int) -> bool:
+        return self.buffer.size >= batch_size
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(v) for k, v in self.buffer.sample(batch_size, rng).items()}

@@ -1,0 +1,190 @@
+"""Training across DUs (MAML or joint), adaptation to a new DU, and evaluation.
+
+One trainer serves every method of the comparison, so that they differ only in what the
+issue says they differ in:
+
+- `maml`: the meta-update of `agents.meta_hrl.maml`, with adaptive (softmin or softmax),
+  static or uniform task weights (Meta-HRL and its ablations);
+- `joint`: one network trained on the mean loss of all its DUs, no inner loop (MTL when
+  given all DUs; TL's pre-training when given one).
+
+The learner (two-level `HrlLearner` or flat `FlatLearner`) brings the networks, how a DU is
+run, and the loss. Every meta-iteration each DU first runs `collect_steps` environment
+steps with the current parameters plus exploration noise into its replay buffers.
+
+Adaptation (`adapt`) is the same for every method: from an initialisation, each shot runs
+`shot_steps` steps on the new DU and takes one gradient step of size `lr` (the inner-loop
+step of MAML) on a batch of that DU's data. Evaluation runs the deterministic policy for
+`eval_steps` steps of a fixed episode, so curves of different methods see the same traffic.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+
+from agents.meta_hrl.ddpg import Params, clone_params, soft_update
+from agents.meta_hrl.env import DuSlicingEnv
+from agents.meta_hrl.maml import Direction, Weighting, inner_update, variance_weights
+
+Method = Literal["maml", "joint"]
+
+
+class Rollout(Protocol):
+    def step(self, params: Params, rng: np.random.Generator | None, *,
+             learn: bool = True) -> float: ...
+    def ready(self, batch_size: int) -> bool: ...
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Any: ...
+
+
+class Learner(Protocol):
+    nets: torch.nn.Module
+
+    def params(self) -> Params: ...
+    def rollout(self, env: DuSlicingEnv, seed: int) -> Rollout: ...
+    def loss(self, params: Params, targets: Params,
+             batch: Any) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: Method = "maml"
+    inner_lr: float = 0.01        # alpha, also the adaptation step
+    outer_lr: float = 1e-3        # beta (Adam)
+    first_order: bool = False
+    weighting: Weighting = "adaptive"
+    direction: Direction = "softmin"
+    temperature: float = 1.0
+    collect_steps: int = 10       # per DU and meta-iteration
+    warmup_steps: int = 100       # per DU, noisy steps before the first update
+    batch_size: int = 32
+    tau: float = 0.01             # soft update of the target networks
+
+
+@dataclass(frozen=True)
+class IterationStats:
+    iteration: int
+    reward: float                      # mean reward of the steps collected this iteration
+    loss: float
+    weights: np.ndarray
+    td_variance: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+class Trainer:
+    """Meta- or joint training of one learner's parameters over a set of DUs."""
+
+    def __init__(self, learner: Learner, envs: Sequence[DuSlicingEnv], config: TrainConfig,
+                 *, seed: int) -> None:
+        if not envs:
+            raise ValueError("give at least one DU to train on")
+        self.learner, self.config = learner, config
+        self.params = learner.params()
+        self.targets = clone_params(self.params, requires_grad=False)
+        self.optimizer = torch.optim.Adam(self.params.values(), lr=config.outer_lr)
+        self.rng = np.random.default_rng(seed)
+        seeds = np.random.SeedSequence(seed).generate_state(len(envs))
+        self.rollouts = [learner.rollout(env, int(s)) for env, s in zip(envs, seeds)]
+        self.static_weights: np.ndarray | None = None
+        self.iteration = 0
+        for rollout in self.rollouts:
+            for _ in range(config.warmup_steps):
+                rollout.step(self.params, self.rng)
+
+    def step(self) -> IterationStats:
+        """One meta-iteration (or joint update): collect, compute the loss, update."""
+        cfg = self.config
+        rewards = [rollout.step(self.params, self.rng)
+                   for rollout in self.rollouts for _ in range(cfg.collect_steps)]
+        grads, losses, variances = self._task_gradients()
+        if cfg.method == "maml":
+            weights = self.task_weights(np.asarray(variances))
+        else:
+            weights = np.full(len(grads), 1.0 / len(grads))
+        self.optimizer.zero_grad()
+        for name, param in self.params.items():
+            param.grad = sum(float(w) * g[name] for w, g in zip(weights, grads))
+        self.optimizer.step()
+        soft_update(self.targets, self.params, cfg.tau)
+        self.iteration += 1
+        return IterationStats(self.iteration, float(np.mean(rewards)),
+                              float(np.dot(weights, losses)), weights, np.asarray(variances))
+
+    def task_weights(self, td_variance: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        if cfg.weighting == "uniform":
+            return np.full(len(td_variance), 1.0 / len(td_variance))
+        if cfg.weighting == "static":
+            if self.static_weights is None:
+                self.static_weights = variance_weights(td_variance, cfg.direction, cfg.temperature)
+            return self.static_weights
+        return variance_weights(td_variance, cfg.direction, cfg.temperature)
+
+    def _task_gradients(self) -> tuple[list[Params], list[float], list[float]]:
+        """Per DU: the gradient (w.r.t. the shared parameters) of its loss and the variance
+        of its TD errors. With MAML the loss is that of the parameters adapted on a train
+        batch, evaluated on a validation batch. Gradients are taken task by task, so only
+        one task's graph is alive at a time."""
+        cfg, grads, losses, variances = self.config, [], [], []
+        for rollout in self.rollouts:
+            params, batch = self.params, rollout.sample(cfg.batch_size, self.rng)
+            if cfg.method == "maml":
+                params = inner_update(lambda p, b=batch: self.learner.loss(p, self.targets, b)[0],
+                                      self.params, cfg.inner_lr, first_order=cfg.first_order)
+                batch = rollout.sample(cfg.batch_size, self.rng)
+            loss, td = self.learner.loss(params, self.targets, batch)
+            grads.append(self._gradient(loss))
+            losses.append(float(loss.detach()))
+            variances.append(float(td.var()))
+        return grads, losses, variances
+
+    def _gradient(self, loss: torch.Tensor) -> Params:
+        names = list(self.params)
+        grads = torch.autograd.grad(loss, [self.params[k] for k in names], allow_unused=True)
+        return {k: torch.zeros_like(self.params[k]) if g is None else g
+                for k, g in zip(names, grads)}
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    lr: float = 0.01
+    shot_steps: int = 20
+    batch_size: int = 32
+    tau: float = 0.05
+    eval_steps: int = 100
+    eval_seed: int = 12345
+
+
+def evaluate(learner: Learner, params: Params, env: DuSlicingEnv, *, steps: int,
+             seed: int) -> float:
+    """Mean reward of the deterministic policy over `steps` steps of the episode `seed`."""
+    rollout = learner.rollout(copy.deepcopy(env), seed)
+    return float(np.mean([rollout.step(params, None, learn=False) for _ in range(steps)]))
+
+
+def adapt(learner: Learner, init: Params, env: DuSlicingEnv, shots: int, config: AdaptConfig,
+          *, seed: int) -> tuple[list[float], Params]:
+    """Adapt `init` to `env` with `shots` shots; returns the evaluation reward before the
+    first shot and after each (shots + 1 values) and the adapted parameters."""
+    rng = np.random.default_rng(seed)
+    params = clone_params(init, requires_grad=True)
+    targets = clone_params(init, requires_grad=False)
+    rollout = learner.rollout(env, seed)
+    curve = [evaluate(learner, params, env, steps=config.eval_steps, seed=config.eval_seed)]
+    for _ in range(shots):
+        for _ in range(config.shot_steps):
+            rollout.step(params, rng)
+        loss, _ = learner.loss(params, targets, rollout.sample(config.batch_size, rng))
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        with torch.no_grad():
+            for p, g in zip(params.values(), grads):
+                if g is not None:
+                    p -= config.lr * g
+        soft_update(targets, params, config.tau)
+        curve.append(evaluate(learner, params, env, steps=config.eval_steps,
+                              seed=config.eval_seed))
+    return curve, params
