@@ -124,10 +124,12 @@ def bench_rounds(quick: bool, config: Path) -> Iterator[Figure]:
 def run_benchmarks(config: Path, quick: bool = False) -> Iterator[Figure]:
     """Every figure; the testbed ones on `config` (the default job's, whose BBU host is the
     local sshd that `make bench` starts)."""
-    from tools.replay.bench import bench_replay  # here: it builds on this module's Figure
+    from tools.metahrl.bench import bench_metahrl  # here: they build on this module's Figure
+    from tools.replay.bench import bench_replay
 
     yield from bench_bsvbs(quick)
     yield from bench_bpvran(quick)
     yield from bench_replay(quick)
+    yield from bench_metahrl(quick)
     yield from bench_control(quick, config)
     yield from bench_rounds(quick, config)

@@ -4,6 +4,7 @@
     hil check [CONFIG]
     hil bench [CONFIG] [--quick]
     hil replay [CONFIG] --scenario C --agents bsvbs,metbs,... --seeds N --rounds T --out DIR
+    hil metahrl --seeds 5 --iterations 200 --out DIR
 
 Operator errors (`HilError`) print one line saying what to fix and exit with status 2; an
 interrupted run exits with 130 after its cleanup; anything else is a bug and keeps its trace.
@@ -178,6 +179,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return run(args, console)
 
 
+def cmd_metahrl(args: argparse.Namespace) -> int:
+    from tools.metahrl.command import run
+
+    return run(args, console)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hil", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +230,27 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--report-only", action="store_true",
                         help="redraw report.md and the figures from --out, run nothing")
     replay.set_defaults(func=cmd_replay)
+
+    meta = sub.add_parser("metahrl", help="Meta-HRL experiments (baselines, ablation, scaling) "
+                          "with tables beside the paper's; or train and save a meta-model")
+    meta.add_argument("--experiments", default="compare,ablation,scaling",
+                      help="any of compare, ablation, scaling (default: %(default)s)")
+    meta.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default: 5)")
+    meta.add_argument("--iterations", type=int, default=200,
+                      help="training iterations per method (default: 200)")
+    meta.add_argument("--shots", type=int, default=30, help="adaptation shots (default: 30)")
+    meta.add_argument("--dus", type=int, default=7, help="DUs to train on (default: 7)")
+    meta.add_argument("--ues", type=int, default=30, help="users per DU (default: 30)")
+    meta.add_argument("--scale-dus", type=int, default=30, help="scaling test (default: 30)")
+    meta.add_argument("--scale-ues", type=int, default=200, help="scaling test (default: 200)")
+    meta.add_argument("--first-order", action="store_true", help="first-order MAML")
+    meta.add_argument("--out", help="folder for the jobs, figures, report.md")
+    meta.add_argument("--report-only", action="store_true",
+                      help="redraw report.md and the figures from --out, run nothing")
+    meta.add_argument("--save-model", metavar="PATH",
+                      help="instead: meta-train (--dus x --ues, --iterations, seed 0) and save "
+                      "the weights for `agent.params.model` of a metahrl run")
+    meta.set_defaults(func=cmd_metahrl)
     return parser
 
 

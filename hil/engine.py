@@ -100,10 +100,13 @@ class RoundEngine:
         """
         for row in rows:
             decision = self.agent.select(self.context)
-            if decision.action != row["policy_index"]:
+            recorded = _recorded_user_caps(row)
+            if decision.action != row["policy_index"] or (
+                    recorded is not None and dict(decision.ue_dl_max_prb) != recorded):
                 raise ResumeError(
                     f"round {row['round']}: the agent restored from the checkpoint chose policy "
-                    f"{decision.action}, the recording says {row['policy_index']}; the checkpoint "
+                    f"{decision.action} (user caps {dict(decision.ue_dl_max_prb)}), the recording "
+                    f"says {row['policy_index']} ({recorded}); the checkpoint "
                     f"and {self.run_dir.journal_path.name} do not belong together")
             if row["valid"]:
                 self.agent.update(decision, row["reward"])
@@ -221,6 +224,13 @@ class RoundEngine:
         u, raw, f = rw.reward(row["dl_rate_mbps"], dl_demand, row["ul_rate_mbps"], ul_demand,
                               reading.power_w, self.params.reward)
         row.update(utility=float(u), reward_raw=float(raw), reward=float(f))
+
+
+def _recorded_user_caps(row: dict[str, Any]) -> dict[int, int] | None:
+    """The per-user caps a recorded round asked for; None if the round recorded no users."""
+    if not row.get("ue_rnti"):
+        return None
+    return {r: c for r, c in zip(row["ue_rnti"], row["ue_dl_max_prb"]) if c is not None}
 
 
 def _per_user(decision: Decision, opened: dict[int, Any], closed: dict[int, Any],

@@ -33,7 +33,7 @@ from agents.base import Context, Decision, UserReport, check_state
 from agents.meta_hrl.ddpg import clone_params, soft_update
 from agents.meta_hrl.env import DuSlicingEnv, allocate_prbs, make_tasks
 from agents.meta_hrl.hrl import HrlAction, HrlConfig, HrlLearner, HrlRollout
-from agents.meta_hrl.training import TrainConfig, Trainer
+from agents.meta_hrl.training import TrainConfig, Trainer, param_groups
 from agents.policy_space import Policy, PolicySpace
 from drivers.emulated.sliced_vbs import du_profile, user_rntis
 
@@ -51,6 +51,7 @@ class MetaHrlAgent:
         model: str | None = None,
         pretrain_iterations: int = 0,
         lr: float = 1e-3,
+        actor_lr_ratio: float = 0.1,
         batch_size: int = 32,
         updates_per_round: int = 1,
         tau: float = 0.01,
@@ -64,8 +65,8 @@ class MetaHrlAgent:
                              "batch_size >= 1")
         self.n_actions = n_actions
         self._config = {"du": dict(du), "model": model, "pretrain_iterations": pretrain_iterations,
-                        "lr": lr, "batch_size": batch_size, "updates_per_round": updates_per_round,
-                        "tau": tau, "explore": explore}
+                        "lr": lr, "actor_lr_ratio": actor_lr_ratio, "batch_size": batch_size,
+                        "updates_per_round": updates_per_round, "tau": tau, "explore": explore}
         self.action = _least_restrictive(policy_space, n_actions)
         profile = du_profile(int(du["n_ues"]), int(du.get("seed", 0)))
         self.env = DuSlicingEnv(profile, power_control=False)  # features and PRB mapping only
@@ -77,7 +78,7 @@ class MetaHrlAgent:
         elif pretrain_iterations:
             _pretrain(self.learner, profile.n_ues, pretrain_iterations, seed)
         self.targets = clone_params(self.params, requires_grad=False)
-        self.optimizer = torch.optim.Adam(self.params.values(), lr=lr)
+        self.optimizer = torch.optim.Adam(param_groups(self.params, lr, actor_lr_ratio))
         self.rollout = HrlRollout(self.learner, self.env, seed)
         self.rng = np.random.default_rng(seed)
         self.batch_size, self.updates_per_round, self.tau = batch_size, updates_per_round, tau

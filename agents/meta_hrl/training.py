@@ -55,7 +55,8 @@ class Learner(Protocol):
 class TrainConfig:
     method: Method = "maml"
     inner_lr: float = 0.01        # alpha, also the adaptation step
-    outer_lr: float = 1e-3        # beta (Adam)
+    outer_lr: float = 1e-3        # beta (Adam), the critics' step
+    actor_lr_ratio: float = 0.1   # the actors step this much slower than the critics
     first_order: bool = False
     weighting: Weighting = "adaptive"
     direction: Direction = "softmin"
@@ -75,6 +76,15 @@ class IterationStats:
     td_variance: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
+def param_groups(params: Params, lr: float, actor_ratio: float) -> list[dict[str, Any]]:
+    """Adam groups: the actors learn `actor_ratio` times slower than the critics, so that a
+    policy does not chase a critic that has not yet learnt (Adam's step ignores the scale
+    of a loss, so a smaller actor loss would not do this)."""
+    actors = [p for k, p in params.items() if "actor" in k]
+    critics = [p for k, p in params.items() if "actor" not in k]
+    return [{"params": critics, "lr": lr}, {"params": actors, "lr": lr * actor_ratio}]
+
+
 class Trainer:
     """Meta- or joint training of one learner's parameters over a set of DUs."""
 
@@ -85,7 +95,8 @@ class Trainer:
         self.learner, self.config = learner, config
         self.params = learner.params()
         self.targets = clone_params(self.params, requires_grad=False)
-        self.optimizer = torch.optim.Adam(self.params.values(), lr=config.outer_lr)
+        self.optimizer = torch.optim.Adam(param_groups(self.params, config.outer_lr,
+                                                       config.actor_lr_ratio))
         self.rng = np.random.default_rng(seed)
         seeds = np.random.SeedSequence(seed).generate_state(len(envs))
         self.rollouts = [learner.rollout(env, int(s)) for env, s in zip(envs, seeds)]

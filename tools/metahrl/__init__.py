@@ -1,0 +1,1 @@
+"""`hil metahrl`: the Meta-HRL experiments, their report and bench figures."""

@@ -1,0 +1,167 @@
+"""The Meta-HRL experiments: each job trains one method with one seed on a set of DUs, then
+adapts it to a held-out DU shot by shot.
+
+Methods (all trained for the same number of iterations, with the same data collection per
+DU and iteration, then adapted by the same procedure, `agents.meta_hrl.training.adapt`):
+
+    meta-hrl      two-level DDPG + MAML across DUs, adaptive TD-variance weights (softmin)
+    meta-hrl-softmax  the same with softmax weights (the summary is ambiguous on the direction)
+    drl           flat DDPG over the joint action, trained on all DUs (no hierarchy, no meta)
+    tl            two-level DDPG trained on one DU only, then fine-tuned (transfer learning)
+    mtl           two-level DDPG trained on the mean loss of all DUs (multi-task, no inner loop)
+    scratch       two-level networks as initialised, adapted only (a network from scratch)
+    uniform-meta  meta-hrl with uniform task weights (ablation)
+    static-var    meta-hrl with the weights of the first iteration kept (ablation)
+
+A job's result is plain JSON so that a sweep can stop and resume, and the report reads
+them all back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.meta_hrl.env import DuSlicingEnv, heldout_task, make_tasks
+from agents.meta_hrl.flat import FlatLearner
+from agents.meta_hrl.hrl import HrlLearner
+from agents.meta_hrl.training import AdaptConfig, Learner, TrainConfig, Trainer, adapt
+
+_META = TrainConfig(method="maml", weighting="adaptive", direction="softmin")
+_JOINT = TrainConfig(method="joint")
+METHODS: dict[str, tuple[str, TrainConfig | None, bool]] = {
+    # name: (learner, training config or None = no training, train on DU 0 only)
+    "meta-hrl": ("hrl", _META, False),
+    "drl": ("flat", _JOINT, False),
+    "tl": ("hrl", _JOINT, True),
+    "mtl": ("hrl", _JOINT, False),
+    "scratch": ("hrl", None, False),
+    "uniform-meta": ("hrl", replace(_META, weighting="uniform"), False),
+    "static-var": ("hrl", replace(_META, weighting="static"), False),
+    "meta-hrl-softmax": ("hrl", replace(_META, direction="softmax"), False),
+}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How big the network of DUs is and how long each method trains."""
+
+    n_dus: int = 7
+    n_ues: int = 30
+    iterations: int = 200
+    shots: int = 30
+    first_order: bool = False
+
+    @property
+    def tag(self) -> str:
+        return f"{self.n_dus}du-{self.n_ues}ue-{self.iterations}it"
+
+
+@dataclass(frozen=True)
+class JobResult:
+    method: str
+    seed: int
+    setup: Setup
+    train_reward: list[float]        # mean reward of the steps collected, per iteration
+    adapt_reward: list[float]        # held-out DU, normalised, after 0..shots shots
+    iteration_s: float               # mean wall time of one training iteration
+    wall_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobResult:
+        return cls(**{**data, "setup": Setup(**data["setup"])})
+
+
+def normalised(reward: float, env: DuSlicingEnv) -> float:
+    """Reward mapped from its declared bounds [-power_weight, sum of slice weights] to [0, 1]."""
+    low, high = -env.power_weight, float(sum(env.slice_weights))
+    return (reward - low) / (high - low)
+
+
+def _learner(kind: str, n_ues: int, seed: int) -> Learner:
+    return HrlLearner(seed=seed) if kind == "hrl" else FlatLearner(n_ues, seed=seed)
+
+
+def train(method: str, seed: int, setup: Setup,
+          on_iteration: Callable[[], None] | None = None) -> tuple[Learner, list[float], float]:
+    """Train `method` with `seed` on the DUs of `setup`: (learner, training reward per
+    iteration, mean seconds per iteration)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    kind, config, one_du = METHODS[method]
+    torch.set_num_threads(1)
+    learner = _learner(kind, setup.n_ues, seed)
+    if config is None:
+        return learner, [], 0.0
+    envs = make_tasks(setup.n_dus, setup.n_ues, seed=seed)
+    trainer = Trainer(learner, envs[:1] if one_du else envs,
+                      replace(config, first_order=setup.first_order), seed=seed)
+    rewards = []
+    t0 = time.perf_counter()
+    for _ in range(setup.iterations):
+        rewards.append(trainer.step().reward)
+        if on_iteration:
+            on_iteration()
+    return learner, rewards, (time.perf_counter() - t0) / max(setup.iterations, 1)
+
+
+def run_job(method: str, seed: int, setup: Setup,
+            on_iteration: Callable[[], None] | None = None) -> JobResult:
+    """Train `method` with `seed`, adapt it to a held-out DU, return the curves."""
+    t0 = time.perf_counter()
+    learner, train_reward, iteration_s = train(method, seed, setup, on_iteration)
+    target = heldout_task(setup.n_ues, seed=10_000 + seed)
+    curve, _ = adapt(learner, learner.params(), target, setup.shots, AdaptConfig(), seed=seed)
+    return JobResult(method, seed, setup, train_reward, [normalised(r, target) for r in curve],
+                     iteration_s, time.perf_counter() - t0)
+
+
+def job_path(out: Path, method: str, seed: int, setup: Setup) -> Path:
+    return out / "jobs" / f"{setup.tag}-{'fo' if setup.first_order else 'so'}-{method}-s{seed}.json"
+
+
+def save_job(path: Path, result: JobResult) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result.to_json()))
+    tmp.replace(path)
+
+
+def load_jobs(out: Path) -> list[JobResult]:
+    return [JobResult.from_json(json.loads(p.read_text()))
+            for p in sorted((out / "jobs").glob("*.json"))]
+
+
+def iterations_to_converge(rewards: np.ndarray, share: float = 0.95) -> int:
+    """First iteration at which the smoothed training reward has made `share` of its total
+    improvement (final level = mean of the last tenth; smoothing over a tenth of the run)."""
+    r = np.asarray(rewards, dtype=float)
+    if len(r) == 0:
+        return 0
+    width = max(1, len(r) // 10)
+    smooth = np.convolve(r, np.ones(width) / width, mode="valid")
+    start, final = smooth[0], r[-width:].mean()
+    if final <= start:
+        return 0
+    return int(np.argmax(smooth >= start + share * (final - start))) + width
+
+
+def shots_to_converge(curve: np.ndarray, share: float = 0.95) -> int:
+    """First shot whose (3-shot running mean) normalised reward has made `share` of the best
+    improvement over shot 0; 0 when adaptation never improves on the initialisation."""
+    c = np.asarray(curve, dtype=float)
+    smooth = np.array([c[max(0, i - 1): i + 2].mean() for i in range(len(c))])
+    gain = smooth.max() - smooth[0]
+    if gain <= 0:
+        return 0
+    return int(np.argmax(smooth >= smooth[0] + share * gain))
