@@ -169,20 +169,29 @@ class HrlRollout:
         """The decisions for `obs`, with exploration noise when `rng` is given. The high
         level decides every `high_every` steps; its previous transition closes then."""
         cfg = self.learner.config
-        slices, users = self.env.split_observation(obs)
-        with torch.no_grad():
-            if self._t % cfg.high_every == 0 or self._high is None:
+        slices, _ = self.env.split_observation(obs)
+        if self._t % cfg.high_every == 0 or self._high is None:
+            with torch.no_grad():
                 a = self.learner.high_action(params, torch.from_numpy(slices.reshape(-1))).numpy()
-                self._close_high(slices)
-                self._high = {"s": slices.reshape(-1).copy(),
-                              "a": a if rng is None else explore(a, cfg.noise_high, rng)}
-            high = self._high["a"]
-            goals = self.goals(high, slices)
+            self._close_high(slices)
+            self._high = {"s": slices.reshape(-1).copy(),
+                          "a": a if rng is None else explore(a, cfg.noise_high, rng)}
+        self._t += 1
+        return self.act_low(params, obs, rng)
+
+    def act_low(self, params: Params, obs: np.ndarray,
+                rng: np.random.Generator | None) -> HrlAction:
+        """The near-RT decision alone: each user's PRB and power scores under the high
+        action in force (what `hil bench` times as metahrl_low_decision_ms)."""
+        assert self._high is not None, "the high level has not decided yet: call act first"
+        slices, users = self.env.split_observation(obs)
+        high = self._high["a"]
+        goals = self.goals(high, slices)
+        with torch.no_grad():
             low = self.learner.low_action(params, torch.from_numpy(users),
                                           torch.from_numpy(goals[self.user_slice])).numpy()
         if rng is not None:
-            low = explore(low, cfg.noise_low, rng)
-        self._t += 1
+            low = explore(low, self.learner.config.noise_low, rng)
         action = np.concatenate([high, low[:, 0], low[:, 1]]).astype(np.float32)
         return HrlAction(action, high, goals, low)
 
