@@ -18,7 +18,7 @@ from rich.console import Console
 
 from hil.progress import LineLog, progress_bar
 from agents.meta_hrl.agent import save_model
-from tools.metahrl.experiments import Setup, job_path, load_jobs, run_job, save_job, train
+from tools.metahrl.experiments import Setup, job_path, load_jobs, run_job, save_job, train, trains
 from tools.metahrl.report import ABLATION, COMPARED, write_report
 
 EXPERIMENTS = ("compare", "ablation", "scaling")
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         scale = replace(setup, n_dus=args.scale_dus, n_ues=args.scale_ues)
         todo = [job for job in plan(experiments, setup, scale, args.seeds)
                 if not job_path(out, *job).exists()]
-        total = sum(s.iterations for _, _, s in todo)
+        total = sum(s.iterations for m, _, s in todo if trains(m))
         console.print(f"{len(todo)} jobs to run into {out} ({total} training iterations)")
         try:
             with progress_bar(console, "metahrl iterations") as progress:

@@ -82,6 +82,11 @@ class JobResult:
         return cls(**{**data, "setup": Setup(**data["setup"])})
 
 
+def trains(method: str) -> bool:
+    """Whether `method` trains before adapting (all but `scratch`)."""
+    return METHODS[method][1] is not None
+
+
 def normalised(reward: float, env: DuSlicingEnv) -> float:
     """Reward mapped from its declared bounds [-power_weight, sum of slice weights] to [0, 1]."""
     low, high = -env.power_weight, float(sum(env.slice_weights))
@@ -157,11 +162,11 @@ def iterations_to_converge(rewards: np.ndarray, share: float = 0.95) -> int:
 
 
 def shots_to_converge(curve: np.ndarray, share: float = 0.95) -> int:
-    """First shot whose (3-shot running mean) normalised reward has made `share` of the best
-    improvement over shot 0; 0 when adaptation never improves on the initialisation."""
+    """First shot whose normalised reward has made `share` of the best improvement over
+    shot 0; 0 when adaptation never improves on the initialisation. (Each point is the
+    evaluation of a deterministic policy on one fixed episode, so no smoothing.)"""
     c = np.asarray(curve, dtype=float)
-    smooth = np.array([c[max(0, i - 1): i + 2].mean() for i in range(len(c))])
-    gain = smooth.max() - smooth[0]
+    gain = c.max() - c[0]
     if gain <= 0:
         return 0
-    return int(np.argmax(smooth >= smooth[0] + share * gain))
+    return int(np.argmax(c >= c[0] + share * gain))

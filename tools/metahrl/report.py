@@ -82,7 +82,7 @@ def scaling_table(jobs: Sequence[JobResult], method: str = "meta-hrl") -> str:
         finals = np.array([np.mean(j.train_reward[-max(1, len(j.train_reward) // 10):])
                            for j in runs])
         base = its if base is None else base
-        change = "" if its == base else f"{100 * (its - base) / base:+.0f} %"
+        change = "" if its == base or base == 0 else f"{100 * (its - base) / base:+.0f} %"
         spread = finals.std() / abs(finals.mean()) if finals.mean() else float("nan")
         lines.append(f"| {setup.n_dus} | {setup.n_ues} | {len(runs)} | {its:.0f} | {change} | "
                      f"{_ms(finals)} | {100 * spread:.1f} % | "
@@ -106,8 +106,8 @@ def ablation_table(jobs: Sequence[JobResult], setup: Setup) -> str:
         lines.append(f"| {label} | {len(runs)} | {_ms([_at(j, setup.shots) for j in runs])} | "
                      f"{paper_reward} | {_ms(shots, 1)} | {paper_shots} |")
     lines.append("")
-    lines.append("Shots to converge: the first shot whose 3-shot mean reward has made 95 % of "
-                 "the best improvement over shot 0 (0 if adaptation never improves).")
+    lines.append("Shots to converge: the first shot whose reward has made 95 % of the best "
+                 "improvement over shot 0 (0 if adaptation never improves).")
     return "\n".join(lines)
 
 
