@@ -154,16 +154,24 @@ class SlicedCell:
         self.queue_bits = np.zeros(p.n_ues)
 
     def step(self, prb_tti: np.ndarray, power_frac: np.ndarray, n_tti: int) -> StepKpis:
+        """Serve `n_tti` TTIs: user u gets prb_tti[u] of the cell's PRB-TTIs at power_frac[u]
+        of full power; the caller decides the split, so any scheduler can drive the cell."""
+        if n_tti < 1:
+            raise ValueError(f"n_tti must be >= 1, got {n_tti}")
         n, units = self.profile.n_ues, self.cal.cell.nof_prb * n_tti
         prb_tti = np.asarray(prb_tti, dtype=float)
         power_frac = np.asarray(power_frac, dtype=float)
         if prb_tti.shape != (n,) or power_frac.shape != (n,):
             raise ValueError(f"prb_tti and power_frac need one value per user ({n})")
-        if np.any(prb_tti < 0) or prb_tti.sum() > units:
-            raise ValueError(f"prb_tti: {prb_tti.sum():.0f} PRB-TTIs granted, the cell has "
-                             f"{units} in {n_tti} TTIs (and none may be negative)")
+        if np.any(prb_tti < 0):
+            raise ValueError(f"prb_tti must be >= 0, got {prb_tti.min():g}")
+        if prb_tti.sum() > units:
+            raise ValueError(f"prb_tti: {prb_tti.sum():.0f} PRB-TTIs granted, "
+                             f"{prb_tti.sum() - units:.0f} more than the {units} the cell has "
+                             f"in {n_tti} TTIs")
         if np.any((power_frac < 0) | (power_frac > 1)):
-            raise ValueError("power_frac must be in [0, 1]")
+            raise ValueError(f"power_frac must be in [0, 1], got {power_frac.min():g} to "
+                             f"{power_frac.max():g}")
         rng = self.rng
         mean_arrival = self.demand_mbps * 1e6 * n_tti * model.TTI_S
         shape = 1.0 / np.maximum(self.burst, 1e-3) ** 2
