@@ -43,3 +43,15 @@ def test_iterations_to_converge_is_where_the_smoothed_curve_made_95_percent_of_i
 def test_shots_to_converge_by_hand():
     assert shots_to_converge([0.5, 0.6, 0.7, 0.8, 0.8, 0.8]) == 3
     assert shots_to_converge([0.5, 0.5, 0.4]) == 0  # adaptation never improved
+
+
+def test_a_saved_meta_model_is_what_a_metahrl_run_starts_from(tmp_path):
+    from agents.meta_hrl.agent import MetaHrlAgent
+
+    path = tmp_path / "meta.pt"
+    assert main(["metahrl", "--save-model", str(path), "--iterations", "2", "--dus", "2",
+                 "--ues", "6"]) == 0
+    agent = MetaHrlAgent(1, seed=3, du={"n_ues": 6, "seed": 0}, model=str(path))
+    fresh = MetaHrlAgent(1, seed=3, du={"n_ues": 6, "seed": 0})
+    assert any(not np.array_equal(agent.params[k].detach().numpy(), v.detach().numpy())
+               for k, v in fresh.params.items())
