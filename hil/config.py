@@ -281,6 +281,12 @@ class HilConfig(StrictModel):
                              "TCPIP0::192.168.1.50::23::SOCKET")
         if self.traffic.kind == "iperf3" and self.vbs.kind != "srsran":
             raise ValueError("traffic kind iperf3 needs vbs.kind srsran (a UE to send to)")
+        if ("du" in agent_params(self.agent.name) and "du" not in self.agent.params
+                and (self.vbs.kind != "emulated" or self.vbs.emulator.du is None)):
+            raise ValueError(f"agent {self.agent.name} caps the users of a DU: give "
+                             "vbs.emulator.du {n_ues: N, seed: S} (the emulator serves it), or "
+                             "agent.params.du for a real vBS; see "
+                             "testbed_configs/zmq-emulated-slices.yaml")
         return self
 
     @property

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.meta_hrl.env import heldout_task
 from hil.config import load_config
 from hil.run import build_agent
 from hil.errors import ConfigError
@@ -80,3 +81,17 @@ def test_an_unknown_agent_lists_the_known_ones(tmp_path):
     with pytest.raises(ConfigError,
                        match="known agents: bpvran, bsvbs, exp3ix, greedy, metahrl, metbs"):
         load_config(write(tmp_path, "name: x\nagent: {name: nope}\n"))
+
+
+def test_a_scheduler_over_users_without_a_du_is_refused_naming_where_to_give_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"vbs\.emulator\.du"):
+        load_config(write(tmp_path, "name: x\nagent: {name: metahrl}\n"))
+    cfg = load_config(write(tmp_path, "name: x\nagent: {name: metahrl}\n"
+                            "vbs: {emulator: {du: {n_ues: 6, seed: 2}}}\n"))
+    agent = build_agent(cfg)
+    assert len(agent.rntis) == 6 and agent.env.profile == heldout_task(6, seed=2).profile
+
+
+def test_the_shipped_sliced_testbed_loads():
+    cfg = load_config(DEFAULT.parent / "zmq-emulated-slices.yaml")
+    assert cfg.agent.name == "metahrl" and cfg.vbs.emulator.du.n_ues == 6
