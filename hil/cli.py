@@ -2,7 +2,7 @@
 
     hil run [CONFIG] [--agent NAME] [--rounds N] [--seed S] [--out DIR] [--resume RUN_DIR]
     hil check [CONFIG]
-    hil bench [CONFIG] [--quick]
+    hil bench [CONFIG] [--quick | --soak [--soak-rounds N]]
     hil replay [CONFIG] --scenario C --agents bsvbs,metbs,... --seeds N --rounds T --out DIR
     hil metahrl --seeds 5 --iterations 200 --out DIR
 
@@ -167,8 +167,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from hil.bench import run_benchmarks
+    from hil.soak import soak
 
-    for name, value, unit in run_benchmarks(Path(args.config), quick=args.quick):
+    figures = (soak(Path(args.config), args.soak_rounds) if args.soak
+               else run_benchmarks(Path(args.config), quick=args.quick))
+    for name, value, unit in figures:
         print(f"{name} {value:.6g} {unit}", flush=True)
     return 0
 
@@ -208,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
                        help="testbed for the control and round figures (default: %(default)s)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (for smoke tests)")
+    bench.add_argument("--soak", action="store_true", help="instead: many rounds with memory "
+                       "and open files sampled (soak_* figures)")
+    bench.add_argument("--soak-rounds", type=int, default=100_000,
+                       help="rounds of the soak (default: %(default)s)")
     bench.set_defaults(func=cmd_bench)
 
     replay = sub.add_parser("replay", help="evaluate agents x seeds offline: regret, power, "
