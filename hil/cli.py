@@ -5,6 +5,7 @@
     hil bench [CONFIG] [--quick | --soak [--soak-rounds N]]
     hil replay [CONFIG] --scenario C --agents bsvbs,metbs,... --seeds N --rounds T --out DIR
     hil metahrl --seeds 5 --iterations 200 --out DIR
+    hil keys DIR
 
 Operator errors (`HilError`) print one line saying what to fix and exit with status 2; an
 interrupted run exits with 130 after its cleanup; anything else is a bug and keeps its trace.
@@ -182,6 +183,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return run(args, console)
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from drivers.rtctl.curve import create_keys
+
+    for path in create_keys(Path(args.directory)):
+        console.print(str(path), highlight=False)
+    console.print("keep *.key_secret private: the server's on the vBS host, the client's with "
+                  "hil; set `vbs.curve_dir` to this folder on both sides")
+    return 0
+
+
 def cmd_metahrl(args: argparse.Namespace) -> int:
     from tools.metahrl.command import run
 
@@ -237,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--report-only", action="store_true",
                         help="redraw report.md and the figures from --out, run nothing")
     replay.set_defaults(func=cmd_replay)
+
+    keys = sub.add_parser("keys", help="make CURVE keys for rtctl on a lab network "
+                          "(`vbs.curve_dir`)")
+    keys.add_argument("directory", help="folder for the keypairs and authorized_clients/")
+    keys.set_defaults(func=cmd_keys)
 
     meta = sub.add_parser("metahrl", help="Meta-HRL experiments (baselines, ablation, scaling) "
                           "with tables beside the paper's; or train and save a meta-model")

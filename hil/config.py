@@ -151,6 +151,8 @@ class VbsConfig(StrictModel):
         30, ge=1, description="stop the run after this many invalid rounds in a row")
     emulator: EmulatorConfig = EmulatorConfig()
     srsran: SrsranConfig | None = None
+    curve_dir: Path | None = Field(None, description="CURVE keys (`hil keys DIR`): encrypt rtctl "
+                                   "and admit only authorized controllers, for lab networks")
 
     @model_validator(mode="after")
     def _srsran_is_described(self) -> VbsConfig:
@@ -325,7 +327,8 @@ def resolve_paths(cfg: HilConfig, base: Path) -> HilConfig:
         update={"trace": _under(base, traffic_scenario.trace)})})
     return cfg.model_copy(update={
         "hosts": hosts, "traffic": traffic,
-        "vbs": cfg.vbs.model_copy(update={"emulator": emu, "srsran": srsran})})
+        "vbs": cfg.vbs.model_copy(update={"emulator": emu, "srsran": srsran,
+                                          "curve_dir": _under(base, cfg.vbs.curve_dir)})})
 
 
 def apply_overrides(data: dict, overrides: dict[str, object]) -> dict:

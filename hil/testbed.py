@@ -29,6 +29,7 @@ from drivers.host.cpu_power import CpuPowerModel
 from drivers.host.metrics import HostMetrics
 from drivers.protocols import PowerMeter, PowerReading, RanControl, RoundProbe
 from drivers.rtctl.client import RtctlClient
+from drivers.rtctl.curve import ClientCurve
 from drivers.ssh import SshHost
 from hil.config import HilConfig, HostConfig
 from hil import srsran
@@ -78,6 +79,8 @@ def emulator_command(cfg: HilConfig, python: str = sys.executable) -> list[str]:
         cmd += ["--trace", str(emu.scenario.trace)]
     if emu.du is not None:
         cmd += ["--du-ues", str(emu.du.n_ues), "--du-seed", str(emu.du.seed)]
+    if cfg.vbs.curve_dir is not None:
+        cmd += ["--curve-dir", str(cfg.vbs.curve_dir)]
     if cfg.meter.kind == "gpm8213" and not cfg.meter.resource:
         cmd += ["--scpi-meter", f"{_bind_address(cfg.vbs.control_endpoint)}:0"]
     return cmd
@@ -241,12 +244,17 @@ def start_testbed(cfg: HilConfig, log_dir: Path) -> Testbed:
     else:
         ready, stop = _start_over_ssh(cfg, cfg.vbs.host)
     try:
-        ran = RtctlClient(ready["control"], timeout_s=cfg.vbs.timeout_s, retries=cfg.vbs.retries)
+        ran = RtctlClient(ready["control"], timeout_s=cfg.vbs.timeout_s, retries=cfg.vbs.retries,
+                          curve=_client_curve(cfg))
         meter = make_meter(cfg, ready)
     except BaseException:
         stop()
         raise
     return Testbed(ran=ran, meter=meter, stop_vbs=stop, probes=_host_probes(cfg))
+
+
+def _client_curve(cfg: HilConfig) -> ClientCurve | None:
+    return None if cfg.vbs.curve_dir is None else ClientCurve.from_dir(cfg.vbs.curve_dir)
 
 
 def _start_srsran(cfg: HilConfig) -> Testbed:
@@ -255,7 +263,7 @@ def _start_srsran(cfg: HilConfig) -> Testbed:
     try:
         testbed.bringup.up()
         ran = RtctlClient(srsran_control_endpoint(cfg), timeout_s=cfg.vbs.timeout_s,
-                          retries=cfg.vbs.retries)
+                          retries=cfg.vbs.retries, curve=_client_curve(cfg))
         meter = make_meter(cfg, {})
     except BaseException:
         testbed.close()

@@ -34,6 +34,7 @@ from drivers.emulated import model
 from drivers.emulated.meter import serve_meter_request
 from drivers.emulated.scenarios import Environment, Scenario, make_scenario
 from drivers.power.scpi_twin import ScpiMeterTwin
+from drivers.rtctl.curve import ServerCurve
 from drivers.rtctl.messages import CapCounters, CellKpis, KpiWindow, Thresholds
 from drivers.rtctl.server import RtctlServer
 
@@ -268,7 +269,8 @@ class _LockedPowerSource:
 
 def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
           stop: threading.Event, on_ready=None, scpi_meter: str | None = None,
-          exit_with_parent: bool = False, idle_exit_s: float | None = None) -> None:
+          exit_with_parent: bool = False, idle_exit_s: float | None = None,
+          curve: ServerCurve | None = None) -> None:
     """One thread, two REP sockets: rtctl control and the meter; optionally a GPM-8213 SCPI
     twin on `scpi_meter` ("host:port", port 0 = any), whose threads share the model under a
     lock with this loop.
@@ -276,6 +278,9 @@ def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
     It ends when `stop` is set, when its parent dies (`exit_with_parent`, local runs) or when
     no control request came for `idle_exit_s` (on an SSH host, where the controller is no
     parent: a controller killed with SIGKILL leaves no emulator behind for long).
+
+    With `curve`, the control socket takes only authorized CURVE clients (drivers.rtctl.curve);
+    the emulated meter's socket is the emulator's own convenience and stays plain.
 
     TTIs are simulated when a request needs them, not while idle: a simulation step has a
     fixed cost (~0.4 ms on a small VM), so one step per window is cheapest.
@@ -285,6 +290,9 @@ def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
     control = ctx.socket(zmq.REP)
     meter = ctx.socket(zmq.REP)
     control.linger = meter.linger = 0
+    if curve is not None:
+        curve.start(ctx)
+        curve.apply(control)
     lock = threading.Lock()
     twin = None
     try:
@@ -324,6 +332,8 @@ def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
             twin.close()
         control.close()
         meter.close()
+        if curve is not None:
+            curve.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--du-ues", type=int, metavar="N",
                    help="serve N users in slices (drivers.emulated.sliced_vbs) instead of one")
     p.add_argument("--du-seed", type=int, default=0, help="which DU of the task distribution")
+    p.add_argument("--curve-dir", type=Path, metavar="DIR",
+                   help="take only CURVE clients authorized in DIR (made by `hil keys DIR`)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -368,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"ready": True, **bound, "pid": os.getpid()}), flush=True)
 
     serve(vbs, args.control, args.meter, stop, on_ready=ready, scpi_meter=args.scpi_meter,
-          exit_with_parent=args.exit_with_parent, idle_exit_s=args.exit_when_idle_s)
+          exit_with_parent=args.exit_with_parent, idle_exit_s=args.exit_when_idle_s,
+          curve=ServerCurve(args.curve_dir) if args.curve_dir else None)
     return 0
 
 

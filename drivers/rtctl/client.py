@@ -20,6 +20,7 @@ from typing import Any, Self
 
 import zmq
 
+from drivers.rtctl.curve import ClientCurve
 from drivers.rtctl.messages import (
     ENB,
     PROTOCOL_VERSION,
@@ -51,7 +52,8 @@ class RtctlClient:
     """
 
     def __init__(self, endpoint: str | None = None, *, peer: Peer = ENB, timeout_s: float = 0.5,
-                 retries: int = 3, context: zmq.Context | None = None) -> None:
+                 retries: int = 3, context: zmq.Context | None = None,
+                 curve: ClientCurve | None = None) -> None:
         if timeout_s <= 0 or retries < 0:
             raise ValueError(f"need timeout_s > 0 and retries >= 0, got {timeout_s}, {retries}")
         self.peer = peer
@@ -61,6 +63,7 @@ class RtctlClient:
         self.sid = f"hil-{secrets.token_hex(8)}"
         self.last_seq = 0
         self._context = context if context is not None else zmq.Context.instance()
+        self._curve = curve  # CURVE keys on a lab network (drivers.rtctl.curve)
         self._socket: zmq.Socket | None = None
 
     def ping(self) -> PingReply | UePingReply:
@@ -133,6 +136,8 @@ class RtctlClient:
         if self._socket is None:
             socket = self._context.socket(zmq.REQ)
             socket.linger = 0
+            if self._curve is not None:
+                self._curve.apply(socket)
             try:
                 socket.connect(self.endpoint)
             except zmq.ZMQError as exc:
