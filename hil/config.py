@@ -58,6 +58,8 @@ class EmulatorConfig(StrictModel):
     scenario: ScenarioConfig = ScenarioConfig()
     du: DuConfig | None = Field(None, description="serve several users in slices instead of "
                                 "one user in `scenario`")
+    scpi_port: int = Field(0, ge=0, le=65535, description="port of the GPM-8213 SCPI twin "
+                           "(meter.kind gpm8213 without a resource); 0: any free one")
     startup_timeout_s: float = Field(20.0, gt=0)
 
 

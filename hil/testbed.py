@@ -82,7 +82,7 @@ def emulator_command(cfg: HilConfig, python: str = sys.executable) -> list[str]:
     if cfg.vbs.curve_dir is not None:
         cmd += ["--curve-dir", str(cfg.vbs.curve_dir)]
     if cfg.meter.kind == "gpm8213" and not cfg.meter.resource:
-        cmd += ["--scpi-meter", f"{_bind_address(cfg.vbs.control_endpoint)}:0"]
+        cmd += ["--scpi-meter", f"{_bind_address(cfg.vbs.control_endpoint)}:{emu.scpi_port}"]
     return cmd
 
 
@@ -152,7 +152,11 @@ def _ready_message(line: str) -> dict | None:
 
 
 # ----------------------------------------------------------------------- on this machine
-def _start_local(cfg: HilConfig, log_dir: Path) -> tuple[dict, Callable[[], None]]:
+_Started = tuple[dict, Callable[[], None], Callable[[], bool]]
+"""An emulated vBS that came up: its endpoints, how to stop it, whether it is still alive."""
+
+
+def _start_local(cfg: HilConfig, log_dir: Path) -> _Started:
     """A child process; its stderr goes to ``log_dir/emulator.log``."""
     log_path = Path(log_dir) / "emulator.log"
     with log_path.open("ab") as log:
@@ -174,7 +178,7 @@ def _start_local(cfg: HilConfig, log_dir: Path) -> tuple[dict, Callable[[], None
     deadline = time.monotonic() + cfg.vbs.emulator.startup_timeout_s
     while time.monotonic() < deadline:
         if sel.select(timeout=0.1) and (ready := _ready_message(proc.stdout.readline())):
-            return ready, stop
+            return ready, stop, lambda: proc.poll() is None
         if proc.poll() is not None:
             err = log_path.read_text(errors="replace").strip().splitlines()
             tail = err[-1] if err else f"exit code {proc.returncode}"
@@ -193,7 +197,7 @@ def connect_host(name: str, host: HostConfig) -> SshHost:
         trust_unknown_host=host.trust_unknown_host, state_dir=host.state_dir)
 
 
-def _start_over_ssh(cfg: HilConfig, host_name: str) -> tuple[dict, Callable[[], None]]:
+def _start_over_ssh(cfg: HilConfig, host_name: str) -> _Started:
     """Started and tracked by the host's ProcessHost; its log stays on the host (`tail`).
 
     The host runs this checkout's code with this interpreter (the same machine in CI; a lab
@@ -221,7 +225,8 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> tuple[dict, Callable[[], 
         while time.monotonic() < deadline:
             for line in host.tail(EMULATOR, 20).splitlines():
                 if ready := _ready_message(line):
-                    return _as_seen_from_controller(ready, cfg.hosts[host_name].hostname), stop
+                    return (_as_seen_from_controller(ready, cfg.hosts[host_name].hostname),
+                            stop, lambda: host.is_running(EMULATOR))
             if not host.is_running(EMULATOR):
                 raise TestbedError(f"the emulated vBS exited during start-up on {host_name}: "
                                    f"{host.tail(EMULATOR, 3).strip()}")
@@ -239,18 +244,66 @@ def start_testbed(cfg: HilConfig, log_dir: Path) -> Testbed:
     """Bring up the testbed the config describes; on any failure, take down what came up."""
     if cfg.vbs.kind == "srsran":
         return _start_srsran(cfg)
-    if cfg.vbs.host is None:
-        ready, stop = _start_local(cfg, log_dir)
-    else:
-        ready, stop = _start_over_ssh(cfg, cfg.vbs.host)
+
+    def start(config: HilConfig) -> _Started:
+        if config.vbs.host is None:
+            return _start_local(config, log_dir)
+        return _start_over_ssh(config, config.vbs.host)
+
+    watchdog = EmulatorWatchdog(start(cfg), lambda ready: start(_on_ports_of(cfg, ready)))
     try:
+        ready = watchdog.ready
         ran = RtctlClient(ready["control"], timeout_s=cfg.vbs.timeout_s, retries=cfg.vbs.retries,
                           curve=_client_curve(cfg))
         meter = make_meter(cfg, ready)
     except BaseException:
-        stop()
+        watchdog.stop()
         raise
-    return Testbed(ran=ran, meter=meter, stop_vbs=stop, probes=_host_probes(cfg))
+    return Testbed(ran=ran, meter=meter, stop_vbs=watchdog.stop,
+                   probes=[watchdog, *_host_probes(cfg)])
+
+
+class EmulatorWatchdog:
+    """Restarts a dead emulated vBS before the next round, on the ports it had, so that the
+    rtctl client (a new socket per resend) and the meter (it reconnects) find it again.
+
+    The round in which it died is recorded invalid; the next one runs on the new process.
+    """
+
+    def __init__(self, first: _Started, restart: Callable[[dict], _Started]) -> None:
+        self.ready, self._stop, self._alive = first
+        self._restart = restart
+        self.restarts = 0
+
+    def before_round(self, round_index: int) -> None:
+        if self._alive():
+            return
+        log.warning("round %d: the emulated vBS is not running: restarting it", round_index)
+        self._stop()
+        self.ready, self._stop, self._alive = self._restart(self.ready)
+        self.restarts += 1
+
+    def after_round(self) -> dict[str, int]:
+        return {"testbed_restarts": self.restarts}
+
+    def stop(self) -> None:
+        self._stop()
+
+
+def _on_ports_of(cfg: HilConfig, ready: dict) -> HilConfig:
+    """`cfg` with the emulator's endpoints pinned to the ports its first start bound."""
+    def pinned(endpoint: str, bound: str) -> str:
+        return f"{endpoint.rpartition(':')[0]}:{bound.rpartition(':')[2]}"
+
+    emulator = cfg.vbs.emulator
+    if "scpi_meter" in ready:  # TCPIP0::host::PORT::SOCKET
+        port = int(ready["scpi_meter"].split("::")[2])
+        emulator = emulator.model_copy(update={"scpi_port": port})
+    vbs = cfg.vbs.model_copy(update={
+        "control_endpoint": pinned(cfg.vbs.control_endpoint, ready["control"]),
+        "emulator": emulator})
+    meter = cfg.meter.model_copy(update={"endpoint": pinned(cfg.meter.endpoint, ready["meter"])})
+    return cfg.model_copy(update={"vbs": vbs, "meter": meter})
 
 
 def _client_curve(cfg: HilConfig) -> ClientCurve | None:
