@@ -5,6 +5,8 @@
     hil bench [CONFIG] [--quick | --soak [--soak-rounds N]]
     hil replay [CONFIG] --scenario C --agents bsvbs,metbs,... --seeds N --rounds T --out DIR
     hil metahrl --seeds 5 --iterations 200 --out DIR
+    hil collect [CONFIG] --grid AXIS=V1,V2 ... [--dwell-rounds N] [--reps N] [--out DIR]
+    hil fit-power DATASET [--out CALIBRATION.yaml]
     hil keys DIR
 
 Operator errors (`HilError`) print one line saying what to fix and exit with status 2; an
@@ -199,6 +201,18 @@ def cmd_metahrl(args: argparse.Namespace) -> int:
     return run(args, console)
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from tools.collect.command import run
+
+    return run(args, console)
+
+
+def cmd_fit_power(args: argparse.Namespace) -> int:
+    from tools.fit_power.command import run
+
+    return run(args, console)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hil", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -274,6 +288,34 @@ def build_parser() -> argparse.ArgumentParser:
                       help="instead: meta-train (--dus x --ues, --iterations, seed 0) and save "
                       "the weights for `agent.params.model` of a metahrl run")
     meta.set_defaults(func=cmd_metahrl)
+
+    collect = sub.add_parser("collect", help="measure a dataset: a policy grid x conditions, "
+                             "each cell held for a dwell time; resumable")
+    collect.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
+                         help="testbed config (default: %(default)s)")
+    collect.add_argument("--grid", nargs="*", default=[], metavar="AXIS=V1,V2",
+                         help="policy axes (dl_gain_db, dl_max_mcs, dl_prb_ratio, ul_max_mcs, "
+                         "ul_prb_ratio; default: the config's policy space, `paper` for the "
+                         "1080) and condition axes (dl_load_mbps, ul_load_mbps, dl_cqi, ul_cqi; "
+                         "default 32, 23, 15, 15)")
+    collect.add_argument("--dwell-rounds", type=int, default=10,
+                         help="rounds measured per cell (default: %(default)s)")
+    collect.add_argument("--warmup-rounds", type=int, default=2,
+                         help="rounds held and discarded before them (default: %(default)s)")
+    collect.add_argument("--reps", type=int, default=1, help="repetitions of each cell")
+    collect.add_argument("--seed", type=int, default=0, help="seed of the measuring order")
+    collect.add_argument("--out", help="sweep folder; the same command continues a sweep "
+                         "in it (default: datasets/<config name>)")
+    collect.set_defaults(func=cmd_collect)
+
+    fit = sub.add_parser("fit-power", help="fit the power model to a collected dataset: R^2, "
+                         "RMSE, residual plot, calibration YAML")
+    fit.add_argument("dataset", help="a sweep folder or its cells.parquet")
+    fit.add_argument("--base", help="calibration whose cell, channel and fixed parts the fit "
+                     "keeps (default: the sweep's, else the bundled emulated-nuc.yaml)")
+    fit.add_argument("--out", help="calibration YAML to write (default: DATASET/calibration.yaml)")
+    fit.add_argument("--name", help="`name:` of the calibration (default: fitted-<sweep>)")
+    fit.set_defaults(func=cmd_fit_power)
     return parser
 
 

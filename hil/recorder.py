@@ -53,19 +53,22 @@ from hil.schema import ROUND_SCHEMA
 log = logging.getLogger(__name__)
 
 META_NAME = "run.json"
-JOURNAL_NAME = "rounds.arrow"
-PARQUET_NAME = "rounds.parquet"
 CHECKPOINT_NAME = "checkpoint/state.pkl"
 
 
 class RunDirectory:
-    """The files of one run. Constructing it touches nothing on disk."""
+    """The files of one run. Constructing it touches nothing on disk.
 
-    def __init__(self, path: Path) -> None:
+    `table` names the journal and the Parquet file: ``rounds`` for a run, ``cells`` for a
+    dataset sweep (`tools/collect`), which records one row per measured cell the same way.
+    """
+
+    def __init__(self, path: Path, table: str = "rounds") -> None:
         self.path = Path(path)
+        self.table = table
 
     @classmethod
-    def create(cls, root: Path, name: str) -> RunDirectory:
+    def create(cls, root: Path, name: str, table: str = "rounds") -> RunDirectory:
         """Make a new, empty `root/name`; if taken, `name-2`, `name-3`, ... (never reuses one)."""
         root = Path(root)
         try:
@@ -74,7 +77,7 @@ class RunDirectory:
             while True:
                 try:
                     candidate.mkdir()  # atomic: of two runs racing for a name, one gets it
-                    return cls(candidate)
+                    return cls(candidate, table)
                 except FileExistsError:
                     suffix += 1
                     candidate = root / f"{name}-{suffix}"
@@ -90,11 +93,11 @@ class RunDirectory:
 
     @property
     def journal_path(self) -> Path:
-        return self.path / JOURNAL_NAME
+        return self.path / f"{self.table}.arrow"
 
     @property
     def parquet_path(self) -> Path:
-        return self.path / PARQUET_NAME
+        return self.path / f"{self.table}.parquet"
 
     @property
     def checkpoint_path(self) -> Path:

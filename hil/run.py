@@ -110,9 +110,12 @@ def resume_run(run_path: Path, rounds: int | None) -> tuple[HilConfig, RunDirect
 
 def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
             on_start: Callable[[int, int], None] | None = None,
-            on_round: RoundCallback | None = None) -> RunResult:
-    """Run (or continue) the rounds of ``cfg`` into ``run_dir``; always cleans up."""
-    agent = build_agent(cfg)
+            on_round: RoundCallback | None = None, agent: Agent | None = None) -> RunResult:
+    """Run (or continue) the rounds of ``cfg`` into ``run_dir``; always cleans up.
+
+    `agent` replaces the configured one (a dataset sweep plays its plan through it).
+    """
+    agent = agent if agent is not None else build_agent(cfg)
     first_round, replay_rows = 0, []
     checkpoint = run_dir.load_checkpoint() if resume else None
     if resume:

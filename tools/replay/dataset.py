@@ -71,18 +71,18 @@ def load_dlul(path: Path, space: PolicySpace) -> DlulDataset:
     if missing:
         raise ReplayError(f"{path}: missing column(s) {', '.join(missing)}; the dataset_dlul "
                           f"layout needs {', '.join(REQUIRED_COLUMNS)}")
+    dropped_failed = 0
+    if FAILED_COLUMN in frame.columns:  # first: a failed row may lack its measurements
+        failed = frame[FAILED_COLUMN].astype(str).str.lower().isin(("1", "1.0", "true", "yes"))
+        dropped_failed = int(failed.sum())
+        frame = frame[~failed.to_numpy()].copy()
     for column in REQUIRED_COLUMNS:
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = np.flatnonzero(~np.isfinite(values.to_numpy(float)) | (values.to_numpy(float) < 0))
         if bad.size:
-            raise ReplayError(f"{path}: column {column}, data row {bad[0] + 1}: "
+            raise ReplayError(f"{path}: column {column}, data row {frame.index[bad[0]] + 1}: "
                               f"'{frame[column].iloc[bad[0]]}' is not a finite number >= 0")
         frame[column] = values.astype(float)
-    dropped_failed = 0
-    if FAILED_COLUMN in frame.columns:
-        failed = frame[FAILED_COLUMN].astype(str).str.lower().isin(("1", "1.0", "true", "yes"))
-        dropped_failed = int(failed.sum())
-        frame = frame[~failed]
     policy = _policy_index(frame, space)
     on_grid = policy >= 0
     frame = frame[on_grid].reset_index(drop=True)

@@ -1,0 +1,272 @@
+"""`hil collect`: a policy grid x conditions, each cell held, averaged, recorded, resumable.
+
+What a lab relies on: every cell of the plan is measured exactly once however often the
+sweep is stopped; the warm-up is discarded; a failed cell says why; the order is random but
+reproducible; the dataset carries its units and exports to the public dataset's layout.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from agents.policy_space import PAPER_SPACE, PolicySpace
+from hil.cli import main
+from hil.recorder import RunDirectory
+from tools.collect.export import to_dlul
+from tools.collect.plan import Condition, PlanError, SweepPlan, parse_grid
+from tools.collect.schema import CELL_SCHEMA
+from tools.collect.sweep import summarise_cell
+from tools.replay.dataset import load_dlul
+
+from testbed_yaml import REPO, write_config
+
+SMALL = PolicySpace((0.0,), (5, 27), (0.2, 1.0), (5, 23), (1.0,))
+GRID = ["dl_max_mcs=5,27", "dl_prb_ratio=0.2,1", "ul_max_mcs=5,23", "ul_prb_ratio=1",
+        "dl_cqi=15,7"]
+
+
+# ----------------------------------------------------------------------------- the plan
+def test_grid_axes_replace_the_configs_values_and_conditions_multiply():
+    space, conditions = parse_grid(GRID + ["dl_load_mbps=8,32"], PAPER_SPACE, channel=True)
+    assert space == PolicySpace((0.0,), (5, 27), (0.2, 1.0), (5, 23), (1.0,))
+    assert len(conditions) == 4
+    assert Condition(8.0, 23.0, 7.0, 15.0) in conditions
+
+
+def test_no_grid_is_the_configs_space_under_scenario_a_and_paper_is_the_1080():
+    space, conditions = parse_grid([], SMALL, channel=True)
+    assert space == SMALL and conditions == (Condition(32.0, 23.0, 15.0, 15.0),)
+    assert parse_grid(["paper"], SMALL, channel=True)[0].size == 1080
+
+
+@pytest.mark.parametrize("item, message", [
+    ("dl_mcs=5", "unknown axis 'dl_mcs'"),
+    ("dl_max_mcs=5,x", "numbers separated by commas"),
+    ("dl_max_mcs=29", "dl_max_mcs: MCS must be in 0..28"),
+    ("dl_prb_ratio", "write axis=v1,v2"),
+    ("dl_cqi=16", "a CQI is at most 15"),
+    ("dl_load_mbps=-1", "finite and >= 0"),
+    ("ul_load_mbps=5,5", "unique"),
+])
+def test_a_bad_grid_item_is_refused_naming_it(item, message):
+    with pytest.raises(PlanError, match=message):
+        parse_grid([item], SMALL, channel=True)
+
+
+def test_a_testbed_that_cannot_set_the_channel_refuses_cqi_and_leaves_it_alone():
+    with pytest.raises(PlanError, match="cannot set the channel"):
+        parse_grid(["ul_cqi=9"], SMALL, channel=False)
+    _, (condition,) = parse_grid([], SMALL, channel=False)
+    assert condition.dl_cqi is None and condition.ul_cqi is None
+
+
+def make_plan(**changes) -> SweepPlan:
+    params = dict(space=SMALL, conditions=(Condition(32, 23, 15, 15), Condition(8, 5, 7, 7)),
+                  reps=2, dwell_rounds=3, warmup_rounds=1, seed=0) | changes
+    return SweepPlan(**params)
+
+
+def test_the_order_measures_every_cell_once_in_blocks_and_depends_only_on_the_seed():
+    plan = make_plan()
+    blocks = plan.blocks()
+    cells = [c for block in blocks for c in block]
+    assert len(cells) == plan.n_cells == 8 * 2 * 2
+    assert len({c.cell_id for c in cells}) == plan.n_cells
+    assert [c.order for c in cells] == list(range(plan.n_cells))
+    assert all(len({c.condition for c in block}) == 1 for block in blocks)
+    assert [c.cell_id for c in cells] == [c.cell_id for b in make_plan().blocks() for c in b]
+    other = [c.cell_id for b in make_plan(seed=1).blocks() for c in b]
+    assert other != [c.cell_id for c in cells] and sorted(other) == sorted(c.cell_id for c in cells)
+    in_order = [(c.policy_index, c.rep) for c in blocks[0]]
+    assert in_order != sorted(in_order)  # randomised within the block too
+
+
+def test_a_plan_survives_its_json_form():
+    plan = make_plan()
+    assert SweepPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+@pytest.mark.parametrize("changes, message", [({"reps": 0}, "--reps"),
+                                              ({"dwell_rounds": 0}, "--dwell-rounds"),
+                                              ({"warmup_rounds": -1}, "--warmup-rounds")])
+def test_impossible_sweep_options_are_refused(changes, message):
+    with pytest.raises(PlanError, match=message):
+        make_plan(**changes)
+
+
+# ----------------------------------------------------------------------------- one cell
+def round_row(k: int, power_w: float, valid: bool = True, reason: str | None = None) -> dict:
+    return {"round": k, "time_utc": datetime(2026, 1, 1, tzinfo=UTC), "valid": valid,
+            "invalid_reason": reason, "power_w": power_w if valid else None,
+            "dl_rate_mbps": 10.0 + k, "applied_dl_max_mcs": 27, "testbed_restarts": 0,
+            "violations": 0}
+
+
+def test_a_cell_averages_its_dwell_rounds_and_discards_the_warm_up():
+    plan = make_plan(warmup_rounds=2, dwell_rounds=3)
+    cell = plan.blocks()[0][0]
+    rows = [round_row(k, p) for k, p in enumerate([99.0, 99.0, 10.0, 11.0, 12.0])]
+    row = summarise_cell(cell, plan, rows, block="condition-0", round_s=1.0)
+    assert row["power_w"] == pytest.approx(11.0)
+    assert row["power_w_var"] == pytest.approx(1.0)  # sample variance of 10, 11, 12
+    assert row["dl_rate_mbps"] == pytest.approx(13.0)
+    assert row["n_samples"] == 3 and not row["failed"] and row["failed_reason"] is None
+    assert row["applied_dl_max_mcs"] == 27 and row["first_round"] == 0
+    assert row["rapl_power_w"] is None  # a host without RAPL: null, not 0
+
+
+def test_a_cell_with_an_invalid_dwell_round_is_failed_with_that_rounds_reason():
+    plan = make_plan(warmup_rounds=1, dwell_rounds=3)
+    rows = [round_row(0, 9.0, False, "apply: timeout"), round_row(1, 10.0),
+            round_row(2, 0.0, False, "measure: no valid reading"), round_row(3, 12.0)]
+    row = summarise_cell(plan.blocks()[0][0], plan, rows, block="b", round_s=1.0)
+    assert row["failed"] and row["failed_reason"] == "round 2: measure: no valid reading"
+    assert row["n_samples"] == 2 and row["power_w"] == pytest.approx(11.0)
+
+
+def test_the_cell_schema_puts_a_unit_on_every_measured_column():
+    units = {f.name: f.metadata[b"unit"].decode() for f in CELL_SCHEMA}
+    assert units["power_w"] == "W" and units["power_w_var"] == "W^2"
+    assert units["dl_rate_mbps_var"] == "(Mb/s)^2" and units["cond_dl_load_mbps"] == "Mb/s"
+    assert all(f.metadata.get(b"doc") for f in CELL_SCHEMA)
+
+
+# ----------------------------------------------------------------------------- end to end
+def sweep_cells(out: Path) -> pd.DataFrame:
+    return pq.read_table(out / "cells.parquet").to_pandas()
+
+
+def collect(config: Path, out: Path, *extra: str) -> int:
+    return main(["collect", str(config), "--grid", *GRID, "--dwell-rounds", "2",
+                 "--warmup-rounds", "1", "--out", str(out), *extra])
+
+
+@pytest.mark.e2e
+def test_a_sweep_records_every_cell_with_units_and_a_dataset_the_replays_read(tmp_path):
+    config = write_config(tmp_path, **{"clock.speedup": 200.0})
+    out = tmp_path / "sweep"
+    assert collect(config, out) == 0
+    cells = sweep_cells(out)
+    assert len(cells) == 8 * 2 and cells["cell_id"].is_unique and not cells["failed"].any()
+    assert (cells["n_samples"] == 2).all()
+    assert pq.read_schema(out / "cells.parquet").field("power_w").metadata[b"unit"] == b"W"
+    # What the vBS confirmed is what was asked, and the caps show in what it did.
+    for key in ("dl_max_mcs", "dl_prb_ratio", "ul_max_mcs", "ul_prb_ratio"):
+        assert (cells[f"applied_{key}"] == cells[f"policy_{key}"]).all()
+    assert (cells["dl_mcs"] <= cells["policy_dl_max_mcs"] + 1e-9).all()
+    assert (cells["dl_prb"] <= cells["policy_dl_prb_ratio"] * 50 + 1e-9).all()
+    # The channel condition is the channel the vBS saw.
+    by_cqi = cells.groupby("cond_dl_cqi")["dl_cqi"].mean()
+    assert by_cqi[7.0] == pytest.approx(6.5, abs=1.0) and by_cqi[15.0] > 13.5
+    # A better channel carries more at the same caps.
+    top = cells[(cells["policy_dl_max_mcs"] == 27) & (cells["policy_dl_prb_ratio"] == 1.0)]
+    assert top.groupby("cond_dl_cqi")["dl_rate_mbps"].mean().is_monotonic_increasing
+    data = load_dlul(out / "dataset_dlul.csv", PAPER_SPACE)
+    assert len(data.rows) == 16 and data.dropped_failed == 0
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "completed" and meta["cells_done"] == 16
+    for block in (out / "blocks").iterdir():
+        block_meta = json.loads((block / "run.json").read_text())
+        assert block_meta["exit"]["defaults_restored"] == "yes"
+    # An agent replays on the collected dataset.
+    assert main(["replay", str(config), "--dataset", str(out / "dataset_dlul.csv"),
+                 "--scenario", "A", "--agents", "bsvbs,random", "--seeds", "1",
+                 "--rounds", "300", "--workers", "1", "--out", str(tmp_path / "replay")]) == 0
+    assert (tmp_path / "replay" / "report.md").exists()
+
+
+@pytest.mark.e2e
+def test_the_same_command_with_other_options_is_refused_naming_the_folder(tmp_path, capsys):
+    config = write_config(tmp_path, **{"clock.speedup": 200.0})
+    out = tmp_path / "sweep"
+    assert collect(config, out) == 0
+    assert collect(config, out, "--seed", "5") == 2
+    error = capsys.readouterr().err
+    assert "run.json" in error and "another plan" in error and "seed" in error
+
+
+@pytest.mark.e2e
+def test_the_same_command_after_a_finished_sweep_measures_nothing(tmp_path):
+    config = write_config(tmp_path, **{"clock.speedup": 200.0})
+    out = tmp_path / "sweep"
+    assert collect(config, out) == 0
+    first = sweep_cells(out)
+    assert collect(config, out) == 0
+    pd.testing.assert_frame_equal(sweep_cells(out), first)
+    assert len(list((out / "blocks").iterdir())) == 2
+
+
+def collect_process(config: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hil.cli", "collect", str(config), "--grid", *GRID,
+         "dl_load_mbps=10,32", "--dwell-rounds", "3", "--warmup-rounds", "1", "--out", str(out)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_cells(out: Path, n: int, timeout_s: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    sweep = RunDirectory(out, table="cells")
+    while time.monotonic() < deadline:
+        if sweep.journal_path.exists() and (done := sweep.read_rounds(CELL_SCHEMA).num_rows) >= n:
+            return done
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {n} cells recorded within {timeout_s} s")
+
+
+@pytest.mark.e2e
+def test_a_sweep_killed_half_way_resumes_without_duplicate_or_missing_cells(tmp_path, sshd):
+    """The shipped testbed (emulator over SSH, GPM-8213 twin over pyvisa): SIGKILL in the
+    middle of the second block, then the same command again."""
+    config = write_config(tmp_path, sshd=sshd, **{"clock.speedup": 100.0})
+    out = tmp_path / "sweep"
+    proc = collect_process(config, out)
+    n_cells = 8 * 4
+    killed_at = wait_for_cells(out, n_cells // 2 + 3)
+    proc.kill()
+    proc.wait(timeout=10)
+    assert killed_at < n_cells
+    done = collect_process(config, out)
+    output, _ = done.communicate(timeout=180)
+    assert done.returncode == 0, output
+    assert "already measured" in output
+    cells = sweep_cells(out)
+    plan = SweepPlan.from_dict(json.loads((out / "run.json").read_text())["plan"])
+    planned = [c.cell_id for block in plan.blocks() for c in block]
+    assert sorted(cells["cell_id"]) == sorted(planned)  # none missing, none twice
+    assert cells.sort_values("order")["cell_id"].tolist() == planned  # in the plan's order
+    assert (cells["n_samples"] == 3).sum() >= n_cells - 2  # the meter may miss a window
+    # The cut-short cell was measured again from its warm-up in a new block run.
+    blocks = sorted(p.name for p in (out / "blocks").iterdir())
+    assert len(blocks) == 4 + 1 and sum(name.endswith("-2") for name in blocks) == 1
+
+
+@pytest.mark.e2e
+def test_ctrl_c_stops_after_the_round_in_flight_keeps_finished_cells_and_restores_defaults(
+        tmp_path):
+    config = write_config(tmp_path, **{"clock.speedup": 50.0})
+    out = tmp_path / "sweep"
+    proc = collect_process(config, out)
+    wait_for_cells(out, 3)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, output
+    assert "run the same command again" in output
+    cells = sweep_cells(out)  # the journal became cells.parquet
+    assert 3 <= len(cells) < 32 and cells["cell_id"].is_unique
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "interrupted" and meta["cells_done"] == len(cells)
+    (block,) = (out / "blocks").iterdir()
+    block_meta = json.loads((block / "run.json").read_text())
+    assert block_meta["exit"]["defaults_restored"] == "yes"
+    assert np.isfinite(to_dlul(cells)["pm_power"]).all()

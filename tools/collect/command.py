@@ -1,0 +1,64 @@
+"""`hil collect` (arguments declared in hil/cli.py): sweep a policy grid across conditions.
+
+    hil collect testbed_configs/zmq-emulated.yaml --grid dl_max_mcs=5,16,27 dl_prb_ratio=0.2,1
+    hil collect CONFIG --grid paper dl_load_mbps=8,32 --dwell-rounds 60 --warmup-rounds 5 \
+        --reps 3 --seed 7 --out datasets/lab-2026-11
+
+Running the same command again continues the sweep in `--out` (finished cells are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from hil.config import load_config
+from hil.progress import LineLog, progress_bar
+from tools.collect.plan import SweepPlan, parse_grid
+from tools.collect.sweep import DLUL_NAME, open_sweep, run_sweep
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    config_path = Path(args.config)
+    cfg = load_config(config_path)
+    space, conditions = parse_grid(args.grid, cfg.policy_space,
+                                   channel=cfg.vbs.kind == "emulated")
+    plan = SweepPlan(space, conditions, reps=args.reps, dwell_rounds=args.dwell_rounds,
+                     warmup_rounds=args.warmup_rounds, seed=args.seed)
+    out = Path(args.out) if args.out else Path("datasets") / cfg.name
+    sweep, done = open_sweep(out, cfg, config_path, plan)
+    todo = plan.n_cells - len(done)
+    wall_s = todo * plan.rounds_per_cell * cfg.period_s
+    console.print(f"sweep [bold]{escape(str(out))}[/]: {space.size} policies x "
+                  f"{len(conditions)} condition(s) x {plan.reps} rep(s) = {plan.n_cells} cells, "
+                  f"{len(done)} already measured; {plan.rounds_per_cell} rounds per cell "
+                  f"({plan.warmup_rounds} warm-up), at least {wall_s:.0f} s to go",
+                  highlight=False)
+    failed = 0
+    with progress_bar(console, "cells") as progress:
+        task = progress.add_task("cells", total=plan.n_cells, completed=len(done))
+        log = LineLog(console, todo, "cells", "measured")
+
+        def on_cell(row: dict) -> None:
+            nonlocal failed
+            failed += row["failed"]
+            progress.advance(task)
+            log.advance()
+
+        t0 = time.monotonic()
+        result = run_sweep(cfg, plan, sweep, done, on_cell=on_cell)
+    measured = result.cells_done - (plan.n_cells - todo)
+    console.print(f"{result.status}: {escape(result.reason)}", highlight=False)
+    console.print(f"{measured} cells measured in {time.monotonic() - t0:.1f} s ({failed} failed); "
+                  f"{result.cells_done}/{result.cells_total} in the sweep, "
+                  f"{result.cells_failed} of them failed", highlight=False)
+    console.print(f"dataset: {out / 'cells.parquet'} (units in the schema), "
+                  f"{out / DLUL_NAME} (dataset_dlul layout)", highlight=False)
+    if result.status != "completed":
+        console.print("[yellow]run the same command again to measure the remaining cells")
+        return 130 if result.status == "interrupted" else 1
+    return 0

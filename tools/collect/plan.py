@@ -1,0 +1,173 @@
+"""What a sweep measures, and in which order: policies x conditions x repetitions.
+
+A sweep holds every *cell* (one policy, under one condition, one repetition) for
+`warmup_rounds + dwell_rounds` rounds; the warm-up rounds are discarded (queues and link
+adaptation still carry the previous cell's policy), the dwell rounds are averaged.
+
+Conditions are what the policy does not set: the offered DL/UL load and, on the emulated
+vBS, the channel (mean DL/UL CQI). Changing them means restarting a process (the emulated
+vBS's trace, the channel emulator of a srsUE), so cells are measured in *blocks*, one per
+condition: the order of the blocks is random, and so is the order of the cells within a
+block (repetitions of a policy included), both drawn from `seed`. The same plan always
+gives the same order, which is what lets a restarted sweep skip the cells it finished.
+
+`--grid` items are ``axis=v1,v2,...`` for any policy axis (`POLICY_FIELDS`) or condition
+axis (`CONDITION_AXES`), or ``paper`` for the paper's 1080 policies. Axes not given keep the
+config's policy space and the default condition (the paper's scenario A: 32/23 Mb/s,
+CQI 15).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from agents.policy_space import PAPER_SPACE, PolicySpace
+from hil.errors import HilError
+from hil.schema import POLICY_FIELDS
+
+CONDITION_AXES = ("dl_load_mbps", "ul_load_mbps", "dl_cqi", "ul_cqi")
+DEFAULT_CONDITION = {"dl_load_mbps": 32.0, "ul_load_mbps": 23.0, "dl_cqi": 15.0, "ul_cqi": 15.0}
+"""The paper's scenario A: the cell's capacity offered both ways over a perfect channel."""
+
+
+class PlanError(HilError):
+    """A grid or sweep option that cannot be measured as given."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What a block of cells faces; a channel of None is left as the testbed has it."""
+
+    dl_load_mbps: float
+    ul_load_mbps: float
+    dl_cqi: float | None
+    ul_cqi: float | None
+
+    def label(self) -> str:
+        parts = [f"dl {self.dl_load_mbps:g} Mb/s", f"ul {self.ul_load_mbps:g} Mb/s"]
+        if self.dl_cqi is not None:
+            parts.append(f"cqi {self.dl_cqi:g}/{self.ul_cqi:g}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: `policy_index` of the plan's space under condition `condition`."""
+
+    order: int  # position in the plan's measuring order
+    condition: int
+    policy_index: int
+    rep: int
+
+    @property
+    def cell_id(self) -> str:
+        return f"c{self.condition}-p{self.policy_index}-r{self.rep}"
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    space: PolicySpace
+    conditions: tuple[Condition, ...]
+    reps: int
+    dwell_rounds: int
+    warmup_rounds: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        for name in ("reps", "dwell_rounds"):
+            if getattr(self, name) < 1:
+                raise PlanError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.warmup_rounds < 0:
+            raise PlanError("--warmup-rounds must be 0 or more")
+
+    @property
+    def rounds_per_cell(self) -> int:
+        return self.warmup_rounds + self.dwell_rounds
+
+    @property
+    def n_cells(self) -> int:
+        return self.space.size * len(self.conditions) * self.reps
+
+    def blocks(self) -> list[list[Cell]]:
+        """Every cell, grouped by condition, in measuring order (deterministic in `seed`)."""
+        rng = np.random.default_rng(self.seed)
+        order = itertools.count()
+        blocks = []
+        for condition in rng.permutation(len(self.conditions)):
+            pairs = [(p, r) for p in range(self.space.size) for r in range(self.reps)]
+            blocks.append([Cell(next(order), int(condition), *pairs[i])
+                           for i in rng.permutation(len(pairs))])
+        return blocks
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; `from_dict(to_dict())` gives an equal plan (sweep.json keeps it)."""
+        return {"space": {f.name: list(getattr(self.space, f.name)) for f in fields(self.space)},
+                "conditions": [asdict(c) for c in self.conditions], "reps": self.reps,
+                "dwell_rounds": self.dwell_rounds, "warmup_rounds": self.warmup_rounds,
+                "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepPlan:
+        return cls(PolicySpace(**data["space"]), tuple(Condition(**c) for c in data["conditions"]),
+                   data["reps"], data["dwell_rounds"], data["warmup_rounds"], data["seed"])
+
+
+def parse_grid(items: list[str], base: PolicySpace, *, channel: bool) -> tuple[
+        PolicySpace, tuple[Condition, ...]]:
+    """The policy space and conditions of `--grid` items over `base` (the config's space).
+
+    `channel`: whether the testbed can set the channel (the emulated vBS); without it the
+    CQI axes are refused and conditions leave the channel alone.
+    """
+    policy: dict[str, tuple[float, ...]] = {}  # MCS values stay int (PolicySpace checks)
+    condition: dict[str, tuple[float, ...]] = {}
+    for item in items:
+        if item == "paper":
+            policy.update({f.name: getattr(PAPER_SPACE, f.name) for f in fields(PAPER_SPACE)})
+            continue
+        axis, sep, values = item.partition("=")
+        if not sep or not values:
+            raise PlanError(f"--grid {item!r}: write axis=v1,v2,... (or `paper`)")
+        try:
+            numbers = tuple(_number(v) for v in values.split(","))
+        except ValueError:
+            raise PlanError(f"--grid {item!r}: values must be numbers separated by commas") from None
+        if axis in POLICY_FIELDS:
+            policy[axis] = numbers
+        elif axis in CONDITION_AXES:
+            if any(not np.isfinite(v) or v < 0 for v in numbers):
+                raise PlanError(f"--grid {axis}: values must be finite and >= 0")
+            if len(set(numbers)) != len(numbers):
+                raise PlanError(f"--grid {axis}: values must be unique, got {values}")
+            if axis.endswith("cqi") and any(v > 15 for v in numbers):
+                raise PlanError(f"--grid {axis}: a CQI is at most 15")
+            condition[axis] = numbers
+        else:
+            raise PlanError(f"--grid {item!r}: unknown axis {axis!r}; policy axes: "
+                            f"{', '.join(POLICY_FIELDS)}; condition axes: {', '.join(CONDITION_AXES)}")
+    cqi_axes = [a for a in ("dl_cqi", "ul_cqi") if a in condition]
+    if cqi_axes and not channel:
+        raise PlanError(f"--grid {cqi_axes[0]}: this testbed cannot set the channel (only the "
+                        "emulated vBS can); vary dl_gain_db instead, or set the UE's channel "
+                        "emulator in its srsRAN conf and collect one sweep per setting")
+    try:
+        space = PolicySpace(**{f.name: policy.get(f.name, getattr(base, f.name))
+                               for f in fields(base)})
+    except ValueError as exc:
+        raise PlanError(f"--grid: {exc}") from None
+    defaults = {a: v if channel or not a.endswith("cqi") else None
+                for a, v in DEFAULT_CONDITION.items()}
+    axes = [condition.get(a, (defaults[a],)) for a in CONDITION_AXES]
+    return space, tuple(Condition(*values) for values in itertools.product(*axes))
+
+
+def _number(text: str) -> float:
+    """`5` as int (an MCS must be one), `0.2` as float."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)

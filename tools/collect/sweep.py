@@ -1,0 +1,265 @@
+"""Running a sweep: each block of cells is a run of the round engine, summarised per cell.
+
+A sweep folder is a `RunDirectory` whose table is ``cells``:
+
+    run.json            the plan, the config, and how the sweep stands (status, cells done)
+    cells.arrow         the journal while a sweep is live: one row per finished cell, on disk
+                        as soon as the cell's last round is; `cells.parquet` when it stops
+    dataset_dlul.csv    the cells in the public dataset's column layout (`export.py`)
+    blocks/condition-<i>[-n]/   each block's run: its rounds (every round, warm-up included),
+                        its condition trace, the emulator log
+
+Each block runs through `hil.run.execute`, so a sweep gets everything a run has: rounds
+on a deadline, thresholds checked as applied, invalid rounds recorded with their reason, a
+crashed emulator restarted, and the default thresholds restored on every exit. A
+`ScheduleAgent` plays the block's cells in plan order; it learns nothing.
+
+Resuming is running the same command again: the plan is rebuilt from the same options,
+checked against the one in run.json, and the cells already in the table are skipped. A cell
+whose rounds were cut short (Ctrl-C, SIGKILL, a testbed that gave up) is measured again
+from its warm-up, so no cell is missing, none is recorded twice, and none mixes two runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.base import Context, Decision
+from agents.policy_space import PolicySpace
+from hil.config import HilConfig, ScenarioConfig
+from hil.errors import HilError
+from hil.recorder import RoundRecorder, RunDirectory
+from hil.run import execute
+from hil.schema import POLICY_FIELDS
+from tools.collect.export import write_dlul_csv
+from tools.collect.plan import Cell, Condition, PlanError, SweepPlan
+from tools.collect.schema import CELL_SCHEMA, MEASURED_MEANS, MEASURED_VARS
+
+CellCallback = Callable[[dict[str, Any]], None]
+DLUL_NAME = "dataset_dlul.csv"
+
+
+class SweepError(HilError):
+    """A sweep folder that does not fit the command, or a block that could not run."""
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    path: Path
+    status: str  # "completed" | "interrupted" | "failed"
+    reason: str
+    cells_done: int
+    cells_total: int
+    cells_failed: int
+
+
+class ScheduleAgent:
+    """Plays `actions[i]` for rounds i*r .. (i+1)*r - 1; learns nothing (an `Agent`)."""
+
+    def __init__(self, n_actions: int, actions: list[int], rounds_per_cell: int) -> None:
+        self.n_actions, self.actions, self.rounds_per_cell = n_actions, actions, rounds_per_cell
+        self.round = 0
+
+    def select(self, context: Context | None = None) -> Decision:
+        action = self.actions[min(self.round // self.rounds_per_cell, len(self.actions) - 1)]
+        self.round += 1
+        return Decision(action, 1.0)
+
+    def update(self, decision: Decision, reward: float) -> None:
+        """A sweep measures; it does not learn."""
+
+    def probabilities(self) -> np.ndarray:
+        p = np.zeros(self.n_actions)
+        p[self.actions[min(self.round // self.rounds_per_cell, len(self.actions) - 1)]] = 1.0
+        return p
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"round": self.round}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.round = state["round"]
+
+
+# ----------------------------------------------------------------------------- one cell
+def summarise_cell(cell: Cell, plan: SweepPlan, rows: list[dict[str, Any]], *, block: str,
+                   round_s: float) -> dict[str, Any]:
+    """The cell's row from its rounds (warm-up first): means and variances over the valid
+    dwell rounds; failed, with the first reason, if any dwell round was invalid."""
+    condition = plan.conditions[cell.condition]
+    dwell = rows[plan.warmup_rounds:]
+    valid = [r for r in dwell if r["valid"]]
+    invalid = [r for r in dwell if not r["valid"]]
+    policy = plan.space.policy(cell.policy_index)
+    row: dict[str, Any] = {
+        "cell_id": cell.cell_id, "order": cell.order, "condition": cell.condition,
+        "policy_index": cell.policy_index, "rep": cell.rep,
+        **{f"policy_{k}": v for k, v in zip(POLICY_FIELDS, policy)},
+        **{f"applied_{k}": valid[-1].get(f"applied_{k}") if valid else None
+           for k in POLICY_FIELDS},
+        "cond_dl_load_mbps": condition.dl_load_mbps, "cond_ul_load_mbps": condition.ul_load_mbps,
+        "cond_dl_cqi": condition.dl_cqi, "cond_ul_cqi": condition.ul_cqi,
+        "warmup_rounds": plan.warmup_rounds, "dwell_rounds": plan.dwell_rounds,
+        "round_s": round_s, "n_samples": len(valid),
+        "violations": sum(r.get("violations") or 0 for r in valid),
+        "testbed_restarts": _restarts_during(rows),
+        "failed": bool(invalid) or len(dwell) < plan.dwell_rounds,
+        "failed_reason": (f"round {invalid[0]['round']}: {invalid[0]['invalid_reason']}"
+                          if invalid else None),
+        "block": block, "first_round": rows[0]["round"], "time_utc": rows[0]["time_utc"],
+    }
+    for name in MEASURED_MEANS:
+        values = _values(valid, name)
+        row[name] = float(np.mean(values)) if values.size else None
+    for name in MEASURED_VARS:
+        values = _values(valid, name)
+        row[f"{name}_var"] = float(np.var(values, ddof=1)) if values.size >= 2 else None
+    return row
+
+
+def _values(rows: list[dict[str, Any]], name: str) -> np.ndarray:
+    values = [r.get(name) for r in rows]
+    return np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+
+
+def _restarts_during(rows: list[dict[str, Any]]) -> int:
+    counts = [r.get("testbed_restarts") for r in rows if r.get("testbed_restarts") is not None]
+    return counts[-1] - counts[0] if len(counts) >= 2 else 0
+
+
+# ----------------------------------------------------------------------------- one block
+def block_config(cfg: HilConfig, condition: Condition, trace: Path, space: PolicySpace,
+                 rounds: int) -> HilConfig:
+    """`cfg` for one block: the plan's grid as policy space, the condition as a one-row trace
+    (the emulated vBS draws its demand and channel from it, iperf3 its rates)."""
+    with trace.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["dl_demand_mbps", "ul_demand_mbps", "dl_cqi", "ul_cqi"])
+        # The iperf3 traffic reads only the loads; a channel left to the testbed is unused.
+        writer.writerow([condition.dl_load_mbps, condition.ul_load_mbps,
+                         15.0 if condition.dl_cqi is None else condition.dl_cqi,
+                         15.0 if condition.ul_cqi is None else condition.ul_cqi])
+    scenario = ScenarioConfig(name="trace", trace=trace.resolve())
+    update: dict[str, Any] = {"policy_space": space, "rounds": rounds}
+    if cfg.vbs.kind == "emulated":
+        update["vbs"] = cfg.vbs.model_copy(update={"emulator": cfg.vbs.emulator.model_copy(
+            update={"scenario": scenario})})
+    else:
+        update["traffic"] = cfg.traffic.model_copy(update={"scenario": scenario})
+    return cfg.model_copy(update=update)
+
+
+def check_testbed(cfg: HilConfig) -> None:
+    """Refuse a testbed whose conditions a sweep cannot set, naming the config key."""
+    if cfg.vbs.kind == "emulated" and cfg.vbs.emulator.du is not None:
+        raise PlanError("vbs.emulator.du: a sweep measures the cell of one user; use a "
+                        "config without `du` (e.g. testbed_configs/zmq-emulated.yaml)")
+    if cfg.vbs.kind == "srsran" and cfg.traffic.kind == "none":
+        raise PlanError("traffic.kind is none: a sweep offers each condition's load through "
+                        "iperf3; set traffic.kind: iperf3")
+
+
+# ----------------------------------------------------------------------------- the sweep
+def open_sweep(path: Path, cfg: HilConfig, config_path: Path, plan: SweepPlan) -> tuple[
+        RunDirectory, set[str]]:
+    """Create the sweep folder, or reopen it if it holds the same plan; the finished cells."""
+    sweep = RunDirectory(path, table="cells")
+    if sweep.meta_path.exists():
+        recorded = sweep.read_meta().get("plan")
+        if recorded != plan.to_dict():
+            raise SweepError(
+                f"{sweep.meta_path} holds a sweep with another plan ({_plan_difference(recorded, plan)}); "
+                "rerun with the options it was started with, or choose a new --out")
+        done = set(sweep.read_rounds(CELL_SCHEMA).column("cell_id").to_pylist())
+        return sweep, done
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SweepError(f"cannot create the sweep folder {path}: {exc.strerror or exc}") from exc
+    sweep.write_meta({"kind": "vbs-hil sweep", "config_path": str(config_path),
+                      "config": cfg.model_dump(mode="json"), "plan": plan.to_dict(),
+                      "calibration": (str(cfg.vbs.emulator.calibration.resolve())
+                                      if cfg.vbs.kind == "emulated" else None),
+                      "cells_total": plan.n_cells, "start_utc": _now(), "status": "running"})
+    return sweep, set()
+
+
+def _plan_difference(recorded: Any, plan: SweepPlan) -> str:
+    if not isinstance(recorded, dict):
+        return "no plan recorded"
+    new = plan.to_dict()
+    keys = [k for k in new if recorded.get(k) != new[k]]
+    return "differs in " + ", ".join(keys)
+
+
+def run_sweep(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, done: set[str], *,
+              on_cell: CellCallback | None = None) -> SweepResult:
+    """Measure every cell not in `done`, block by block; always closes the table and writes
+    the CSV export, also when interrupted or failed."""
+    check_testbed(cfg)
+    recorder = (RoundRecorder.resume(sweep, CELL_SCHEMA) if sweep.journal_path.exists()
+                or sweep.parquet_path.exists() else RoundRecorder(sweep, CELL_SCHEMA))
+    status, reason = "completed", f"measured all {plan.n_cells} cells"
+    try:
+        for cells in plan.blocks():
+            todo = [c for c in cells if c.cell_id not in done]
+            if not todo:
+                continue
+            outcome = _run_block(cfg, plan, sweep, todo, recorder, done, on_cell)
+            if outcome[0] != "completed":
+                status, reason = outcome
+                break
+    finally:
+        recorder.close()
+        table = sweep.read_rounds(CELL_SCHEMA)
+        write_dlul_csv(table.to_pandas(), sweep.path / DLUL_NAME)
+        failed = sum(table.column("failed").to_pylist())
+        sweep.update_meta(status=status if len(done) < plan.n_cells else "completed",
+                          reason=reason, cells_done=len(done), cells_failed=failed,
+                          stop_utc=_now())
+    return SweepResult(sweep.path, status, reason, len(done), plan.n_cells, failed)
+
+
+def _run_block(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, cells: list[Cell],
+               recorder: RoundRecorder, done: set[str],
+               on_cell: CellCallback | None) -> tuple[str, str]:
+    condition = plan.conditions[cells[0].condition]
+    run_dir = RunDirectory.create(sweep.path / "blocks", f"condition-{cells[0].condition}")
+    rpc = plan.rounds_per_cell
+    block_cfg = block_config(cfg, condition, run_dir.path / "condition.csv", plan.space,
+                             len(cells) * rpc)
+    run_dir.write_meta({"kind": "vbs-hil sweep block", "condition": condition.__dict__,
+                        "cells": [c.cell_id for c in cells],
+                        "config": block_cfg.model_dump(mode="json"), "start_utc": _now()})
+    rows: list[dict[str, Any]] = []
+
+    def on_round(row: dict[str, Any]) -> None:
+        rows.append(row)
+        if len(rows) < rpc:
+            return
+        cell = cells[row["round"] // rpc]
+        cell_row = summarise_cell(cell, plan, rows, block=run_dir.path.name,
+                                  round_s=block_cfg.round_s)
+        recorder.append(cell_row)
+        done.add(cell.cell_id)
+        rows.clear()
+        if on_cell:
+            on_cell(cell_row)
+
+    agent = ScheduleAgent(plan.space.size, [c.policy_index for c in cells], rpc)
+    result = execute(block_cfg, run_dir, resume=False, on_round=on_round, agent=agent)
+    outcome = result.outcome
+    if outcome.status == "completed":
+        return "completed", outcome.reason
+    return outcome.status, f"{run_dir.path.name} ({condition.label()}): {outcome.reason}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
