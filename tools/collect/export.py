@@ -6,7 +6,7 @@ Mapping from `cells.parquet`:
 | dataset_dlul | from the cell | unit |
 |---|---|---|
 | selected_mcs_dl/ul, selected_airtime_dl/ul | the thresholds the vBS confirmed | 1 |
-| txgain_dl | `applied_dl_gain_db` (relative to full power, <= 0; the paper's is the USRP's gain) | dB |
+| txgain_dl | `applied_dl_gain_db` (<= 0, relative to full power; the paper's: USRP gain) | dB |
 | txgain_ul | empty: the UE's gain is not controlled | |
 | traffic_load_dl/ul | the load offered (condition) | Mb/s |
 | thr_dl/ul, bler_dl/ul, cqi_dl | means over the dwell rounds | Mb/s, 1, 1 |

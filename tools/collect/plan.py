@@ -135,7 +135,8 @@ def parse_grid(items: list[str], base: PolicySpace, *, channel: bool) -> tuple[
         try:
             numbers = tuple(_number(v) for v in values.split(","))
         except ValueError:
-            raise PlanError(f"--grid {item!r}: values must be numbers separated by commas") from None
+            raise PlanError(f"--grid {item!r}: values must be numbers separated by "
+                            "commas") from None
         if axis in POLICY_FIELDS:
             policy[axis] = numbers
         elif axis in CONDITION_AXES:
@@ -148,7 +149,8 @@ def parse_grid(items: list[str], base: PolicySpace, *, channel: bool) -> tuple[
             condition[axis] = numbers
         else:
             raise PlanError(f"--grid {item!r}: unknown axis {axis!r}; policy axes: "
-                            f"{', '.join(POLICY_FIELDS)}; condition axes: {', '.join(CONDITION_AXES)}")
+                            f"{', '.join(POLICY_FIELDS)}; condition axes: "
+                            f"{', '.join(CONDITION_AXES)}")
     cqi_axes = [a for a in ("dl_cqi", "ul_cqi") if a in condition]
     if cqi_axes and not channel:
         raise PlanError(f"--grid {cqi_axes[0]}: this testbed cannot set the channel (only the "

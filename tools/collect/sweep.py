@@ -175,8 +175,9 @@ def open_sweep(path: Path, cfg: HilConfig, config_path: Path, plan: SweepPlan) -
         recorded = sweep.read_meta().get("plan")
         if recorded != plan.to_dict():
             raise SweepError(
-                f"{sweep.meta_path} holds a sweep with another plan ({_plan_difference(recorded, plan)}); "
-                "rerun with the options it was started with, or choose a new --out")
+                f"{sweep.meta_path} holds a sweep with another plan "
+                f"({_plan_difference(recorded, plan)}); rerun with the options it was started "
+                "with, or choose a new --out")
         done = set(sweep.read_rounds(CELL_SCHEMA).column("cell_id").to_pylist())
         return sweep, done
     try:

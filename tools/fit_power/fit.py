@@ -9,7 +9,8 @@ FACTS.md), which is linear in every coefficient a calibration holds:
 
 with airtimes `a` = PRBs per TTI / cell PRBs, `m` the mean MCS, `g` the DL gain, and
 ``below = clip(required_snr_ul(m_u) + margin - snr_u, 0, span)`` averaged over the per-TTI
-fading of the base calibration (`expected_clip`). Each cell of a dataset
+fading of the base calibration (`expected_clip`; twice the variance where link adaptation,
+not the cap, sets the MCS, since it follows the SNR of a few TTIs earlier). Each cell of a dataset
 gives one equation from its dwell-round means. The nonlinear shape parameters (margin, span)
 and the split of the constant between `idle_w` and `radio_fixed_w` cannot be told apart by
 a meter on the supply; they are kept from a base calibration and the constant is reported
@@ -55,14 +56,16 @@ class Term:
 
 TERMS = (
     Term("idle_w", -np.inf),  # idle + radio_fixed; checked > 0 once split
-    Term("radio_tx_w", 0.0),
     Term("dl.a_w", -np.inf), Term("dl.am_w", -np.inf), Term("dl.amm_w", -np.inf),
     Term("dl.aa_w", -np.inf),
     Term("ul.a_w", -np.inf), Term("ul.am_w", -np.inf), Term("ul.amm_w", -np.inf),
     Term("ul.aa_w", -np.inf),
+    Term("radio_tx_w", 0.0),
     Term("ul_decode.r0_w_per_db", 0.0), Term("ul_decode.r1_w_per_db", 0.0),
 )
-"""Every coefficient the fit can determine, in the order a rank check admits them."""
+"""Every coefficient the fit can determine, in the order a rank check admits them: the
+radio's transmit share comes after the DL airtime terms, so a dataset with one DL gain (the
+two are then proportional) holds the radio's at the base value, not the BBU's."""
 MEASURED = ("power_w", "dl_prb", "ul_prb", "dl_mcs", "ul_mcs", "ul_snr_db", "applied_dl_gain_db")
 
 
@@ -100,32 +103,36 @@ def design_matrix(cells: pd.DataFrame, base: Calibration) -> np.ndarray:
     m_d, m_u = cells["dl_mcs"].to_numpy(float), cells["ul_mcs"].to_numpy(float)
     gain = cells["applied_dl_gain_db"].to_numpy(float)
     required = np.interp(m_u, _UL_MCS, _UL_REQUIRED_SNR_DB)
+    # Where link adaptation picks the MCS (below the cap), it follows the SNR of a few TTIs
+    # before, so the shortfall spreads with two independent fades, not one.
+    adapting = ~(m_u >= cells["applied_ul_max_mcs"].to_numpy(float) - 0.5)  # NaN: uncapped
+    sigma = base.channel.fading_sigma_db * np.where(adapting, np.sqrt(2.0), 1.0)
     below = expected_clip(required + dec.margin_db - cells["ul_snr_db"].to_numpy(float),
-                          dec.span_db, base.channel.fading_sigma_db)
+                          dec.span_db, sigma)
     return np.column_stack([
-        np.ones_like(a_d), 10 ** (gain / 10) * a_d,
+        np.ones_like(a_d),
         a_d, a_d * m_d, a_d * m_d ** 2, a_d ** 2,
         a_u, a_u * m_u, a_u * m_u ** 2, a_u ** 2,
-        (a_u > 0) * below, a_u * below,
+        10 ** (gain / 10) * a_d, (a_u > 0) * below, a_u * below,
     ])
 
 
-def expected_clip(x: np.ndarray, span: float, sigma: float) -> np.ndarray:
+def expected_clip(x: np.ndarray, span: float, sigma: np.ndarray | float) -> np.ndarray:
     """E[clip(x - sigma Z, 0, span)], Z standard normal: the decoding effort below the SNR
     threshold averaged over per-TTI fading around the window's mean SNR. Clipping is convex
     near 0, so the clip of the mean would underestimate it where the SNR sits near g0."""
-    if sigma <= 0:
-        return np.clip(x, 0, span)
+    x, sigma = np.broadcast_arrays(np.asarray(x, float), np.asarray(sigma, float))
+    s = np.where(sigma > 0, sigma, 1.0)
 
     def ramp(mu: np.ndarray) -> np.ndarray:  # E[max(mu - sigma Z, 0)]
-        return mu * ndtr(mu / sigma) + sigma * np.exp(-0.5 * (mu / sigma) ** 2) / np.sqrt(2 * np.pi)
+        return mu * ndtr(mu / s) + s * np.exp(-0.5 * (mu / s) ** 2) / np.sqrt(2 * np.pi)
 
-    return ramp(x) - ramp(x - span)
+    return np.where(sigma > 0, ramp(x) - ramp(x - span), np.clip(x, 0, span))
 
 
 def usable_cells(cells: pd.DataFrame) -> pd.DataFrame:
     """Cells that were measured (not failed) and have every column the fit reads."""
-    missing = [c for c in MEASURED if c not in cells.columns]
+    missing = [c for c in (*MEASURED, "applied_ul_max_mcs") if c not in cells.columns]
     if missing:
         raise FitError(f"the dataset has no column(s) {', '.join(missing)}; fit-power reads "
                        "the cells.parquet of `hil collect`")
