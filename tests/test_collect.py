@@ -152,11 +152,19 @@ def collect(config: Path, out: Path, *extra: str) -> int:
                  "--warmup-rounds", "1", "--out", str(out), *extra])
 
 
-@pytest.mark.e2e
-def test_a_sweep_records_every_cell_with_units_and_a_dataset_the_replays_read(tmp_path):
+@pytest.fixture
+def collected(tmp_path: Path) -> tuple[Path, Path]:
+    """(config, sweep folder) of a finished small sweep on the local emulated testbed."""
     config = write_config(tmp_path, **{"clock.speedup": 200.0})
     out = tmp_path / "sweep"
     assert collect(config, out) == 0
+    return config, out
+
+
+@pytest.mark.e2e
+def test_a_sweep_records_every_cell_with_units_and_a_dataset_the_replays_read(tmp_path,
+                                                                              collected):
+    config, out = collected
     cells = sweep_cells(out)
     assert len(cells) == 8 * 2 and cells["cell_id"].is_unique and not cells["failed"].any()
     assert (cells["n_samples"] == 2).all()
@@ -187,20 +195,16 @@ def test_a_sweep_records_every_cell_with_units_and_a_dataset_the_replays_read(tm
 
 
 @pytest.mark.e2e
-def test_the_same_command_with_other_options_is_refused_naming_the_folder(tmp_path, capsys):
-    config = write_config(tmp_path, **{"clock.speedup": 200.0})
-    out = tmp_path / "sweep"
-    assert collect(config, out) == 0
+def test_the_same_command_with_other_options_is_refused_naming_the_folder(collected, capsys):
+    config, out = collected
     assert collect(config, out, "--seed", "5") == 2
     error = capsys.readouterr().err
     assert "run.json" in error and "another plan" in error and "seed" in error
 
 
 @pytest.mark.e2e
-def test_the_same_command_after_a_finished_sweep_measures_nothing(tmp_path):
-    config = write_config(tmp_path, **{"clock.speedup": 200.0})
-    out = tmp_path / "sweep"
-    assert collect(config, out) == 0
+def test_the_same_command_after_a_finished_sweep_measures_nothing(collected):
+    config, out = collected
     first = sweep_cells(out)
     assert collect(config, out) == 0
     pd.testing.assert_frame_equal(sweep_cells(out), first)
