@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 from drivers.emulated.meter import EmulatedMeter
 from drivers.power.gpm8213 import Gpm8213Meter
@@ -30,7 +30,7 @@ from drivers.host.metrics import HostMetrics
 from drivers.protocols import PowerMeter, PowerReading, RanControl, RoundProbe
 from drivers.rtctl.client import RtctlClient
 from drivers.rtctl.curve import ClientCurve
-from drivers.ssh import SshHost
+from drivers.ssh import ConnectionLostError, SshError, SshHost
 from hil.config import HilConfig, HostConfig
 from hil import srsran
 from hil.errors import HilError
@@ -41,6 +41,7 @@ EMULATOR = "emulated-vbs"  # the process name on an SSH host
 IDLE_EXIT_S = 60.0
 """An emulated vBS on an SSH host exits after this long without a control request."""
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class TestbedError(HilError):
@@ -212,9 +213,18 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> _Started:
 
     def stop() -> None:
         try:
-            host.stop(EMULATOR)
+            _reconnecting(host, lambda: host.stop(EMULATOR))
         finally:
             host.close()
+
+    def alive() -> bool:
+        """Whether the emulator runs; when SSH cannot tell (the host's sshd is down), the
+        rtctl exchange of the round will: the emulator does not need SSH to serve."""
+        try:
+            return _reconnecting(host, lambda: host.is_running(EMULATOR))
+        except SshError as exc:
+            log.warning("cannot check the emulated vBS on %s: %s", host_name, exc)
+            return True
 
     try:
         if host.is_running(EMULATOR):
@@ -226,7 +236,7 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> _Started:
             for line in host.tail(EMULATOR, 20).splitlines():
                 if ready := _ready_message(line):
                     return (_as_seen_from_controller(ready, cfg.hosts[host_name].hostname),
-                            stop, lambda: host.is_running(EMULATOR))
+                            stop, alive)
             if not host.is_running(EMULATOR):
                 raise TestbedError(f"the emulated vBS exited during start-up on {host_name}: "
                                    f"{host.tail(EMULATOR, 3).strip()}")
@@ -237,6 +247,15 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> _Started:
     except BaseException:
         stop()
         raise
+
+
+def _reconnecting(host: SshHost, call: Callable[[], _T]) -> _T:
+    """`call()`, once more after reconnecting if the SSH connection had dropped."""
+    try:
+        return call()
+    except ConnectionLostError:
+        host.reconnect()
+        return call()
 
 
 # ----------------------------------------------------------------------- the testbed

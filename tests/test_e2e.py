@@ -192,6 +192,29 @@ def test_a_killed_vbs_is_restarted_and_the_run_goes_on_with_the_gap_recorded_inv
     assert meta["exit"]["status"] == "completed" and meta["exit"]["defaults_restored"] == "yes"
 
 
+def test_a_dropped_ssh_connection_to_the_bbu_host_does_not_stop_the_run(tmp_path, sshd):
+    """Every SSH session to the BBU host drops and sshd is down for a while: the emulated vBS
+    (not a child of any session) goes on serving over ZMQ, the watchdog reconnects once
+    sshd is back, and the run completes and stops the emulator over SSH as usual."""
+    config = write_config(tmp_path, sshd=sshd, rounds=400, **{"clock.speedup": 100.0})
+    proc = hil_subprocess(config)
+    run_dir = wait_for_rounds(tmp_path / "runs", 30)
+    sshd.kill()
+    time.sleep(0.5)
+    dropped_for = len(read_rounds(run_dir))
+    sshd.start()  # same port, same host key
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    assert dropped_for >= 30 + 10  # the run went on while sshd was down
+    rounds = pd.read_parquet(run_dir / "rounds.parquet")
+    assert rounds["round"].tolist() == list(range(400))
+    assert rounds["valid"].mean() >= 0.95 and rounds["testbed_restarts"].iloc[-1] == 0
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["exit"]["status"] == "completed" and meta["exit"]["defaults_restored"] == "yes"
+    with SshHost("check", **sshd.host_params()) as host:
+        assert not host.is_running("emulated-vbs")
+
+
 def test_the_shipped_testbed_runs_through_sshd_zmq_and_the_meter_twin_over_pyvisa(tmp_path,
                                                                              sshd):
     """`make run`'s config as shipped: the emulator started, tracked and stopped over SSH by
