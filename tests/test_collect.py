@@ -21,12 +21,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from agents.policy_space import PAPER_SPACE, PolicySpace
+from drivers.emulated.scenarios import make_scenario
 from hil.cli import main
+from hil.config import load_config
 from hil.recorder import RunDirectory
 from tools.collect.export import to_dlul
 from tools.collect.plan import Condition, PlanError, SweepPlan, parse_grid
 from tools.collect.schema import CELL_SCHEMA
-from tools.collect.sweep import summarise_cell
+from tools.collect.sweep import block_config, check_testbed, summarise_cell
 from tools.replay.dataset import load_dlul
 
 from testbed_yaml import REPO, write_config
@@ -274,3 +276,30 @@ def test_ctrl_c_stops_after_the_round_in_flight_keeps_finished_cells_and_restore
     block_meta = json.loads((block / "run.json").read_text())
     assert block_meta["exit"]["defaults_restored"] == "yes"
     assert np.isfinite(to_dlul(cells)["pm_power"]).all()
+
+
+# ----------------------------------------------------------------------------- testbeds
+def test_a_condition_reaches_the_emulator_as_its_scenario_and_srsran_as_iperf3_rates(tmp_path):
+    condition = Condition(8.0, 5.0, 7.0, 9.0)
+    emulated = block_config(load_config(write_config(tmp_path)), condition,
+                            tmp_path / "a.csv", SMALL, rounds=12)
+    scenario = emulated.vbs.emulator.scenario
+    assert scenario.name == "trace" and emulated.policy_space == SMALL and emulated.rounds == 12
+    env = make_scenario("trace", 0, trace_path=scenario.trace).epochs(0, 3)
+    assert env.dl_demand_mbps.tolist() == [8.0] * 3 and env.ul_cqi.tolist() == [9.0] * 3
+
+    srsran = load_config(REPO / "testbed_configs" / "zmq-srsran.yaml")
+    check_testbed(srsran)
+    block = block_config(srsran, Condition(8.0, 5.0, None, None), tmp_path / "b.csv", SMALL,
+                         rounds=12)
+    env = make_scenario("trace", 0, trace_path=block.traffic.scenario.trace).epochs(0, 1)
+    assert (env.dl_demand_mbps[0], env.ul_demand_mbps[0]) == (8.0, 5.0)
+
+
+def test_a_testbed_whose_conditions_a_sweep_cannot_set_is_refused_naming_the_key(tmp_path):
+    srsran = load_config(REPO / "testbed_configs" / "zmq-srsran.yaml", {"traffic.kind": "none"})
+    with pytest.raises(PlanError, match="traffic.kind"):
+        check_testbed(srsran)
+    sliced = load_config(REPO / "testbed_configs" / "zmq-emulated-slices.yaml")
+    with pytest.raises(PlanError, match="vbs.emulator.du"):
+        check_testbed(sliced)
