@@ -154,7 +154,8 @@ class VbsConfig(StrictModel):
     emulator: EmulatorConfig = EmulatorConfig()
     srsran: SrsranConfig | None = None
     curve_dir: Path | None = Field(None, description="CURVE keys (`hil keys DIR`): encrypt rtctl "
-                                   "and admit only authorized controllers, for lab networks")
+                                   "and admit only authorized controllers, for lab networks; the "
+                                   "vBS host (srsENB, patch 0009) needs the folder at this path")
 
     @model_validator(mode="after")
     def _srsran_is_described(self) -> VbsConfig:

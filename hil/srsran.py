@@ -17,6 +17,7 @@ import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from drivers.srsran.conf import ZMQ_BASE_SRATE, TestUe, render_program
@@ -80,7 +81,8 @@ def build(cfg: HilConfig, connect: Callable[[str], SshHost]) -> SrsranTestbed:
                     radio: tuple[str, str] = ("", ""),
                     gains: tuple[float, float] = (0.0, 0.0)) -> SrsProcess:
             conf_dir = dirs[process.host]
-            files = render_program(srs.templates, kind, _values(srs, conf_dir, radio, gains))
+            values = _values(srs, conf_dir, radio, gains, cfg.vbs.curve_dir)
+            files = render_program(srs.templates, kind, values)
             return SrsProcess(name=name, host=hosts[process.host], binary=process.binary,
                               conf_path=f"{conf_dir}/{kind}.conf", ready=READY[name],
                               files={f"{conf_dir}/{file}": text for file, text in files.items()},
@@ -188,7 +190,9 @@ def radio_device(radio: RadioConfig, end: Literal["enb", "ue"], peer: str) -> tu
 
 
 def _values(srs: SrsranConfig, conf_dir: str, radio: tuple[str, str],
-            gains: tuple[float, float]) -> dict[str, object]:
+            gains: tuple[float, float], curve_dir: Path | None) -> dict[str, object]:
+    """Template values. `curve_dir` must exist at that path on the eNB host too, holding
+    the server's secret key and authorized_clients/ (empty: rtctl without CURVE)."""
     sim = TestUe()
     return {
         "conf_dir": conf_dir, "mme_addr": MME_ADDR, "enb_addr": ENB_ADDR, "sgi_addr": SGI_ADDR,
@@ -198,6 +202,7 @@ def _values(srs: SrsranConfig, conf_dir: str, radio: tuple[str, str],
         "channel_enable": "false" if srs.awgn_snr_db is None else "true",
         "awgn_snr_db": 30.0 if srs.awgn_snr_db is None else srs.awgn_snr_db,
         "rtctl_bind": srs.rtctl_bind, "ue_rtctl_bind": srs.ue.rtctl_bind,
+        "rtctl_curve_dir": "" if curve_dir is None else curve_dir,
         "ue_imsi": sim.imsi, "ue_key": sim.key, "ue_opc": sim.opc, "ue_imei": sim.imei,
         "ue_ip": srs.ue.ip, "netns": srs.ue.netns or "",
     }

@@ -23,10 +23,15 @@ from typing import Any
 
 import pytest
 import yaml
+import zmq
+import zmq.auth
 
+from drivers.rtctl.client import RtctlClient
+from drivers.rtctl.curve import ClientCurve, create_keys
 from drivers.rtctl.messages import WindowReply
 from hil.cli import main
 from hil.config import apply_overrides, load_config
+from hil.errors import VbsUnreachableError
 from hil.probes import TrafficProbe
 from hil.recorder import read_rounds
 from hil import testbed as hil_testbed
@@ -157,3 +162,23 @@ def test_a_bsvbs_run_of_the_shipped_config_runs_to_the_end(tmp_path: Path, sshd:
     assert table["valid"].mean() >= 0.9, table["invalid_reason"].dropna().value_counts()
     assert (table["violations"].dropna() == 0).all()
     assert (run_dir / "summary.png").exists()
+
+
+def test_the_patched_enb_serves_curve_only_to_the_authorized_controller(tmp_path: Path,
+                                                                        sshd: Any):
+    """`vbs.curve_dir` on srsRAN: the eNB (patch 0009) encrypts rtctl with the folder's
+    server key and answers only controllers whose public key is in authorized_clients/."""
+    keys = tmp_path / "keys"
+    create_keys(keys)
+    cfg = load_config(real_srsran_config(tmp_path, sshd, **{"vbs.curve_dir": str(keys)}))
+    with hil_testbed.start_testbed(cfg, tmp_path) as bed:  # its client holds the keys
+        assert bed.ran.ping().ok
+        endpoint = hil_testbed.srsran_control_endpoint(cfg)
+        public, secret = zmq.auth.create_certificates(str(tmp_path), "intruder")
+        intruder = ClientCurve(*zmq.auth.load_certificate(secret),
+                               server_public=ClientCurve.from_dir(keys).server_public)
+        for curve in (None, intruder):
+            with RtctlClient(endpoint, timeout_s=0.5, retries=0, curve=curve) as ran, \
+                    pytest.raises(VbsUnreachableError):
+                ran.ping()
+        assert bed.ran.set({"dl_max_mcs": 10}).applied.dl_max_mcs == 10  # still served
