@@ -83,7 +83,8 @@ def rendered(program: str) -> dict[str, str]:
               "sgi_addr": "172.16.0.1", "n_prb": 50, "dl_earfcn": 3350,
               "device_name": "zmq", "device_args": "a=b", "tx_gain_db": 80, "rx_gain_db": 40,
               "channel_enable": "true", "awgn_snr_db": 30, "rtctl_bind": "tcp://127.0.0.1:5555",
-              "rtctl_curve_dir": "/srv/keys", "ue_imsi": "001010123456789", "ue_key": "k", "ue_opc": "o", "ue_imei": "1",
+              "rtctl_curve_dir": "/srv/keys", "ue_imsi": "001010123456789", "ue_key": "k",
+              "ue_opc": "o", "ue_imei": "1",
               "ue_ip": "172.16.0.2", "netns": "ue1", "ue_rtctl_bind": "tcp://127.0.0.1:5556"}
     return render_program(cfg.vbs.srsran.templates, program, values)
 
