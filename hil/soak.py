@@ -1,5 +1,6 @@
 """`hil bench --soak`: many accelerated rounds of a testbed with the controller's resident
-memory and open file descriptors sampled, so that a leak shows as growth.
+memory and open file descriptors sampled, so that a leak shows as growth, and the size of
+the live journal, which segment compaction (hil/recorder.py) keeps bounded.
 
 The first sample is taken after WARM_UP_ROUNDS (imports, buffers and the recorder's first
 batches settle); then one every `sample_every` rounds. A soak passes when the end is within
@@ -28,11 +29,13 @@ def soak(config: Path, rounds: int, sample_every: int = 1_000) -> Iterator[Figur
 
     process = psutil.Process()
     samples: list[tuple[int, float, int]] = []
+    journal_mb: list[float] = []
 
     def sample(row: dict) -> None:
         k = row["round"] + 1
         if k == min(WARM_UP_ROUNDS, rounds // 2) or k % sample_every == 0 or k == rounds:
             samples.append((k, process.memory_info().rss / 2**20, process.num_fds()))
+            journal_mb.append(run_dir.journal_path.stat().st_size / 2**20)
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg, run_dir = new_run(config, {"rounds": rounds, "clock.speedup": BENCH_SPEEDUP,
@@ -41,6 +44,7 @@ def soak(config: Path, rounds: int, sample_every: int = 1_000) -> Iterator[Figur
         result = execute(cfg, run_dir, resume=False, on_round=sample)
         elapsed = time.perf_counter() - t0
         recorded = len(read_rounds(run_dir.path))
+        recording_mb = sum(f.stat().st_size for f in run_dir.path.iterdir() if f.is_file())
     (_, rss_start, fds_start), (_, rss_end, fds_end) = samples[0], samples[-1]
     yield "soak_rounds", float(result.outcome.next_round), "rounds"
     yield "soak_recorded_rounds", float(recorded), "rounds"
@@ -50,3 +54,5 @@ def soak(config: Path, rounds: int, sample_every: int = 1_000) -> Iterator[Figur
     yield "soak_rss_mb_max", max(s[1] for s in samples), "MB"
     yield "soak_fds_start", float(fds_start), "fds"
     yield "soak_fds_end", float(fds_end), "fds"
+    yield "soak_journal_mb_max", max(journal_mb), "MB"
+    yield "soak_recording_mb_end", recording_mb / 2**20, "MB"
