@@ -197,8 +197,8 @@ class RoundRecorder:
     """Rows in the run so far, including rows carried over by `resume`."""
 
     def __init__(
-        self, run_dir: RunDirectory, schema: pa.Schema = ROUND_SCHEMA, *, fsync_every_s: float = 1.0,
-        segment_rows: int | None = SEGMENT_ROWS,
+        self, run_dir: RunDirectory, schema: pa.Schema = ROUND_SCHEMA, *,
+        fsync_every_s: float = 1.0, segment_rows: int | None = SEGMENT_ROWS,
     ) -> None:
         """Start recording a new run; refuses a directory that already holds rounds."""
         for existing in (run_dir.journal_path, run_dir.parquet_path,
