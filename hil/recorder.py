@@ -487,7 +487,7 @@ def _read_live(run_dir: RunDirectory, schema: pa.Schema) -> pa.Table:
         end, path = segments[row]
         parts.append(_read_parquet(path))
         row = end
-    parts.append(journal.replace_schema_metadata(schema.metadata))
+    parts.append(journal)
     return pa.concat_tables([t.replace_schema_metadata(schema.metadata) for t in parts])
 
 

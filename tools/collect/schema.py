@@ -29,9 +29,11 @@ def _field(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = 
     return pa.field(name, type_, nullable=nullable, metadata={"unit": unit, "doc": doc})
 
 
-def _from_round(prefix: str, name: str, doc: str) -> pa.Field:
+def _from_round(name: str, doc_prefix: str = "") -> pa.Field:
+    """The round schema's field `name`, same type and unit, its doc after `doc_prefix`."""
     source = ROUND_SCHEMA.field(name)
-    return _field(f"{prefix}{name}", source.type, source.metadata[b"unit"].decode(), doc)
+    return _field(name, source.type, source.metadata[b"unit"].decode(),
+                  doc_prefix + source.metadata[b"doc"].decode())
 
 
 def _squared(unit: str) -> str:
@@ -48,8 +50,7 @@ CELL_SCHEMA = pa.schema(
         _field("policy_index", pa.int64(), "1", "index of the policy in the plan's grid",
                nullable=False),
         _field("rep", pa.int64(), "1", "repetition from 0", nullable=False),
-        *[_from_round("", n, ROUND_SCHEMA.field(n).metadata[b"doc"].decode())
-          for n in _ROUND_POLICY],
+        *[_from_round(n) for n in _ROUND_POLICY],
         _field("cond_dl_load_mbps", pa.float64(), "Mb/s", "DL load offered (condition)"),
         _field("cond_ul_load_mbps", pa.float64(), "Mb/s", "UL load offered (condition)"),
         _field("cond_dl_cqi", pa.float64(), "1", "mean DL CQI of the channel (condition; null: "
@@ -61,8 +62,7 @@ CELL_SCHEMA = pa.schema(
         _field("round_s", pa.float64(), "s", "length of a round (testbed time)", nullable=False),
         _field("n_samples", pa.int64(), "1", "valid dwell rounds the means are over",
                nullable=False),
-        *[_from_round("", n, "mean over the dwell rounds: "
-                      + ROUND_SCHEMA.field(n).metadata[b"doc"].decode()) for n in MEASURED_MEANS],
+        *[_from_round(n, "mean over the dwell rounds: ") for n in MEASURED_MEANS],
         *[_field(f"{n}_var", pa.float64(),
                  _squared(ROUND_SCHEMA.field(n).metadata[b"unit"].decode()),
                  f"sample variance of {n} across the dwell rounds") for n in MEASURED_VARS],

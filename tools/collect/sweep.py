@@ -68,8 +68,11 @@ class ScheduleAgent:
         self.n_actions, self.actions, self.rounds_per_cell = n_actions, actions, rounds_per_cell
         self.round = 0
 
+    def _action(self) -> int:
+        return self.actions[min(self.round // self.rounds_per_cell, len(self.actions) - 1)]
+
     def select(self, context: Context | None = None) -> Decision:
-        action = self.actions[min(self.round // self.rounds_per_cell, len(self.actions) - 1)]
+        action = self._action()
         self.round += 1
         return Decision(action, 1.0)
 
@@ -78,7 +81,7 @@ class ScheduleAgent:
 
     def probabilities(self) -> np.ndarray:
         p = np.zeros(self.n_actions)
-        p[self.actions[min(self.round // self.rounds_per_cell, len(self.actions) - 1)]] = 1.0
+        p[self._action()] = 1.0
         return p
 
     def state_dict(self) -> dict[str, Any]:
@@ -110,7 +113,7 @@ def summarise_cell(cell: Cell, plan: SweepPlan, rows: list[dict[str, Any]], *, b
         "round_s": round_s, "n_samples": len(valid),
         "violations": sum(r.get("violations") or 0 for r in valid),
         "testbed_restarts": _restarts_during(rows),
-        "failed": bool(invalid) or len(dwell) < plan.dwell_rounds,
+        "failed": bool(invalid),
         "failed_reason": (f"round {invalid[0]['round']}: {invalid[0]['invalid_reason']}"
                           if invalid else None),
         "block": block, "first_round": rows[0]["round"], "time_utc": rows[0]["time_utc"],

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     name = args.name or f"fitted-{folder.resolve().name}"
     fit = fit_power(cells, base, name=name)
     out = Path(args.out) if args.out else folder / "calibration.yaml"
-    console.print(_table(fit, base_path))
+    console.print(_table(fit, power_coefficients(base.power), base_path.name))
     console.print(f"R^2 {fit.r2:.5f}, RMSE {fit.rmse_w * 1000:.2f} mW over {fit.n_cells} cells "
                   f"({fit.dropped_cells} failed or incomplete left out)", highlight=False)
     if fit.held:
@@ -57,10 +57,9 @@ def _sweep_calibration(folder: Path) -> Path | None:
     return Path(recorded) if recorded and Path(recorded).exists() else None
 
 
-def _table(fit: PowerFit, base_path: Path) -> Table:
-    base = power_coefficients(load_calibration(base_path).power)
+def _table(fit: PowerFit, base: dict[str, float], base_name: str) -> Table:
     table = Table(title="power model fit", title_justify="left")
-    for column in ("coefficient", "fitted", "std. error", f"base ({base_path.name})"):
+    for column in ("coefficient", "fitted", "std. error", f"base ({base_name})"):
         table.add_column(column, justify="left" if column == "coefficient" else "right")
     for key, value in fit.fitted.items():
         table.add_row(key, f"{value:.5g}", f"{fit.stderr[key]:.2g}", f"{base[key]:.5g}")

@@ -39,6 +39,8 @@ from scipy.special import ndtr
 from drivers.emulated import lte
 from drivers.emulated.model import Calibration, PowerParams
 from hil.errors import HilError
+from hil.recorder import RunDirectory
+from tools.collect.schema import CELL_SCHEMA
 
 _UL_MCS = np.arange(lte.MAX_MCS + 1)
 _UL_REQUIRED_SNR_DB = lte.required_snr_db(_UL_MCS, "ul")
@@ -138,7 +140,6 @@ def usable_cells(cells: pd.DataFrame) -> pd.DataFrame:
                        "the cells.parquet of `hil collect`")
     ok = ~cells["failed"].astype(bool) if "failed" in cells.columns else np.ones(len(cells), bool)
     ok &= np.isfinite(cells[list(MEASURED)].astype(float)).all(axis=1)
-    # An idle direction has no MCS (null): its MCS terms are multiplied by zero airtime.
     return cells[ok]
 
 
@@ -159,7 +160,6 @@ def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted") -
     held = {t.key: base_values[t.key] for i, t in enumerate(TERMS) if i not in admitted}
     fixed = np.array([base_values[t.key] if i not in admitted else 0.0
                       for i, t in enumerate(TERMS)])
-    fixed[0] = 0.0  # the constant is always admitted
     target = y - a @ fixed
     cols = a[:, admitted]
     lower = np.array([TERMS[i].lower for i in admitted])
@@ -222,9 +222,6 @@ def _unflatten(base: PowerParams, values: dict[str, float]) -> PowerParams:
 def read_cells(path: Path) -> tuple[pd.DataFrame, Path]:
     """The cells of a sweep folder (its cells.parquet, or the journal of a live sweep) or of a
     cells.parquet file; returns them and the sweep folder."""
-    from hil.recorder import RunDirectory
-    from tools.collect.schema import CELL_SCHEMA
-
     path = Path(path)
     if path.is_dir():
         sweep = RunDirectory(path, table="cells")
