@@ -15,9 +15,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
-    """Base for config models: unknown keys are errors (a typo must not be silently ignored)."""
+    """Base for config models: unknown keys are errors (a typo must not be silently ignored),
+    and so are `.inf` and `.nan` (YAML reads them as floats, and no setting means them)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def dotted(loc: tuple[Any, ...]) -> str:
