@@ -17,7 +17,12 @@ DEB_TEST_PACKAGES ?= openssh-server iperf3
 SSHD_DIR  ?= .hil/sshd
 SSHD_PORT ?= 2222
 
-.PHONY: run test bench venv deb-run-deps deb-test-deps sshd stop-sshd lint clean
+# The patched srsRAN (tools/srsran/build.py): `make srsran SRSRAN_SRC=~/srsRAN_4G`, or
+# SRSRAN_SRC=clone to clone the upstream tag; SRSRAN_ARGS="--uhd --prefix DIR" for more.
+SRSRAN_SRC ?=
+SRSRAN_ARGS ?=
+
+.PHONY: run test bench venv deb-run-deps deb-test-deps sshd stop-sshd lint clean srsran
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +72,10 @@ test: $(VENV)/.installed-dev deb-test-deps
 
 bench: $(VENV)/.installed sshd
 	$(BIN)/hil bench
+
+srsran: $(VENV)/.installed
+	@[ -n "$(SRSRAN_SRC)" ] || { echo "give SRSRAN_SRC=<a srsRAN_4G git checkout> (or SRSRAN_SRC=clone)"; exit 2; }
+	$(BIN)/hil srsran build $(if $(filter clone,$(SRSRAN_SRC)),--clone,--source $(SRSRAN_SRC)) $(SRSRAN_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check hil drivers agents tests tools

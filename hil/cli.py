@@ -8,6 +8,7 @@
     hil collect [CONFIG] --grid AXIS=V1,V2 ... [--dwell-rounds N] [--reps N] [--out DIR]
     hil fit-power DATASET [--out CALIBRATION.yaml]
     hil keys DIR
+    hil srsran build --source SRSRAN_4G_CHECKOUT | --clone [--prefix DIR] [--uhd]
 
 Operator errors (`HilError`) print one line saying what to fix and exit with status 2; an
 interrupted run exits with 130 after its cleanup; anything else is a bug and keeps its trace.
@@ -33,6 +34,7 @@ from rich.progress import (
 )
 
 from agents.registry import AGENTS
+from drivers.srsran.series import DEFAULT_PREFIX
 from hil.errors import ConfigError, HilError
 
 DEFAULT_CONFIG = Path("testbed_configs/zmq-emulated.yaml")
@@ -88,6 +90,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print("[yellow]--resume continues the run as it was configured: "
                           "--agent, --seed and --out are ignored")
         cfg, run_dir = runmod.resume_run(Path(args.resume), args.rounds)
+        if args.rounds is not None:
+            console.print(f"--rounds {cfg.rounds}: the agent keeps the horizon it was built "
+                          f"for (agent.horizon {cfg.agent.horizon}), so every parameter tuned "
+                          "for it (gamma, eta) is the saved one", highlight=False)
     else:
         if args.config == str(DEFAULT_CONFIG) and not DEFAULT_CONFIG.exists():
             raise ConfigError(str(DEFAULT_CONFIG), "", "the default config is not here: run "
@@ -213,6 +219,12 @@ def cmd_fit_power(args: argparse.Namespace) -> int:
     return run(args, console)
 
 
+def cmd_srsran_build(args: argparse.Namespace) -> int:
+    from tools.srsran.command import run
+
+    return run(args, console)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hil", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -316,6 +328,29 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", help="calibration YAML to write (default: DATASET/calibration.yaml)")
     fit.add_argument("--name", help="`name:` of the calibration (default: fitted-<sweep>)")
     fit.set_defaults(func=cmd_fit_power)
+
+    srsran = sub.add_parser("srsran", help="the patched srsRAN_4G (patches/srsRAN_4G)")
+    srsran_sub = srsran.add_subparsers(dest="srsran_command", required=True)
+    srs_build = srsran_sub.add_parser(
+        "build", help="build the patched srsepc, srsenb, srsue and RF plugins from upstream's "
+        "source and install them into a prefix, stamped with the patch series")
+    origin = srs_build.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--source", metavar="DIR", help="a local srsRAN_4G git checkout (it is "
+                        "not changed: the pinned upstream commit is exported from it)")
+    origin.add_argument("--clone", action="store_true",
+                        help="clone the upstream tag into the work folder (needs the internet)")
+    srs_build.add_argument("--prefix", default=DEFAULT_PREFIX,
+                           help="install here: bin/, lib/, the stamp (default: %(default)s, "
+                           "where the shipped zmq-srsran.yaml looks)")
+    srs_build.add_argument("--work", help="source and CMake tree, kept for fast rebuilds "
+                           "(default: ~/.cache/vbs-hil/srsran-build)")
+    srs_build.add_argument("--uhd", action="store_true",
+                           help="also the UHD radio plugin, for USRP B210s (needs libuhd-dev)")
+    srs_build.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                           help="parallel compile jobs (default: the CPU count)")
+    srs_build.add_argument("--no-install-deps", action="store_true",
+                           help="only check the Debian build packages, install none")
+    srs_build.set_defaults(func=cmd_srsran_build)
     return parser
 
 

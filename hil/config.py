@@ -3,6 +3,11 @@
 Errors name the file and the dotted key (e.g. ``zmq-emulated.yaml: clock.speedup: Input
 should be greater than 0``). Relative paths inside a config are relative to the config file,
 so a config can be run from any directory.
+
+A config may start with ``extends: PATH`` (relative to itself): it is then that config with
+only the keys it gives changed (mappings merged key by key, anything else replaced), and the
+other config's relative paths stay relative to the other config's folder. So a lab's own
+file holds what differs (its binaries, its hosts) and follows the shipped one as it changes.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agents.policy_space import PAPER_SPACE, PolicySpace
 from agents.registry import AGENTS, agent_params
+from hil.errors import ConfigError
 from hil.validation import StrictModel, read_yaml, validate
 
 
@@ -122,6 +128,11 @@ class SrsranConfig(StrictModel):
     """srsEPC, srsENB (patched, see patches/srsRAN_4G) and srsUE, configured from templates."""
 
     templates: Path = Field(Path("srsran"), description="folder of .conf templates")
+    prefix: str | None = Field(None, description=(
+        "where `hil srsran build` installed the patched programs on their hosts (bin/, lib/, "
+        "its stamp): a `binary` given as a bare name is taken from <prefix>/bin. `~` is the "
+        "host user's home; a relative path is from this file's folder (for a host that is "
+        "this machine). None: each binary as given, a path or a name on the host's PATH"))
     n_prb: Literal[6, 15, 25, 50, 75, 100] = 50
     dl_earfcn: int = Field(3350, ge=0)
     awgn_snr_db: float | None = Field(
@@ -324,7 +335,11 @@ def resolve_paths(cfg: HilConfig, base: Path) -> HilConfig:
                                  "scenario": scenario})
     srsran = cfg.vbs.srsran
     if srsran is not None:
-        srsran = srsran.model_copy(update={"templates": _under(base, srsran.templates)})
+        prefix = srsran.prefix
+        if prefix is not None and not prefix.startswith(("/", "~")):
+            prefix = str(base / prefix)
+        srsran = srsran.model_copy(update={"templates": _under(base, srsran.templates),
+                                           "prefix": prefix})
     traffic_scenario = cfg.traffic.scenario
     traffic = cfg.traffic.model_copy(update={"scenario": traffic_scenario.model_copy(
         update={"trace": _under(base, traffic_scenario.trace)})})
@@ -332,6 +347,19 @@ def resolve_paths(cfg: HilConfig, base: Path) -> HilConfig:
         "hosts": hosts, "traffic": traffic,
         "vbs": cfg.vbs.model_copy(update={"emulator": emu, "srsran": srsran,
                                           "curve_dir": _under(base, cfg.vbs.curve_dir)})})
+
+
+def local_paths(cfg: HilConfig) -> list[tuple[str, Path]]:
+    """The files and folders on this machine that the config names for its testbed, by key
+    (the calibration and traces have checks of their own)."""
+    paths: list[tuple[str, Path | None]] = []
+    for name, host in cfg.hosts.items():
+        paths += [(f"hosts.{name}.key_path", host.key_path),
+                  (f"hosts.{name}.known_hosts_path", host.known_hosts_path)]
+    if cfg.vbs.kind == "srsran" and cfg.vbs.srsran is not None:
+        paths.append(("vbs.srsran.templates", cfg.vbs.srsran.templates))
+    paths.append(("vbs.curve_dir", cfg.vbs.curve_dir))
+    return [(key, path) for key, path in paths if path is not None]
 
 
 def apply_overrides(data: dict, overrides: dict[str, object]) -> dict:
@@ -350,10 +378,43 @@ def apply_overrides(data: dict, overrides: dict[str, object]) -> dict:
 
 
 def load_config(path: Path | str, overrides: dict[str, object] | None = None) -> HilConfig:
-    """Read, apply command-line overrides (dotted keys), validate, resolve relative paths."""
+    """Read (following `extends`), apply command-line overrides (dotted keys), validate,
+    resolve relative paths."""
     path = Path(path)
-    data = apply_overrides(read_yaml(path), overrides or {})
+    data = apply_overrides(_read_extended(path, ()), overrides or {})
     return resolve_paths(validate(path, HilConfig, data), path.resolve().parent)
+
+
+def _read_extended(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The file's mapping on top of the config it `extends` (loaded whole, its relative
+    paths resolved against its own folder)."""
+    data = read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(str(path), "extends", "must be the path of another config file")
+    parent_path = _under(path.resolve().parent, Path(parent))
+    assert parent_path is not None
+    here = path.resolve()
+    if parent_path.resolve() in (*chain, here):
+        cycle = " -> ".join(str(p) for p in (*chain, here, parent_path.resolve()))
+        raise ConfigError(str(path), "extends", f"configs extend each other in a circle: {cycle}")
+    base_data = _read_extended(parent_path, (*chain, here))
+    base = resolve_paths(validate(parent_path, HilConfig, base_data),
+                         parent_path.resolve().parent)
+    return merge(base.model_dump(mode="json"), data)
+
+
+def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` on top: mappings merged key by key, anything else replaced."""
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def config_from_dict(data: dict, source: str = "run.json") -> HilConfig:

@@ -17,12 +17,16 @@ from pathlib import Path
 from drivers.emulated.model import load_calibration
 from drivers.emulated.scenarios import make_scenario
 from drivers.power.gpm8213 import Gpm8213Meter
-from hil.config import HilConfig
+from drivers.srsran.series import STAMP_FILE, Stamp, stale_reason
+from drivers.ssh import SshHost
+from hil.config import HilConfig, local_paths
 from hil.errors import HilError
-from hil.srsran import UNPATCHED_HINT
+from hil.srsran import Program, binary_path, home_of
 from hil.testbed import connect_host, start_testbed
 
 MAX_CLOCK_OFFSET_S = 0.1
+BUILD_HINT = ("build and install it with `hil srsran build --source <srsRAN_4G checkout>` "
+              "(README, \"Real srsRAN\") on that host")
 
 Check = Callable[[], str]
 
@@ -32,6 +36,18 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+
+
+def _files(cfg: HilConfig) -> str:
+    """Every file and folder the config names for this machine is here."""
+    wanted = local_paths(cfg)
+    missing = [f"{key} {path}" for key, path in wanted if not path.exists()]
+    if missing:
+        raise HilError(f"not found: {'; '.join(missing)}. Relative paths in a config are taken "
+                       "from its own folder, so a copy elsewhere loses them: give absolute "
+                       "paths, or write a config that says `extends: <the original>` and only "
+                       "what differs (README, Configuration)")
+    return f"{len(wanted)} found" if wanted else "none named"
 
 
 def _calibration(cfg: HilConfig) -> str:
@@ -64,29 +80,65 @@ def _host(cfg: HilConfig, name: str) -> str:
 
 
 def _binaries(cfg: HilConfig, name: str) -> str:
-    """The srsRAN programs (srsenb and srsue patched: they know [rtctl]) and iperf3 on one
-    host."""
+    """The srsRAN programs on one host, iperf3 too where it runs traffic: each one there;
+    srsenb and srsue patched (they know [rtctl]) and built from this checkout's patch
+    series (the stamp `hil srsran build` leaves beside their bin/ says so)."""
     srs = cfg.vbs.srsran
     assert srs is not None
-    wanted = [(program, getattr(srs, program).binary) for program in ("epc", "enb", "ue")
-              if getattr(srs, program).host == name]
-    if cfg.traffic.kind == "iperf3":
-        wanted.append(("iperf3", "iperf3"))
+    programs: list[Program] = [p for p in ("epc", "enb", "ue") if getattr(srs, p).host == name]
     found, problems = [], []
     with connect_host(name, cfg.hosts[name]) as host:
-        for program, binary in wanted:
-            quoted = shlex.quote(binary)
-            if host.run(f"command -v {quoted}", timeout_s=10, check=False).exit_code != 0:
-                problems.append(f"{binary} not found (vbs.srsran.{program}.binary)")
+        home = home_of(host)
+        for program in programs:
+            process = getattr(srs, program)
+            path = binary_path(srs, program, home)
+            env = " ".join(f"{key}={shlex.quote(value)}" for key, value in process.env.items())
+            where = host.run(f"command -v {shlex.quote(path)}", timeout_s=10, check=False)
+            if where.exit_code != 0:
+                keys = f"vbs.srsran.{program}.binary" + (
+                    " under vbs.srsran.prefix" if path != process.binary else "")
+                problems.append(f"{path} not found ({keys})")
                 continue
-            if program != "epc" and host.run(f"{quoted} --help 2>&1 | grep -q rtctl.enable",
-                                             timeout_s=20, check=False).exit_code != 0:
-                problems.append(f"{binary} has no [rtctl] options: {UNPATCHED_HINT}")
+            resolved = where.stdout.strip()
+            if program == "epc":
+                found.append(resolved)
                 continue
-            found.append(binary)
+            helped = host.run(f"env {env} {shlex.quote(resolved)} --help 2>&1 | "
+                              "grep -q rtctl.enable", timeout_s=20, check=False)
+            if helped.exit_code != 0:
+                problems.append(f"{resolved} has no [rtctl] options: it is not patched")
+                continue
+            try:
+                stamp = _stamp_beside(host, resolved)
+            except HilError as exc:
+                problems.append(str(exc))
+                continue
+            found.append(f"{resolved} (series {stamp.short}, built {stamp.built_at})")
+        if cfg.traffic.kind == "iperf3":
+            if host.run("command -v iperf3", timeout_s=10, check=False).exit_code != 0:
+                problems.append("iperf3 not found (traffic.kind iperf3): apt-get install iperf3")
+            else:
+                found.append("iperf3")
     if problems:
-        raise HilError(f"host {name}: " + "; ".join(problems))
+        hint = "" if all(p.startswith("iperf3") for p in problems) else f"; {BUILD_HINT}"
+        raise HilError(f"host {name}: " + "; ".join(problems) + hint)
     return f"{', '.join(found)} on {name}"
+
+
+def _stamp_beside(host: SshHost, binary: str) -> Stamp:
+    """The build stamp in the prefix above `binary`'s bin/, current with this checkout."""
+    stamp_path = f"{binary.rsplit('/', 2)[0]}/{STAMP_FILE}"
+    result = host.run(f"cat {shlex.quote(stamp_path)}", timeout_s=10, check=False)
+    if result.exit_code != 0:
+        raise HilError(f"{binary}: no build stamp {stamp_path}, so which patch series it was "
+                       "built from is unknown")
+    try:
+        stamp = Stamp.from_json(result.stdout)
+    except ValueError as exc:
+        raise HilError(f"{stamp_path}: unreadable build stamp ({exc})") from None
+    if reason := stale_reason(stamp):
+        raise HilError(f"{binary}: {reason}")
+    return stamp
 
 
 def _radio(cfg: HilConfig, name: str, serial: str) -> str:
@@ -126,6 +178,7 @@ def _vbs_answers(cfg: HilConfig) -> str:
 
 def checks(cfg: HilConfig) -> Iterator[tuple[str, Check]]:
     """The checks that apply to this config, in the order a bring-up needs them."""
+    yield "files", lambda: _files(cfg)
     if cfg.vbs.kind == "emulated":
         yield "calibration", lambda: _calibration(cfg)
         yield "scenario", lambda: _scenario(cfg)

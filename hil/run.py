@@ -95,15 +95,27 @@ def new_run(config_path: Path, overrides: dict[str, object], out: Path | None = 
 
 
 def resume_run(run_path: Path, rounds: int | None) -> tuple[HilConfig, RunDirectory]:
+    """The stored config of a run, to continue it; `rounds` is a new total.
+
+    With a new total the agent keeps the horizon it was built for (`agent.horizon` is set
+    to the old total when the run left it to `rounds`): every parameter tuned for the
+    horizon (BSvBS's gamma, MetBS's eta, its children's, ...) stays as saved, so the saved
+    state loads and the run goes on as it would have. The new total is stored, so a later
+    resume without `--rounds` keeps it.
+    """
     run_dir = RunDirectory(run_path)
     if not run_dir.meta_path.exists():
         raise ResumeError(f"{run_dir.meta_path} not found: is {run_path} a run directory?")
     meta = run_dir.read_meta()
     data = dict(meta["config"])
     if rounds is not None:
-        data["rounds"] = rounds
+        agent = dict(data.get("agent", {}))
+        if agent.get("horizon") is None:
+            agent["horizon"] = data.get("rounds")
+        data.update(agent=agent, rounds=rounds)
     cfg = config_from_dict(data, str(run_dir.meta_path))
-    run_dir.update_meta(resumed_utc=[*meta.get("resumed_utc", []), _now()],
+    run_dir.update_meta(config=cfg.model_dump(mode="json"),
+                        resumed_utc=[*meta.get("resumed_utc", []), _now()],
                         exit={"status": "running", "reason": ""}, stop_utc=None)
     return cfg, run_dir
 
@@ -115,19 +127,29 @@ def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
 
     `agent` replaces the configured one (a dataset sweep plays its plan through it).
     """
-    agent = agent if agent is not None else build_agent(cfg)
-    first_round, replay_rows = 0, []
-    checkpoint = run_dir.load_checkpoint() if resume else None
-    if resume:
-        if checkpoint is None:
-            raise ResumeError(f"{run_dir.checkpoint_path} not found: nothing to resume from")
-        agent.load_state_dict(checkpoint["agent"])
-        rows = run_dir.read_rounds().to_pylist()
-        replay_rows = [r for r in rows if r["round"] >= checkpoint["round"]]
-        first_round = checkpoint["round"] + len(replay_rows)
-        recorder = RoundRecorder.resume(run_dir, keep_rounds_below=first_round)
-    else:
-        recorder = RoundRecorder(run_dir)
+    try:
+        agent = agent if agent is not None else build_agent(cfg)
+        first_round, replay_rows, checkpoint = 0, [], None
+        if resume:
+            checkpoint = run_dir.load_checkpoint()
+            if checkpoint is None:
+                raise ResumeError(f"{run_dir.checkpoint_path} not found: nothing to resume from")
+            try:
+                agent.load_state_dict(checkpoint["agent"])
+            except ValueError as exc:
+                raise ResumeError(f"{run_dir.path}: the saved agent does not fit this one: "
+                                  f"{exc}") from None
+            rows = run_dir.read_rounds().to_pylist()
+            replay_rows = [r for r in rows if r["round"] >= checkpoint["round"]]
+            first_round = checkpoint["round"] + len(replay_rows)
+            recorder = RoundRecorder.resume(run_dir, keep_rounds_below=first_round)
+        else:
+            recorder = RoundRecorder(run_dir)
+    except BaseException as exc:  # run.json must not stay at `running`
+        run_dir.update_meta(stop_utc=_now(), exit={
+            "status": "failed", "reason": str(exc) if isinstance(exc, HilError)
+            else f"internal error: {exc!r}", "defaults_restored": "no testbed"})
+        raise
 
     outcome = RunOutcome("failed", "did not start", first_round)
     testbed = None

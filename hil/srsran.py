@@ -17,7 +17,6 @@ import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from drivers.srsran.conf import ZMQ_BASE_SRATE, TestUe, render_program
@@ -32,6 +31,8 @@ MME_ADDR = "127.0.1.100"
 ENB_ADDR = "127.0.1.1"
 SGI_ADDR = "172.16.0.1"
 """srsEPC's SGi interface: where downlink traffic enters the core."""
+
+Program = Literal["epc", "enb", "ue"]
 
 READY = {
     "srsepc": re.compile(r"SP-GW Initialized\."),
@@ -77,28 +78,18 @@ def build(cfg: HilConfig, connect: Callable[[str], SshHost]) -> SrsranTestbed:
             hosts[name] = connect(name)
         dirs = {name: _conf_dir(host) for name, host in hosts.items()}
 
-        def program(name: str, kind: str, process: SrsProcessConfig,
-                    radio: tuple[str, str] = ("", ""),
-                    gains: tuple[float, float] = (0.0, 0.0)) -> SrsProcess:
-            conf_dir = dirs[process.host]
-            values = _values(srs, conf_dir, radio, gains, cfg.vbs.curve_dir)
-            files = render_program(srs.templates, kind, values)
-            return SrsProcess(name=name, host=hosts[process.host], binary=process.binary,
+        def program(name: str, kind: Program) -> SrsProcess:
+            process: SrsProcessConfig = getattr(srs, kind)
+            host, conf_dir = hosts[process.host], dirs[process.host]
+            files = render_program(srs.templates, kind, template_values(cfg, kind, conf_dir))
+            return SrsProcess(name=name, host=host,
+                              binary=binary_path(srs, kind, home_of(host)),
                               conf_path=f"{conf_dir}/{kind}.conf", ready=READY[name],
                               files={f"{conf_dir}/{file}": text for file, text in files.items()},
                               failures=FAILURES, args=process.args, env=process.env,
                               start_timeout_s=process.start_timeout_s)
 
-        def peer_of(host: str) -> str:
-            """How a radio reaches the other end's ZMQ port."""
-            return "localhost" if srs.enb.host == srs.ue.host else cfg.hosts[host].hostname
-
-        radio = srs.radio
-        epc = program("srsepc", "epc", srs.epc)
-        enb = program("srsenb", "enb", srs.enb, radio_device(radio, "enb", peer_of(srs.ue.host)),
-                      (radio.enb_tx_gain_db, radio.enb_rx_gain_db))
-        ue = program("srsue", "ue", srs.ue, radio_device(radio, "ue", peer_of(srs.enb.host)),
-                     (radio.ue_tx_gain_db, radio.ue_rx_gain_db))
+        epc, enb, ue = program("srsepc", "epc"), program("srsenb", "enb"), program("srsue", "ue")
         steps = [_process_step(Stage.CORE_UP, epc), _process_step(Stage.ENB_UP, enb),
                  _ue_step(ue, srs.ue.netns)]
         traffic = None
@@ -116,6 +107,21 @@ def build(cfg: HilConfig, connect: Callable[[str], SshHost]) -> SrsranTestbed:
         raise
     return SrsranTestbed(Bringup(steps, max_restarts=srs.max_restarts), list(hosts.values()),
                          traffic)
+
+
+def binary_path(srs: SrsranConfig, program: Program, home: str) -> str:
+    """Where `program`'s binary is on its host: a bare name under `prefix`/bin when a prefix
+    is set, else as given; a leading ``~/`` is the host user's `home` (a command is run
+    quoted, so no shell would expand it)."""
+    binary = getattr(srs, program).binary
+    if srs.prefix is not None and "/" not in binary:
+        binary = f"{srs.prefix.rstrip('/')}/bin/{binary}"
+    return f"{home.rstrip('/')}/{binary[2:]}" if binary.startswith("~/") else binary
+
+
+def home_of(host: SshHost) -> str:
+    """The host user's home directory."""
+    return host.run("cd && pwd", timeout_s=10).stdout.strip()
 
 
 @dataclass(frozen=True)
@@ -189,20 +195,33 @@ def radio_device(radio: RadioConfig, end: Literal["enb", "ue"], peer: str) -> tu
                    f"base_srate={ZMQ_BASE_SRATE}")
 
 
-def _values(srs: SrsranConfig, conf_dir: str, radio: tuple[str, str],
-            gains: tuple[float, float], curve_dir: Path | None) -> dict[str, object]:
-    """Template values. `curve_dir` must exist at that path on the eNB host too, holding
-    the server's secret key and authorized_clients/ (empty: rtctl without CURVE)."""
+def template_values(cfg: HilConfig, program: Program, conf_dir: str) -> dict[str, object]:
+    """The values `program`'s templates are rendered with, all from the config; `conf_dir`
+    is where its files go on its host. The bring-up and every test that renders the
+    templates call this, so a new placeholder without a value fails everywhere at once.
+
+    `vbs.curve_dir` must exist at that path on the eNB host too, holding the server's secret
+    key and authorized_clients/ (none: rtctl without CURVE)."""
+    srs = cfg.vbs.srsran
+    assert srs is not None
+    radio, device = srs.radio, ("", "")
+    gains = (0.0, 0.0)
+    if program in ("enb", "ue"):
+        other = srs.ue.host if program == "enb" else srs.enb.host
+        peer = "localhost" if srs.enb.host == srs.ue.host else cfg.hosts[other].hostname
+        device = radio_device(radio, program, peer)
+        gains = ((radio.enb_tx_gain_db, radio.enb_rx_gain_db) if program == "enb"
+                 else (radio.ue_tx_gain_db, radio.ue_rx_gain_db))
     sim = TestUe()
     return {
         "conf_dir": conf_dir, "mme_addr": MME_ADDR, "enb_addr": ENB_ADDR, "sgi_addr": SGI_ADDR,
         "n_prb": srs.n_prb, "dl_earfcn": srs.dl_earfcn,
-        "device_name": radio[0], "device_args": radio[1],
+        "device_name": device[0], "device_args": device[1],
         "tx_gain_db": gains[0], "rx_gain_db": gains[1],
         "channel_enable": "false" if srs.awgn_snr_db is None else "true",
         "awgn_snr_db": 30.0 if srs.awgn_snr_db is None else srs.awgn_snr_db,
         "rtctl_bind": srs.rtctl_bind, "ue_rtctl_bind": srs.ue.rtctl_bind,
-        "rtctl_curve_dir": "" if curve_dir is None else curve_dir,
+        "rtctl_curve_dir": "" if cfg.vbs.curve_dir is None else cfg.vbs.curve_dir,
         "ue_imsi": sim.imsi, "ue_key": sim.key, "ue_opc": sim.opc, "ue_imei": sim.imei,
         "ue_ip": srs.ue.ip, "netns": srs.ue.netns or "",
     }

@@ -25,6 +25,33 @@ REQUIRED = {"epc": [("mme", "mme_bind_addr"), ("hss", "db_file"), ("spgw", "sgi_
             "ue": [("rf", "device_args"), ("usim", "imsi"), ("rat.eutra", "dl_earfcn"),
                    ("rtctl", "endpoint")]}
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script by the fake binaries
+
+from drivers.srsran.series import STAMP_FILE, Stamp, patch_files, series_sha256  # noqa: E402
+
+
+def install_fake_prefix(prefix: Path, *, stamp: str | None = "current",
+                        patched: bool = True) -> Path:
+    """A prefix as `hil srsran build` leaves it, with these doubles as its programs.
+
+    `stamp`: "current" (this checkout's series), "stale" (an older series) or None (no
+    stamp, as a build by hand); `patched` False: srsenb and srsue know no [rtctl]."""
+    (prefix / "bin").mkdir(parents=True, exist_ok=True)
+    for program in ("epc", "enb", "ue"):
+        path = prefix / "bin" / f"srs{program}"
+        if program != "epc" and not patched:
+            path.write_text("#!/bin/sh\necho '  --enb.n_prb arg'\n")
+        else:
+            path.write_text(f"#!/bin/sh\ncd {REPO}\nexec {sys.executable} "
+                            f"{REPO / 'tests' / 'fake_srsran.py'} {program} \"$@\"\n")
+        path.chmod(0o755)
+    if stamp is not None:
+        series = series_sha256() if stamp == "current" else "0" * 64
+        (prefix / STAMP_FILE).write_text(Stamp(
+            series_sha256=series, upstream_commit="eea87b1d893ae58e0b08bc381730c502024ae71f",
+            patches=[path.name for path in patch_files()],
+            built_at="2026-01-01T00:00:00Z").to_json())
+    return prefix
 
 
 def main() -> int:

@@ -95,3 +95,50 @@ def test_a_scheduler_over_users_without_a_du_is_refused_naming_where_to_give_it(
 def test_the_shipped_sliced_testbed_loads():
     cfg = load_config(DEFAULT.parent / "zmq-emulated-slices.yaml")
     assert cfg.agent.name == "metahrl" and cfg.vbs.emulator.du.n_ues == 6
+
+
+# --- extends: a lab's own file holds only what differs -------------------------------------
+SRSRAN_SHIPPED = REPO / "testbed_configs" / "zmq-srsran.yaml"
+
+
+def test_a_config_that_extends_the_shipped_one_changes_only_what_it_gives(tmp_path):
+    own = write(tmp_path, f"extends: {SRSRAN_SHIPPED}\n"
+                          "vbs:\n  srsran:\n    prefix: /opt/our-srsran\n"
+                          "    epc: {env: {LD_PRELOAD: /opt/shim.so}}\n")
+    cfg, shipped = load_config(own), load_config(SRSRAN_SHIPPED)
+    assert cfg.vbs.srsran.prefix == "/opt/our-srsran"
+    assert cfg.vbs.srsran.epc.env == {"LD_PRELOAD": "/opt/shim.so"}
+    assert cfg.vbs.srsran.epc.binary == "srsepc" and cfg.vbs.srsran.epc.host == "bbu"
+    assert cfg.vbs.srsran.enb == shipped.vbs.srsran.enb and cfg.reward == shipped.reward
+
+
+def test_relative_paths_of_an_extended_config_stay_relative_to_its_own_folder(tmp_path):
+    (tmp_path / "lab").mkdir()
+    own = tmp_path / "lab" / "ours.yaml"
+    own.write_text(f"extends: {SRSRAN_SHIPPED}\nname: ours\n"
+                   "hosts: {bbu: {key_path: keys/id_ed25519}}\n")
+    cfg = load_config(own)
+    shipped_dir = SRSRAN_SHIPPED.parent
+    assert cfg.vbs.srsran.templates == shipped_dir / "srsran"  # the shipped file's
+    assert cfg.hosts["bbu"].known_hosts_path == (shipped_dir / "../.hil/sshd/known_hosts")
+    assert cfg.hosts["bbu"].key_path == tmp_path / "lab" / "keys" / "id_ed25519"  # its own
+
+
+def test_a_copied_config_with_a_relative_prefix_takes_it_from_its_own_folder(tmp_path):
+    own = write(tmp_path, f"extends: {SRSRAN_SHIPPED}\nvbs: {{srsran: {{prefix: build/x}}}}\n")
+    assert load_config(own).vbs.srsran.prefix == str(tmp_path / "build" / "x")
+
+
+def test_extends_in_a_circle_or_to_a_missing_file_is_named(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="extends: configs extend each other in a circle"):
+        load_config(tmp_path / "a.yaml")
+    with pytest.raises(ConfigError, match="missing.yaml: file not found"):
+        load_config(write(tmp_path, "extends: missing.yaml\n"))
+
+
+def test_an_error_in_what_an_extending_config_adds_names_that_file_and_key(tmp_path):
+    own = write(tmp_path, f"extends: {SRSRAN_SHIPPED}\nvbs: {{srsran: {{n_prb: 42}}}}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: vbs.srsran.n_prb"):
+        load_config(own)

@@ -30,32 +30,24 @@ from drivers.rtctl.client import RtctlClient
 from drivers.rtctl.curve import ClientCurve, create_keys
 from drivers.rtctl.messages import WindowReply
 from hil.cli import main
-from hil.config import apply_overrides, load_config
+from hil.config import load_config
 from hil.errors import VbsUnreachableError
 from hil.probes import TrafficProbe
 from hil.recorder import read_rounds
 from hil import testbed as hil_testbed
 
-from real_srsran import MARKS, binary, program_env
-from testbed_yaml import REPO, ssh_host_entry
+from real_srsran import MARKS, real_testbed_data
+from testbed_yaml import ssh_host_entry
 
 pytestmark = MARKS
-SHIPPED = REPO / "testbed_configs" / "zmq-srsran.yaml"
 N_PRB = 50
 WINDOW_S = 5.0
 """Each cap setting is held this long: long enough for link adaptation to settle."""
 
 
 def real_srsran_config(tmp_path: Path, sshd: Any, **changes: Any) -> Path:
-    """The shipped zmq-srsran.yaml with the binaries of HIL_SRSRAN_BIN and the test's sshd."""
-    data = yaml.safe_load(SHIPPED.read_text())
-    srs = data["vbs"]["srsran"]
-    srs["templates"] = str(REPO / "testbed_configs" / "srsran")
-    for program in ("epc", "enb", "ue"):
-        srs[program].update(binary=binary(program), env=program_env(program))
-    data["hosts"] = {"bbu": ssh_host_entry(sshd)}
-    data["recording"]["out_dir"] = str(tmp_path / "runs")
-    apply_overrides(data, changes)
+    """The shipped zmq-srsran.yaml with the build and the test's sshd."""
+    data = real_testbed_data(ssh_host_entry(sshd), tmp_path / "runs", **changes)
     path = tmp_path / "zmq-srsran.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

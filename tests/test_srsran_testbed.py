@@ -4,16 +4,15 @@
 config, prints the real program's ready line, and the fake eNB serves rtctl (the emulated
 vBS). So `hil run` on `testbed_configs/zmq-srsran.yaml` goes through rendering, upload,
 start-up order, ready detection, the rtctl connection, crash restart and teardown. The real
-binaries are exercised by tests/test_srsran_real.py when HIL_SRSRAN_BIN is set.
+binaries are exercised by tests/test_srsran_real.py where the patched build is installed;
+the templates are rendered for every caller by tests/test_srsran_templates.py.
 """
 
 from __future__ import annotations
 
-import configparser
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,14 +21,15 @@ from typing import Any
 import pytest
 import yaml
 
-from drivers.srsran.conf import TEMPLATES, render_program
+from drivers.srsran.conf import TEMPLATES
+from drivers.srsran.series import series_sha256
 from drivers.ssh import SshHost
 from hil.cli import main
 from hil.config import apply_overrides, load_config
-from hil.errors import ConfigError
 from hil.recorder import read_rounds
 from hil.srsran import ControlPath, radio_device
 
+from fake_srsran import install_fake_prefix
 from testbed_yaml import REPO, ssh_host_entry
 
 pytestmark = pytest.mark.e2e
@@ -44,28 +44,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def fake_binaries(directory: Path, crash: str | None = None) -> dict[str, str]:
-    """Executables named like srsRAN's that run tests/fake_srsran.py."""
-    directory.mkdir(exist_ok=True)
-    paths = {}
-    for program in ("epc", "enb", "ue"):
-        path = directory / f"srs{program}"
-        path.write_text(f"#!/bin/sh\ncd {REPO}\nexec {sys.executable} "
-                        f"{REPO / 'tests' / 'fake_srsran.py'} {program} \"$@\"\n")
-        path.chmod(0o755)
-        paths[program] = str(path)
-    return paths
-
-
 def srsran_config(tmp_path: Path, sshd: Any, **changes: Any) -> Path:
     """The shipped zmq-srsran.yaml with the fakes, the test's sshd, and a free rtctl port."""
     data = yaml.safe_load(SHIPPED_SRSRAN.read_text())
-    bins = fake_binaries(tmp_path / "bin")
     srs = data["vbs"]["srsran"]
     srs["templates"] = str(REPO / "testbed_configs" / "srsran")
+    srs["prefix"] = str(install_fake_prefix(tmp_path / "prefix"))
     srs["rtctl_bind"] = f"tcp://127.0.0.1:{free_port()}"
-    for program in ("epc", "enb", "ue"):
-        srs[program]["binary"] = bins[program]
     srs["ue"]["netns"] = None  # namespaces need CAP_SYS_ADMIN, which CI may lack
     data["hosts"] = {"bbu": ssh_host_entry(sshd)}
     data["traffic"] = {"kind": "none"}
@@ -75,48 +60,6 @@ def srsran_config(tmp_path: Path, sshd: Any, **changes: Any) -> Path:
     path = tmp_path / "zmq-srsran.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def rendered(program: str) -> dict[str, str]:
-    cfg = load_config(SHIPPED_SRSRAN)
-    values = {"conf_dir": "/srv/x", "mme_addr": "127.0.1.100", "enb_addr": "127.0.1.1",
-              "sgi_addr": "172.16.0.1", "n_prb": 50, "dl_earfcn": 3350,
-              "device_name": "zmq", "device_args": "a=b", "tx_gain_db": 80, "rx_gain_db": 40,
-              "channel_enable": "true", "awgn_snr_db": 30, "rtctl_bind": "tcp://127.0.0.1:5555",
-              "rtctl_curve_dir": "/srv/keys", "ue_imsi": "001010123456789", "ue_key": "k",
-              "ue_opc": "o", "ue_imei": "1",
-              "ue_ip": "172.16.0.2", "netns": "ue1", "ue_rtctl_bind": "tcp://127.0.0.1:5556"}
-    return render_program(cfg.vbs.srsran.templates, program, values)
-
-
-# ------------------------------------------------------------------ the templates
-@pytest.mark.parametrize("program", list(TEMPLATES))
-def test_every_template_renders_with_no_placeholder_left(program):
-    for name, text in rendered(program).items():
-        assert "${" not in text, name
-
-
-def test_the_enb_config_turns_rtctl_on_and_points_at_its_other_files():
-    conf = configparser.ConfigParser(interpolation=None)
-    conf.read_string(rendered("enb")["enb.conf"])
-    assert conf["rtctl"]["enable"] == "true"
-    assert conf["rtctl"]["endpoint"] == "tcp://127.0.0.1:5555"
-    assert conf["rtctl"]["curve_dir"] == "/srv/keys"
-    assert conf["enb_files"]["rr_config"] == "/srv/x/rr.conf"
-    assert conf["channel.dl.awgn"]["snr"] == "30"
-
-
-def test_the_ue_config_turns_on_the_ue_profile_of_rtctl():
-    conf = configparser.ConfigParser(interpolation=None)
-    conf.read_string(rendered("ue")["ue.conf"])
-    assert conf["rtctl"]["enable"] == "true"
-    assert conf["rtctl"]["endpoint"] == "tcp://127.0.0.1:5556"
-
-
-def test_a_template_placeholder_without_a_value_names_the_file_and_the_placeholder(tmp_path):
-    (tmp_path / "ue.conf").write_text("[rf]\ntx_gain = ${tx_gian_db}\n")
-    with pytest.raises(ConfigError, match=r"ue.conf: placeholder \$\{tx_gian_db\} has no value"):
-        render_program(tmp_path, "ue", {"tx_gain_db": 80})
 
 
 def test_zmq_radios_cross_their_ports_and_b210s_are_picked_by_serial():
@@ -184,26 +127,47 @@ def test_an_srsran_testbed_with_the_emulated_meter_is_refused_on_load(tmp_path, 
 
 
 # ------------------------------------------------------------------ hil check
-def test_check_finds_the_host_its_clock_and_a_patched_enb(tmp_path, sshd, capsys):
-    config = srsran_config(tmp_path, sshd)
-    assert main(["check", str(config)]) == 0
-    lines = capsys.readouterr().err.splitlines()
-    assert any(line.startswith("ok    host bbu:") and "clock offset" in line for line in lines)
-    assert any(line.startswith("ok    binaries bbu:") for line in lines)
+def check_lines(config: Path, capsys: Any) -> tuple[int, list[str]]:
+    code = main(["check", str(config)])
+    return code, [" ".join(line.split()) for line in capsys.readouterr().err.splitlines()]
 
 
-def test_check_names_a_missing_binary_and_an_unpatched_enb_on_one_line_each(tmp_path, sshd,
-                                                                             capsys):
-    unpatched = tmp_path / "srsenb-upstream"
-    unpatched.write_text("#!/bin/sh\necho '  --enb.n_prb arg'\n")
-    unpatched.chmod(0o755)
-    config = srsran_config(tmp_path, sshd, **{"vbs.srsran.enb.binary": str(unpatched),
-                                              "vbs.srsran.ue.binary": "/opt/none/srsue"})
-    assert main(["check", str(config)]) == 1
-    (failure,) = [" ".join(line.split()) for line in capsys.readouterr().err.splitlines()
-                  if line.startswith("FAIL")]
-    assert "/opt/none/srsue not found (vbs.srsran.ue.binary)" in failure
-    assert "srsenb-upstream has no [rtctl] options" in failure
+def test_check_passes_on_a_good_srsran_host_with_traffic(tmp_path, sshd, capsys):
+    """Stamped build of this series, patched srsenb/srsue, iperf3: every line ok (iperf3
+    is looked for, never asked for [rtctl])."""
+    config = srsran_config(tmp_path, sshd, **{"traffic.kind": "iperf3"})
+    code, lines = check_lines(config, capsys)
+    assert code == 0, lines
+    assert all(line.startswith("ok ") for line in lines[:-1]) and lines[-1].endswith("ready")
+    (binaries,) = [line for line in lines if line.startswith("ok binaries bbu:")]
+    assert f"series {series_sha256()[:12]}" in binaries and "iperf3" in binaries
+
+
+@pytest.mark.parametrize(("broken", "expected"), [
+    ({"stamp": None}, "srsenb: no build stamp"),
+    ({"stamp": "stale"}, "srsenb: stale build: made from patch series 000000000000"),
+    ({"patched": False}, "srsenb has no [rtctl] options"),
+])
+def test_check_fails_a_broken_srsran_host_naming_what_is_wrong(tmp_path, sshd, capsys, broken,
+                                                               expected):
+    prefix = install_fake_prefix(tmp_path / "broken", **broken)
+    config = srsran_config(tmp_path, sshd, **{"vbs.srsran.prefix": str(prefix)})
+    code, lines = check_lines(config, capsys)
+    assert code == 1
+    (failure,) = [line for line in lines if line.startswith("FAIL")]
+    assert failure.startswith("FAIL binaries bbu:") and expected in failure
+    assert "hil srsran build" in failure
+
+
+def test_check_names_a_missing_binary_and_the_key_that_points_at_it(tmp_path, sshd, capsys):
+    config = srsran_config(tmp_path, sshd, **{"vbs.srsran.prefix": "/opt/none",
+                                              "vbs.srsran.ue.binary": "/opt/other/srsue"})
+    code, lines = check_lines(config, capsys)
+    assert code == 1
+    (failure,) = [line for line in lines if line.startswith("FAIL")]
+    assert "/opt/none/bin/srsenb not found (vbs.srsran.enb.binary under vbs.srsran.prefix)" \
+        in failure
+    assert "/opt/other/srsue not found (vbs.srsran.ue.binary)" in failure
 
 
 # ------------------------------------------------------------------ iperf3's control path

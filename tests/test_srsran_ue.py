@@ -1,12 +1,11 @@
 """The patched srsUE's rtctl socket (PROTOCOL.md section 14) over the ZMQ radio.
 
-Runs only where real patched binaries exist (CI has none):
+Runs where this checkout's patched build is installed (`hil srsran build`; where it is
+and when the tests run: tests/real_srsran.py):
 
-    HIL_SRSRAN_BIN=/path/to/bin make test PYTEST_ARGS="-m srsran"
+    make test PYTEST_ARGS="-m srsran"
 
-`HIL_SRSRAN_BIN` holds srsepc, srsenb and srsue built with patches/srsRAN_4G (and the RF
-plugin .so files); `HIL_SRSRAN_PRELOAD`, if set, is an LD_PRELOAD for srsepc and srsenb (an
-SCTP-over-TCP shim where the kernel has no SCTP). Needs root and iperf3.
+Needs root and iperf3.
 
 EPC, eNB and UE run inside a network namespace of their own (the UE's tunnel in a second
 one), so the test never meets another testbed on this host; the test reaches both rtctl
@@ -28,10 +27,10 @@ import pytest
 
 from drivers.rtctl.client import RtctlClient
 from drivers.rtctl.messages import UE, UeKpis, UeWindowReply, WindowReply
-from drivers.srsran import conf as srsran_conf
+from drivers.srsran.conf import TEMPLATES, render_program
+from hil.srsran import template_values
 
-from real_srsran import MARKS, binary, program_env
-from testbed_yaml import REPO
+from real_srsran import MARKS, binary, program_env, rtctl_endpoint, ue_test_config
 
 pytestmark = MARKS
 NETNS, UE_NETNS = "hil-uetest", "hil-uetest-ue"
@@ -44,11 +43,9 @@ CAP_BELOW_UNCAPPED_DB = 15.0
 """How far below its uncapped power the UE is capped: with the noise floor below, enough to
 cost the eNB several MCS steps without losing the link."""
 
-# The ZMQ radio multiplies samples by its gains (dB), so powers are relative to these. The UE's
-# rx_gain_offset turns its RSRP into about -80 dBm (path loss ~80 dB with rs_power 0); the UL
-# noise floor (signal_power - snr, dBFS) leaves ~25 dB of UL SNR uncapped
-# (patches/srsRAN_4G/README.md, "srsUE: verification").
-ENB_GAINS_DB, UE_GAINS_DB = (80.0, 40.0), (0.0, 40.0)
+# The UE's rx_gain_offset turns its RSRP into about -80 dBm with the gains of
+# real_srsran.UE_TEST_GAINS; the UL noise floor (signal_power - snr, dBFS) leaves ~25 dB of UL
+# SNR uncapped (patches/srsRAN_4G/README.md, "srsUE: verification").
 UE_RX_GAIN_OFFSET_DB = 205.0
 UL_AWGN = ("--channel.ul.enable=true", "--channel.ul.awgn.enable=true",
            "--channel.ul.awgn.signal_power=30", "--channel.ul.awgn.snr=-12")
@@ -82,32 +79,17 @@ class UeTestbed:
         return Windows(ue, enb)
 
 
-def rtctl_endpoint(conf_dir: Path, program: str) -> str:
-    return f"ipc://{conf_dir}/{program}.rtctl"
-
-
 def rendered_confs(conf_dir: Path) -> dict[str, Path]:
     """The project's srsRAN templates, rendered for this test; the conf path per program."""
-    sim = srsran_conf.TestUe()
-    radio = {"enb": "fail_on_disconnect=true,tx_port=tcp://*:2000,rx_port=tcp://localhost:2001,"
-                    "id=enb,base_srate=23.04e6",
-             "ue": "tx_port=tcp://*:2001,rx_port=tcp://localhost:2000,id=ue,base_srate=23.04e6"}
+    cfg = ue_test_config(conf_dir, UE_NETNS)
+    assert cfg.vbs.srsran is not None
     confs = {}
-    for program in srsran_conf.TEMPLATES:
-        tx_gain_db, rx_gain_db = UE_GAINS_DB if program == "ue" else ENB_GAINS_DB
-        values: dict[str, object] = {
-            "conf_dir": conf_dir, "mme_addr": "127.0.1.100", "enb_addr": "127.0.1.1",
-            "sgi_addr": SGI_ADDR, "n_prb": 50, "dl_earfcn": 3350, "device_name": "zmq",
-            "device_args": radio.get(program, ""), "tx_gain_db": tx_gain_db,
-            "rx_gain_db": rx_gain_db, "channel_enable": "true", "awgn_snr_db": 30.0,
-            "rtctl_bind": rtctl_endpoint(conf_dir, "enb"),
-            "ue_rtctl_bind": rtctl_endpoint(conf_dir, "ue"), "ue_imsi": sim.imsi,
-            "ue_key": sim.key, "ue_opc": sim.opc, "ue_imei": sim.imei, "ue_ip": "172.16.0.2",
-            "netns": UE_NETNS}
-        for name, text in srsran_conf.render_program(REPO / "testbed_configs" / "srsran", program,
-                                         values).items():
+    for program in TEMPLATES:
+        files = render_program(cfg.vbs.srsran.templates, program,
+                               template_values(cfg, program, str(conf_dir)))
+        for name, text in files.items():
             (conf_dir / name).write_text(text)
-        confs[program] = conf_dir / srsran_conf.TEMPLATES[program][0]
+        confs[program] = conf_dir / TEMPLATES[program][0]
     return confs
 
 
