@@ -1,11 +1,12 @@
 """The patched srsENB, srsEPC and srsUE over the ZMQ radio, through the project's own drivers.
 
-Runs only where real patched binaries exist (CI has none):
+Runs where this checkout's patched build is installed (`hil srsran build`; where it is
+and when the tests run: tests/real_srsran.py):
 
-    HIL_SRSRAN_BIN=/path/to/bin make test PYTEST_ARGS="-m srsran"
+    make test PYTEST_ARGS="-m srsran"
 
-The binaries and the environment they need: tests/real_srsran.py. The tests need root
-(srsEPC makes its SGi interface, srsUE its network namespace) and iperf3.
+The tests need root (srsEPC makes its SGi interface, srsUE its network namespace) and
+iperf3.
 
 The testbed is brought up exactly as `hil run testbed_configs/zmq-srsran.yaml` does (the
 shipped templates, rendered and uploaded over SSH to the test's sshd; the bring-up chain;
