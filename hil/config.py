@@ -138,6 +138,12 @@ class SrsranConfig(StrictModel):
     awgn_snr_db: float | None = Field(
         30.0, description="eNB DL channel emulator noise (needed for gain to reach CQI); "
                           "null: off")
+    ul_awgn_snr_db: float | None = Field(
+        None, description="eNB UL channel emulator: noise at ul_awgn_signal_power_dbfs minus "
+        "this (dBFS, after the eNB's rx gain), so the UE's power reaches the UL SNR the eNB "
+        "measures (`ul_snr_db` of a round); null: off (a noiseless ZMQ UL reads ~90 dB)")
+    ul_awgn_signal_power_dbfs: float = Field(30.0, description="the UL channel emulator's "
+                                             "reference signal power")
     rtctl_bind: str = Field("tcp://127.0.0.1:5555", description="the eNB's [rtctl] endpoint")
     max_restarts: int = Field(3, ge=0, description="crashed-process restarts before giving up")
     radio: RadioConfig = RadioConfig()
@@ -196,6 +202,8 @@ class HostMetricsConfig(StrictModel):
 
     enabled: bool = False
     process: str = "srsenb"
+    ue_process: str | None = Field("srsue", description="the UE's process, where it runs on "
+                                   "this machine too (a ZMQ testbed); None: not measured")
 
 
 class MeterConfig(StrictModel):
@@ -215,6 +223,8 @@ class MeterConfig(StrictModel):
     idle_w: float = Field(6.0, ge=0)
     per_core_w: float = Field(2.5, ge=0)
     radio_w: float = Field(3.0, ge=0, description="the B210's amplifier draws a fixed ~3 W")
+    process: str | None = Field(None, description="cpu_model: count only this process's CPU "
+                                "(e.g. srsenb where the UE shares the host); None: the host's")
 
 
 class AgentConfig(StrictModel):

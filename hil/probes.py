@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class HostMetricsProbe:
-    """CPU of the host and of the eNB process, RAPL package power, over the round."""
+    """CPU of the host, of the eNB process and of the UE process where one runs here, RAPL
+    package power, over the round (the metrics name the eNB first, then the UE)."""
 
     metrics: HostMetrics
     _started: bool = field(default=False, init=False)
@@ -34,8 +35,9 @@ class HostMetricsProbe:
             return {}
         self._started = False
         reading = self.metrics.stop()
-        return {"host_cpu_pct": reading.host_cpu_pct, "enb_cpu_pct": reading.process_cpu_pct,
-                "rapl_power_w": reading.rapl_power_w}
+        enb, *ue = reading.processes_cpu_pct.values()
+        return {"host_cpu_pct": reading.host_cpu_pct, "enb_cpu_pct": enb,
+                "ue_cpu_pct": ue[0] if ue else None, "rapl_power_w": reading.rapl_power_w}
 
 
 @dataclass

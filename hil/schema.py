@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _field(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = True) -> pa.Field:
@@ -75,6 +75,8 @@ ROUND_SCHEMA = pa.schema(
         _field("energy_j", pa.float64(), "J", "energy of BBU + radio over the round"),
         _field("host_cpu_pct", pa.float64(), "%", "busy share of all the BBU host's CPUs"),
         _field("enb_cpu_pct", pa.float64(), "%", "CPU of the eNB process (same scale as host)"),
+        _field("ue_cpu_pct", pa.float64(), "%", "CPU of the UE process where it shares the "
+               "host (same scale)"),
         _field("rapl_power_w", pa.float64(), "W", "CPU package power from RAPL"),
         _field("traffic_dl_mbps", pa.float64(), "Mb/s", "DL traffic offered by the generator"),
         _field("traffic_ul_mbps", pa.float64(), "Mb/s", "UL traffic offered by the generator"),

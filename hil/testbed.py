@@ -111,7 +111,8 @@ def _as_seen_from_controller(ready: dict, hostname: str) -> dict:
 def make_meter(cfg: HilConfig, emulator_ready: dict) -> PowerMeter:
     """The configured meter; a GPM-8213 without a resource is the emulated vBS's twin."""
     if cfg.meter.kind == "cpu_model":
-        return CpuPowerModel(cfg.meter.idle_w, cfg.meter.per_core_w, cfg.meter.radio_w)
+        return CpuPowerModel(cfg.meter.idle_w, cfg.meter.per_core_w, cfg.meter.radio_w,
+                             process=cfg.meter.process)
     if cfg.meter.kind == "gpm8213":
         resource = cfg.meter.resource or emulator_ready.get("scpi_meter")
         meter = Gpm8213Meter(resource, poll_s=cfg.meter.poll_s, timeout_s=cfg.meter.timeout_s,
@@ -359,4 +360,5 @@ def srsran_control_endpoint(cfg: HilConfig) -> str:
 def _host_probes(cfg: HilConfig) -> list[RoundProbe]:
     if not cfg.host_metrics.enabled:
         return []
-    return [HostMetricsProbe(HostMetrics(cfg.host_metrics.process))]
+    names = [cfg.host_metrics.process, cfg.host_metrics.ue_process]
+    return [HostMetricsProbe(HostMetrics(*[n for n in names if n]))]

@@ -78,9 +78,15 @@ UE_TEST_GAINS = {"enb_tx_gain_db": 80.0, "enb_rx_gain_db": 40.0, "ue_tx_gain_db"
                  "ue_rx_gain_db": 40.0}
 
 
+UE_TEST_UL_NOISE = {"ul_awgn_signal_power_dbfs": 30.0, "ul_awgn_snr_db": -12.0}
+"""A UL noise floor at +42 dBFS after the eNB's rx gain: ~25 dB of UL SNR uncapped."""
+
+
 def ue_test_config(conf_dir: Path, ue_netns: str) -> HilConfig:
-    """The shipped testbed as the UE test runs it: its own gains, rtctl over ipc://."""
+    """The shipped testbed as the UE test runs it: its own gains and UL noise floor, rtctl
+    over ipc://."""
     data = real_testbed_data({"hostname": "127.0.0.1"}, conf_dir / "runs", **{
+        **{f"vbs.srsran.{key}": value for key, value in UE_TEST_UL_NOISE.items()},
         "vbs.srsran.rtctl_bind": rtctl_endpoint(conf_dir, "enb"),
         "vbs.srsran.ue.rtctl_bind": rtctl_endpoint(conf_dir, "ue"),
         "vbs.srsran.ue.netns": ue_netns,

@@ -7,6 +7,8 @@ reproducible; the dataset carries its units and exports to the public dataset's 
 
 from __future__ import annotations
 
+import configparser
+
 import json
 import signal
 import subprocess
@@ -22,9 +24,11 @@ import pytest
 
 from agents.policy_space import PAPER_SPACE, PolicySpace
 from drivers.emulated.scenarios import make_scenario
+from drivers.srsran.conf import render_program
 from hil.cli import main
 from hil.config import load_config
 from hil.recorder import RunDirectory
+from hil.srsran import template_values
 from tools.collect.export import to_dlul
 from tools.collect.plan import Condition, PlanError, SweepPlan, parse_grid
 from tools.collect.schema import CELL_SCHEMA
@@ -40,16 +44,16 @@ GRID = ["dl_max_mcs=5,27", "dl_prb_ratio=0.2,1", "ul_max_mcs=5,23", "ul_prb_rati
 
 # ----------------------------------------------------------------------------- the plan
 def test_grid_axes_replace_the_configs_values_and_conditions_multiply():
-    space, conditions = parse_grid(GRID + ["dl_load_mbps=8,32"], PAPER_SPACE, channel=True)
+    space, conditions = parse_grid(GRID + ["dl_load_mbps=8,32"], PAPER_SPACE, channel="cqi")
     assert space == PolicySpace((0.0,), (5, 27), (0.2, 1.0), (5, 23), (1.0,))
     assert len(conditions) == 4
     assert Condition(8.0, 23.0, 7.0, 15.0) in conditions
 
 
 def test_no_grid_is_the_configs_space_under_scenario_a_and_paper_is_the_1080():
-    space, conditions = parse_grid([], SMALL, channel=True)
+    space, conditions = parse_grid([], SMALL, channel="cqi")
     assert space == SMALL and conditions == (Condition(32.0, 23.0, 15.0, 15.0),)
-    assert parse_grid(["paper"], SMALL, channel=True)[0].size == 1080
+    assert parse_grid(["paper"], SMALL, channel="cqi")[0].size == 1080
 
 
 @pytest.mark.parametrize("item, message", [
@@ -63,14 +67,22 @@ def test_no_grid_is_the_configs_space_under_scenario_a_and_paper_is_the_1080():
 ])
 def test_a_bad_grid_item_is_refused_naming_it(item, message):
     with pytest.raises(PlanError, match=message):
-        parse_grid([item], SMALL, channel=True)
+        parse_grid([item], SMALL, channel="cqi")
 
 
-def test_a_testbed_that_cannot_set_the_channel_refuses_cqi_and_leaves_it_alone():
-    with pytest.raises(PlanError, match="cannot set the channel"):
-        parse_grid(["ul_cqi=9"], SMALL, channel=False)
-    _, (condition,) = parse_grid([], SMALL, channel=False)
+def test_srsran_sets_its_channel_by_snr_refuses_cqi_and_otherwise_leaves_it_alone():
+    with pytest.raises(PlanError, match="sets its channel by dl_snr_db and ul_snr_db"):
+        parse_grid(["ul_cqi=9"], SMALL, channel="snr")
+    _, (condition,) = parse_grid([], SMALL, channel="snr")
     assert condition.dl_cqi is None and condition.ul_cqi is None
+    assert condition.dl_snr_db is None and condition.ul_snr_db is None
+    _, conditions = parse_grid(["dl_snr_db=5,25", "ul_snr_db=-12"], SMALL, channel="snr")
+    assert [(c.dl_snr_db, c.ul_snr_db) for c in conditions] == [(5, -12), (25, -12)]
+
+
+def test_the_emulated_vbs_sets_its_channel_by_cqi_and_refuses_snr():
+    with pytest.raises(PlanError, match="sets its channel by dl_cqi and ul_cqi"):
+        parse_grid(["dl_snr_db=10"], SMALL, channel="cqi")
 
 
 def make_plan(**changes) -> SweepPlan:
@@ -294,6 +306,18 @@ def test_a_condition_reaches_the_emulator_as_its_scenario_and_srsran_as_iperf3_r
                          rounds=12)
     env = make_scenario("trace", 0, trace_path=block.traffic.scenario.trace).epochs(0, 1)
     assert (env.dl_demand_mbps[0], env.ul_demand_mbps[0]) == (8.0, 5.0)
+    assert block.vbs.srsran == srsran.vbs.srsran  # no SNR given: the config's channel
+
+
+def test_a_condition_s_snrs_reach_srsran_s_channel_emulators(tmp_path):
+    srsran = load_config(REPO / "testbed_configs" / "zmq-srsran.yaml")
+    block = block_config(srsran, Condition(8.0, 5.0, None, None, dl_snr_db=9.0,
+                                           ul_snr_db=-20.0), tmp_path / "b.csv", SMALL, rounds=4)
+    enb = configparser.ConfigParser(interpolation=None)
+    enb.read_string(render_program(block.vbs.srsran.templates, "enb",
+                                   template_values(block, "enb", "/x"))["enb.conf"])
+    assert (enb["channel.dl"]["enable"], enb["channel.dl.awgn"]["snr"]) == ("true", "9.0")
+    assert (enb["channel.ul"]["enable"], enb["channel.ul.awgn"]["snr"]) == ("true", "-20.0")
 
 
 def test_a_testbed_whose_conditions_a_sweep_cannot_set_is_refused_naming_the_key(tmp_path):

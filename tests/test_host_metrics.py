@@ -13,7 +13,9 @@ from subprocess import PIPE, Popen
 import psutil
 import pytest
 
+from drivers.host.cpu_power import CpuPowerModel
 from drivers.host.metrics import HostMetrics
+from hil.errors import MeterError
 
 BURN_CPU_S = 0.3
 TICK_SLACK_S = 0.03  # the kernel counts a process's CPU time in clock ticks
@@ -258,3 +260,40 @@ def test_a_missing_process_gives_no_process_cpu_but_the_host_is_still_measured(
 def test_stop_without_start_is_a_programming_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         HostMetrics(powercap_root=tmp_path).stop()
+
+
+def test_several_processes_are_measured_each_on_its_own(
+        spawn: Callable[..., Popen[str]], named_python: Path) -> None:
+    """The eNB and the UE of a one-machine testbed: each its own figure, in the given order."""
+    worker = ready(spawn())
+    absent = f"hm-none-{os.getpid()}"
+    metrics = HostMetrics(named_python.name, absent,
+                          powercap_root=named_python.parent / "absent")
+
+    metrics.start()
+    burn(worker)
+    reading = metrics.stop()
+
+    assert list(reading.processes_cpu_pct) == [named_python.name, absent]
+    assert window_cpu_s(reading.processes_cpu_pct[named_python.name], reading.duration_s) \
+        >= BURN_CPU_S - TICK_SLACK_S
+    assert reading.processes_cpu_pct[absent] is None
+
+
+def test_the_cpu_model_meter_can_follow_one_process_instead_of_the_host(
+        spawn: Callable[..., Popen[str]], named_python: Path) -> None:
+    """Watts from the eNB's cores alone where other programs share its host."""
+    worker = ready(spawn())
+    meter = CpuPowerModel(idle_w=6.0, per_core_w=2.5, radio_w=3.0, process=named_python.name)
+
+    meter.start()
+    burn(worker)
+    reading = meter.stop()
+
+    busy_cores = (reading.power_w - 9.0) / 2.5
+    assert busy_cores * reading.duration_s >= BURN_CPU_S - TICK_SLACK_S
+    missing = CpuPowerModel(idle_w=6.0, per_core_w=2.5, radio_w=3.0, process="hm-none")
+    missing.start()
+    burn(worker)
+    with pytest.raises(MeterError, match="no process 'hm-none'"):
+        missing.stop()

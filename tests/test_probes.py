@@ -63,7 +63,7 @@ def test_host_metrics_fill_their_columns_and_skip_a_round_that_never_started():
     probe.before_round(0)
     sum(range(200_000))  # some CPU time in the window
     row = probe.after_round()
-    assert set(row) == {"host_cpu_pct", "enb_cpu_pct", "rapl_power_w"}
+    assert set(row) == {"host_cpu_pct", "enb_cpu_pct", "ue_cpu_pct", "rapl_power_w"}
     assert row["enb_cpu_pct"] is None  # no such process: not measured as idle
 
 

@@ -44,11 +44,9 @@ CAP_BELOW_UNCAPPED_DB = 15.0
 cost the eNB several MCS steps without losing the link."""
 
 # The UE's rx_gain_offset turns its RSRP into about -80 dBm with the gains of
-# real_srsran.UE_TEST_GAINS; the UL noise floor (signal_power - snr, dBFS) leaves ~25 dB of UL
-# SNR uncapped (patches/srsRAN_4G/README.md, "srsUE: verification").
+# real_srsran.UE_TEST_GAINS; its UL noise floor (UE_TEST_UL_NOISE) leaves ~25 dB of UL SNR
+# uncapped (patches/srsRAN_4G/README.md, "srsUE: verification").
 UE_RX_GAIN_OFFSET_DB = 205.0
-UL_AWGN = ("--channel.ul.enable=true", "--channel.ul.awgn.enable=true",
-           "--channel.ul.awgn.signal_power=30", "--channel.ul.awgn.snr=-12")
 
 
 @dataclass
@@ -130,7 +128,7 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UeTestbed]:
     try:
         running.append(start("epc", [str(confs["epc"])], conf_dir))
         wait_for_line(conf_dir / "epc.out", "SP-GW Initialized", running[-1])
-        running.append(start("enb", [str(confs["enb"]), *UL_AWGN], conf_dir))
+        running.append(start("enb", [str(confs["enb"])], conf_dir))
         wait_for_line(conf_dir / "enb.out", "eNodeB started", running[-1])
         running.append(start("ue", [str(confs["ue"]),  # ue.conf turns its rtctl socket on
                                     f"--phy.rx_gain_offset={UE_RX_GAIN_OFFSET_DB}"], conf_dir))

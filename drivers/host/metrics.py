@@ -13,8 +13,8 @@ What is measured, and the choices made:
 - ``host_cpu_pct``: busy share of all logical CPUs (0-100) from the deltas of
   `psutil.cpu_times` (idle and iowait count as not busy). None if the window spans no clock
   tick, since then nothing was measured.
-- ``process_cpu_pct``: CPU time used in the window by the processes called `process_name`
-  and all their descendants, as a share of all logical CPUs (0-100, the same scale as
+- ``process_cpu_pct``: for each name given, CPU time used in the window by the processes of
+  that name and all their descendants, as a share of all logical CPUs (0-100, the same scale as
   ``host_cpu_pct``, so the two compare directly; a fully busy core of a 4-core host is 25).
   Processes are found again by name at `stop`, so a restarted eNB is counted (its whole CPU
   time, as it started within the window). A process that ends before `stop` takes its CPU
@@ -50,10 +50,16 @@ class HostReading:
     """The host's figures over one window; None where nothing could be measured."""
 
     host_cpu_pct: float | None
-    process_cpu_pct: float | None
+    processes_cpu_pct: dict[str, float | None]
+    """By process name, in the order the names were given."""
     rapl_energy_j: float | None
     rapl_power_w: float | None
     duration_s: float
+
+    @property
+    def process_cpu_pct(self) -> float | None:
+        """The first named process's (the eNB's, as the testbed names them)."""
+        return next(iter(self.processes_cpu_pct.values()), None)
 
 
 @dataclass(frozen=True)
@@ -66,21 +72,21 @@ class _RaplCounter:
 class _Snapshot:
     time_s: float
     cpu_times_s: dict[str, float]
-    process_cpu_s: dict[tuple[int, float], float]
+    process_cpu_s: dict[str, dict[tuple[int, float], float]]
     rapl_uj: list[int] | None
 
 
 class HostMetrics:
-    """CPU of the host and of one named process, and RAPL package energy, per window.
+    """CPU of the host and of named processes, and RAPL package energy, per window.
 
-    `process_name` None measures no process (and spares the scan of the process table);
+    No `process_names` measures no process (and spares the scan of the process table);
     `powercap_root` None reads no RAPL counters (and warns of none missing).
     """
 
-    def __init__(self, process_name: str | None = "srsenb", *,
+    def __init__(self, *process_names: str,
                  powercap_root: Path | None = Path("/sys/class/powercap"),
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.process_name = process_name
+        self.process_names = process_names
         self.powercap_root = powercap_root
         self._clock = clock
         self._cpu_count = psutil.cpu_count() or 1
@@ -102,8 +108,9 @@ class HostMetrics:
         energy_j = _rapl_energy_j(self._rapl, begin.rapl_uj, end.rapl_uj)
         return HostReading(
             host_cpu_pct=_host_cpu_pct(begin.cpu_times_s, end.cpu_times_s),
-            process_cpu_pct=self._process_cpu_pct(begin.process_cpu_s, end.process_cpu_s,
-                                                  duration_s),
+            processes_cpu_pct={name: self._process_cpu_pct(begin.process_cpu_s[name],
+                                                           end.process_cpu_s[name], duration_s)
+                               for name in self.process_names},
             rapl_energy_j=energy_j,
             rapl_power_w=energy_j / duration_s if energy_j is not None and duration_s > 0
             else None,
@@ -115,8 +122,7 @@ class HostMetrics:
 
     def _snapshot(self) -> _Snapshot:
         return _Snapshot(time_s=self._clock(), cpu_times_s=psutil.cpu_times()._asdict(),
-                         process_cpu_s={} if self.process_name is None
-                         else _process_cpu_s(self.process_name),
+                         process_cpu_s=_processes_cpu_s(self.process_names),
                          rapl_uj=None if self.powercap_root is None else self._read_rapl_uj())
 
     def _process_cpu_pct(self, begin: dict[tuple[int, float], float],
@@ -159,16 +165,20 @@ def _host_cpu_pct(begin: dict[str, float], end: dict[str, float]) -> float | Non
     return 100.0 * max(busy_end - busy_begin, 0.0) / (total_end - total_begin)
 
 
-def _process_cpu_s(name: str) -> dict[tuple[int, float], float]:
-    """CPU seconds (user + system) of every process called `name` and of its descendants.
+def _processes_cpu_s(names: tuple[str, ...]) -> dict[str, dict[tuple[int, float], float]]:
+    """By name, the CPU seconds (user + system) of every process called so and of its
+    descendants, from one pass over the process table.
 
     Keyed by (PID, create time), so a recycled PID is never taken for the process it
     replaced. Processes that vanish or deny access while being read are skipped.
     """
-    found: dict[tuple[int, float], float] = {}
+    found: dict[str, dict[tuple[int, float], float]] = {name: {} for name in names}
+    if not names:
+        return found
     for proc in psutil.process_iter(["name"]):
-        if proc.info["name"] != name:
+        if proc.info["name"] not in found:
             continue
+        own = found[proc.info["name"]]
         try:
             family = [proc, *proc.children(recursive=True)]
         except psutil.Error:
@@ -177,7 +187,7 @@ def _process_cpu_s(name: str) -> dict[tuple[int, float], float]:
             try:
                 with member.oneshot():
                     times = member.cpu_times()
-                    found[(member.pid, member.create_time())] = times.user + times.system
+                    own[(member.pid, member.create_time())] = times.user + times.system
             except psutil.Error:
                 continue
     return found

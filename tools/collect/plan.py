@@ -4,9 +4,11 @@ A sweep holds every *cell* (one policy, under one condition, one repetition) for
 `warmup_rounds + dwell_rounds` rounds; the warm-up rounds are discarded (queues and link
 adaptation still carry the previous cell's policy), the dwell rounds are averaged.
 
-Conditions are what the policy does not set: the offered DL/UL load and, on the emulated
-vBS, the channel (mean DL/UL CQI). Changing them means restarting a process (the emulated
-vBS's trace, the channel emulator of a srsUE), so cells are measured in *blocks*, one per
+Conditions are what the policy does not set: the offered DL/UL load and the channel: on
+the emulated vBS its mean DL/UL CQI, on srsRAN the SNR its channel emulators set (DL: the
+eNB's AWGN, which the UE's CQI follows; UL: the noise floor under the UE's signal).
+Changing them means restarting a process (the emulated vBS's trace, srsRAN's programs),
+so cells are measured in *blocks*, one per
 condition: the order of the blocks is random, and so is the order of the cells within a
 block (repetitions of a policy included), both drawn from `seed`. The same plan always
 gives the same order, which is what lets a restarted sweep skip the cells it finished.
@@ -29,9 +31,13 @@ from agents.policy_space import PAPER_SPACE, PolicySpace
 from hil.errors import HilError
 from hil.schema import POLICY_FIELDS
 
-CONDITION_AXES = ("dl_load_mbps", "ul_load_mbps", "dl_cqi", "ul_cqi")
-DEFAULT_CONDITION = {"dl_load_mbps": 32.0, "ul_load_mbps": 23.0, "dl_cqi": 15.0, "ul_cqi": 15.0}
-"""The paper's scenario A: the cell's capacity offered both ways over a perfect channel."""
+CONDITION_AXES = ("dl_load_mbps", "ul_load_mbps", "dl_cqi", "ul_cqi", "dl_snr_db", "ul_snr_db")
+CHANNEL_AXES = {"cqi": ("dl_cqi", "ul_cqi"), "snr": ("dl_snr_db", "ul_snr_db")}
+"""Which channel axes a testbed can set: the emulated vBS CQIs, srsRAN's emulators SNRs."""
+DEFAULT_CONDITION = {"dl_load_mbps": 32.0, "ul_load_mbps": 23.0, "dl_cqi": 15.0, "ul_cqi": 15.0,
+                     "dl_snr_db": None, "ul_snr_db": None}
+"""The paper's scenario A: the cell's capacity offered both ways over a perfect channel
+(srsRAN: its config's channel emulators)."""
 
 
 class PlanError(HilError):
@@ -46,11 +52,16 @@ class Condition:
     ul_load_mbps: float
     dl_cqi: float | None
     ul_cqi: float | None
+    dl_snr_db: float | None = None
+    ul_snr_db: float | None = None
 
     def label(self) -> str:
         parts = [f"dl {self.dl_load_mbps:g} Mb/s", f"ul {self.ul_load_mbps:g} Mb/s"]
         if self.dl_cqi is not None:
             parts.append(f"cqi {self.dl_cqi:g}/{self.ul_cqi:g}")
+        for name, value in (("dl snr", self.dl_snr_db), ("ul snr", self.ul_snr_db)):
+            if value is not None:
+                parts.append(f"{name} {value:g} dB")
         return ", ".join(parts)
 
 
@@ -116,12 +127,13 @@ class SweepPlan:
                    data["reps"], data["dwell_rounds"], data["warmup_rounds"], data["seed"])
 
 
-def parse_grid(items: list[str], base: PolicySpace, *, channel: bool) -> tuple[
+def parse_grid(items: list[str], base: PolicySpace, *, channel: str) -> tuple[
         PolicySpace, tuple[Condition, ...]]:
     """The policy space and conditions of `--grid` items over `base` (the config's space).
 
-    `channel`: whether the testbed can set the channel (the emulated vBS); without it the
-    CQI axes are refused and conditions leave the channel alone.
+    `channel`: the channel axes the testbed can set, `cqi` (the emulated vBS) or `snr`
+    (srsRAN's channel emulators); the other kind is refused, and a testbed's channel that
+    no axis sets is left as its config has it.
     """
     policy: dict[str, tuple[float, ...]] = {}  # MCS values stay int (PolicySpace checks)
     condition: dict[str, tuple[float, ...]] = {}
@@ -140,7 +152,8 @@ def parse_grid(items: list[str], base: PolicySpace, *, channel: bool) -> tuple[
         if axis in POLICY_FIELDS:
             policy[axis] = numbers
         elif axis in CONDITION_AXES:
-            if any(not np.isfinite(v) or v < 0 for v in numbers):
+            if any(not np.isfinite(v) or (v < 0 and not axis.endswith("snr_db"))
+                   for v in numbers):
                 raise PlanError(f"--grid {axis}: values must be finite and >= 0")
             if len(set(numbers)) != len(numbers):
                 raise PlanError(f"--grid {axis}: values must be unique, got {values}")
@@ -151,17 +164,18 @@ def parse_grid(items: list[str], base: PolicySpace, *, channel: bool) -> tuple[
             raise PlanError(f"--grid {item!r}: unknown axis {axis!r}; policy axes: "
                             f"{', '.join(POLICY_FIELDS)}; condition axes: "
                             f"{', '.join(CONDITION_AXES)}")
-    cqi_axes = [a for a in ("dl_cqi", "ul_cqi") if a in condition]
-    if cqi_axes and not channel:
-        raise PlanError(f"--grid {cqi_axes[0]}: this testbed cannot set the channel (only the "
-                        "emulated vBS can); vary dl_gain_db instead, or set the UE's channel "
-                        "emulator in its srsRAN conf and collect one sweep per setting")
+    for kind, axes in CHANNEL_AXES.items():
+        refused = [a for a in axes if a in condition and kind != channel]
+        if refused:
+            settable = " and ".join(CHANNEL_AXES[channel])
+            raise PlanError(f"--grid {refused[0]}: this testbed sets its channel by {settable} "
+                            f"(the emulated vBS by CQI, srsRAN's channel emulators by SNR)")
     try:
         space = PolicySpace(**{f.name: policy.get(f.name, getattr(base, f.name))
                                for f in fields(base)})
     except ValueError as exc:
         raise PlanError(f"--grid: {exc}") from None
-    defaults = {a: v if channel or not a.endswith("cqi") else None
+    defaults = {a: v if a not in CHANNEL_AXES["cqi"] or channel == "cqi" else None
                 for a, v in DEFAULT_CONDITION.items()}
     axes = [condition.get(a, (defaults[a],)) for a in CONDITION_AXES]
     return space, tuple(Condition(*values) for values in itertools.product(*axes))

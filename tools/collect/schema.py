@@ -12,13 +12,14 @@ import pyarrow as pa
 
 from hil.schema import POLICY_FIELDS, ROUND_SCHEMA
 
-CELL_SCHEMA_VERSION = 1
+CELL_SCHEMA_VERSION = 2
 
 _MEASURED = [  # (round column, also its variance?)
     ("power_w", True), ("rapl_power_w", True), ("dl_rate_mbps", True), ("ul_rate_mbps", True),
     ("dl_demand_mbps", False), ("ul_demand_mbps", False), ("dl_bler", False), ("ul_bler", False),
     ("dl_cqi", False), ("ul_snr_db", False), ("dl_mcs", False), ("ul_mcs", False),
     ("dl_prb", False), ("ul_prb", False), ("host_cpu_pct", False), ("enb_cpu_pct", False),
+    ("ue_cpu_pct", False),
     ("traffic_dl_mbps", False), ("traffic_ul_mbps", False),
 ]
 MEASURED_MEANS = tuple(name for name, _ in _MEASURED)
@@ -56,6 +57,11 @@ CELL_SCHEMA = pa.schema(
         _field("cond_dl_cqi", pa.float64(), "1", "mean DL CQI of the channel (condition; null: "
                "as the testbed has it)"),
         _field("cond_ul_cqi", pa.float64(), "1", "mean UL CQI of the channel (condition)"),
+        _field("cond_dl_snr_db", pa.float64(), "dB", "SNR of the eNB's DL channel emulator "
+               "(condition; srsRAN; null: the config's)"),
+        _field("cond_ul_snr_db", pa.float64(), "dB", "`snr` of the eNB's UL channel emulator: "
+               "the noise floor under the UE's signal (condition; srsRAN; null: the config's); "
+               "the SNR it gives is ul_snr_db"),
         _field("warmup_rounds", pa.int64(), "1", "rounds held and discarded first",
                nullable=False),
         _field("dwell_rounds", pa.int64(), "1", "rounds held and measured", nullable=False),

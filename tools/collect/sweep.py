@@ -109,6 +109,7 @@ def summarise_cell(cell: Cell, plan: SweepPlan, rows: list[dict[str, Any]], *, b
            for k in POLICY_FIELDS},
         "cond_dl_load_mbps": condition.dl_load_mbps, "cond_ul_load_mbps": condition.ul_load_mbps,
         "cond_dl_cqi": condition.dl_cqi, "cond_ul_cqi": condition.ul_cqi,
+        "cond_dl_snr_db": condition.dl_snr_db, "cond_ul_snr_db": condition.ul_snr_db,
         "warmup_rounds": plan.warmup_rounds, "dwell_rounds": plan.dwell_rounds,
         "round_s": round_s, "n_samples": len(valid),
         "violations": sum(r.get("violations") or 0 for r in valid),
@@ -141,7 +142,8 @@ def _restarts_during(rows: list[dict[str, Any]]) -> int:
 def block_config(cfg: HilConfig, condition: Condition, trace: Path, space: PolicySpace,
                  rounds: int) -> HilConfig:
     """`cfg` for one block: the plan's grid as policy space, the condition as a one-row trace
-    (the emulated vBS draws its demand and channel from it, iperf3 its rates)."""
+    (the emulated vBS draws its demand and channel from it, iperf3 its rates), and on srsRAN
+    the condition's SNRs as its channel emulators' noise."""
     with trace.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["dl_demand_mbps", "ul_demand_mbps", "dl_cqi", "ul_cqi"])
@@ -156,6 +158,12 @@ def block_config(cfg: HilConfig, condition: Condition, trace: Path, space: Polic
             update={"scenario": scenario})})
     else:
         update["traffic"] = cfg.traffic.model_copy(update={"scenario": scenario})
+        srs = cfg.vbs.srsran
+        assert srs is not None
+        channel = {key: value for key, value in (("awgn_snr_db", condition.dl_snr_db),
+                                                  ("ul_awgn_snr_db", condition.ul_snr_db))
+                   if value is not None}
+        update["vbs"] = cfg.vbs.model_copy(update={"srsran": srs.model_copy(update=channel)})
     return cfg.model_copy(update=update)
 
 
