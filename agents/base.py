@@ -73,8 +73,13 @@ class Agent(Protocol):
         """Pick the action for the coming round."""
         ...
 
-    def update(self, decision: Decision, reward: float) -> None:
-        """Learn from the reward in [0, 1] of `decision`; ValueError outside that range."""
+    def update(self, decision: Decision, reward: float,
+               measured: Context | None = None) -> None:
+        """Learn from the reward in [0, 1] of `decision`; ValueError outside that range.
+
+        `measured` is the context the round itself had (its CQI and demand, known only once
+        it is over); a learner that models rewards by context learns from it, the others
+        ignore it. The context `select` saw is the previous round's."""
         ...
 
     def probabilities(self) -> np.ndarray:

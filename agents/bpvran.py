@@ -5,9 +5,22 @@ models the reward as a GP over (context, policy features) and plays
 
     x_t = argmax_x  mean(c, x) + sqrt(beta) sd(c, x),   sqrt(beta) = 2.5,
 
-after `n_random` uniformly random actions. The kernel is Matern 3/2 with one length scale
-per dimension (`agents.gp`); its hyperparameters are fitted on prior data by maximum
-marginal likelihood (`prior_rounds`), given directly (`hyperparameters`), or defaulted.
+after `n_random` uniformly random actions.
+
+Which context an observation is stored at (`train_on`):
+
+- ``round`` (the paper's, the default): the context the round itself had, which the
+  controller learns once the round is over (`update`'s `measured`). The GP learns how a
+  policy does in a context; it decides on the last context it observed, which in a volatile
+  scenario is no longer the one the policy meets ("the context differs between its
+  observation and application", Kalntis et al., Sec. VI-C).
+- ``decision`` (registered as `bpvran_lagged`): the context it decided on, the previous
+  round's. The GP then learns the lagged mapping from the last context to the next reward,
+  which in the strict ping-pong of scenario C predicts the next round exactly.
+
+The kernel is Matern 3/2 with one length scale per dimension (`agents.gp`); its
+hyperparameters are fitted on prior data by maximum marginal likelihood (`prior_rounds`),
+given directly (`hyperparameters`), or defaulted.
 
 Inputs, all scaled to [0, 1]: CQI / 15, demand / `demand_scale_mbps` (clipped), and each
 policy dimension min-max over the policy space (dimensions with a single value, such as
@@ -105,10 +118,11 @@ def scale_context(context: Context | None, demand_scale_mbps: float) -> np.ndarr
     return out
 
 
+TRAIN_ON = ("round", "decision")
+
+
 class BPVran:
     """Contextual GP-UCB over `n_actions` policies with a bounded, incremental posterior."""
-
-    name = "bpvran"
 
     def __init__(
         self,
@@ -123,8 +137,13 @@ class BPVran:
         max_points: int = 100,
         demand_scale_mbps: float = 32.0,
         context_bins: int = 5,
+        train_on: str = "round",
     ) -> None:
         check_bandit(n_actions)
+        if train_on not in TRAIN_ON:
+            raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
+        self.train_on = train_on
+        self.name = "bpvran" if train_on == "round" else "bpvran_lagged"
         if n_actions > MAX_POLICIES:
             raise ValueError(f"BP-vRAN handles at most {MAX_POLICIES} policies (it keeps their "
                              f"pairwise distances), got n_actions={n_actions}")
@@ -193,11 +212,16 @@ class BPVran:
             return Decision(action=action, prob=1.0 / self.n_actions, info=info)
         return Decision(action=self._ucb_choice(), prob=1.0, info=info)
 
-    def update(self, decision: Decision, reward: float) -> None:
-        """Add (context bin of the decision, action) -> reward to the GP, compacting it
-        first when the budget is full."""
+    def update(self, decision: Decision, reward: float,
+               measured: Context | None = None) -> None:
+        """Add (context bin, action) -> reward to the GP, compacting it first when the
+        budget is full. The context is the round's own (`measured`) or, for
+        `train_on="decision"` or when the round's is not given, the one decided on."""
         check_feedback(decision, reward, self.n_actions)
-        context = np.asarray(decision.info.get("context", self._context), dtype=np.float64)
+        if self.train_on == "round" and measured is not None:
+            context = scale_context(measured, self.demand_scale_mbps)
+        else:
+            context = np.asarray(decision.info.get("context", self._context), dtype=np.float64)
         if self._gp.n == self.max_points:
             self._gp.compact(keep=self.max_points // 2)
         self._gp.add(self.observation_input(context, decision.action), reward,
@@ -264,6 +288,7 @@ class BPVran:
             "max_points": self.max_points,
             "demand_scale_mbps": self.demand_scale_mbps,
             "context_bins": self.context_bins,
+            "train_on": self.train_on,
         }
 
     def _fit_prior(self, prior: Mapping[str, Sequence[Any]]) -> GpHyperparameters:

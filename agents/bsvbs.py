@@ -110,7 +110,8 @@ class BSvBS:
         prob = self._explore_prob + (1.0 - gamma) * self._weights[action] / total
         return Decision(action=action, prob=prob)
 
-    def update(self, decision: Decision, reward: float) -> None:
+    def update(self, decision: Decision, reward: float,
+               measured: Context | None = None) -> None:
         """Apply eqs. (7) and (6) to the played policy, using the probability it was played with."""
         check_feedback(decision, reward, self.n_actions)
         if not self._explore_prob <= decision.prob <= 1.0:

@@ -48,7 +48,8 @@ class LossEstimateAgent:
         action = min(action, self.n_actions - 1)
         return Decision(action=action, prob=float(probs[action]))
 
-    def update(self, decision: Decision, reward: float) -> None:
+    def update(self, decision: Decision, reward: float,
+               measured: Context | None = None) -> None:
         """Charge the played policy its loss estimate (loss = 1 - reward)."""
         check_feedback(decision, reward, self.n_actions)
         if not 0.0 < decision.prob <= 1.0:

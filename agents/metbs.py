@@ -87,7 +87,8 @@ class MetBS:
         }
         return Decision(action=action, prob=prob, info=info)
 
-    def update(self, decision: Decision, reward: float) -> None:
+    def update(self, decision: Decision, reward: float,
+               measured: Context | None = None) -> None:
         """Eqs. (11)-(12) for the chosen child, then the gate (13) decides if it learns."""
         check_feedback(decision, reward, self.n_actions)
         index, meta_prob = decision.info["child"], decision.info["meta_prob"]
@@ -99,7 +100,7 @@ class MetBS:
         self._log_weights[index] += self._floor * reward / meta_prob
         gate_prob = self._floor / meta_prob
         if self._rng.random() < gate_prob:
-            self.children[index].update(decision.info["child_decision"], reward)
+            self.children[index].update(decision.info["child_decision"], reward, measured)
 
     def probabilities(self) -> np.ndarray:
         """The mixture sum_j y(j) p_j over actions."""

@@ -28,7 +28,8 @@ class RandomAgent:
         action = uniform_index(self._rng.random(), self.n_actions)
         return Decision(action=action, prob=1.0 / self.n_actions)
 
-    def update(self, decision: Decision, reward: float) -> None:
+    def update(self, decision: Decision, reward: float,
+               measured: Context | None = None) -> None:
         """Nothing to learn, but bad feedback is still refused like any agent refuses it."""
         check_feedback(decision, reward, self.n_actions)
 

@@ -86,11 +86,25 @@ def _metbs(
     return MetBS(built, seed=seed, eta=resolve_eta(eta, len(built), horizon))
 
 
+class BPVranLagged(BPVran):
+    """BP-vRAN storing each observation at the context it decided on (the previous
+    round's), not the round's own: the variant this project ran before issue 10."""
+
+    def __init__(self, n_actions: int, *, seed: int, **params: Any) -> None:
+        super().__init__(n_actions, seed=seed, train_on="decision", **params)
+
+
+BPVranLagged.__signature__ = inspect.signature(BPVran).replace(  # type: ignore[attr-defined]
+    parameters=[p for p in inspect.signature(BPVran).parameters.values()
+                if p.name != "train_on"])  # its options: BP-vRAN's, train_on fixed
+
+
 BANDITS: dict[str, AgentFactory] = {
     "bsvbs": BSvBS,
     "random": _without_horizon(RandomAgent),
     "metbs": _metbs,
     "bpvran": _without_horizon(BPVran),
+    "bpvran_lagged": _without_horizon(BPVranLagged),
     "ucb": _without_horizon(UCB1),
     "greedy": _without_horizon(Greedy),
     "tsallis_inf": _without_horizon(TsallisInf),

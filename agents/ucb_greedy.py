@@ -51,7 +51,8 @@ class _MaxIndexAgent:
         index = self._index()
         return np.flatnonzero(index == index.max())
 
-    def update(self, decision: Decision, reward: float) -> None:
+    def update(self, decision: Decision, reward: float,
+               measured: Context | None = None) -> None:
         check_feedback(decision, reward, self.n_actions)
         self._counts[decision.action] += 1
         self._sums[decision.action] += reward

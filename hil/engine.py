@@ -109,8 +109,8 @@ class RoundEngine:
                     f"says {row['policy_index']} ({recorded}); the checkpoint "
                     f"and {self.run_dir.journal_path.name} do not belong together")
             if row["valid"]:
-                self.agent.update(decision, row["reward"])
                 self.context = _context_from(row)
+                self.agent.update(decision, row["reward"], self.context)
             self.next_round = row["round"] + 1
 
     # ------------------------------------------------------------------ the loop
@@ -177,9 +177,9 @@ class RoundEngine:
             row["invalid_reason"] = str(exc)
 
         row["valid"] = row["invalid_reason"] is None
-        if row["valid"]:
-            self.agent.update(decision, row["reward"])
+        if row["valid"]:  # what the round measured is both its feedback and the next context
             self.context = _context_from(row)
+            self.agent.update(decision, row["reward"], self.context)
         row["t_end_s"] = time.monotonic() - self._t_origin
         return row, end_nominal
 

@@ -11,6 +11,7 @@ from agents.base import Context, Decision
 from agents.bpvran import UNKNOWN_CONTEXT, BPVran, policy_features, scale_context
 from agents.gp import GpHyperparameters, IncrementalGp, fit_hyperparameters
 from agents.policy_space import PAPER_SPACE, PolicySpace
+from agents.registry import make_agent
 
 HYPER = GpHyperparameters(length_scales=(0.4, 0.7, 1.3), signal_var=0.3, noise_var=0.02,
                           prior_mean=0.1)
@@ -268,3 +269,32 @@ def test_prior_rounds_fit_the_hyperparameters():
     assert agent.hyper.prior_mean == pytest.approx(prior["rewards"].mean())
     with pytest.raises(ValueError, match="not both"):
         BPVran(8, seed=0, prior_rounds=prior, hyperparameters=agent.hyper)
+
+
+GOOD = Context(dl_cqi=15.0, ul_cqi=15.0, dl_demand_mbps=32.0, ul_demand_mbps=23.0)
+POOR = Context(dl_cqi=1.5, ul_cqi=1.5, dl_demand_mbps=0.5, ul_demand_mbps=0.5)
+
+
+@pytest.mark.parametrize(("agent_name", "stored"), [("bpvran", GOOD), ("bpvran_lagged", POOR)])
+def test_an_observation_is_stored_at_the_round_s_own_context_lagged_at_the_decided_one(
+        agent_name, stored):
+    """The paper's BP-vRAN models a round's reward by the context that round had; it
+    decided on the previous round's (here POOR, while the round turned out GOOD)."""
+    agent = make_agent(agent_name, 8, seed=0, horizon=10, n_random=0)
+    decision = agent.select(POOR)
+    agent.update(decision, 0.9, GOOD)
+
+    inputs = agent.state_dict()["gp_inputs"]
+    expected = agent.observation_input(scale_context(stored, agent.demand_scale_mbps),
+                                       decision.action)
+    assert np.allclose(inputs[0], expected)
+    assert agent.name == agent_name
+
+
+def test_without_the_round_s_context_bpvran_falls_back_to_the_decided_one():
+    agent = make_agent("bpvran", 8, seed=0, horizon=10, n_random=0)
+    decision = agent.select(POOR)
+    agent.update(decision, 0.9)
+    expected = agent.observation_input(scale_context(POOR, agent.demand_scale_mbps),
+                                       decision.action)
+    assert np.allclose(agent.state_dict()["gp_inputs"][0], expected)

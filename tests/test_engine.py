@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from agents.base import Decision
+from agents.base import Context, Decision
 from agents.policy_space import PolicySpace
 from agents.registry import make_agent
 from drivers.protocols import PowerReading
@@ -108,15 +108,17 @@ class CountingAgent:
     """Wraps a real agent and counts what it learned from."""
 
     def __init__(self, inner):
-        self.inner, self.updates = inner, []
+        self.inner, self.updates, self.measured, self.seen = inner, [], [], []
         self.name, self.n_actions = inner.name, inner.n_actions
 
     def select(self, context=None) -> Decision:
+        self.seen.append(context)
         return self.inner.select(context)
 
-    def update(self, decision, reward):
+    def update(self, decision, reward, measured=None):
         self.updates.append((decision.action, reward))
-        self.inner.update(decision, reward)
+        self.measured.append(measured)
+        self.inner.update(decision, reward, measured)
 
     def __getattr__(self, attr):
         return getattr(self.inner, attr)
@@ -147,6 +149,19 @@ def test_every_round_is_recorded_with_its_policy_measurements_and_reward(tmp_pat
     assert first["dl_demand_mbps"] == pytest.approx(40.0)
     assert first["power_w"] == 12.5 and 0 <= first["reward"] <= 1 and first["valid"]
     assert len(agent.updates) == 10
+
+
+def test_an_agent_learns_from_the_context_its_round_measured_and_decides_on_the_last(tmp_path):
+    """The round's own CQI and demand reach `update` (`measured`); the next `select` sees
+    that same context, the first an empty one."""
+    engine, run_dir, recorder, agent = make_engine(tmp_path, FakeRan(), FakeMeter())
+    engine.run(0, 3, threading.Event())
+    recorder.close()
+    rows = run_dir.read_rounds().to_pylist()
+    for row, measured in zip(rows, agent.measured):
+        assert measured.dl_cqi == row["dl_cqi"]
+        assert measured.dl_demand_mbps == pytest.approx(row["dl_demand_mbps"])
+    assert agent.seen[0] == Context() and agent.seen[1:] == agent.measured[:2]
 
 
 def test_a_round_whose_measurement_fails_is_recorded_invalid_and_not_learned(tmp_path):
@@ -196,7 +211,7 @@ class UserCapsAgent:
         self.contexts.append(context)
         return Decision(action=0, prob=1.0, ue_dl_max_prb=self.caps)
 
-    def update(self, decision, reward):
+    def update(self, decision, reward, measured=None):
         pass
 
     def state_dict(self):

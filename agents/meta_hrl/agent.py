@@ -98,7 +98,8 @@ class MetaHrlAgent:
         return Decision(action=self.action, prob=1.0, ue_dl_max_prb=caps,
                         info={"prb_split": _split(caps, self.env.user_slice)})
 
-    def update(self, decision: Decision, reward: float) -> None:
+    def update(self, decision: Decision, reward: float,
+               measured: Context | None = None) -> None:
         if not 0.0 <= reward <= 1.0:
             raise ValueError(f"reward must be in [0, 1] (normalise it first), got {reward!r}")
         if self._pending is not None:

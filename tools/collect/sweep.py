@@ -76,7 +76,8 @@ class ScheduleAgent:
         self.round += 1
         return Decision(action, 1.0)
 
-    def update(self, decision: Decision, reward: float) -> None:
+    def update(self, decision: Decision, reward: float,
+               measured: Context | None = None) -> None:
         """A sweep measures; it does not learn."""
 
     def probabilities(self) -> np.ndarray:

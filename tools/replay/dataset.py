@@ -31,7 +31,7 @@ from hil.reward import RewardParams, reward
 from tools.replay.environments import (
     RewardBlock,
     describe_scenario_source,
-    previous_round_context,
+    round_contexts,
 )
 from tools.replay.runner import ReplayError
 
@@ -133,10 +133,7 @@ class DatasetEnvironment:
         return context / np.array([15.0, 15.0, self._load_scale, self._load_scale])
 
     def block(self, start: int, stop: int) -> RewardBlock:
-        env = self.scenario.epochs(max(start - 1, 0), stop)
-        context = previous_round_context(env, start)
-        now = np.stack([env.dl_cqi, env.ul_cqi, env.dl_demand_mbps, env.ul_demand_mbps], 1)
-        now = now[1:] if start > 0 else now
+        _, context, now = round_contexts(self.scenario, start, stop)
         scaled = self._scale(now)
         nearest = np.empty((len(now), self.n_actions), np.int64)
         for action, group in enumerate(self._groups):
@@ -146,7 +143,7 @@ class DatasetEnvironment:
         ul_rate = np.minimum(self._thr[nearest, 1], now[:, 3:4])
         power = self._power[nearest]
         _, _, f = reward(dl_rate, now[:, 2:3], ul_rate, now[:, 3:4], power, self.params)
-        return RewardBlock(start, context, f, power)
+        return RewardBlock(start, context, now, f, power)
 
 
 @dataclass(frozen=True)

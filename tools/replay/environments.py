@@ -6,6 +6,8 @@ hindsight, and energy against that benchmark's power. An environment therefore y
 in blocks of rounds, for each round
 
 - the context seen before deciding (the previous round's CQI and demand; NaN = unknown),
+- the context the round itself had, which the controller learns once it is over (what
+  an agent that models rewards by context learns from),
 - the reward f in [0, 1] of every policy (`hil.reward`, the one reward function),
 - the power of every policy (W).
 
@@ -42,6 +44,8 @@ class RewardBlock:
     start: int
     context: np.ndarray
     """(n, 4) in CONTEXT_FIELDS order: what the controller saw before deciding; NaN unknown."""
+    measured: np.ndarray
+    """(n, 4) in CONTEXT_FIELDS order: each round's own context."""
     reward: np.ndarray
     """(n, K) reward f in [0, 1] of every policy."""
     power_w: np.ndarray
@@ -51,9 +55,16 @@ class RewardBlock:
         return len(self.reward)
 
     def contexts(self) -> list[Context]:
-        """One `Context` per round, None where a value is unknown."""
-        return [Context(*(None if np.isnan(v) else float(v) for v in row))
-                for row in self.context]
+        """One `Context` per round, seen before deciding; None where a value is unknown."""
+        return _as_contexts(self.context)
+
+    def measured_contexts(self) -> list[Context]:
+        """One `Context` per round: its own, known once it is over."""
+        return _as_contexts(self.measured)
+
+
+def _as_contexts(rows: np.ndarray) -> list[Context]:
+    return [Context(*(None if np.isnan(v) else float(v) for v in row)) for row in rows]
 
 
 class RewardEnvironment(Protocol):
@@ -70,14 +81,16 @@ class RewardEnvironment(Protocol):
         ...
 
 
-def previous_round_context(env: Environment, start: int) -> np.ndarray:
-    """Context of rounds start.. from an environment holding rounds start - 1.. (or start.. when
-    start = 0): each round sees what the previous round measured; round 0 sees nothing."""
+def round_contexts(scenario: Scenario, start: int, stop: int) -> tuple[
+        Environment, np.ndarray, np.ndarray]:
+    """Rounds start .. stop - 1 of `scenario`: their environment, the context seen before
+    deciding each (the previous round's; round 0 sees nothing), and each one's own."""
+    env = scenario.epochs(max(start - 1, 0), stop)
     values = np.stack([env.dl_cqi, env.ul_cqi, env.dl_demand_mbps, env.ul_demand_mbps], axis=1)
     if start > 0:
-        return values[:-1]
+        return env.map(lambda a: a[1:]), values[:-1], values[1:]
     unknown = np.full((1, len(CONTEXT_FIELDS)), np.nan)
-    return np.concatenate([unknown, values[:-1]])
+    return env, np.concatenate([unknown, values[:-1]]), values
 
 
 def separable_caps(space: PolicySpace, cal: Calibration):
@@ -105,17 +118,14 @@ class ModelEnvironment:
         self._caps = separable_caps(space, cal)
 
     def block(self, start: int, stop: int) -> RewardBlock:
-        first = max(start - 1, 0)
-        env = self.scenario.epochs(first, stop)
-        context = previous_round_context(env, start)
-        if start > 0:
-            env = env.map(lambda a: a[1:])
+        env, context, measured = round_contexts(self.scenario, start, stop)
         n = len(env)
         per_round = (n,) + (1,) * len(self.space.shape)
         out = expected_round(self._caps, env.map(lambda a: a.reshape(per_round)), self.cal)
         _, _, f = reward(out.dl_rate_mbps, out.dl_demand_mbps, out.ul_rate_mbps,
                          out.ul_demand_mbps, out.power_w, self.params)
-        return RewardBlock(start, context, f.reshape(n, -1), out.power_w.reshape(n, -1))
+        return RewardBlock(start, context, measured, f.reshape(n, -1),
+                           out.power_w.reshape(n, -1))
 
 
 class ArrayScenario:

@@ -202,14 +202,14 @@ def run_job(spec: ReplaySpec, agent_name: str, seed: int, out: Path,
     clock = time.perf_counter_ns
     for block in _blocks(env, rounds):
         stats.add(block)
-        rewards, powers = block.reward, block.power_w
+        rewards, powers, measured = block.reward, block.power_w, block.measured_contexts()
         for i, context in enumerate(block.contexts()):
             t = block.start + i
             t0 = clock()
             decision = agent.select(context)
             t1 = clock()
             value = float(rewards[i, decision.action])
-            agent.update(decision, value)
+            agent.update(decision, value, measured[i])
             t2 = clock()
             record["action"][t], record["reward"][t] = decision.action, value
             record["power_w"][t] = powers[i, decision.action]
