@@ -146,3 +146,17 @@ PAPER_SPACE = PolicySpace(
     ul_prb_ratio=(0.01, 0.2, 0.4, 0.6, 0.8, 1.0),
 )
 """The evaluation grid of the BSvBS paper, |X| = 1080."""
+
+PAPER_SUBSET_16 = PolicySpace(
+    dl_gain_db=(0.0,),
+    dl_max_mcs=(5, 27),
+    dl_prb_ratio=(0.2, 1.0),
+    ul_max_mcs=(5, 23),
+    ul_prb_ratio=(0.2, 1.0),
+)
+"""Two values per MCS and PRB axis, |X| = 16, as in the paper's Sec. VI-C. The paper does
+not list its values; these are ours: the lowest non-zero and the highest of each axis of
+the paper's grid (a zero cap would starve a direction)."""
+
+NAMED_SPACES = {"paper": PAPER_SPACE, "paper16": PAPER_SUBSET_16}
+"""Spaces a config's `policy_space` or `hil replay --policy-space` may name."""

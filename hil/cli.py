@@ -258,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "decision time; figures and report.md in --out")
     replay.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
                         help="policy space, reward and calibration (default: %(default)s)")
-    replay.add_argument("--scenario", default="C", help="A, B, C or mixed (default: C)")
+    replay.add_argument("--scenario", default="C",
+                        help="A, B, C, C-iid, C-adaptive or mixed (default: C)")
+    replay.add_argument("--policy-space", help="paper (1080) or paper16 (the paper's Sec. VI-C "
+                        "subset); default: CONFIG's")
     replay.add_argument("--agents", default="bsvbs,random",
                         help="comma-separated agent names (default: %(default)s)")
     replay.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default: 10)")

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agents.policy_space import PAPER_SPACE, PolicySpace
+from agents.policy_space import NAMED_SPACES, PAPER_SPACE, PolicySpace
 from agents.registry import AGENTS, agent_params
 from hil.errors import ConfigError
 from hil.validation import StrictModel, read_yaml, validate
@@ -39,7 +39,7 @@ class ClockConfig(StrictModel):
 
 
 class ScenarioConfig(StrictModel):
-    name: Literal["A", "B", "C", "mixed", "trace"] = "A"
+    name: Literal["A", "B", "C", "C-iid", "mixed", "trace"] = "A"
     trace: Path | None = None
     switch_epoch: int = Field(5000, ge=0, description="mixed: B for this many rounds, then C")
 
@@ -281,7 +281,7 @@ class HilConfig(StrictModel):
     vbs: VbsConfig = VbsConfig()
     meter: MeterConfig = MeterConfig()
     agent: AgentConfig = AgentConfig()
-    # `paper` or the five lists; validated by PolicySpace itself (its errors name the field)
+    # `paper`, `paper16` or the five lists; validated by PolicySpace (its errors name the field)
     policy_space: PolicySpace = PAPER_SPACE
     reward: RewardConfig = RewardConfig()
     recording: RecordingConfig = RecordingConfig()
@@ -323,7 +323,7 @@ class HilConfig(StrictModel):
     @field_validator("policy_space", mode="before")
     @classmethod
     def _paper_by_name(cls, value: object) -> object:
-        return PAPER_SPACE if value == "paper" else value
+        return NAMED_SPACES.get(value, value) if isinstance(value, str) else value
 
 
 def _under(base: Path, path: Path | None) -> Path | None:

@@ -10,18 +10,18 @@ import yaml
 
 from agents.base import Context
 from agents.policy_space import PolicySpace
-from agents.registry import AGENTS, BANDITS, agent_params
+from agents.registry import AGENTS, BANDITS, agent_params, make_agent
 from hil.cli import main
 from hil.reward import RewardParams
 from tools.replay import metrics
-from tools.replay.environments import ModelSource
+from tools.replay.environments import ModelSource, worst_kind_for_leader
 from tools.replay.runner import ReplayError, ReplaySpec, result_path, run_replay
 
 CALIBRATION = Path(__file__).parents[1] / "testbed_configs/calibration/emulated-nuc.yaml"
 SMALL = PolicySpace(dl_gain_db=(0.0,), dl_max_mcs=(5, 27), dl_prb_ratio=(0.2, 1.0),
                     ul_max_mcs=(5, 23), ul_prb_ratio=(0.2, 1.0))
 """16 policies, as the paper's Sec. VI-C subset."""
-DELTA = {"A": 0.1, "B": 1.5, "C": 0.1}
+DELTA = {"A": 0.1, "B": 1.5, "C": 0.1, "C-adaptive": 0.1}
 """Reward weights that give each scenario a distinct best policy on SMALL (in B the channel
 is too poor for the MCS caps to matter, so power must: the paper's delta = 1.5)."""
 UTILITY_FIRST = RewardParams(delta=0.1, power_min_w=9.0, power_max_w=16.0)
@@ -77,9 +77,59 @@ def test_blocks_give_the_same_rounds_whatever_range_they_are_asked_in():
     whole, tail = env.block(0, 300), env.block(100, 300)
     np.testing.assert_array_equal(whole.reward[100:], tail.reward)
     np.testing.assert_array_equal(whole.context[100:], tail.context)
-    assert whole.contexts()[0] == Context()  # round 0 saw nothing
+    assert whole.context_at(0) == Context()  # round 0 saw nothing
     # each round sees the previous round's demand: C alternates high and low demand
     assert whole.context[1, 2] > 20 and whole.context[2, 2] < 1
+    # and learns, once over, its own: the context the next round sees
+    np.testing.assert_array_equal(whole.measured[:-1], whole.context[1:])
+    assert whole.measured_at(0).dl_demand_mbps > 20
+
+
+def test_the_adaptive_adversary_picks_the_kind_in_which_the_leader_falls_furthest_behind():
+    rewards = np.array([[0.9, 0.5, 0.8],    # good round: leader 1 is 0.4 behind the best
+                        [0.2, 0.1, 0.15]])  # poor round: 0.1 behind
+    assert worst_kind_for_leader(np.array([0.1, 0.8, 0.1]), rewards) == 0
+    assert worst_kind_for_leader(np.array([0.8, 0.1, 0.1]), rewards) == 0  # never behind: tie
+    poor_hurts = np.array([[0.9, 0.5, 0.8], [0.1, 0.3, 0.15]])
+    assert worst_kind_for_leader(np.array([0.8, 0.1, 0.1]), poor_hurts) == 1
+
+
+def test_c_adaptive_realizes_each_round_against_the_learner_s_leader(tmp_path):
+    result = replay(tmp_path, "C-adaptive", ("ucb",), rounds=400, seeds=(2,))
+    kinds = np.load(result_path(tmp_path / "C-adaptive-ucb", "ucb", 2))["kind"]
+    block = ModelSource("C-adaptive", SMALL, CALIBRATION, params("C")).build(2).block(0, 400)
+    agent, expected = make_agent("ucb", SMALL.size, seed=2, horizon=400), []
+    previous = np.full(4, np.nan)
+    for t in range(400):  # the learner as the runner steps it, the adversary before each round
+        kind = worst_kind_for_leader(agent.probabilities(), block.by_kind_reward[t])
+        block.realize(t, kind, previous)
+        decision = agent.select(block.context_at(t))
+        agent.update(decision, float(block.reward[t, decision.action]), block.measured_at(t))
+        expected.append(kind)
+        previous = block.measured[t]
+    assert kinds.tolist() == expected
+    at = result.benchmark.rounds
+    np.testing.assert_allclose(result.benchmark.policy_reward[0],
+                               np.cumsum(block.reward, axis=0)[at - 1], rtol=1e-6)
+
+
+def test_energy_is_measured_against_the_ideal_minimum_above_idle(tmp_path):
+    result = replay(tmp_path, "C", ("random", "greedy"), rounds=600, seeds=(0, 1))
+    idle = result.benchmark.idle_power_w
+    env = ModelSource("C", SMALL, CALIBRATION, params("C")).build(0)
+    cal_idle = env.cal.power.idle_w + env.cal.power.radio_fixed_w
+    assert np.allclose(idle, cal_idle)
+    ideal = env.block(0, 600).power_w.min(axis=1).sum()
+    assert result.benchmark.min_power_w[0, -1] == pytest.approx(ideal)
+    rand, greedy = result.agents["random"], result.agents["greedy"]
+    mine = rand.power_w[0].sum(dtype=np.float64)
+    assert metrics.energy_over_ideal_pct(result, rand)[0] == pytest.approx(
+        100 * (mine - ideal) / (ideal - 600 * cal_idle), rel=1e-6)
+    e_rand = rand.power_w.sum(axis=1, dtype=np.float64) - 600 * cal_idle
+    e_greedy = greedy.power_w.sum(axis=1, dtype=np.float64) - 600 * cal_idle
+    saving, half = metrics.power_saving_pct(result, rand, greedy)
+    assert saving == pytest.approx(np.mean(100 * (e_greedy - e_rand) / e_greedy), rel=1e-6)
+    assert half > 0
 
 
 needs_metbs = pytest.mark.skipif(
@@ -165,7 +215,7 @@ def test_cli_writes_report_and_figures_and_can_redraw_them(tmp_path, capsys):
 
 @pytest.mark.parametrize(("flag", "value", "named"), [
     ("--agents", "bsvbs,nosuch", "unknown agent 'nosuch'; known agents: "),
-    ("--scenario", "Z", "unknown scenario 'Z'; known scenarios: A, B, C, mixed"),
+    ("--scenario", "Z", "unknown scenario 'Z'; known scenarios: A, B, C, C-iid, C-adaptive, mixed"),
 ])
 def test_cli_names_an_unknown_agent_or_scenario_and_the_known_ones(tmp_path, capsys, flag,
                                                                    value, named):

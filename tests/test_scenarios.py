@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from drivers.emulated.scenarios import make_scenario
+from drivers.emulated.scenarios import KindsOfC, make_scenario
 from hil.errors import ConfigError
 
 
@@ -34,7 +34,24 @@ def test_mixed_is_b_then_c():
     assert env.dl_cqi[1000::2].min() >= 13 or env.dl_cqi[1001::2].min() >= 13
 
 
-@pytest.mark.parametrize("name", ["A", "B", "C", "mixed"])
+def test_scenario_c_iid_has_c_s_two_kinds_each_round_a_fair_coin():
+    env = make_scenario("C-iid", seed=3).epochs(0, 4000)
+    good = env.dl_cqi >= 13
+    assert np.all(env.dl_demand_mbps[good] >= 29) and np.all(env.dl_cqi[~good] <= 3)
+    assert np.all(env.dl_demand_mbps[~good] <= 1)
+    assert 0.47 < good.mean() < 0.53
+    same_as_last = np.mean(good[1:] == good[:-1])  # the last kind tells nothing of the next
+    assert 0.47 < same_as_last < 0.53
+
+
+def test_the_kinds_of_c_give_both_kinds_for_every_epoch():
+    both = KindsOfC(seed=3).epochs(0, 100)
+    assert both.dl_cqi.shape == (100, 2)
+    assert both.dl_cqi[:, 0].min() >= 13 and both.dl_cqi[:, 1].max() <= 3
+    assert both.ul_demand_mbps[:, 0].min() >= 20 and both.ul_demand_mbps[:, 1].max() <= 1
+
+
+@pytest.mark.parametrize("name", ["A", "B", "C", "C-iid", "mixed"])
 def test_an_epoch_is_the_same_whatever_range_asks_for_it(name):
     scenario = make_scenario(name, seed=7)
     whole = scenario.epochs(0, 3000)

@@ -6,6 +6,8 @@ The paper's scenarios (Kalntis et al., Sec. VI-A) plus a replayable trace:
 - ``B`` stationary: d_d ~ U(29, 32), d_u ~ U(20, 23), CQI ~ U(1, 3);
 - ``C`` adversarial ping-pong: odd rounds (1-based) as B but CQI ~ U(13, 15), even rounds
   d ~ U(0.01, 1) and CQI ~ U(1, 3);
+- ``C-iid``: the same two kinds of round, the kind drawn i.i.d. (1/2 each) every round, so
+  the last round no longer tells the next (ours; the paper has only the ping-pong);
 - ``mixed``: B for the first ``switch_epoch`` epochs, then C;
 - ``trace``: rows of a CSV (``dl_demand_mbps, ul_demand_mbps, dl_cqi, ul_cqi``), cycled.
 
@@ -29,7 +31,7 @@ import numpy as np
 from hil.errors import ConfigError
 
 _BLOCK = 1024
-SCENARIOS = ("A", "B", "C", "mixed", "trace")
+SCENARIOS = ("A", "B", "C", "C-iid", "mixed", "trace")
 
 
 @dataclass(frozen=True)
@@ -124,16 +126,48 @@ class AdversarialScenario(_BlockScenario):
     name = "C"
 
     def _draw(self, rng: np.random.Generator, epoch: np.ndarray) -> Environment:
-        n = len(epoch)
-        good = _stationary(rng, n, 13, 15)
-        bad = Environment(
-            _uniform(rng, 0.01, 1, n), _uniform(rng, 0.01, 1, n),
-            _uniform(rng, 1, 3, n), _uniform(rng, 1, 3, n),
-        )
-        odd_round = epoch % 2 == 0
+        good, poor = draw_kinds(rng, len(epoch))
+        good_round = self._good_rounds(rng, epoch)
         return Environment(
-            *(np.where(odd_round, getattr(good, f), getattr(bad, f)) for f in _FIELDS)
+            *(np.where(good_round, getattr(good, f), getattr(poor, f)) for f in _FIELDS)
         )
+
+    def _good_rounds(self, rng: np.random.Generator, epoch: np.ndarray) -> np.ndarray:
+        return epoch % 2 == 0  # odd rounds, counted from 1
+
+
+class IidAdversarialScenario(AdversarialScenario):
+    """C's two kinds of round, each round's kind a fair coin."""
+
+    name = "C-iid"
+
+    def _good_rounds(self, rng: np.random.Generator, epoch: np.ndarray) -> np.ndarray:
+        return rng.random(len(epoch)) < 0.5
+
+
+def draw_kinds(rng: np.random.Generator, n: int) -> tuple[Environment, Environment]:
+    """`n` epochs of each of scenario C's kinds of round: good (high demand, CQI 13-15) and
+    poor (demand below 1 Mb/s, CQI 1-3)."""
+    good = _stationary(rng, n, 13, 15)
+    poor = Environment(
+        _uniform(rng, 0.01, 1, n), _uniform(rng, 0.01, 1, n),
+        _uniform(rng, 1, 3, n), _uniform(rng, 1, 3, n),
+    )
+    return good, poor
+
+
+class KindsOfC(_BlockScenario):
+    """Both kinds of C's rounds for every epoch: an adaptive adversary (the replay's
+    `C-adaptive`) picks one per round after seeing the learner."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed)
+        self.name = "C-adaptive"
+
+    def _draw(self, rng: np.random.Generator, epoch: np.ndarray) -> Environment:
+        good, poor = draw_kinds(rng, len(epoch))
+        return Environment(*(np.stack([getattr(good, f), getattr(poor, f)], axis=1)
+                             for f in _FIELDS))
 
 
 class MixedScenario(_BlockScenario):
@@ -195,6 +229,8 @@ def make_scenario(
         return StationaryScenario(seed)
     if name == "C":
         return AdversarialScenario(seed)
+    if name == "C-iid":
+        return IidAdversarialScenario(seed)
     if name == "mixed":
         return MixedScenario(seed, switch_epoch)
     if name == "trace":

@@ -20,17 +20,18 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from agents.policy_space import NAMED_SPACES
 from agents.registry import BANDITS
 from hil.config import load_config
 from hil.progress import LineLog, progress_bar
 from hil.reward import RewardParams
 from tools.replay.dataset import DatasetSource
-from tools.replay.environments import ModelSource
+from tools.replay.environments import ADAPTIVE_SCENARIO, ModelSource
 from tools.replay.recorded import RecordedSource
 from tools.replay.report import write_report
 from tools.replay.runner import ReplayError, ReplaySpec, Source, run_replay
 
-REPLAY_SCENARIOS = ("A", "B", "C", "mixed")
+REPLAY_SCENARIOS = ("A", "B", "C", "C-iid", ADAPTIVE_SCENARIO, "mixed")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -88,10 +89,18 @@ def _source(args: argparse.Namespace) -> Source:
     except ValueError as exc:
         raise ReplayError(f"--delta: {exc}") from exc
     switch_epoch = cfg.vbs.emulator.scenario.switch_epoch  # mixed: B, then C from this round
+    space = cfg.policy_space
+    if args.policy_space:
+        if args.policy_space not in NAMED_SPACES:
+            raise ReplayError(f"--policy-space {args.policy_space!r}: known spaces: "
+                              f"{', '.join(NAMED_SPACES)} (or set policy_space in CONFIG)")
+        space = NAMED_SPACES[args.policy_space]
     if args.dataset:
-        return DatasetSource(Path(args.dataset), args.scenario, cfg.policy_space, params,
-                             switch_epoch)
-    return ModelSource(args.scenario, cfg.policy_space, cfg.vbs.emulator.calibration, params,
+        if args.scenario == ADAPTIVE_SCENARIO:
+            raise ReplayError(f"--scenario {ADAPTIVE_SCENARIO} needs the model (both kinds of "
+                              "round every round); a dataset replay takes A, B, C, C-iid, mixed")
+        return DatasetSource(Path(args.dataset), args.scenario, space, params, switch_epoch)
+    return ModelSource(args.scenario, space, cfg.vbs.emulator.calibration, params,
                        switch_epoch)
 
 

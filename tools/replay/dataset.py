@@ -128,6 +128,8 @@ class DatasetEnvironment:
                                            "traffic_load_ul"]].to_numpy(float))
         self._thr = rows[["thr_dl", "thr_ul"]].to_numpy(float)
         self._power = rows["pm_power"].to_numpy(float)
+        self.idle_power_w = float(self._power.min())
+        """No idle measurement in the layout: its lowest power stands in (an upper bound)."""
 
     def _scale(self, context: np.ndarray) -> np.ndarray:
         return context / np.array([15.0, 15.0, self._load_scale, self._load_scale])

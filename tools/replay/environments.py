@@ -30,10 +30,12 @@ import numpy as np
 from agents.base import Context
 from agents.policy_space import PolicySpace
 from drivers.emulated.model import Calibration, expected_round, load_calibration, make_caps
-from drivers.emulated.scenarios import Environment, Scenario, make_scenario
+from drivers.emulated.scenarios import Environment, KindsOfC, Scenario, make_scenario
 from hil.reward import RewardParams, reward
 
 CONTEXT_FIELDS = ("dl_cqi", "ul_cqi", "dl_demand_mbps", "ul_demand_mbps")
+ADAPTIVE_SCENARIO = "C-adaptive"
+"""A replay-only scenario: its rounds depend on the learner (`worst_kind_for_leader`)."""
 """Columns of `RewardBlock.context`, named as `agents.base.Context` names them."""
 
 
@@ -54,17 +56,51 @@ class RewardBlock:
     def __len__(self) -> int:
         return len(self.reward)
 
-    def contexts(self) -> list[Context]:
-        """One `Context` per round, seen before deciding; None where a value is unknown."""
-        return _as_contexts(self.context)
+    def context_at(self, i: int) -> Context:
+        """Round i's context seen before deciding; None where a value is unknown."""
+        return as_context(self.context[i])
 
-    def measured_contexts(self) -> list[Context]:
-        """One `Context` per round: its own, known once it is over."""
-        return _as_contexts(self.measured)
+    def measured_at(self, i: int) -> Context:
+        """Round i's own context, known once it is over."""
+        return as_context(self.measured[i])
 
 
-def _as_contexts(rows: np.ndarray) -> list[Context]:
-    return [Context(*(None if np.isnan(v) else float(v) for v in row)) for row in rows]
+def as_context(row: np.ndarray) -> Context:
+    return Context(*(None if np.isnan(v) else float(v) for v in row))
+
+
+@dataclass(frozen=True, kw_only=True)
+class KindBlock(RewardBlock):
+    """Rounds whose kind an adaptive adversary picks while the learner plays: every round
+    holds each kind's outcome, and `realize` fills the `RewardBlock` arrays with the one
+    picked (so a realized block is an ordinary one for the benchmark and the report)."""
+
+    by_kind_measured: np.ndarray
+    """(n, kinds, 4)."""
+    by_kind_reward: np.ndarray
+    """(n, kinds, K)."""
+    by_kind_power_w: np.ndarray
+    """(n, kinds, K)."""
+    kinds: np.ndarray
+    """(n,) the kind picked per round (-1: not yet)."""
+
+    def realize(self, i: int, kind: int, previous_measured: np.ndarray) -> None:
+        """Round i is of `kind`; it sees `previous_measured` (the last round's) before."""
+        self.kinds[i] = kind
+        self.context[i] = previous_measured
+        self.measured[i] = self.by_kind_measured[i, kind]
+        self.reward[i] = self.by_kind_reward[i, kind]
+        self.power_w[i] = self.by_kind_power_w[i, kind]
+
+
+def worst_kind_for_leader(probabilities: np.ndarray, reward_by_kind: np.ndarray) -> int:
+    """The adaptive adversary of scenario C-adaptive: it sees the learner's probabilities
+    (not its draw) and picks the kind of round in which the current leader (the most
+    probable policy) falls furthest behind that round's best policy; ties go to kind 0.
+    `reward_by_kind` is (kinds, K)."""
+    leader = int(np.argmax(probabilities))
+    shortfall = reward_by_kind.max(axis=1) - reward_by_kind[:, leader]
+    return int(np.argmax(shortfall))
 
 
 class RewardEnvironment(Protocol):
@@ -72,6 +108,8 @@ class RewardEnvironment(Protocol):
 
     description: str
     """One line for the report: where the rounds come from."""
+    idle_power_w: float
+    """Power with nothing scheduled, subtracted in the energy comparison (paper Fig. 6b)."""
     n_actions: int
     rounds_available: int | None
     """How many rounds the source has (None: as many as asked)."""
@@ -115,6 +153,7 @@ class ModelEnvironment:
         self.rounds_available = rounds_available
         self.description = description or (
             f"scenario {scenario.name} through the link and power model ({cal.name})")
+        self.idle_power_w = cal.power.idle_w + cal.power.radio_fixed_w
         self._caps = separable_caps(space, cal)
 
     def block(self, start: int, stop: int) -> RewardBlock:
@@ -126,6 +165,33 @@ class ModelEnvironment:
                          out.ul_demand_mbps, out.power_w, self.params)
         return RewardBlock(start, context, measured, f.reshape(n, -1),
                            out.power_w.reshape(n, -1))
+
+
+class AdaptiveModelEnvironment(ModelEnvironment):
+    """Scenario C with an adaptive adversary, through the model: each round holds both of
+    C's kinds (`drivers.emulated.scenarios.KindsOfC`); the runner realizes one per round
+    with `worst_kind_for_leader`."""
+
+    adaptive = True
+
+    def block(self, start: int, stop: int) -> KindBlock:
+        both = self.scenario.epochs(start, stop)  # arrays (n, 2): good, poor
+        n, kinds = both.dl_cqi.shape
+        outcomes = []
+        for kind in range(kinds):
+            env = both.map(lambda a, k=kind: a[:, k].reshape((n,) + (1,) * len(self.space.shape)))
+            out = expected_round(self._caps, env, self.cal)
+            _, _, f = reward(out.dl_rate_mbps, out.dl_demand_mbps, out.ul_rate_mbps,
+                             out.ul_demand_mbps, out.power_w, self.params)
+            outcomes.append((f.reshape(n, -1), out.power_w.reshape(n, -1)))
+        measured = np.stack([both.dl_cqi, both.ul_cqi, both.dl_demand_mbps,
+                             both.ul_demand_mbps], axis=2)
+        unknown = np.full((n, len(CONTEXT_FIELDS)), np.nan)
+        return KindBlock(start, unknown, unknown.copy(), np.empty((n, self.n_actions)),
+                         np.empty((n, self.n_actions)), by_kind_measured=measured,
+                         by_kind_reward=np.stack([f for f, _ in outcomes], axis=1),
+                         by_kind_power_w=np.stack([p for _, p in outcomes], axis=1),
+                         kinds=np.full(n, -1))
 
 
 class ArrayScenario:
@@ -175,6 +241,11 @@ class ModelSource:
                                         self.params, calibration=str(self.calibration))
 
     def build(self, seed: int) -> ModelEnvironment:
+        cal = load_calibration(self.calibration)
+        if self.scenario == ADAPTIVE_SCENARIO:
+            return AdaptiveModelEnvironment(KindsOfC(seed), self.space, cal, self.params,
+                                            description="scenario C-adaptive (C's kinds of "
+                                            "round, each picked against the learner's leader) "
+                                            f"through the link and power model ({cal.name})")
         scenario = make_scenario(self.scenario, seed, switch_epoch=self.switch_epoch)
-        return ModelEnvironment(scenario, self.space, load_calibration(self.calibration),
-                                self.params)
+        return ModelEnvironment(scenario, self.space, cal, self.params)

@@ -6,9 +6,15 @@ Definitions (t = rounds played so far, f_s(x) the reward of policy x in round s)
   policy in hindsight up to t, as the paper's static regret (4); `R_t / t` is plotted.
 - bound: Lemma 1, eq. (8), 2 sqrt(e - 1) sqrt(t K ln K), evaluated at each t.
 - benchmark: the best fixed policy in hindsight over the whole horizon, x*, per seed.
-  Excess power = mean over s <= t of P_s(x_s) - P_s(x*) (W); the idle power the paper
-  subtracts cancels in this difference. The energy saving of agent A over agent B is the
-  share of B's excess energy that A avoids: 1 - excess_A / excess_B.
+  Excess power = mean over s <= t of P_s(x_s) - P_s(x*) (W).
+- energy, as the paper's Fig. 6b measures it (Sec. VI-C: "w.r.t. the ideal-minimum-energy
+  of the benchmark, where the power consumption of the idle user is subtracted"; the
+  formulas are our reading, the paper gives none): with P_idle the power with nothing
+  scheduled and P_min,s = min_x P_s(x) the ideal minimum of round s (an oracle),
+  * energy above the ideal, per agent: (sum_s P_s(x_s) - sum_s P_min,s) /
+    (sum_s P_min,s - P_idle), in % of the ideal's energy above idle;
+  * the power saving of agent A against agent B: (E_B - E_A) / E_B with E = sum_s
+    (P_s(x_s) - P_idle), in % of B's energy above idle, paired per seed.
 - decision time: `select` alone (the paper's inference time) and select + update.
 """
 
@@ -49,6 +55,10 @@ class Benchmark:
     rounds: np.ndarray
     policy_reward: np.ndarray
     policy_power_w: np.ndarray
+    min_power_w: np.ndarray
+    """(seeds, points): cumulative per-round minimum power over all policies."""
+    idle_power_w: np.ndarray
+    """(seeds,) power with nothing scheduled (NaN: the source does not know it)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,11 @@ def load_replay(out: Path) -> Replay:
     envs = [np.load(env_path(out, s)) for s in env_seeds]
     benchmark = Benchmark(env_seeds, envs[0]["rounds"],
                           np.stack([e["policy_reward"] for e in envs]),
-                          np.stack([e["policy_power_w"] for e in envs]))
+                          np.stack([e["policy_power_w"] for e in envs]),
+                          np.stack([e["min_power_w"] if "min_power_w" in e
+                                    else np.full(len(e["rounds"]), np.nan) for e in envs]),
+                          np.array([float(e["idle_power_w"]) if "idle_power_w" in e
+                                    else np.nan for e in envs]))
     agents = {}
     for name in spec["agents"]:
         seeds = [s for s in env_seeds if result_path(out, name, s).exists()]
@@ -139,6 +153,37 @@ def benchmark_power_w(replay: Replay) -> np.ndarray:
     return power / replay.benchmark.rounds[-1]
 
 
+def energy_above_idle_j(replay: Replay, runs: AgentRuns) -> np.ndarray:
+    """sum_s (P_s(x_s) - P_idle) over the horizon, per seed of `runs` (W x rounds)."""
+    rows = _seed_rows(replay, runs)
+    idle = replay.benchmark.idle_power_w[rows]
+    return runs.power_w.sum(axis=1, dtype=np.float64) - idle * runs.power_w.shape[1]
+
+
+def energy_over_ideal_pct(replay: Replay, runs: AgentRuns) -> np.ndarray:
+    """Energy above the ideal minimum, in % of the ideal's energy above idle, per seed."""
+    rows = _seed_rows(replay, runs)
+    horizon = runs.power_w.shape[1]
+    ideal = replay.benchmark.min_power_w[rows, -1]
+    mine = runs.power_w.sum(axis=1, dtype=np.float64)
+    above_idle = ideal - replay.benchmark.idle_power_w[rows] * horizon
+    return 100.0 * (mine - ideal) / above_idle
+
+
+def power_saving_pct(replay: Replay, mine: AgentRuns, other: AgentRuns) -> tuple[float, float]:
+    """`mine`'s power saving against `other`, in % of other's energy above idle, paired on
+    the seeds both finished: mean and the half-width of a normal 95 % interval."""
+    common = sorted(set(mine.seeds) & set(other.seeds))
+    if not common:
+        return float("nan"), float("nan")
+    pick = [[runs.seeds.index(s) for s in common] for runs in (mine, other)]
+    e_mine = energy_above_idle_j(replay, mine)[pick[0]]
+    e_other = energy_above_idle_j(replay, other)[pick[1]]
+    saving = 100.0 * (e_other - e_mine) / e_other
+    half = 1.96 * saving.std(ddof=1) / np.sqrt(len(saving)) if len(saving) > 1 else float("nan")
+    return float(saving.mean()), float(half)
+
+
 def window_mean(values: np.ndarray, rounds: np.ndarray) -> np.ndarray:
     """Mean of per-round values (seeds, T) over each interval between checkpoints."""
     edges = np.concatenate([[0], rounds])
@@ -167,6 +212,7 @@ class Headline:
     mean_reward: float
     excess_power_w: float
     excess_power_w_sd: float
+    energy_over_ideal_pct: float
     select_us: float
     select_us_p99: float
     decide_learn_us: float
@@ -186,6 +232,7 @@ def headline(replay: Replay, runs: AgentRuns) -> Headline:
         regret_vs_bound=float(final_regret.mean() / exp3_regret_bound(replay.n_actions, horizon)),
         mean_reward=float(runs.reward.mean()),
         excess_power_w=float(excess.mean()), excess_power_w_sd=float(excess.std()),
+        energy_over_ideal_pct=float(energy_over_ideal_pct(replay, runs).mean()),
         select_us=float(runs.select_us.mean()),
         select_us_p99=float(np.percentile(runs.select_us, 99)),
         decide_learn_us=float((runs.select_us + runs.update_us).mean()),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from agents.policy_space import PolicySpace
 from tools.replay import metrics
 from tools.replay.figures import all_figures
@@ -46,22 +48,48 @@ def headline_table(heads: list[Headline]) -> str:
     return "\n".join(lines)
 
 
-def paper_table(scenario: str | None, heads: dict[str, Headline]) -> str:
+def paper_table(scenario: str | None, replay: Replay, heads: dict[str, Headline]) -> str:
     lines = ["| claim | scenario | paper | ours | where in the paper | where and why we differ |",
              "|---|---|---|---|---|---|"]
     for claim in claims_for(scenario):
-        ours = claim.ours(heads)
+        ours = claim.ours(replay, heads)
         if ours is None:
             why = "not measured here: the agents it needs were not in this replay"
         elif math.isnan(ours):
-            ours, why = None, ("undefined here: the compared agent's power is not above the "
-                               "benchmark's, so there is no excess to save")
+            ours, why = None, ("undefined here: the source does not know the idle power, or "
+                               "the agents ran on no common seed")
         else:
             unit = "points" if claim.unit == "%" else claim.unit
             why = f"{ours - claim.paper:+.3g} {unit} from the paper. " + claim.why
         lines.append(f"| {claim.text} | {claim.scenario or 'any'} | {claim.paper:g} {claim.unit} "
                      f"| {_fmt(ours)} {claim.unit if ours is not None else ''} | {claim.where} "
                      f"| {why.strip()} |")
+    return "\n".join(lines)
+
+
+def energy_section(replay: Replay, heads: list[Headline]) -> str:
+    """Energy as the paper's Fig. 6b measures it (definitions: tools/replay/metrics.py)."""
+    idle = replay.benchmark.idle_power_w
+    lines = ["## Energy", "",
+             f"Idle power subtracted: {_fmt(float(np.nanmean(idle)), 4)} W (with nothing "
+             "scheduled). The ideal minimum energy is an oracle that plays the lowest-power "
+             "policy of every round. *Above the ideal*: an agent's energy above that minimum, in "
+             "% of the ideal's energy above idle. *Saving against X*: (E_X - E_agent) / E_X, "
+             "energies above idle, paired per seed, mean and 95 % interval.", "",
+             "| agent | above the ideal | " + " | ".join(
+                 f"saving against {h.agent}" for h in heads) + " |",
+             "|---|---|" + "---|" * len(heads)]
+    for h in heads:
+        cells = []
+        for other in heads:
+            if other.agent == h.agent:
+                cells.append("-")
+                continue
+            mean, half = metrics.power_saving_pct(replay, replay.agents[h.agent],
+                                                  replay.agents[other.agent])
+            cells.append(f"{_fmt(mean)} % (± {_fmt(half, 2)})")
+        lines.append(f"| {h.agent} | {_fmt(h.energy_over_ideal_pct)} % | " + " | ".join(cells)
+                     + " |")
     return "\n".join(lines)
 
 
@@ -125,7 +153,9 @@ def write_report(out: Path) -> Path:
         "",
         COMMON_DIFFERENCES,
         "",
-        paper_table(source.get("scenario"), {h.agent: h for h in heads}),
+        paper_table(source.get("scenario"), replay, {h.agent: h for h in heads}),
+        "",
+        energy_section(replay, heads),
         "",
     ]
     if source["kind"] == "recorded":

@@ -31,7 +31,13 @@ import numpy as np
 
 from agents.registry import agent_params, make_agent
 from hil.errors import HilError
-from tools.replay.environments import RewardBlock, RewardEnvironment
+from tools.replay.environments import (
+    CONTEXT_FIELDS,
+    KindBlock,
+    RewardBlock,
+    RewardEnvironment,
+    worst_kind_for_leader,
+)
 
 CHILD_INFO_KEY = "child_name"
 """`Decision.info[CHILD_INFO_KEY]` names the child a meta-learner (MetBS) delegated to."""
@@ -196,29 +202,37 @@ def run_job(spec: ReplaySpec, agent_name: str, seed: int, out: Path,
         "action": np.empty(rounds, np.int32), "reward": np.empty(rounds, np.float32),
         "power_w": np.empty(rounds, np.float32), "select_us": np.empty(rounds, np.float32),
         "update_us": np.empty(rounds, np.float32), "child": np.full(rounds, -1, np.int16),
+        "kind": np.full(rounds, -1, np.int8),  # C-adaptive: the kind the adversary picked
     }
     children: dict[str, int] = {}
     stats = _BenchmarkSide(rounds, env.n_actions)
     clock = time.perf_counter_ns
+    previous = np.full(len(CONTEXT_FIELDS), np.nan)
     for block in _blocks(env, rounds):
-        stats.add(block)
-        rewards, powers, measured = block.reward, block.power_w, block.measured_contexts()
-        for i, context in enumerate(block.contexts()):
+        adaptive = isinstance(block, KindBlock)
+        for i in range(len(block)):
+            if adaptive:  # the adversary picks this round's kind, seeing the learner
+                kind = worst_kind_for_leader(agent.probabilities(), block.by_kind_reward[i])
+                block.realize(i, kind, previous)
+                record["kind"][block.start + i] = kind
             t = block.start + i
             t0 = clock()
-            decision = agent.select(context)
+            decision = agent.select(block.context_at(i))
             t1 = clock()
-            value = float(rewards[i, decision.action])
-            agent.update(decision, value, measured[i])
+            value = float(block.reward[i, decision.action])
+            agent.update(decision, value, block.measured_at(i))
             t2 = clock()
             record["action"][t], record["reward"][t] = decision.action, value
-            record["power_w"][t] = powers[i, decision.action]
+            record["power_w"][t] = block.power_w[i, decision.action]
             record["select_us"][t], record["update_us"][t] = (t1 - t0) / 1e3, (t2 - t1) / 1e3
             child = decision.info.get(CHILD_INFO_KEY) if decision.info else None
             if child is not None:
                 record["child"][t] = children.setdefault(str(child), len(children))
+            previous = block.measured[i]
+        stats.add(block)
         report(len(block))
-    _save(env_path(out, seed), stats.arrays())
+    _save(env_path(out, seed), {**stats.arrays(), "idle_power_w": np.float64(
+        getattr(env, "idle_power_w", np.nan))})
     _save(result_path(out, agent_name, seed), {
         **record, "final_probs": np.asarray(agent.probabilities(), np.float64),
         "child_names": np.array(list(children), dtype=str)})
@@ -232,27 +246,34 @@ def _blocks(env: RewardEnvironment, rounds: int) -> Iterator[RewardBlock]:
 
 class _BenchmarkSide:
     """Cumulative reward and power of every policy at the checkpoints: what any fixed
-    policy, the best in hindsight included, would have got up to each checkpoint."""
+    policy, the best in hindsight included, would have got up to each checkpoint; and the
+    cumulative per-round minimum power over all policies (the ideal minimum energy, an
+    oracle that knows every round)."""
 
     def __init__(self, rounds: int, n_actions: int) -> None:
         self.at = checkpoints(rounds)
         self.reward = np.zeros((len(self.at), n_actions))
         self.power_w = np.zeros((len(self.at), n_actions))
+        self.min_power_w = np.zeros((len(self.at), 1))
         self._sum_reward = np.zeros(n_actions)
         self._sum_power = np.zeros(n_actions)
+        self._sum_min_power = np.zeros(1)
 
     def add(self, block: RewardBlock) -> None:
         stop = block.start + len(block)
         inside = (self.at > block.start) & (self.at <= stop)
         rows = self.at[inside] - block.start - 1
         for total, values, out in ((self._sum_reward, block.reward, self.reward),
-                                   (self._sum_power, block.power_w, self.power_w)):
+                                   (self._sum_power, block.power_w, self.power_w),
+                                   (self._sum_min_power, block.power_w.min(axis=1, keepdims=True),
+                                    self.min_power_w)):
             cumulative = np.cumsum(values, axis=0)
             out[inside] = total + cumulative[rows]
             total += cumulative[-1]
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"rounds": self.at, "policy_reward": self.reward, "policy_power_w": self.power_w}
+        return {"rounds": self.at, "policy_reward": self.reward, "policy_power_w": self.power_w,
+                "min_power_w": self.min_power_w[:, 0]}
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
