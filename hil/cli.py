@@ -269,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", required=True, help="folder for results, figures, report.md")
     replay.add_argument("--delta", type=float, help="reward weight of power (default: CONFIG's)")
     replay.add_argument("--dataset", metavar="PATH", help="rewards from a dataset_dlul.csv")
+    replay.add_argument("--dataset-filter", action="append", default=[], metavar="KEY=VALUE",
+                        help="which experiment of the dataset: cpu_platform, fixed_mcs_flag, BW, "
+                        "TM (defaults: the paper's NUC, 0, 50, any; VALUE `any` keeps all)")
     replay.add_argument("--run", metavar="RUN_DIR", help="a recorded run's trace through the model")
     replay.add_argument("--agent-param", action="append", default=[], metavar="AGENT.KEY=VALUE",
                         help="an agent parameter, value in YAML, e.g. metbs.children=[bsvbs,ucb]")

@@ -9,7 +9,13 @@ import pytest
 
 from agents.policy_space import PolicySpace
 from hil.reward import RewardParams, reward
-from tools.replay.dataset import DatasetEnvironment, DatasetSource, load_dlul
+from tools.replay.dataset import (
+    PAPER_PLATFORM,
+    DatasetEnvironment,
+    DatasetSource,
+    load_dlul,
+    parse_filters,
+)
 from tools.replay.runner import ReplayError, ReplaySpec, run_replay
 
 SPACE = PolicySpace(dl_gain_db=(0.0,), dl_max_mcs=(5, 27), dl_prb_ratio=(0.2, 1.0),
@@ -94,3 +100,33 @@ def test_agents_replay_on_the_dataset_source(tmp_path):
     result = np.load(tmp_path / "out/results/bsvbs/seed-0.npz")
     assert result["action"].max() < 16 and np.all((result["reward"] >= 0)
                                                    & (result["reward"] <= 1))
+
+
+def test_the_authors_filters_keep_only_the_paper_s_experiment(tmp_path):
+    """cpu_platform (the NUC), fixed_mcs_flag 0 (MCS as a cap) and BW 50 by default, as the
+    dataset's authors select before any analysis; TM is kept whatever it is."""
+    frame = write_dataset(tmp_path / "plain.csv")
+    experiments = []
+    for platform, flag, bw in ((PAPER_PLATFORM, 0, 50), ("Intel(R) Core(TM) i7-6700 CPU", 0, 50),
+                               (PAPER_PLATFORM, 1, 50), (PAPER_PLATFORM, 0, 25)):
+        experiments.append(frame.assign(cpu_platform=platform, fixed_mcs_flag=flag, BW=bw, TM=1,
+                                        pm_power=frame["pm_power"] + 10 * len(experiments)))
+    pd.concat(experiments).to_csv(tmp_path / "d.csv", index=False)
+
+    data = load_dlul(tmp_path / "d.csv", SPACE)
+    assert len(data.rows) == 32 and data.rows["pm_power"].max() < 19  # the first experiment
+    assert data.dropped_by_filter == {"cpu_platform": 34, "fixed_mcs_flag": 34, "BW": 34}
+    forced = load_dlul(tmp_path / "d.csv", SPACE, parse_filters(["fixed_mcs_flag=1"]))
+    assert 29 <= forced.rows["pm_power"].min() and forced.rows["pm_power"].max() < 39  # third
+    every = load_dlul(tmp_path / "d.csv", SPACE, parse_filters(
+        ["cpu_platform=any", "fixed_mcs_flag=any", "BW=any"]))
+    assert len(every.rows) == 4 * 32
+
+
+def test_a_filter_that_leaves_no_row_names_the_values_there_are(tmp_path):
+    frame = write_dataset(tmp_path / "plain.csv")
+    frame.assign(BW=25).to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(ReplayError, match=r"no row has BW = 50 \(there are: 25\)"):
+        load_dlul(tmp_path / "d.csv", SPACE)
+    with pytest.raises(ReplayError, match="KEY one of cpu_platform, fixed_mcs_flag, BW, TM"):
+        parse_filters(["bw=50"])

@@ -25,7 +25,7 @@ from agents.registry import BANDITS
 from hil.config import load_config
 from hil.progress import LineLog, progress_bar
 from hil.reward import RewardParams
-from tools.replay.dataset import DatasetSource
+from tools.replay.dataset import DatasetSource, parse_filters
 from tools.replay.environments import ADAPTIVE_SCENARIO, ModelSource
 from tools.replay.recorded import RecordedSource
 from tools.replay.report import write_report
@@ -99,7 +99,8 @@ def _source(args: argparse.Namespace) -> Source:
         if args.scenario == ADAPTIVE_SCENARIO:
             raise ReplayError(f"--scenario {ADAPTIVE_SCENARIO} needs the model (both kinds of "
                               "round every round); a dataset replay takes A, B, C, C-iid, mixed")
-        return DatasetSource(Path(args.dataset), args.scenario, space, params, switch_epoch)
+        return DatasetSource(Path(args.dataset), args.scenario, space, params, switch_epoch,
+                             parse_filters(args.dataset_filter))
     return ModelSource(args.scenario, space, cfg.vbs.emulator.calibration, params,
                        switch_epoch)
 

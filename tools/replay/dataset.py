@@ -5,8 +5,16 @@ configuration held about a minute: the thresholds (`selected_mcs_dl/ul`,
 `selected_airtime_dl/ul`), the offered load and channel (`traffic_load_dl/ul`,
 `cqi_dl/ul`), what was delivered (`thr_dl/ul`) and the power (`pm_power`). We could not
 obtain the file; this module only fixes the layout, and nothing in the project claims
-results on its data. Assumed units, since the layout does not carry them: loads and
-throughputs in Mb/s, airtime as a share in [0, 1] (our PRB ratio), power in W.
+results on its data. Assumed units, since the layout does not carry them (its README says
+"Average throughput" and nothing more): loads and throughputs (`thr_dl/ul`) in Mb/s,
+airtime as a share in [0, 1] (our PRB ratio), power in W.
+
+The file holds several experiments, and the dataset's authors select one before any
+analysis (their scripts filter on `cpu_platform`, `fixed_mcs_flag` and `BW`). So does this
+loader, with `DatasetFilters`: by default the paper's platform (the NUC, i7-8559U), MCS as
+an upper bound (`fixed_mcs_flag` 0: a threshold policy; 1 forced the MCS), 50 PRB (10 MHz)
+and any transmission mode `TM` (their scripts keep all). A filter on a column the file does
+not have is skipped; one that leaves no row is an error naming the values there are.
 
 `DatasetSource` replays it the way the paper did: a scenario (A, B, C, mixed) gives each
 round's demand and CQI; every policy the dataset measured is rated by its measurement
@@ -47,6 +55,22 @@ MATCH_TOLERANCE = {"mcs": 0.5, "airtime": 0.05}
 """How far a measured threshold may be from a policy-space value and still match it."""
 
 
+PAPER_PLATFORM = "Intel(R) Core(TM) i7-8559U CPU @ 2.70GHz"
+
+
+@dataclass(frozen=True)
+class DatasetFilters:
+    """Which experiment of the file to use; None keeps every value of that column."""
+
+    cpu_platform: str | None = PAPER_PLATFORM
+    fixed_mcs_flag: int | None = 0
+    BW: int | None = 50
+    TM: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 @dataclass(frozen=True)
 class DlulDataset:
     """The usable rows, each with the index of its policy in `space`."""
@@ -56,10 +80,32 @@ class DlulDataset:
     policy: np.ndarray
     dropped_failed: int
     dropped_off_grid: int
+    dropped_by_filter: dict[str, int]
 
 
-def load_dlul(path: Path, space: PolicySpace) -> DlulDataset:
-    """Read and check a `dataset_dlul.csv`; ReplayError names the file, column and row."""
+def apply_filters(frame: pd.DataFrame, filters: DatasetFilters, path: Path) -> tuple[
+        pd.DataFrame, dict[str, int]]:
+    """Keep the rows of the chosen experiment; how many each filter dropped."""
+    dropped = {}
+    for name, wanted in filters.describe().items():
+        if wanted is None or name not in frame.columns:
+            continue
+        column = frame[name]
+        keep = (column.astype(str) == wanted if isinstance(wanted, str)
+                else pd.to_numeric(column, errors="coerce") == wanted)
+        if not keep.any():
+            present = ", ".join(map(str, sorted(column.astype(str).unique())[:8]))
+            raise ReplayError(f"{path}: no row has {name} = {wanted!r} (there are: {present}); "
+                              f"choose one with --dataset-filter {name}=VALUE, or {name}=any")
+        dropped[name] = int((~keep).sum())
+        frame = frame[keep.to_numpy()]
+    return frame, dropped
+
+
+def load_dlul(path: Path, space: PolicySpace,
+              filters: DatasetFilters = DatasetFilters()) -> DlulDataset:
+    """Read, filter and check a `dataset_dlul.csv`; ReplayError names the file, column and
+    row."""
     path = Path(path)
     try:
         frame = pd.read_csv(path, keep_default_na=False)  # show "n/a" as written, not NaN
@@ -71,6 +117,7 @@ def load_dlul(path: Path, space: PolicySpace) -> DlulDataset:
     if missing:
         raise ReplayError(f"{path}: missing column(s) {', '.join(missing)}; the dataset_dlul "
                           f"layout needs {', '.join(REQUIRED_COLUMNS)}")
+    frame, dropped_by_filter = apply_filters(frame, filters, path)
     dropped_failed = 0
     if FAILED_COLUMN in frame.columns:  # first: a failed row may lack its measurements
         failed = frame[FAILED_COLUMN].astype(str).str.lower().isin(("1", "1.0", "true", "yes"))
@@ -88,7 +135,8 @@ def load_dlul(path: Path, space: PolicySpace) -> DlulDataset:
     frame = frame[on_grid].reset_index(drop=True)
     if frame.empty:
         raise ReplayError(f"{path}: no usable row (failed or not on the policy space's grid)")
-    return DlulDataset(path, frame, policy[on_grid], dropped_failed, int((~on_grid).sum()))
+    return DlulDataset(path, frame, policy[on_grid], dropped_failed, int((~on_grid).sum()),
+                       dropped_by_filter)
 
 
 def _policy_index(frame: pd.DataFrame, space: PolicySpace) -> np.ndarray:
@@ -118,9 +166,10 @@ class DatasetEnvironment:
         """Index in the policy space of each action (actions are the measured policies)."""
         self.n_actions = len(self.policies)
         self.rounds_available = None
+        filtered = ", ".join(f"{n} {k} dropped" for k, n in data.dropped_by_filter.items())
         self.description = (f"scenario {scenario_name} contexts, rewards from the nearest "
                             f"measurement in {data.path} ({len(data.rows)} rows, "
-                            f"{self.n_actions} policies)")
+                            f"{self.n_actions} policies; filters: {filtered or 'none applied'})")
         rows = data.rows
         self._groups = [np.flatnonzero(data.policy == p) for p in self.policies]
         self._load_scale = max(rows["traffic_load_dl"].max(), rows["traffic_load_ul"].max(), 1e-9)
@@ -155,11 +204,34 @@ class DatasetSource:
     space: PolicySpace
     params: RewardParams
     switch_epoch: int = 5000
+    filters: DatasetFilters = DatasetFilters()
 
     def describe(self) -> dict[str, Any]:
         return describe_scenario_source("dataset", self.scenario, self.switch_epoch, self.space,
-                                        self.params, path=str(self.path))
+                                        self.params, path=str(self.path),
+                                        filters=self.filters.describe())
 
     def build(self, seed: int) -> DatasetEnvironment:
-        return DatasetEnvironment(load_dlul(self.path, self.space), self.scenario, seed,
-                                  self.params, self.switch_epoch)
+        return DatasetEnvironment(load_dlul(self.path, self.space, self.filters), self.scenario,
+                                  seed, self.params, self.switch_epoch)
+
+
+def parse_filters(items: list[str]) -> DatasetFilters:
+    """`--dataset-filter KEY=VALUE` items over the authors' defaults; VALUE `any` drops one."""
+    known = DatasetFilters().describe()
+    chosen = dict(known)
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise ReplayError(f"--dataset-filter {item!r}: expected KEY=VALUE with KEY one of "
+                              f"{', '.join(known)} (VALUE `any` keeps every value)")
+        if value == "any":
+            chosen[key] = None
+        elif key == "cpu_platform":
+            chosen[key] = value
+        else:
+            try:
+                chosen[key] = int(value)
+            except ValueError:
+                raise ReplayError(f"--dataset-filter {item!r}: {key} is a whole number") from None
+    return DatasetFilters(**chosen)
