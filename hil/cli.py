@@ -314,8 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--grid", nargs="*", default=[], metavar="AXIS=V1,V2",
                          help="policy axes (dl_gain_db, dl_max_mcs, dl_prb_ratio, ul_max_mcs, "
                          "ul_prb_ratio; default: the config's policy space, `paper` for the "
-                         "1080) and condition axes (dl_load_mbps, ul_load_mbps, dl_cqi, ul_cqi; "
-                         "default 32, 23, 15, 15)")
+                         "1080) and condition axes (dl_load_mbps, ul_load_mbps; dl_cqi, ul_cqi on "
+                         "the emulated vBS; dl_snr_db, ul_snr_db on srsRAN; default 32, 23, 15, "
+                         "15, the config's SNRs)")
+    collect.add_argument("--condition", action="append", default=[],
+                         metavar="AXIS=V,AXIS=V", help="one condition (repeat for more), "
+                         "instead of condition axes in --grid: for conditions that go together, "
+                         "e.g. dl_load_mbps=0.5,ul_load_mbps=0.5,dl_snr_db=2,ul_snr_db=-74")
     collect.add_argument("--dwell-rounds", type=int, default=10,
                          help="rounds measured per cell (default: %(default)s)")
     collect.add_argument("--warmup-rounds", type=int, default=2,

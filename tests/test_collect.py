@@ -80,6 +80,24 @@ def test_srsran_sets_its_channel_by_snr_refuses_cqi_and_otherwise_leaves_it_alon
     assert [(c.dl_snr_db, c.ul_snr_db) for c in conditions] == [(5, -12), (25, -12)]
 
 
+def test_conditions_that_go_together_are_given_one_by_one():
+    rows = ["dl_load_mbps=31,ul_load_mbps=22,dl_snr_db=30,ul_snr_db=-47",
+            "dl_load_mbps=0.5,ul_load_mbps=0.5,dl_snr_db=2,ul_snr_db=-74"]
+    _, conditions = parse_grid([], SMALL, channel="snr", rows=rows)
+    assert conditions == (Condition(31, 22, None, None, 30, -47),
+                          Condition(0.5, 0.5, None, None, 2, -74))
+    _, (only,) = parse_grid([], SMALL, channel="cqi", rows=["dl_cqi=7"])
+    assert only == Condition(32, 23, 7, 15)  # the rest from the default condition
+    with pytest.raises(PlanError, match="not both"):
+        parse_grid(["dl_load_mbps=8"], SMALL, channel="snr", rows=rows)
+    with pytest.raises(PlanError, match="sets its channel by dl_cqi"):
+        parse_grid([], SMALL, channel="cqi", rows=rows)
+    with pytest.raises(PlanError, match="given twice"):
+        parse_grid([], SMALL, channel="snr", rows=rows[:1] * 2)
+    with pytest.raises(PlanError, match="write axis=value"):
+        parse_grid([], SMALL, channel="snr", rows=["dl_load=5"])
+
+
 def test_the_emulated_vbs_sets_its_channel_by_cqi_and_refuses_snr():
     with pytest.raises(PlanError, match="sets its channel by dl_cqi and ul_cqi"):
         parse_grid(["dl_snr_db=10"], SMALL, channel="cqi")

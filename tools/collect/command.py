@@ -26,7 +26,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     config_path = Path(args.config)
     cfg = load_config(config_path)
     space, conditions = parse_grid(args.grid, cfg.policy_space,
-                                   channel="cqi" if cfg.vbs.kind == "emulated" else "snr")
+                                   channel="cqi" if cfg.vbs.kind == "emulated" else "snr",
+                                   rows=args.condition)
     plan = SweepPlan(space, conditions, reps=args.reps, dwell_rounds=args.dwell_rounds,
                      warmup_rounds=args.warmup_rounds, seed=args.seed)
     out = Path(args.out) if args.out else Path("datasets") / cfg.name

@@ -127,13 +127,15 @@ class SweepPlan:
                    data["reps"], data["dwell_rounds"], data["warmup_rounds"], data["seed"])
 
 
-def parse_grid(items: list[str], base: PolicySpace, *, channel: str) -> tuple[
-        PolicySpace, tuple[Condition, ...]]:
+def parse_grid(items: list[str], base: PolicySpace, *, channel: str,
+               rows: list[str] = ()) -> tuple[PolicySpace, tuple[Condition, ...]]:
     """The policy space and conditions of `--grid` items over `base` (the config's space).
 
     `channel`: the channel axes the testbed can set, `cqi` (the emulated vBS) or `snr`
     (srsRAN's channel emulators); the other kind is refused, and a testbed's channel that
-    no axis sets is left as its config has it.
+    no axis sets is left as its config has it. `rows` (`--condition` items,
+    ``axis=v,axis=v``) give the conditions one by one instead of as a product of axes, for
+    conditions that go together (a poor channel with a light load).
     """
     policy: dict[str, tuple[float, ...]] = {}  # MCS values stay int (PolicySpace checks)
     condition: dict[str, tuple[float, ...]] = {}
@@ -152,20 +154,21 @@ def parse_grid(items: list[str], base: PolicySpace, *, channel: str) -> tuple[
         if axis in POLICY_FIELDS:
             policy[axis] = numbers
         elif axis in CONDITION_AXES:
-            if any(not np.isfinite(v) or (v < 0 and not axis.endswith("snr_db"))
-                   for v in numbers):
-                raise PlanError(f"--grid {axis}: values must be finite and >= 0")
+            if rows:
+                raise PlanError(f"--grid {axis}: give conditions either as --grid axes or as "
+                                "--condition rows, not both")
+            _check_condition_values(f"--grid {axis}", axis, numbers)
             if len(set(numbers)) != len(numbers):
                 raise PlanError(f"--grid {axis}: values must be unique, got {values}")
-            if axis.endswith("cqi") and any(v > 15 for v in numbers):
-                raise PlanError(f"--grid {axis}: a CQI is at most 15")
             condition[axis] = numbers
         else:
             raise PlanError(f"--grid {item!r}: unknown axis {axis!r}; policy axes: "
                             f"{', '.join(POLICY_FIELDS)}; condition axes: "
                             f"{', '.join(CONDITION_AXES)}")
+    listed = [_condition_row(row) for row in rows]
+    given = {axis for row in listed for axis in row} | set(condition)
     for kind, axes in CHANNEL_AXES.items():
-        refused = [a for a in axes if a in condition and kind != channel]
+        refused = [a for a in axes if a in given and kind != channel]
         if refused:
             settable = " and ".join(CHANNEL_AXES[channel])
             raise PlanError(f"--grid {refused[0]}: this testbed sets its channel by {settable} "
@@ -177,8 +180,36 @@ def parse_grid(items: list[str], base: PolicySpace, *, channel: str) -> tuple[
         raise PlanError(f"--grid: {exc}") from None
     defaults = {a: v if a not in CHANNEL_AXES["cqi"] or channel == "cqi" else None
                 for a, v in DEFAULT_CONDITION.items()}
+    if listed:
+        conditions = tuple(Condition(**{**defaults, **row}) for row in listed)
+        if len(set(conditions)) != len(conditions):
+            raise PlanError("--condition: the same condition is given twice")
+        return space, conditions
     axes = [condition.get(a, (defaults[a],)) for a in CONDITION_AXES]
     return space, tuple(Condition(*values) for values in itertools.product(*axes))
+
+
+def _condition_row(row: str) -> dict[str, float]:
+    """One `--condition` item: ``axis=value,axis=value``."""
+    values: dict[str, float] = {}
+    for part in row.split(","):
+        axis, sep, text = part.partition("=")
+        if not sep or axis not in CONDITION_AXES:
+            raise PlanError(f"--condition {row!r}: write axis=value,axis=value with condition "
+                            f"axes ({', '.join(CONDITION_AXES)})")
+        try:
+            values[axis] = float(text)
+        except ValueError:
+            raise PlanError(f"--condition {row!r}: {axis} must be a number") from None
+        _check_condition_values(f"--condition {row!r}", axis, (values[axis],))
+    return values
+
+
+def _check_condition_values(where: str, axis: str, numbers: tuple[float, ...]) -> None:
+    if any(not np.isfinite(v) or (v < 0 and not axis.endswith("snr_db")) for v in numbers):
+        raise PlanError(f"{where}: values must be finite and >= 0")
+    if axis.endswith("cqi") and any(v > 15 for v in numbers):
+        raise PlanError(f"{where}: a CQI is at most 15")
 
 
 def _number(text: str) -> float:
