@@ -8,6 +8,7 @@
     hil collect [CONFIG] --grid AXIS=V1,V2 ... [--dwell-rounds N] [--reps N] [--out DIR]
     hil fit-power DATASET [--out CALIBRATION.yaml]
     hil keys DIR
+    hil landscape DATASET [--calibration CAL] [--delta D ...]
     hil srsran build --source SRSRAN_4G_CHECKOUT | --clone [--prefix DIR] [--uhd]
 
 Operator errors (`HilError`) print one line saying what to fix and exit with status 2; an
@@ -38,6 +39,7 @@ from drivers.srsran.series import DEFAULT_PREFIX
 from hil.errors import ConfigError, HilError
 
 DEFAULT_CONFIG = Path("testbed_configs/zmq-emulated.yaml")
+DEFAULT_CALIBRATION = Path("testbed_configs/calibration/emulated-nuc.yaml")
 console = Console(stderr=True)
 
 
@@ -219,6 +221,13 @@ def cmd_fit_power(args: argparse.Namespace) -> int:
     return run(args, console)
 
 
+def cmd_landscape(args: argparse.Namespace) -> int:
+    from tools.landscape.command import run
+
+    args.delta = args.delta or [0.1, 1.5]
+    return run(args, console)
+
+
 def cmd_srsran_build(args: argparse.Namespace) -> int:
     from tools.srsran.command import run
 
@@ -325,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="rounds measured per cell (default: %(default)s)")
     collect.add_argument("--warmup-rounds", type=int, default=2,
                          help="rounds held and discarded before them (default: %(default)s)")
+    collect.add_argument("--block-warmup-rounds", type=int, default=0,
+                         help="rounds discarded at the start of each block, while a testbed "
+                         "just brought up settles (default: %(default)s)")
     collect.add_argument("--reps", type=int, default=1, help="repetitions of each cell")
     collect.add_argument("--seed", type=int, default=0, help="seed of the measuring order")
     collect.add_argument("--out", help="sweep folder; the same command continues a sweep "
@@ -339,6 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", help="calibration YAML to write (default: DATASET/calibration.yaml)")
     fit.add_argument("--name", help="`name:` of the calibration (default: fitted-<sweep>)")
     fit.set_defaults(func=cmd_fit_power)
+
+    land = sub.add_parser("landscape", help="does the emulator rank the policies as a measured "
+                          "dataset does? Spearman and the best policy per condition, a figure")
+    land.add_argument("dataset", help="a `hil collect` sweep folder")
+    land.add_argument("--calibration", default=str(DEFAULT_CALIBRATION),
+                      help="the emulator's calibration (default: %(default)s)")
+    land.add_argument("--delta", type=float, action="append",
+                      help="reward weight of power (repeat; default: 0.1 and 1.5)")
+    land.add_argument("--power", default="power_w", choices=("power_w", "enb_cpu_model_w"),
+                      help="the measured watts (default: the meter's)")
+    land.add_argument("--out", help="folder for landscape.png (default: DATASET)")
+    land.set_defaults(func=cmd_landscape)
 
     srsran = sub.add_parser("srsran", help="the patched srsRAN_4G (patches/srsRAN_4G)")
     srsran_sub = srsran.add_subparsers(dest="srsran_command", required=True)

@@ -201,6 +201,9 @@ class RoundEngine:
         row.update(nof_tti=window.nof_tti, window_s=window.wall_s)
         if window.nof_tti <= 0:
             raise _InvalidRound("empty KPI window (the vBS counted no TTI)")
+        if not closed.ue:
+            raise _InvalidRound("no user in the KPI window: the UE is detached, or not yet "
+                                "attached again")
         if not _applied_matches(policy, decision, applied):
             raise _InvalidRound("the vBS applied other thresholds than requested")
 

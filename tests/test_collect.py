@@ -27,7 +27,7 @@ from drivers.emulated.scenarios import make_scenario
 from drivers.srsran.conf import render_program
 from hil.cli import main
 from hil.config import load_config
-from hil.recorder import RunDirectory
+from hil.recorder import RunDirectory, read_rounds
 from hil.srsran import template_values
 from tools.collect.export import to_dlul
 from tools.collect.plan import Condition, PlanError, SweepPlan, parse_grid
@@ -224,6 +224,21 @@ def test_a_sweep_records_every_cell_with_units_and_a_dataset_the_replays_read(tm
                  "--scenario", "A", "--agents", "bsvbs,random", "--seeds", "1",
                  "--rounds", "300", "--workers", "1", "--out", str(tmp_path / "replay")]) == 0
     assert (tmp_path / "replay" / "report.md").exists()
+
+
+@pytest.mark.e2e
+def test_a_block_warm_up_is_played_and_discarded_before_the_first_cell(tmp_path):
+    config = write_config(tmp_path, **{"clock.speedup": 200.0})
+    out = tmp_path / "sweep"
+    assert collect(config, out, "--block-warmup-rounds", "4") == 0
+    cells = sweep_cells(out)
+    assert len(cells) == 16 and not cells["failed"].any()
+    for block, group in cells.groupby("block"):
+        rounds = read_rounds(out / "blocks" / block)
+        assert len(rounds) == 4 + len(group) * 3  # 1 warm-up + 2 dwell per cell
+        first = group.sort_values("first_round").iloc[0]
+        assert first["first_round"] == 4
+        assert (rounds["policy_index"].iloc[:4] == rounds["policy_index"].iloc[4]).all()
 
 
 @pytest.mark.e2e

@@ -41,17 +41,20 @@ class FakeRan:
     endpoint = "fake"
 
     def __init__(self, fail_get_on: set[int] = frozenset(), lie_on: set[int] = frozenset(),
-                 fail_set_on: set[int] = frozenset()):
+                 fail_set_on: set[int] = frozenset(), detached_on: set[int] = frozenset()):
         self.fail_get_on, self.lie_on, self.fail_set_on = fail_get_on, lie_on, fail_set_on
+        self.detached_on = detached_on
         self.applied = Thresholds()
         self.sets: list[dict] = []
         self.resets = 0
 
     def _reply(self, nof_tti: int = 1000, backlog_bytes: int = 0) -> WindowReply:
+        detached = len(self.sets) - 1 in self.detached_on
         return WindowReply(v=1, sid="s", seq=1, ok=True, applied=self.applied, applied_tti=0,
                            window=KpiWindow(tti_start=0, tti_end=nof_tti, nof_tti=nof_tti,
                                             wall_s=0.001),
-                           cell=cell(backlog_bytes=backlog_bytes), ue={})
+                           cell=cell(backlog_bytes=backlog_bytes),
+                           ue={} if detached else {70: cell(backlog_bytes=backlog_bytes)})
 
     def set(self, thresholds):
         round_index = len(self.sets)
@@ -162,6 +165,19 @@ def test_an_agent_learns_from_the_context_its_round_measured_and_decides_on_the_
         assert measured.dl_cqi == row["dl_cqi"]
         assert measured.dl_demand_mbps == pytest.approx(row["dl_demand_mbps"])
     assert agent.seen[0] == Context() and agent.seen[1:] == agent.measured[:2]
+
+
+def test_a_round_in_which_no_user_was_attached_is_invalid_and_not_learned(tmp_path):
+    """A detached UE (a real one loses a poor link, then attaches again) measures nothing of
+    the policy: the round is recorded invalid with the reason."""
+    engine, run_dir, recorder, agent = make_engine(tmp_path, FakeRan(detached_on={1, 2}),
+                                                   FakeMeter())
+    engine.run(0, 5, threading.Event())
+    recorder.close()
+    rows = run_dir.read_rounds().to_pylist()
+    assert [r["valid"] for r in rows] == [True, False, False, True, True]
+    assert "no user in the KPI window" in rows[1]["invalid_reason"]
+    assert len(agent.updates) == 3
 
 
 def test_a_round_whose_measurement_fails_is_recorded_invalid_and_not_learned(tmp_path):

@@ -29,7 +29,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
                                    channel="cqi" if cfg.vbs.kind == "emulated" else "snr",
                                    rows=args.condition)
     plan = SweepPlan(space, conditions, reps=args.reps, dwell_rounds=args.dwell_rounds,
-                     warmup_rounds=args.warmup_rounds, seed=args.seed)
+                     warmup_rounds=args.warmup_rounds, seed=args.seed,
+                     block_warmup_rounds=args.block_warmup_rounds)
     out = Path(args.out) if args.out else Path("datasets") / cfg.name
     sweep, done = open_sweep(out, cfg, config_path, plan)
     todo = plan.n_cells - len(done)

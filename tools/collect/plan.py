@@ -2,7 +2,10 @@
 
 A sweep holds every *cell* (one policy, under one condition, one repetition) for
 `warmup_rounds + dwell_rounds` rounds; the warm-up rounds are discarded (queues and link
-adaptation still carry the previous cell's policy), the dwell rounds are averaged.
+adaptation still carry the previous cell's policy), the dwell rounds are averaged. A block
+(below) starts with `block_warmup_rounds` more, discarded too: a testbed just brought up
+is still settling (srsRAN's outer-loop link adaptation climbs about one MCS step a second
+from a fresh attach).
 
 Conditions are what the policy does not set: the offered DL/UL load and the channel: on
 the emulated vBS its mean DL/UL CQI, on srsRAN the SNR its channel emulators set (DL: the
@@ -87,13 +90,14 @@ class SweepPlan:
     dwell_rounds: int
     warmup_rounds: int
     seed: int
+    block_warmup_rounds: int = 0
 
     def __post_init__(self) -> None:
         for name in ("reps", "dwell_rounds"):
             if getattr(self, name) < 1:
                 raise PlanError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.warmup_rounds < 0:
-            raise PlanError("--warmup-rounds must be 0 or more")
+        if self.warmup_rounds < 0 or self.block_warmup_rounds < 0:
+            raise PlanError("--warmup-rounds and --block-warmup-rounds must be 0 or more")
 
     @property
     def rounds_per_cell(self) -> int:
@@ -119,12 +123,13 @@ class SweepPlan:
         return {"space": {f.name: list(getattr(self.space, f.name)) for f in fields(self.space)},
                 "conditions": [asdict(c) for c in self.conditions], "reps": self.reps,
                 "dwell_rounds": self.dwell_rounds, "warmup_rounds": self.warmup_rounds,
-                "seed": self.seed}
+                "seed": self.seed, "block_warmup_rounds": self.block_warmup_rounds}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepPlan:
         return cls(PolicySpace(**data["space"]), tuple(Condition(**c) for c in data["conditions"]),
-                   data["reps"], data["dwell_rounds"], data["warmup_rounds"], data["seed"])
+                   data["reps"], data["dwell_rounds"], data["warmup_rounds"], data["seed"],
+                   data.get("block_warmup_rounds", 0))
 
 
 def parse_grid(items: list[str], base: PolicySpace, *, channel: str,

@@ -62,14 +62,20 @@ class SweepResult:
 
 
 class ScheduleAgent:
-    """Plays `actions[i]` for rounds i*r .. (i+1)*r - 1; learns nothing (an `Agent`)."""
+    """Plays `actions[i]` for one round each of the first `lead_rounds`, then for rounds
+    of `rounds_per_cell` each; learns nothing (an `Agent`)."""
 
-    def __init__(self, n_actions: int, actions: list[int], rounds_per_cell: int) -> None:
+    def __init__(self, n_actions: int, actions: list[int], rounds_per_cell: int,
+                 lead_rounds: int = 0) -> None:
         self.n_actions, self.actions, self.rounds_per_cell = n_actions, actions, rounds_per_cell
+        self.lead_rounds = lead_rounds
         self.round = 0
 
     def _action(self) -> int:
-        return self.actions[min(self.round // self.rounds_per_cell, len(self.actions) - 1)]
+        if self.round < self.lead_rounds:
+            return self.actions[self.round]
+        step = self.lead_rounds + (self.round - self.lead_rounds) // self.rounds_per_cell
+        return self.actions[min(step, len(self.actions) - 1)]
 
     def select(self, context: Context | None = None) -> Decision:
         action = self._action()
@@ -245,19 +251,21 @@ def _run_block(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, cells: list
                on_cell: CellCallback | None) -> tuple[str, str]:
     condition = plan.conditions[cells[0].condition]
     run_dir = RunDirectory.create(sweep.path / "blocks", f"condition-{cells[0].condition}")
-    rpc = plan.rounds_per_cell
+    rpc, settle = plan.rounds_per_cell, plan.block_warmup_rounds
     block_cfg = block_config(cfg, condition, run_dir.path / "condition.csv", plan.space,
-                             len(cells) * rpc)
+                             settle + len(cells) * rpc)
     run_dir.write_meta({"kind": "vbs-hil sweep block", "condition": condition.__dict__,
-                        "cells": [c.cell_id for c in cells],
+                        "cells": [c.cell_id for c in cells], "block_warmup_rounds": settle,
                         "config": block_cfg.model_dump(mode="json"), "start_utc": _now()})
     rows: list[dict[str, Any]] = []
 
     def on_round(row: dict[str, Any]) -> None:
+        if row["round"] < settle:  # the testbed settles under the first cell's policy
+            return
         rows.append(row)
         if len(rows) < rpc:
             return
-        cell = cells[row["round"] // rpc]
+        cell = cells[(row["round"] - settle) // rpc]
         cell_row = summarise_cell(cell, plan, rows, block=run_dir.path.name,
                                   round_s=block_cfg.round_s)
         recorder.append(cell_row)
@@ -266,7 +274,9 @@ def _run_block(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, cells: list
         if on_cell:
             on_cell(cell_row)
 
-    agent = ScheduleAgent(plan.space.size, [c.policy_index for c in cells], rpc)
+    policies = [c.policy_index for c in cells]
+    agent = ScheduleAgent(plan.space.size, [policies[0]] * settle + policies, rpc,
+                          lead_rounds=settle)
     result = execute(block_cfg, run_dir, resume=False, on_round=on_round, agent=agent)
     outcome = result.outcome
     if outcome.status == "completed":

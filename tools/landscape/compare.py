@@ -1,0 +1,159 @@
+"""Does the emulated vBS rank policies as a measured vBS does? Per condition of a dataset.
+
+A learner is only as good as the reward landscape it meets, so the question that matters
+for the emulator is not its error in watts but whether it orders the policies as the
+measurements do, under each condition and for each reward weight. For every condition of
+a `hil collect` dataset (one block: a load and a channel) and every delta:
+
+- *measured* reward of each policy: `hil.reward` of the cell's measured DL/UL throughput,
+  the condition's demand and the cell's power (`POWER_SOURCES`); with several repetitions,
+  their mean. Its standard error comes from the cell's round-to-round variances of power
+  and throughput (first-order propagation through the reward), over its dwell rounds.
+- *emulated* reward: `expected_round` of the calibration for the same policy in the
+  condition's environment: the condition's median measured demand, DL CQI and UL SNR (as
+  the UL CQI the model takes).
+- Spearman's rank correlation over the policies; the measured best policy's rank in the
+  emulator; and whether the emulator's best policy is, measured, within two standard
+  errors of the measured best (the emulator need not break ties the measurement cannot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from agents.policy_space import PolicySpace
+from drivers.emulated import lte
+from drivers.emulated.model import Calibration, expected_round, make_caps
+from drivers.emulated.scenarios import Environment
+from hil.reward import UTILITY_MAX, RewardParams, reward
+
+MIN_SPEARMAN = 0.9
+TOP = 3
+NOISE_SE = 2.0
+"""A policy within this many standard errors of the measured best counts as tied with it."""
+POWER_SOURCES = ("power_w", "enb_cpu_model_w")
+"""`power_w`: what the testbed's meter read; `enb_cpu_model_w`: the meter's CPU model applied
+to the eNB process alone (on a one-machine ZMQ testbed the UE shares the host)."""
+
+
+@dataclass(frozen=True)
+class ConditionLandscape:
+    """One condition of a dataset under one reward weight."""
+
+    condition: int
+    label: str
+    delta: float
+    policy_index: np.ndarray
+    """Index in the dataset's policy grid of each compared policy."""
+    measured: np.ndarray
+    measured_se: np.ndarray
+    emulated: np.ndarray
+    spearman: float
+
+    @property
+    def measured_best(self) -> int:
+        return int(np.argmax(self.measured))
+
+    @property
+    def emulated_rank_of_measured_best(self) -> int:
+        """1 = the emulator's best too."""
+        order = np.argsort(-self.emulated, kind="stable")
+        return int(np.flatnonzero(order == self.measured_best)[0]) + 1
+
+    @property
+    def emulated_best_within_noise(self) -> bool:
+        """The emulator's choice, measured, is within NOISE_SE standard errors of the best."""
+        best, choice = self.measured_best, int(np.argmax(self.emulated))
+        se = np.hypot(self.measured_se[best], self.measured_se[choice])
+        return bool(self.measured[best] - self.measured[choice] <= NOISE_SE * se)
+
+    @property
+    def passes(self) -> bool:
+        return self.spearman >= MIN_SPEARMAN and (
+            self.emulated_rank_of_measured_best <= TOP or self.emulated_best_within_noise)
+
+
+def add_enb_power(cells: pd.DataFrame, idle_w: float, per_core_w: float, radio_w: float,
+                  cpu_count: int) -> pd.DataFrame:
+    """`enb_cpu_model_w`: the CPU power model on the eNB process's CPU alone."""
+    busy_cores = cells["enb_cpu_pct"].to_numpy(float) / 100.0 * cpu_count
+    return cells.assign(enb_cpu_model_w=idle_w + per_core_w * busy_cores + radio_w)
+
+
+def condition_environment(cells: pd.DataFrame) -> Environment:
+    """The environment the emulator compares a condition's cells in: medians of what was
+    measured there (demand per TTI, DL CQI, UL SNR as a CQI)."""
+    def median(column: str) -> float:
+        return float(np.nanmedian(cells[column].to_numpy(float)))
+
+    return Environment(np.array([median("dl_demand_mbps")]),
+                       np.array([median("ul_demand_mbps")]),
+                       np.array([median("dl_cqi")]),
+                       np.array([float(lte.snr_db_to_cqi(median("ul_snr_db")))]))
+
+
+def compare(cells: pd.DataFrame, space: PolicySpace, cal: Calibration,
+            params: list[RewardParams], power: str = "power_w") -> list[ConditionLandscape]:
+    """Every condition of `cells` under every reward weight of `params`."""
+    if power not in POWER_SOURCES:
+        raise ValueError(f"power must be one of {POWER_SOURCES}, got {power!r}")
+    usable = cells[~cells["failed"].astype(bool)]
+    out = []
+    for condition, group in usable.groupby("condition", sort=True):
+        env = condition_environment(group)
+        by_policy = group.groupby("policy_index", sort=True)
+        index = np.array(list(by_policy.groups), dtype=np.int64)
+        mean = by_policy[["dl_rate_mbps", "ul_rate_mbps", power]].mean()
+        caps = make_caps(cal.cell, **{name: np.array([space.policy(int(i))[k]
+                                                       for i in index])
+                                      for k, name in enumerate(_CAP_NAMES)})
+        outcome = expected_round(caps, env.map(lambda a: a[:, None]), cal)
+        label = _label(group.iloc[0], env)
+        for p in params:
+            _, _, emulated = reward(outcome.dl_rate_mbps[0], env.dl_demand_mbps[0],
+                                    outcome.ul_rate_mbps[0], env.ul_demand_mbps[0],
+                                    outcome.power_w[0], p)
+            _, _, measured = reward(mean["dl_rate_mbps"].to_numpy(), env.dl_demand_mbps[0],
+                                    mean["ul_rate_mbps"].to_numpy(), env.ul_demand_mbps[0],
+                                    mean[power].to_numpy(), p)
+            se = _reward_se(by_policy, env, p, power)
+            rho = spearmanr(measured, emulated).statistic if len(index) > 2 else float("nan")
+            out.append(ConditionLandscape(int(condition), label, p.delta, index,
+                                          np.asarray(measured, float), se,
+                                          np.asarray(emulated, float), float(rho)))
+    return out
+
+
+_CAP_NAMES = ("dl_gain_db", "dl_max_mcs", "dl_prb_ratio", "ul_max_mcs", "ul_prb_ratio")
+"""`make_caps`'s keywords, in the order of a policy's fields."""
+
+
+def _reward_se(by_policy: pd.core.groupby.DataFrameGroupBy, env: Environment,
+               p: RewardParams, power: str) -> np.ndarray:
+    """Standard error of each policy's measured reward. f is linear in f~ = U - delta p(P),
+    with p linear in P inside the declared bounds, and dU/dR = 1 / (d + R); so the cells'
+    round-to-round variances of the rates and the power propagate to first order."""
+    means = by_policy.mean(numeric_only=True)
+    n = by_policy["n_samples"].sum().to_numpy(float).clip(min=1)
+    d_d, d_u = env.dl_demand_mbps[0], env.ul_demand_mbps[0]
+    per_raw = 1.0 / (UTILITY_MAX + p.delta)  # df / df~ (scaled_reward)
+    per_watt = 1.0 / (p.power_max_w - p.power_min_w)  # dp / dP (normalised_power)
+    power_var = means[f"{power}_var"] if f"{power}_var" in means else means["power_w_var"]
+    var = (means["dl_rate_mbps_var"] / (d_d + means["dl_rate_mbps"]) ** 2
+           + means["ul_rate_mbps_var"] / (d_u + means["ul_rate_mbps"]) ** 2
+           + (p.delta * per_watt) ** 2 * power_var)
+    return per_raw * np.sqrt(np.nan_to_num(var.to_numpy(float)) / n)
+
+
+def _label(row: pd.Series, env: Environment) -> str:
+    snr = []
+    for name, column in (("DL SNR", "cond_dl_snr_db"), ("UL noise", "cond_ul_snr_db")):
+        if column in row and pd.notna(row[column]):
+            snr.append(f"{name} {row[column]:g} dB")
+    return (f"load {row['cond_dl_load_mbps']:g}/{row['cond_ul_load_mbps']:g} Mb/s"
+            + (", " + ", ".join(snr) if snr else "")
+            + f" (CQI {env.dl_cqi[0]:.1f}/{env.ul_cqi[0]:.1f})")
