@@ -204,6 +204,9 @@ class RoundEngine:
         if not closed.ue:
             raise _InvalidRound("no user in the KPI window: the UE is detached, or not yet "
                                 "attached again")
+        if cell.dl_cqi_mean == 0 and cell.dl_bits_acked == 0 and cell.ul_bits_ok == 0:
+            raise _InvalidRound("the link carried nothing and no CQI was reported: the UE is "
+                                "out of sync or attaching again")
         if not _applied_matches(policy, decision, applied):
             raise _InvalidRound("the vBS applied other thresholds than requested")
 

@@ -41,19 +41,25 @@ class FakeRan:
     endpoint = "fake"
 
     def __init__(self, fail_get_on: set[int] = frozenset(), lie_on: set[int] = frozenset(),
-                 fail_set_on: set[int] = frozenset(), detached_on: set[int] = frozenset()):
+                 fail_set_on: set[int] = frozenset(), detached_on: set[int] = frozenset(),
+                 silent_on: set[int] = frozenset()):
         self.fail_get_on, self.lie_on, self.fail_set_on = fail_get_on, lie_on, fail_set_on
-        self.detached_on = detached_on
+        self.detached_on, self.silent_on = detached_on, silent_on
         self.applied = Thresholds()
         self.sets: list[dict] = []
         self.resets = 0
 
     def _reply(self, nof_tti: int = 1000, backlog_bytes: int = 0) -> WindowReply:
         detached = len(self.sets) - 1 in self.detached_on
+        silent = len(self.sets) - 1 in self.silent_on  # listed, but out of sync
+        kpis = cell(backlog_bytes=backlog_bytes)
+        if silent:
+            kpis = kpis.model_copy(update={"dl_bits_acked": 0, "ul_bits_ok": 0,
+                                           "dl_cqi_mean": 0.0})
         return WindowReply(v=1, sid="s", seq=1, ok=True, applied=self.applied, applied_tti=0,
                            window=KpiWindow(tti_start=0, tti_end=nof_tti, nof_tti=nof_tti,
                                             wall_s=0.001),
-                           cell=cell(backlog_bytes=backlog_bytes),
+                           cell=kpis,
                            ue={} if detached else {70: cell(backlog_bytes=backlog_bytes)})
 
     def set(self, thresholds):
@@ -168,15 +174,16 @@ def test_an_agent_learns_from_the_context_its_round_measured_and_decides_on_the_
 
 
 def test_a_round_in_which_no_user_was_attached_is_invalid_and_not_learned(tmp_path):
-    """A detached UE (a real one loses a poor link, then attaches again) measures nothing of
-    the policy: the round is recorded invalid with the reason."""
-    engine, run_dir, recorder, agent = make_engine(tmp_path, FakeRan(detached_on={1, 2}),
-                                                   FakeMeter())
-    engine.run(0, 5, threading.Event())
+    """A detached UE (a real one loses a poor link, then attaches again), or one still listed
+    but out of sync, measures nothing of the policy: the round is recorded invalid."""
+    engine, run_dir, recorder, agent = make_engine(
+        tmp_path, FakeRan(detached_on={1, 2}, silent_on={4}), FakeMeter())
+    engine.run(0, 6, threading.Event())
     recorder.close()
     rows = run_dir.read_rounds().to_pylist()
-    assert [r["valid"] for r in rows] == [True, False, False, True, True]
+    assert [r["valid"] for r in rows] == [True, False, False, True, False, True]
     assert "no user in the KPI window" in rows[1]["invalid_reason"]
+    assert "carried nothing and no CQI was reported" in rows[4]["invalid_reason"]
     assert len(agent.updates) == 3
 
 

@@ -24,10 +24,11 @@ All coefficients come from a calibration YAML (`testbed_configs/calibration/`), 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from drivers.emulated import lte
 from drivers.emulated.scenarios import Environment
@@ -46,12 +47,37 @@ class CellParams(StrictModel):
     ul_queue_limit_bytes: int = Field(500_000, gt=0, description="UL buffer size at the UE")
 
 
+class LinkAdaptation(StrictModel):
+    """The MCS a testbed's link adaptation settles on at each reported CQI (0..15), measured.
+
+    Without it the model's link adaptation is the 3GPP one: the highest MCS whose efficiency
+    the CQI's (TS 36.213 Table 7.2.3-1) reaches, at the BLER target. srsRAN's runs much higher
+    (measured over ZMQ: CQI 8 -> MCS 25 at ~5 % BLER, where the table gives ~15): its outer
+    loop raises the MCS while blocks get through. With a table, an MCS's required SNR is the
+    SNR of the CQI at which the table reaches it, so the block error rate at the MCS link
+    adaptation picks is the target, as the outer loop makes it."""
+
+    dl_mcs_by_cqi: tuple[float, ...] = Field(..., min_length=16, max_length=16)
+    ul_mcs_by_cqi: tuple[float, ...] = Field(..., min_length=16, max_length=16)
+    source: str = Field("", description="what the table was measured from")
+
+    @model_validator(mode="after")
+    def _monotone(self) -> LinkAdaptation:
+        for name in ("dl_mcs_by_cqi", "ul_mcs_by_cqi"):
+            table = np.asarray(getattr(self, name))
+            if np.any(np.diff(table) < 0) or table.min() < 0 or table.max() > lte.MAX_MCS:
+                raise ValueError(f"{name} must be non-decreasing within 0..{lte.MAX_MCS}")
+        return self
+
+
 class ChannelParams(StrictModel):
     fading_sigma_db: float = Field(1.0, ge=0, le=10, description="per-TTI SNR spread")
     bler_slope_per_db: float = Field(1.5, gt=0, description="steepness of the BLER curve")
     bler_target: float = Field(0.1, gt=0, lt=0.5, description="BLER at the MCS's required SNR")
     cqi_delay_tti: int = Field(4, ge=0, le=80, description="age of the CQI link adaptation uses")
     ul_snr_offset_db: float = Field(0.0, description="UL SNR relative to the scenario's CQI")
+    link_adaptation: LinkAdaptation | None = Field(
+        None, description="measured MCS per CQI; none: the 3GPP efficiency table's")
 
 
 class DirectionPower(StrictModel):
@@ -172,6 +198,51 @@ _LA_MCS_BY_CQI = np.stack([lte.la_mcs(np.arange(16), d) for d in DIRECTIONS])   
 _TBS_BITS = np.stack([lte.tbs_bits(_MCS[:, None], np.arange(lte.MAX_PRB + 1)[None, :], d)
                       for d in DIRECTIONS]).astype(float)                            # (2, 29, 111)
 _ROW = np.array([[0], [1]])
+_CQI = np.arange(16, dtype=float)
+
+
+@dataclass(frozen=True)
+class LinkTables:
+    """Per direction (row 0 DL, row 1 UL): the SNR each MCS needs (at the BLER target) and
+    the MCS link adaptation picks per reported CQI."""
+
+    required_snr_db: np.ndarray  # (2, 29)
+    la_mcs_by_cqi: np.ndarray  # (2, 16), int
+
+
+_STANDARD_TABLES = LinkTables(_REQUIRED_SNR_DB, _LA_MCS_BY_CQI)
+
+
+def link_tables(channel: ChannelParams) -> LinkTables:
+    """The 3GPP tables, or those of the calibration's measured link adaptation."""
+    la = channel.link_adaptation
+    if la is None:
+        return _STANDARD_TABLES
+    return _measured_tables(la.dl_mcs_by_cqi, la.ul_mcs_by_cqi)
+
+
+@lru_cache(maxsize=8)
+def _measured_tables(dl: tuple[float, ...], ul: tuple[float, ...]) -> LinkTables:
+    required, picked = [], []
+    for table in (np.asarray(dl), np.asarray(ul)):
+        required.append(lte.cqi_to_snr_db(_cqi_reaching(table, _MCS)))
+        picked.append(np.floor(table + 1e-9).astype(np.int64))
+    return LinkTables(np.stack(required), np.stack(picked))
+
+
+def _cqi_reaching(table: np.ndarray, mcs: np.ndarray) -> np.ndarray:
+    """min{c : T(c) >= m} for the piecewise-linear table T over CQI 0..15, on a 0.01 grid;
+    above the table's top, its last rising segment continued."""
+    grid = np.linspace(0.0, 15.0, 1501)
+    values = np.interp(grid, _CQI, table)
+    index = np.searchsorted(values, mcs - 1e-9, side="left")
+    cqi = grid[np.minimum(index, len(grid) - 1)]
+    rising = np.flatnonzero(np.diff(table) > 0)
+    if rising.size == 0:
+        return np.where(mcs <= table[-1], 0.0, 15.0 + (mcs - table[-1]))
+    step = rising[-1]
+    per_mcs = 1.0 / (table[step + 1] - table[step])  # CQI per MCS on the last rise
+    return np.where(mcs > table[-1], 15.0 + (mcs - table[-1]) * per_mcs, cqi)
 
 
 def _bler_logit_offset(channel: ChannelParams) -> float:
@@ -181,7 +252,8 @@ def _bler_logit_offset(channel: ChannelParams) -> float:
 def bler(mcs: np.ndarray, snr_db: np.ndarray, direction: lte.Direction,
          channel: ChannelParams) -> np.ndarray:
     """Block error rate: logistic in SNR, equal to the target at the MCS's required SNR."""
-    margin = np.asarray(snr_db) - _REQUIRED_SNR_DB[DIRECTIONS.index(direction)][mcs]
+    required = link_tables(channel).required_snr_db[DIRECTIONS.index(direction)]
+    margin = np.asarray(snr_db) - required[mcs]
     return 1.0 / (1.0 + np.exp(channel.bler_slope_per_db * margin + _bler_logit_offset(channel)))
 
 
@@ -190,8 +262,12 @@ def reported_cqi(snr_db: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(lte.snr_db_to_cqi(snr_db) + 1e-9), 0, 15).astype(np.int64)
 
 
-def la_mcs(cqi: np.ndarray, direction: lte.Direction) -> np.ndarray:
-    return _LA_MCS_BY_CQI[DIRECTIONS.index(direction)][cqi]
+def la_mcs(cqi: np.ndarray, direction: lte.Direction,
+           channel: ChannelParams | None = None) -> np.ndarray:
+    """The MCS link adaptation picks for an integer reported CQI (the 3GPP table's, or the
+    calibration's measured one)."""
+    tables = _STANDARD_TABLES if channel is None else link_tables(channel)
+    return tables.la_mcs_by_cqi[DIRECTIONS.index(direction)][cqi]
 
 
 def direction_power(a: np.ndarray, m: np.ndarray, p: DirectionPower) -> np.ndarray:
@@ -201,10 +277,12 @@ def direction_power(a: np.ndarray, m: np.ndarray, p: DirectionPower) -> np.ndarr
 def power_w(
     dl_airtime: np.ndarray, dl_mcs: np.ndarray, ul_airtime: np.ndarray, ul_mcs: np.ndarray,
     ul_snr_db: np.ndarray, dl_gain_db: np.ndarray | float, params: PowerParams,
+    tables: LinkTables = _STANDARD_TABLES,
 ) -> np.ndarray:
-    """Power of BBU + radio for the given airtimes (0..1), MCS and UL SNR; broadcasts."""
+    """Power of BBU + radio for the given airtimes (0..1), MCS and UL SNR; broadcasts.
+    `tables` (the calibration's `link_tables`) give each UL MCS's required SNR."""
     dec = params.ul_decode
-    required = _REQUIRED_SNR_DB[1][np.asarray(ul_mcs, dtype=np.int64)]
+    required = tables.required_snr_db[1][np.asarray(ul_mcs, dtype=np.int64)]
     below = np.clip(required + dec.margin_db - ul_snr_db, 0, dec.span_db)
     decode = np.where(ul_airtime > 0, (dec.r0_w_per_db + dec.r1_w_per_db * ul_airtime) * below, 0)
     tx_share = 10 ** (np.asarray(dl_gain_db) / 10) * dl_airtime
@@ -251,6 +329,7 @@ def simulate_window(
     Row 0 of every (2, n) array is the DL, row 1 the UL.
     """
     cell, channel = cal.cell, cal.channel
+    tables = link_tables(channel)
     n, delay = len(env_per_tti), channel.cqi_delay_tti
     gain = float(caps.dl_gain_db)
     offsets = np.array([[gain], [channel.ul_snr_offset_db]])
@@ -263,7 +342,7 @@ def simulate_window(
         pipeline = np.repeat(snr[:, :1], delay, axis=1)
     seen = np.concatenate([pipeline, snr], axis=1)
     cqi = reported_cqi(seen[:, :n])
-    mcs_la = _LA_MCS_BY_CQI[_ROW, cqi]
+    mcs_la = tables.la_mcs_by_cqi[_ROW, cqi]
     max_mcs = np.array([[int(caps.dl_max_mcs)], [int(caps.ul_max_mcs)]])
     max_prb = np.array([int(caps.dl_max_prb), int(caps.ul_max_prb)])
     budget = np.array([[int(caps.dl_prb_budget)], [int(caps.ul_prb_budget)]])
@@ -272,7 +351,7 @@ def simulate_window(
     arrivals = np.stack([env_per_tti.dl_demand_mbps, env_per_tti.ul_demand_mbps]) \
         * BITS_PER_TTI_PER_MBPS
     cap_bits = _TBS_BITS[_ROW, mcs, max_prb[:, None]]
-    margin = snr - _REQUIRED_SNR_DB[_ROW, mcs]
+    margin = snr - tables.required_snr_db[_ROW, mcs]
     p_error = 1.0 / (1.0 + np.exp(channel.bler_slope_per_db * margin + _bler_logit_offset(channel)))
     success = rng.random((2, n)) >= p_error
     capacity = np.where(success, cap_bits, 0.0)
@@ -307,7 +386,8 @@ def simulate_window(
     ], axis=1)
 
     airtime = prb / cell.nof_prb
-    watts = power_w(airtime[0], mcs_used[0], airtime[1], mcs_used[1], snr[1], gain, cal.power)
+    watts = power_w(airtime[0], mcs_used[0], airtime[1], mcs_used[1], snr[1], gain, cal.power,
+                    tables)
     limits = np.array([cell.dl_queue_limit_bytes, cell.ul_queue_limit_bytes]) * 8.0
     new_backlog = np.minimum(queue[:, -1], limits) if n else backlog
     kpis = WindowKpis(n, sums, new_backlog, float(watts.sum() * TTI_S))
@@ -338,7 +418,7 @@ def _expected_direction(
     direction: lte.Direction, snr_db: np.ndarray, demand_mbps: np.ndarray, max_mcs: np.ndarray,
     max_prb: np.ndarray, cell: CellParams, channel: ChannelParams,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    mcs = np.minimum(la_mcs(reported_cqi(snr_db), direction), max_mcs)
+    mcs = np.minimum(la_mcs(reported_cqi(snr_db), direction, channel), max_mcs)
     # Average the decoding success over the per-TTI fading (Gauss-Hermite quadrature).
     p_ok = sum(w * (1 - bler(mcs, snr_db + channel.fading_sigma_db * x, direction, channel))
                for x, w in zip(_GH_NODES, _GH_WEIGHTS))
@@ -364,7 +444,8 @@ def expected_round(caps: Caps, env: Environment, cal: Calibration) -> RoundOutco
         "dl", dl_snr, env.dl_demand_mbps, caps.dl_max_mcs, caps.dl_max_prb, cell, channel)
     ul_rate, ul_mcs, ul_air = _expected_direction(
         "ul", ul_snr, env.ul_demand_mbps, caps.ul_max_mcs, caps.ul_max_prb, cell, channel)
-    watts = power_w(dl_air, dl_mcs, ul_air, ul_mcs, ul_snr, caps.dl_gain_db, cal.power)
+    watts = power_w(dl_air, dl_mcs, ul_air, ul_mcs, ul_snr, caps.dl_gain_db, cal.power,
+                    link_tables(channel))
     shape = np.broadcast(dl_rate, ul_rate, watts).shape
     return RoundOutcome(
         *(np.broadcast_to(a, shape) for a in (

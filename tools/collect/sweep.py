@@ -3,6 +3,7 @@
 A sweep folder is a `RunDirectory` whose table is ``cells``:
 
     run.json            the plan, the config, and how the sweep stands (status, cells done)
+    provenance.json     what was measured, where and how (`provenance.py`)
     cells.arrow         the journal while a sweep is live: one row per finished cell, on disk
                         as soon as the cell's last round is; `cells.parquet` when it stops
     dataset_dlul.csv    the cells in the public dataset's column layout (`export.py`)
@@ -41,6 +42,7 @@ from hil.run import execute
 from hil.schema import POLICY_FIELDS
 from tools.collect.export import write_dlul_csv
 from tools.collect.plan import Cell, Condition, PlanError, SweepPlan
+from tools.collect.provenance import write_provenance
 from tools.collect.schema import CELL_SCHEMA, MEASURED_MEANS, MEASURED_VARS
 
 CellCallback = Callable[[dict[str, Any]], None]
@@ -207,6 +209,7 @@ def open_sweep(path: Path, cfg: HilConfig, config_path: Path, plan: SweepPlan) -
                       "calibration": (str(cfg.vbs.emulator.calibration.resolve())
                                       if cfg.vbs.kind == "emulated" else None),
                       "cells_total": plan.n_cells, "start_utc": _now(), "status": "running"})
+    write_provenance(path, cfg, plan)
     return sweep, set()
 
 
