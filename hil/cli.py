@@ -9,6 +9,7 @@
     hil fit-power DATASET [--out CALIBRATION.yaml]
     hil keys DIR
     hil landscape DATASET [--calibration CAL] [--delta D ...]
+    hil publish-dataset SWEEP DEST
     hil srsran build --source SRSRAN_4G_CHECKOUT | --clone [--prefix DIR] [--uhd]
 
 Operator errors (`HilError`) print one line saying what to fix and exit with status 2; an
@@ -221,6 +222,18 @@ def cmd_fit_power(args: argparse.Namespace) -> int:
     return run(args, console)
 
 
+def cmd_publish_dataset(args: argparse.Namespace) -> int:
+    from tools.collect.publish import publish
+    from tools.collect.sweep import rebuild_cells
+
+    if args.rebuild:
+        console.print(f"{rebuild_cells(Path(args.sweep))} cells derived again from the rounds "
+                      f"in {args.sweep}/blocks", highlight=False)
+    for path in publish(Path(args.sweep), Path(args.dest)):
+        console.print(str(path), highlight=False)
+    return 0
+
+
 def cmd_landscape(args: argparse.Namespace) -> int:
     from tools.landscape.command import run
 
@@ -345,12 +358,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit-power", help="fit the power model to a collected dataset: R^2, "
                          "RMSE, residual plot, calibration YAML")
-    fit.add_argument("dataset", help="a sweep folder or its cells.parquet")
+    fit.add_argument("dataset", nargs="+", help="sweep folders (or a cells.parquet), fitted "
+                     "together")
+    fit.add_argument("--power", default="power_w", choices=("power_w", "enb_cpu_model_w"),
+                     help="the watts to fit: the meter's, or the CPU model on the eNB's CPU "
+                     "alone (a one-machine ZMQ testbed; default: %(default)s)")
+    fit.add_argument("--fit-link", action="store_true",
+                     help="also fit the link adaptation (MCS per CQI) the datasets measured")
     fit.add_argument("--base", help="calibration whose cell, channel and fixed parts the fit "
                      "keeps (default: the sweep's, else the bundled emulated-nuc.yaml)")
     fit.add_argument("--out", help="calibration YAML to write (default: DATASET/calibration.yaml)")
     fit.add_argument("--name", help="`name:` of the calibration (default: fitted-<sweep>)")
     fit.set_defaults(func=cmd_fit_power)
+
+    pub = sub.add_parser("publish-dataset", help="a finished sweep as a portable dataset: "
+                         "cells, run.json, provenance.json, no per-round blocks or local paths")
+    pub.add_argument("sweep", help="a `hil collect` sweep folder")
+    pub.add_argument("dest", help="folder to write (e.g. datasets/measured/<name>)")
+    pub.add_argument("--rebuild", action="store_true", help="first derive the cells again from "
+                     "the sweep's rounds with this version's definitions (measures nothing)")
+    pub.set_defaults(func=cmd_publish_dataset)
 
     land = sub.add_parser("landscape", help="does the emulator rank the policies as a measured "
                           "dataset does? Spearman and the best policy per condition, a figure")

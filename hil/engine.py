@@ -212,8 +212,10 @@ class RoundEngine:
 
         seconds = window.nof_tti * 1e-3  # rates per TTI time: srsRAN may run slower than real time
         start = opened.cell
-        dl_demand = (start.dl_backlog_bytes * 8 + cell.dl_bits_arrived) / seconds / 1e6
-        ul_demand = (start.ul_backlog_bytes * 8 + cell.ul_bits_arrived) / seconds / 1e6
+        row.update(
+            dl_arrived_mbps=(start.dl_backlog_bytes * 8 + cell.dl_bits_arrived) / seconds / 1e6,
+            ul_arrived_mbps=(start.ul_backlog_bytes * 8 + cell.ul_bits_arrived) / seconds / 1e6)
+        dl_demand, ul_demand = round_demand(row)
         row.update(
             dl_bits=cell.dl_bits_acked, ul_bits=cell.ul_bits_ok,
             dl_rate_mbps=cell.dl_bits_acked / seconds / 1e6,
@@ -230,6 +232,25 @@ class RoundEngine:
         u, raw, f = rw.reward(row["dl_rate_mbps"], dl_demand, row["ul_rate_mbps"], ul_demand,
                               reading.power_w, self.params.reward)
         row.update(utility=float(u), reward_raw=float(raw), reward=float(f))
+
+
+def round_demand(row: dict[str, Any]) -> tuple[float, float]:
+    """The round's DL and UL demand (Mb/s per TTI time), which the reward divides by.
+
+    Where a traffic generator reports the rate it offered (`traffic_*_mbps`, wall clock),
+    that rate in TTI time (the link may run slower than real time): a full queue at the vBS
+    drops what it cannot hold, so what arrived there undercounts what was asked of it
+    whenever a cap binds (measured on srsRAN: 5 Mb/s "arrived" of 36 offered under the
+    smallest caps). Without a generator (the emulated vBS, which drops nothing before
+    counting), what arrived, the backlog at the window start included (`*_arrived_mbps`).
+    """
+    tti_per_wall = row["nof_tti"] * 1e-3 / row["window_s"] if row.get("window_s") else None
+    out = []
+    for direction in ("dl", "ul"):
+        offered = row.get(f"traffic_{direction}_mbps")
+        out.append(offered / tti_per_wall if offered is not None and tti_per_wall
+                   else row[f"{direction}_arrived_mbps"])
+    return out[0], out[1]
 
 
 def _recorded_user_caps(row: dict[str, Any]) -> dict[int, int] | None:

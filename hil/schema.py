@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _field(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = True) -> pa.Field:
@@ -60,8 +60,14 @@ ROUND_SCHEMA = pa.schema(
         _field("ul_bits", pa.int64(), "bit", "UL bits received OK in the window"),
         _field("dl_rate_mbps", pa.float64(), "Mb/s", "DL throughput per TTI time"),
         _field("ul_rate_mbps", pa.float64(), "Mb/s", "UL throughput per TTI time"),
-        _field("dl_demand_mbps", pa.float64(), "Mb/s", "DL traffic arriving at the eNB"),
-        _field("ul_demand_mbps", pa.float64(), "Mb/s", "UL traffic arriving at the UE buffers"),
+        _field("dl_demand_mbps", pa.float64(), "Mb/s", "DL demand of the reward: the offered "
+               "rate in TTI time where a generator runs, else dl_arrived_mbps "
+               "(engine.round_demand)"),
+        _field("ul_demand_mbps", pa.float64(), "Mb/s", "UL demand of the reward (as the DL's)"),
+        _field("dl_arrived_mbps", pa.float64(), "Mb/s", "DL traffic that arrived at the eNB's "
+               "queues (with the backlog at the window start), per TTI time"),
+        _field("ul_arrived_mbps", pa.float64(), "Mb/s", "UL traffic that arrived at the UE's "
+               "buffers (with the backlog at the window start), per TTI time"),
         _field("dl_cqi", pa.float64(), "1", "mean reported DL CQI"),
         _field("ul_snr_db", pa.float64(), "dB", "mean UL SNR"),
         _field("dl_mcs", pa.float64(), "1", "mean DL MCS over TTIs with a grant"),

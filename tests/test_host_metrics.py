@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from drivers.host.cpu_power import CpuPowerModel
+from drivers.host import metrics as metrics_module
 from drivers.host.metrics import HostMetrics
 from hil.errors import MeterError
 
@@ -116,14 +117,17 @@ def test_rapl_power_is_the_window_energy_over_its_duration(powercap: FakePowerca
 
 
 def test_without_rapl_the_rapl_figures_are_none_and_it_is_logged_once(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    metrics = HostMetrics("no-such-process", powercap_root=tmp_path / "absent")
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once per process: a sweep builds new metrics for every block."""
+    monkeypatch.setitem(metrics_module._warned, "rapl", False)
 
     with caplog.at_level(logging.WARNING, logger="drivers.host.metrics"):
         readings = []
-        for _ in range(3):
-            metrics.start()
-            readings.append(metrics.stop())
+        for _ in range(2):
+            metrics = HostMetrics("no-such-process", powercap_root=tmp_path / "absent")
+            for _ in range(2):
+                metrics.start()
+                readings.append(metrics.stop())
 
     assert all(r.rapl_energy_j is None and r.rapl_power_w is None for r in readings)
     assert len([r for r in caplog.records if "RAPL" in r.getMessage()]) == 1

@@ -59,6 +59,8 @@ class LinkAdaptation(StrictModel):
 
     dl_mcs_by_cqi: tuple[float, ...] = Field(..., min_length=16, max_length=16)
     ul_mcs_by_cqi: tuple[float, ...] = Field(..., min_length=16, max_length=16)
+    dl_bler: float = Field(0.1, gt=0, lt=0.5, description="the DL BLER it settles at")
+    ul_bler: float = Field(0.1, gt=0, lt=0.5, description="the UL BLER it settles at")
     source: str = Field("", description="what the table was measured from")
 
     @model_validator(mode="after")
@@ -76,6 +78,10 @@ class ChannelParams(StrictModel):
     bler_target: float = Field(0.1, gt=0, lt=0.5, description="BLER at the MCS's required SNR")
     cqi_delay_tti: int = Field(4, ge=0, le=80, description="age of the CQI link adaptation uses")
     ul_snr_offset_db: float = Field(0.0, description="UL SNR relative to the scenario's CQI")
+    ul_fixed_total_power: bool = Field(
+        False, description="the UE sends every grant at one total power (srsUE has no UL power "
+        "control), so a grant of fewer PRBs puts more power, and SNR, on each: "
+        "+10 log10(full band / PRBs); the scenario's UL CQI is then the full band's")
     link_adaptation: LinkAdaptation | None = Field(
         None, description="measured MCS per CQI; none: the 3GPP efficiency table's")
 
@@ -208,6 +214,17 @@ class LinkTables:
 
     required_snr_db: np.ndarray  # (2, 29)
     la_mcs_by_cqi: np.ndarray  # (2, 16), int
+    ul_table: np.ndarray | None = None
+    """The measured UL table (MCS per CQI, 16 floats): the eNB adapts to its own SNR
+    estimate, continuously, not to an integer CQI report; None: the UL picks per integer
+    CQI as the DL does."""
+
+    def ul_mcs(self, snr_db: np.ndarray) -> np.ndarray:
+        """The UL MCS link adaptation picks at an UL SNR."""
+        if self.ul_table is None:
+            return self.la_mcs_by_cqi[1][reported_cqi(snr_db)]
+        return np.round(np.interp(lte.snr_db_to_cqi(snr_db), _CQI, self.ul_table)).astype(
+            np.int64)
 
 
 _STANDARD_TABLES = LinkTables(_REQUIRED_SNR_DB, _LA_MCS_BY_CQI)
@@ -226,8 +243,8 @@ def _measured_tables(dl: tuple[float, ...], ul: tuple[float, ...]) -> LinkTables
     required, picked = [], []
     for table in (np.asarray(dl), np.asarray(ul)):
         required.append(lte.cqi_to_snr_db(_cqi_reaching(table, _MCS)))
-        picked.append(np.floor(table + 1e-9).astype(np.int64))
-    return LinkTables(np.stack(required), np.stack(picked))
+        picked.append(np.round(table).astype(np.int64))  # the measured mean, as a whole MCS
+    return LinkTables(np.stack(required), np.stack(picked), ul_table=np.asarray(ul))
 
 
 def _cqi_reaching(table: np.ndarray, mcs: np.ndarray) -> np.ndarray:
@@ -245,8 +262,12 @@ def _cqi_reaching(table: np.ndarray, mcs: np.ndarray) -> np.ndarray:
     return np.where(mcs > table[-1], 15.0 + (mcs - table[-1]) * per_mcs, cqi)
 
 
-def _bler_logit_offset(channel: ChannelParams) -> float:
-    return float(np.log((1 - channel.bler_target) / channel.bler_target))
+def _bler_logit_offset(channel: ChannelParams, direction: lte.Direction) -> float:
+    """The logistic's offset that puts the BLER at the target at the required SNR: the
+    channel's, or the BLER a measured link adaptation settles at in `direction`."""
+    la = channel.link_adaptation
+    target = channel.bler_target if la is None else getattr(la, f"{direction}_bler")
+    return float(np.log((1 - target) / target))
 
 
 def bler(mcs: np.ndarray, snr_db: np.ndarray, direction: lte.Direction,
@@ -254,7 +275,8 @@ def bler(mcs: np.ndarray, snr_db: np.ndarray, direction: lte.Direction,
     """Block error rate: logistic in SNR, equal to the target at the MCS's required SNR."""
     required = link_tables(channel).required_snr_db[DIRECTIONS.index(direction)]
     margin = np.asarray(snr_db) - required[mcs]
-    return 1.0 / (1.0 + np.exp(channel.bler_slope_per_db * margin + _bler_logit_offset(channel)))
+    return 1.0 / (1.0 + np.exp(channel.bler_slope_per_db * margin
+                                + _bler_logit_offset(channel, direction)))
 
 
 def reported_cqi(snr_db: np.ndarray) -> np.ndarray:
@@ -268,6 +290,16 @@ def la_mcs(cqi: np.ndarray, direction: lte.Direction,
     calibration's measured one)."""
     tables = _STANDARD_TABLES if channel is None else link_tables(channel)
     return tables.la_mcs_by_cqi[DIRECTIONS.index(direction)][cqi]
+
+
+def ul_grant_snr_gain_db(prbs: np.ndarray | int, cell: CellParams,
+                         channel: ChannelParams) -> np.ndarray:
+    """How much higher the UL SNR of a grant of `prbs` is than over the full band (0 with UL
+    power control; measured over srsRAN's ZMQ radio: +6.0 dB at 9 of 41 PRBs)."""
+    if not channel.ul_fixed_total_power:
+        return np.zeros(np.shape(prbs))
+    full = cell.nof_prb - cell.ul_pucch_prb
+    return 10.0 * np.log10(full / np.maximum(np.asarray(prbs, dtype=float), 1.0))
 
 
 def direction_power(a: np.ndarray, m: np.ndarray, p: DirectionPower) -> np.ndarray:
@@ -332,7 +364,8 @@ def simulate_window(
     tables = link_tables(channel)
     n, delay = len(env_per_tti), channel.cqi_delay_tti
     gain = float(caps.dl_gain_db)
-    offsets = np.array([[gain], [channel.ul_snr_offset_db]])
+    offsets = np.array([[gain], [channel.ul_snr_offset_db + float(
+        ul_grant_snr_gain_db(int(caps.ul_max_prb), cell, channel))]])
     cqi_env = np.stack([env_per_tti.dl_cqi, env_per_tti.ul_cqi])
     snr = lte.cqi_to_snr_db(cqi_env) + offsets + rng.normal(0.0, channel.fading_sigma_db, (2, n))
 
@@ -342,7 +375,7 @@ def simulate_window(
         pipeline = np.repeat(snr[:, :1], delay, axis=1)
     seen = np.concatenate([pipeline, snr], axis=1)
     cqi = reported_cqi(seen[:, :n])
-    mcs_la = tables.la_mcs_by_cqi[_ROW, cqi]
+    mcs_la = np.stack([tables.la_mcs_by_cqi[0][cqi[0]], tables.ul_mcs(seen[1, :n])])
     max_mcs = np.array([[int(caps.dl_max_mcs)], [int(caps.ul_max_mcs)]])
     max_prb = np.array([int(caps.dl_max_prb), int(caps.ul_max_prb)])
     budget = np.array([[int(caps.dl_prb_budget)], [int(caps.ul_prb_budget)]])
@@ -352,7 +385,8 @@ def simulate_window(
         * BITS_PER_TTI_PER_MBPS
     cap_bits = _TBS_BITS[_ROW, mcs, max_prb[:, None]]
     margin = snr - tables.required_snr_db[_ROW, mcs]
-    p_error = 1.0 / (1.0 + np.exp(channel.bler_slope_per_db * margin + _bler_logit_offset(channel)))
+    offsets_logit = np.array([[_bler_logit_offset(channel, d)] for d in DIRECTIONS])
+    p_error = 1.0 / (1.0 + np.exp(channel.bler_slope_per_db * margin + offsets_logit))
     success = rng.random((2, n)) >= p_error
     capacity = np.where(success, cap_bits, 0.0)
     # Lindley recursion Q_k = max(Q_{k-1} + arrivals_k - capacity_k, 0), vectorised:
@@ -418,7 +452,10 @@ def _expected_direction(
     direction: lte.Direction, snr_db: np.ndarray, demand_mbps: np.ndarray, max_mcs: np.ndarray,
     max_prb: np.ndarray, cell: CellParams, channel: ChannelParams,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    mcs = np.minimum(la_mcs(reported_cqi(snr_db), direction, channel), max_mcs)
+    tables = link_tables(channel)
+    picked = (tables.la_mcs_by_cqi[0][reported_cqi(snr_db)] if direction == "dl"
+              else tables.ul_mcs(snr_db))
+    mcs = np.minimum(picked, max_mcs)
     # Average the decoding success over the per-TTI fading (Gauss-Hermite quadrature).
     p_ok = sum(w * (1 - bler(mcs, snr_db + channel.fading_sigma_db * x, direction, channel))
                for x, w in zip(_GH_NODES, _GH_WEIGHTS))
@@ -439,7 +476,8 @@ def expected_round(caps: Caps, env: Environment, cal: Calibration) -> RoundOutco
     """
     cell, channel = cal.cell, cal.channel
     dl_snr = lte.cqi_to_snr_db(env.dl_cqi) + caps.dl_gain_db
-    ul_snr = lte.cqi_to_snr_db(env.ul_cqi) + channel.ul_snr_offset_db
+    ul_snr = (lte.cqi_to_snr_db(env.ul_cqi) + channel.ul_snr_offset_db
+              + ul_grant_snr_gain_db(caps.ul_max_prb, cell, channel))
     dl_rate, dl_mcs, dl_air = _expected_direction(
         "dl", dl_snr, env.dl_demand_mbps, caps.dl_max_mcs, caps.dl_max_prb, cell, channel)
     ul_rate, ul_mcs, ul_air = _expected_direction(

@@ -42,6 +42,7 @@ import psutil
 log = logging.getLogger(__name__)
 
 _PACKAGE_ZONE = re.compile(r"intel-rapl:\d+")
+_warned = {"rapl": False}
 _UJ_PER_J = 1e6
 
 
@@ -91,7 +92,6 @@ class HostMetrics:
         self._clock = clock
         self._cpu_count = psutil.cpu_count() or 1
         self._rapl: list[_RaplCounter] | None = None
-        self._rapl_warned = False
         self._start: _Snapshot | None = None
 
     def start(self) -> None:
@@ -143,11 +143,11 @@ class HostMetrics:
                 raise OSError(f"no intel-rapl package zone under {self.powercap_root}")
             return [int(c.energy_path.read_text()) for c in self._rapl]
         except (OSError, ValueError) as exc:
-            if not self._rapl_warned:
+            if not _warned["rapl"]:  # once per process: a sweep builds one per block
                 log.warning("RAPL energy unavailable (%s); the rapl_* figures stay empty. "
                             "RAPL needs an Intel or recent AMD CPU and, since Linux 5.10, "
                             "root to read energy_uj.", exc)
-                self._rapl_warned = True
+                _warned["rapl"] = True
             return None
 
 

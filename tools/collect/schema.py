@@ -12,14 +12,15 @@ import pyarrow as pa
 
 from hil.schema import POLICY_FIELDS, ROUND_SCHEMA
 
-CELL_SCHEMA_VERSION = 2
+CELL_SCHEMA_VERSION = 3
 
 _MEASURED = [  # (round column, also its variance?)
     ("power_w", True), ("rapl_power_w", True), ("dl_rate_mbps", True), ("ul_rate_mbps", True),
-    ("dl_demand_mbps", False), ("ul_demand_mbps", False), ("dl_bler", False), ("ul_bler", False),
+    ("dl_demand_mbps", False), ("ul_demand_mbps", False), ("dl_arrived_mbps", False),
+    ("ul_arrived_mbps", False), ("dl_bler", False), ("ul_bler", False),
     ("dl_cqi", False), ("ul_snr_db", False), ("dl_mcs", False), ("ul_mcs", False),
-    ("dl_prb", False), ("ul_prb", False), ("host_cpu_pct", False), ("enb_cpu_pct", False),
-    ("ue_cpu_pct", False),
+    ("dl_prb", False), ("ul_prb", False), ("host_cpu_pct", False), ("enb_cpu_pct", True),
+    ("ue_cpu_pct", True),
     ("traffic_dl_mbps", False), ("traffic_ul_mbps", False),
 ]
 MEASURED_MEANS = tuple(name for name, _ in _MEASURED)

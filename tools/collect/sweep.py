@@ -38,6 +38,7 @@ from agents.policy_space import PolicySpace
 from hil.config import HilConfig, ScenarioConfig
 from hil.errors import HilError
 from hil.recorder import RoundRecorder, RunDirectory
+from hil.engine import round_demand
 from hil.run import execute
 from hil.schema import POLICY_FIELDS
 from tools.collect.export import write_dlul_csv
@@ -285,6 +286,49 @@ def _run_block(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, cells: list
     if outcome.status == "completed":
         return "completed", outcome.reason
     return outcome.status, f"{run_dir.path.name} ({condition.label()}): {outcome.reason}"
+
+
+def rebuild_cells(path: Path) -> int:
+    """Derive every cell of a finished sweep again from the rounds on disk (its blocks), with
+    this version's definitions (`hil.engine.round_demand`, the cell schema); measures
+    nothing. Returns the cells written. For rounds recorded before a column existed, it is
+    derived from the columns they have."""
+    sweep = RunDirectory(path, table="cells")
+    meta = sweep.read_meta()
+    plan = SweepPlan.from_dict(meta["plan"])
+    old = sweep.read_rounds(CELL_SCHEMA).to_pylist()
+    by_block: dict[str, list[dict[str, Any]]] = {}
+    rows = []
+    for cell_row in sorted(old, key=lambda r: r["order"]):
+        block = cell_row["block"]
+        if block not in by_block:
+            by_block[block] = [_with_demand(r) for r in
+                               RunDirectory(path / "blocks" / block).read_rounds().to_pylist()]
+        first = cell_row["first_round"]
+        rounds = by_block[block][first:first + plan.rounds_per_cell]
+        cell = Cell(cell_row["order"], cell_row["condition"], cell_row["policy_index"],
+                    cell_row["rep"])
+        rows.append(summarise_cell(cell, plan, rounds, block=block,
+                                   round_s=cell_row["round_s"]))
+    sweep.parquet_path.unlink()
+    with RoundRecorder(sweep, CELL_SCHEMA) as recorder:
+        for row in rows:
+            recorder.append(row)
+    return len(rows)
+
+
+def _with_demand(row: dict[str, Any]) -> dict[str, Any]:
+    """A recorded round with `*_arrived_mbps` and the demand of `round_demand` (rounds of
+    round schema <= 4 kept the arrived rate as their demand)."""
+    if not row.get("valid"):
+        return row
+    row = dict(row)
+    for direction in ("dl", "ul"):
+        row.setdefault(f"{direction}_arrived_mbps", row[f"{direction}_demand_mbps"])
+        if row[f"{direction}_arrived_mbps"] is None:
+            row[f"{direction}_arrived_mbps"] = row[f"{direction}_demand_mbps"]
+    row["dl_demand_mbps"], row["ul_demand_mbps"] = round_demand(row)
+    return row
 
 
 def _now() -> str:

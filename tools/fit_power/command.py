@@ -1,8 +1,10 @@
-"""`hil fit-power DATASET` (arguments declared in hil/cli.py): fit, report, write calibration.
+"""`hil fit-power DATASET...` (arguments declared in hil/cli.py): fit, report, write calibration.
 
     hil fit-power datasets/zmq-emulated                  (a `hil collect` sweep folder)
     hil fit-power datasets/lab/cells.parquet --base testbed_configs/calibration/emulated-nuc.yaml \
         --out testbed_configs/calibration/our-lab.yaml
+    hil fit-power SWEEP [SWEEP...] --fit-link --power enb_cpu_model_w --out CAL.yaml
+                    (several sweeps together; the link adaptation too: tools/fit_power/link.py)
 
 Prints each coefficient with its standard error beside the base calibration's, R^2 and RMSE;
 writes the calibration YAML (the schema of `drivers.emulated.model.Calibration`, so
@@ -15,24 +17,44 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from rich.console import Console
 from rich.table import Table
 
 from drivers.emulated.model import load_calibration
 from hil.recorder import RunDirectory
-from tools.fit_power.fit import FitError, PowerFit, power_coefficients, fit_power, read_cells
+from tools.collect.reading import read_sweep
+from tools.fit_power.fit import FitError, PowerFit, fit_power, power_coefficients, read_cells
+from tools.fit_power.link import fit_link_adaptation, ul_grant_limit_prb, ul_snr_per_prb_slope
 from tools.fit_power.plot import residual_figure
 
 BUNDLED_BASE = Path(__file__).resolve().parents[2] / "testbed_configs/calibration/emulated-nuc.yaml"
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    cells, folder = read_cells(Path(args.dataset))
+    datasets = [Path(d) for d in args.dataset]
+    cells, folder = _read(datasets, args.power)
     base_path = Path(args.base) if args.base else _sweep_calibration(folder) or BUNDLED_BASE
     base = load_calibration(base_path)
     name = args.name or f"fitted-{folder.resolve().name}"
-    fit = fit_power(cells, base, name=name)
+    if args.fit_link:
+        link = fit_link_adaptation(cells, ", ".join(str(d) for d in datasets))
+        slope = ul_snr_per_prb_slope(cells)
+        fixed_power = bool(abs(slope + 1.0) < 0.25)
+        cell = base.cell
+        if (granted := ul_grant_limit_prb(cells)) is not None:
+            cell = cell.model_copy(update={"ul_pucch_prb": int(round(cell.nof_prb - granted))})
+        base = base.model_copy(update={"cell": cell, "channel": base.channel.model_copy(
+            update={"link_adaptation": link, "ul_fixed_total_power": fixed_power})})
+        console.print(f"UL SNR per 10 log10(PRBs): {slope:+.2f} dB/dB (-1: the UE sends at a "
+                      f"fixed total power) -> ul_fixed_total_power: {fixed_power}; UL grants "
+                      f"of at most {cell.nof_prb - cell.ul_pucch_prb} PRBs (measured median "
+                      f"{granted})", highlight=False)
+        console.print(f"link adaptation, MCS per CQI 0..15: DL "
+                      f"{' '.join(f'{v:.0f}' for v in link.dl_mcs_by_cqi)}; UL "
+                      f"{' '.join(f'{v:.0f}' for v in link.ul_mcs_by_cqi)}", highlight=False)
+    fit = fit_power(cells, base, name=name, power_column=args.power)
     out = Path(args.out) if args.out else folder / "calibration.yaml"
     console.print(_table(fit, power_coefficients(base.power), base_path.name))
     console.print(f"R^2 {fit.r2:.5f}, RMSE {fit.rmse_w * 1000:.2f} mW over {fit.n_cells} cells "
@@ -41,11 +63,29 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print("[yellow]held at the base calibration's values (the dataset does not "
                       f"determine them): {', '.join(fit.held)}; widen the grid (more PRB ratios, "
                       "DL gains, UL channel conditions) to fit them")
-    write_calibration(fit, out, source=Path(args.dataset), base_path=base_path)
+    write_calibration(fit, out, source=" ".join(args.dataset), base_path=base_path,
+                      power=args.power)
     png = residual_figure(fit, f"{name}: power fit on {fit.n_cells} cells",
                           out.with_name(out.stem + "-residuals.png"))
     console.print(f"calibration: {out}\nresidual plot: {png}", highlight=False)
     return 0
+
+
+def _read(datasets: list[Path], power: str) -> tuple[pd.DataFrame, Path]:
+    """The cells of every dataset (a `dataset` column tells them apart), with `power`
+    watts; the first one's folder."""
+    frames = []
+    for path in datasets:
+        if path.is_dir():
+            cells = read_sweep(path).with_power(power)
+        elif power == "power_w":
+            cells, _ = read_cells(path)
+        else:
+            raise FitError(f"{path}: --power {power} needs the sweep folder (its run.json and "
+                           "provenance.json), not a file")
+        frames.append(cells.assign(dataset=str(path)))
+    first = datasets[0]
+    return pd.concat(frames, ignore_index=True), first if first.is_dir() else first.parent
 
 
 def _sweep_calibration(folder: Path) -> Path | None:
@@ -68,11 +108,14 @@ def _table(fit: PowerFit, base: dict[str, float], base_name: str) -> Table:
     return table
 
 
-def write_calibration(fit: PowerFit, path: Path, *, source: Path, base_path: Path) -> Path:
+def write_calibration(fit: PowerFit, path: Path, *, source: Path | str, base_path: Path,
+                      power: str = "power_w") -> Path:
     """The calibration YAML with a header saying where it came from and how well it fits."""
     header = (f"# Fitted by `hil fit-power {source}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.\n"
-              f"# {fit.n_cells} cells; R^2 {fit.r2:.5f}, RMSE {fit.rmse_w:.4f} W.\n"
-              f"# Cell, channel, radio_fixed_w and ul_decode margin/span from {base_path}.\n")
+              f"# Watts: {power}. {fit.n_cells} cells; R^2 {fit.r2:.5f}, "
+              f"RMSE {fit.rmse_w:.4f} W.\n"
+              f"# Cell, radio_fixed_w and ul_decode margin/span from {base_path}; channel "
+              "from there too unless a link adaptation is fitted (its `source` says).\n")
     if fit.held:
         header += f"# Held at the base's values (not determined): {', '.join(fit.held)}.\n"
     body = yaml.safe_dump(fit.calibration.model_dump(mode="json"), sort_keys=False)

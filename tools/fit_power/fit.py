@@ -37,13 +37,12 @@ from scipy.optimize import lsq_linear
 from scipy.special import ndtr
 
 from drivers.emulated import lte
-from drivers.emulated.model import Calibration, PowerParams
+from drivers.emulated.model import Calibration, PowerParams, link_tables
 from hil.errors import HilError
 from hil.recorder import RunDirectory
 from tools.collect.schema import CELL_SCHEMA
 
 _UL_MCS = np.arange(lte.MAX_MCS + 1)
-_UL_REQUIRED_SNR_DB = lte.required_snr_db(_UL_MCS, "ul")
 
 
 class FitError(HilError):
@@ -104,7 +103,7 @@ def design_matrix(cells: pd.DataFrame, base: Calibration) -> np.ndarray:
     a_u = cells["ul_prb"].to_numpy(float) / n_prb
     m_d, m_u = cells["dl_mcs"].to_numpy(float), cells["ul_mcs"].to_numpy(float)
     gain = cells["applied_dl_gain_db"].to_numpy(float)
-    required = np.interp(m_u, _UL_MCS, _UL_REQUIRED_SNR_DB)
+    required = np.interp(m_u, _UL_MCS, link_tables(base.channel).required_snr_db[1])
     # Where link adaptation picks the MCS (below the cap), it follows the SNR of a few TTIs
     # before, so the shortfall spreads with two independent fades, not one.
     adapting = ~(m_u >= cells["applied_ul_max_mcs"].to_numpy(float) - 0.5)  # NaN: uncapped
@@ -132,26 +131,29 @@ def expected_clip(x: np.ndarray, span: float, sigma: np.ndarray | float) -> np.n
     return np.where(sigma > 0, ramp(x) - ramp(x - span), np.clip(x, 0, span))
 
 
-def usable_cells(cells: pd.DataFrame) -> pd.DataFrame:
+def usable_cells(cells: pd.DataFrame, power_column: str = "power_w") -> pd.DataFrame:
     """Cells that were measured (not failed) and have every column the fit reads."""
-    missing = [c for c in (*MEASURED, "applied_ul_max_mcs") if c not in cells.columns]
+    measured = (power_column, *MEASURED[1:])
+    missing = [c for c in (*measured, "applied_ul_max_mcs") if c not in cells.columns]
     if missing:
         raise FitError(f"the dataset has no column(s) {', '.join(missing)}; fit-power reads "
                        "the cells.parquet of `hil collect`")
     ok = ~cells["failed"].astype(bool) if "failed" in cells.columns else np.ones(len(cells), bool)
-    ok &= np.isfinite(cells[list(MEASURED)].astype(float)).all(axis=1)
+    ok &= np.isfinite(cells[list(measured)].astype(float)).all(axis=1)
     return cells[ok]
 
 
-def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted") -> PowerFit:
-    """Fit every determinable coefficient; the rest are held at `base`'s values."""
+def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted",
+              power_column: str = "power_w") -> PowerFit:
+    """Fit every determinable coefficient to the watts in `power_column`; the rest are held
+    at `base`'s values."""
     cells = cells.copy()
     for direction in ("dl", "ul"):  # no grant, no MCS: the value does not matter (a = 0)
         idle = cells[f"{direction}_prb"].astype(float) == 0
         cells.loc[idle, f"{direction}_mcs"] = cells.loc[idle, f"{direction}_mcs"].fillna(0.0)
-    usable = usable_cells(cells)
+    usable = usable_cells(cells, power_column)
     a = design_matrix(usable, base)
-    y = usable["power_w"].to_numpy(float)
+    y = usable[power_column].to_numpy(float)
     base_values = power_coefficients(base.power)
     admitted = _identifiable(a)
     if len(y) <= len(admitted):

@@ -17,39 +17,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from agents.policy_space import PolicySpace
 from drivers.emulated.model import load_calibration
-from hil.errors import HilError
-from hil.recorder import RunDirectory
 from hil.reward import RewardParams
-from tools.fit_power.fit import read_cells
+from tools.collect.reading import Sweep, read_sweep
 from tools.landscape.compare import MIN_SPEARMAN, TOP, ConditionLandscape, compare
 from tools.landscape.figure import landscape_figure
 
 
-class LandscapeError(HilError):
-    """A dataset that cannot be compared with the emulator."""
-
-
-def load_dataset(path: Path) -> tuple[object, PolicySpace, dict]:
-    """Cells, the sweep's policy grid and its run.json, from a sweep folder."""
-    cells, folder = read_cells(path)
-    meta_dir = RunDirectory(folder, table="cells")
-    if not meta_dir.meta_path.exists():
-        raise LandscapeError(f"{folder}: no run.json beside the cells, so the policy grid "
-                             "they index is unknown; give the sweep folder")
-    meta = meta_dir.read_meta()
-    return cells, PolicySpace(**meta["plan"]["space"]), meta
-
-
 def run(args: argparse.Namespace, console: Console) -> int:
-    cells, space, meta = load_dataset(Path(args.dataset))
+    sweep = read_sweep(Path(args.dataset))
     cal_path = Path(args.calibration)
     cal = load_calibration(cal_path)
-    reward_cfg = meta["config"]["reward"]
-    params = [RewardParams(d, reward_cfg["power_min_w"], reward_cfg["power_max_w"])
-              for d in args.delta]
-    results = compare(cells, space, cal, params, power=args.power)
+    results = compare(sweep.with_power(args.power), sweep.space, cal,
+                      reward_params(sweep, args.delta), power=args.power)
     console.print(table(results, f"{args.dataset} against {cal_path.name} ({args.power})"))
     out = Path(args.out) if args.out else Path(args.dataset)
     png = landscape_figure(results, f"measured vs emulated reward per policy ({cal.name})",
@@ -59,6 +39,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
                   f"{MIN_SPEARMAN}, the measured best in the emulator's top {TOP} or its "
                   f"choice within the noise); figure: {png}", highlight=False)
     return 0
+
+
+def reward_params(sweep: Sweep, deltas: list[float]) -> list[RewardParams]:
+    """Each delta with the power bounds the sweep's testbed declared."""
+    bounds = sweep.meta["config"]["reward"]
+    return [RewardParams(d, bounds["power_min_w"], bounds["power_max_w"]) for d in deltas]
 
 
 def table(results: list[ConditionLandscape], title: str) -> Table:

@@ -6,15 +6,18 @@ measurements do, under each condition and for each reward weight. For every cond
 a `hil collect` dataset (one block: a load and a channel) and every delta:
 
 - *measured* reward of each policy: `hil.reward` of the cell's measured DL/UL throughput,
-  the condition's demand and the cell's power (`POWER_SOURCES`); with several repetitions,
+  the condition's demand and the cell's power (a `tools.collect.reading.POWER_SOURCES`
+  column); with several repetitions,
   their mean. Its standard error comes from the cell's round-to-round variances of power
   and throughput (first-order propagation through the reward), over its dwell rounds.
 - *emulated* reward: `expected_round` of the calibration for the same policy in the
-  condition's environment: the condition's median measured demand, DL CQI and UL SNR (as
-  the UL CQI the model takes).
+  condition's environment: the condition's median measured demand, DL CQI (of the cells at
+  full DL gain; the model lowers it by a policy's gain itself) and UL SNR (as the UL CQI
+  the model takes).
 - Spearman's rank correlation over the policies; the measured best policy's rank in the
   emulator; and whether the emulator's best policy is, measured, within two standard
-  errors of the measured best (the emulator need not break ties the measurement cannot).
+  errors (or half a percent of the reward scale) of the measured best: the emulator need
+  not break ties the measurement cannot.
 """
 
 from __future__ import annotations
@@ -27,17 +30,17 @@ from scipy.stats import spearmanr
 
 from agents.policy_space import PolicySpace
 from drivers.emulated import lte
-from drivers.emulated.model import Calibration, expected_round, make_caps
+from drivers.emulated.model import Calibration, expected_round, make_caps, ul_grant_snr_gain_db
 from drivers.emulated.scenarios import Environment
 from hil.reward import UTILITY_MAX, RewardParams, reward
 
 MIN_SPEARMAN = 0.9
 TOP = 3
 NOISE_SE = 2.0
-"""A policy within this many standard errors of the measured best counts as tied with it."""
-POWER_SOURCES = ("power_w", "enb_cpu_model_w")
-"""`power_w`: what the testbed's meter read; `enb_cpu_model_w`: the meter's CPU model applied
-to the eNB process alone (on a one-machine ZMQ testbed the UE shares the host)."""
+"""A policy within this many standard errors of the measured best counts as tied with it,"""
+TIE_REWARD = 0.005
+"""and so does one within half a percent of the reward's [0, 1] scale: a difference the
+measurement may resolve but no learner's choice should be judged on."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ class ConditionLandscape:
         """The emulator's choice, measured, is within NOISE_SE standard errors of the best."""
         best, choice = self.measured_best, int(np.argmax(self.emulated))
         se = np.hypot(self.measured_se[best], self.measured_se[choice])
-        return bool(self.measured[best] - self.measured[choice] <= NOISE_SE * se)
+        return bool(self.measured[best] - self.measured[choice] <= max(NOISE_SE * se,
+                                                                        TIE_REWARD))
 
     @property
     def passes(self) -> bool:
@@ -77,34 +81,32 @@ class ConditionLandscape:
             self.emulated_rank_of_measured_best <= TOP or self.emulated_best_within_noise)
 
 
-def add_enb_power(cells: pd.DataFrame, idle_w: float, per_core_w: float, radio_w: float,
-                  cpu_count: int) -> pd.DataFrame:
-    """`enb_cpu_model_w`: the CPU power model on the eNB process's CPU alone."""
-    busy_cores = cells["enb_cpu_pct"].to_numpy(float) / 100.0 * cpu_count
-    return cells.assign(enb_cpu_model_w=idle_w + per_core_w * busy_cores + radio_w)
-
-
-def condition_environment(cells: pd.DataFrame) -> Environment:
+def condition_environment(cells: pd.DataFrame, cal: Calibration) -> Environment:
     """The environment the emulator compares a condition's cells in: medians of what was
-    measured there (demand per TTI, DL CQI, UL SNR as a CQI)."""
-    def median(column: str) -> float:
-        return float(np.nanmedian(cells[column].to_numpy(float)))
+    measured there (demand per TTI; DL CQI at full DL gain; the UL SNR as a CQI, over the
+    full band where the calibration's UE sends at a fixed total power)."""
+    def median(values: pd.Series | np.ndarray) -> float:
+        return float(np.nanmedian(np.asarray(values, dtype=float)))
 
-    return Environment(np.array([median("dl_demand_mbps")]),
-                       np.array([median("ul_demand_mbps")]),
-                       np.array([median("dl_cqi")]),
-                       np.array([float(lte.snr_db_to_cqi(median("ul_snr_db")))]))
+    full_gain = cells[cells["policy_dl_gain_db"].astype(float) == 0.0]
+    # a UE reports the integer part of its CQI, so reports sit half a step below it on
+    # average; the model takes the CQI itself and floors it as the UE does
+    dl_cqi = min(median((full_gain if len(full_gain) else cells)["dl_cqi"]) + 0.5, 15.0)
+    ul_snr = cells["ul_snr_db"].to_numpy(float) - ul_grant_snr_gain_db(
+        cells["ul_prb"].to_numpy(float), cal.cell, cal.channel)
+    return Environment(np.array([median(cells["dl_demand_mbps"])]),
+                       np.array([median(cells["ul_demand_mbps"])]),
+                       np.array([dl_cqi]), np.array([float(lte.snr_db_to_cqi(median(ul_snr)))]))
 
 
 def compare(cells: pd.DataFrame, space: PolicySpace, cal: Calibration,
             params: list[RewardParams], power: str = "power_w") -> list[ConditionLandscape]:
-    """Every condition of `cells` under every reward weight of `params`."""
-    if power not in POWER_SOURCES:
-        raise ValueError(f"power must be one of {POWER_SOURCES}, got {power!r}")
+    """Every condition of `cells` under every reward weight of `params`; `power` names the
+    column of measured watts (`tools.collect.reading.POWER_SOURCES`)."""
     usable = cells[~cells["failed"].astype(bool)]
     out = []
     for condition, group in usable.groupby("condition", sort=True):
-        env = condition_environment(group)
+        env = condition_environment(group, cal)
         by_policy = group.groupby("policy_index", sort=True)
         index = np.array(list(by_policy.groups), dtype=np.int64)
         mean = by_policy[["dl_rate_mbps", "ul_rate_mbps", power]].mean()
@@ -142,7 +144,7 @@ def _reward_se(by_policy: pd.core.groupby.DataFrameGroupBy, env: Environment,
     d_d, d_u = env.dl_demand_mbps[0], env.ul_demand_mbps[0]
     per_raw = 1.0 / (UTILITY_MAX + p.delta)  # df / df~ (scaled_reward)
     per_watt = 1.0 / (p.power_max_w - p.power_min_w)  # dp / dP (normalised_power)
-    power_var = means[f"{power}_var"] if f"{power}_var" in means else means["power_w_var"]
+    power_var = means[f"{power}_var"]
     var = (means["dl_rate_mbps_var"] / (d_d + means["dl_rate_mbps"]) ** 2
            + means["ul_rate_mbps_var"] / (d_u + means["ul_rate_mbps"]) ** 2
            + (p.delta * per_watt) ** 2 * power_var)

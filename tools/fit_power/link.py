@@ -1,0 +1,120 @@
+"""The link adaptation a testbed measured: the MCS it settles on per CQI, per direction.
+
+From a dataset's cells whose MCS cap in a direction is the grid's highest and whose buffer
+in that direction stayed full (demand above 1.5 times the rate: with a few blocks a second
+the outer loop does not settle where it does under a full buffer), grouped by
+dataset, condition and DL gain (DL) or UL PRB ratio (UL: the UE's fixed total power makes
+the SNR of a grant depend on its size), each group gives one point: the median reported
+CQI (UL: the CQI of the median UL SNR, `lte.snr_db_to_cqi`) and the median MCS used. A point
+whose MCS sits at the cap is censored: link adaptation would have gone at least that high.
+The BLER it settles at is the median over the uncensored points (at least `MIN_BLER`).
+The table (`drivers.emulated.model.LinkAdaptation`) runs through the uncensored points,
+from MCS 0 at CQI 0, held flat beyond the last point (or at the censoring cap, if that is
+higher), and is made non-decreasing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from drivers.emulated import lte
+from drivers.emulated.model import LinkAdaptation
+from tools.fit_power.fit import FitError
+
+CQI_GRID = np.arange(16, dtype=float)
+
+
+MIN_BLER = 0.001
+"""A BLER measured as 0 (srsRAN's UL) is held here: the model's logistic needs a target."""
+
+
+@dataclass(frozen=True)
+class LinkPoint:
+    direction: str
+    cqi: float
+    mcs: float
+    censored: bool
+    cells: int
+    bler: float
+
+
+def link_points(cells: pd.DataFrame) -> list[LinkPoint]:
+    """One point per (dataset, condition[, DL gain]) and direction; `cells` may hold several
+    datasets told apart by a `dataset` column."""
+    cells = cells[~cells["failed"].astype(bool)]
+    if "dataset" not in cells.columns:
+        cells = cells.assign(dataset="")
+    points = []
+    for direction in ("dl", "ul"):
+        cap = cells[f"policy_{direction}_max_mcs"].astype(float)
+        rate = cells[f"{direction}_rate_mbps"].astype(float)
+        full_buffer = cells[f"{direction}_demand_mbps"].astype(float) > 1.5 * rate
+        top = cells[(cap == cap.max()) & (rate > 0) & full_buffer]
+        keys = ["dataset", "condition",
+                "policy_dl_gain_db" if direction == "dl" else "policy_ul_prb_ratio"]
+        for _, group in top.groupby(keys):
+            mcs = float(group[f"{direction}_mcs"].median())
+            cqi = (float(group["dl_cqi"].median()) if direction == "dl"
+                   else float(lte.snr_db_to_cqi(group["ul_snr_db"].median())))
+            censored = mcs >= float(cap.max()) - 0.5
+            points.append(LinkPoint(direction, cqi, mcs, censored, len(group),
+                                    float(group[f"{direction}_bler"].median())))
+    return points
+
+
+def ul_snr_per_prb_slope(cells: pd.DataFrame) -> float:
+    """How the UL SNR the eNB measures moves with 10 log10(PRBs granted), within each
+    condition under a full UL buffer (demand above what the caps let through): -1 when the
+    UE sends every grant at one total power (srsUE: no UL power control), 0 with power
+    control that keeps the power per PRB. NaN without such cells."""
+    cells = cells[~cells["failed"].astype(bool) & (cells["ul_prb"].astype(float) > 0)]
+    if "dataset" not in cells.columns:
+        cells = cells.assign(dataset="")
+    full = cells[cells["ul_demand_mbps"].astype(float) > 1.5 * cells["ul_rate_mbps"].astype(float)]
+    slopes, weights = [], []
+    for _, group in full.groupby(["dataset", "condition"]):
+        x = 10 * np.log10(group["ul_prb"].to_numpy(float))
+        if len(group) >= 3 and np.ptp(x) > 3:
+            slopes.append(np.polyfit(x, group["ul_snr_db"].to_numpy(float), 1)[0])
+            weights.append(len(group))
+    return float(np.average(slopes, weights=weights)) if slopes else float("nan")
+
+
+def ul_grant_limit_prb(cells: pd.DataFrame) -> float | None:
+    """The most PRBs the eNB granted the UE under an uncapped UL PRB ratio and a full UL
+    buffer: the median over such cells (srsENB grants ~41-44 of 50 over ZMQ, not the 48
+    outside PUCCH). None without such cells."""
+    cells = cells[~cells["failed"].astype(bool)]
+    ratio = cells["policy_ul_prb_ratio"].astype(float)
+    rate = cells["ul_rate_mbps"].astype(float)
+    full = cells[(ratio == ratio.max()) & (cells["ul_demand_mbps"].astype(float) > 1.5 * rate)]
+    return float(full["ul_prb"].median()) if len(full) else None
+
+
+def fit_link_adaptation(cells: pd.DataFrame, source: str) -> LinkAdaptation:
+    points = link_points(cells)
+    tables, blers = {}, {}
+    for direction in ("dl", "ul"):
+        mine = sorted((p for p in points if p.direction == direction), key=lambda p: p.cqi)
+        free = [p for p in mine if not p.censored]
+        if not free:
+            raise FitError(f"no {direction.upper()} cell where link adaptation, not the cap, "
+                           "set the MCS: collect cells with the highest MCS cap under a poorer "
+                           "channel")
+        cqi = np.array([0.0] + [p.cqi for p in free])
+        mcs = np.array([0.0] + [p.mcs for p in free])
+        table = np.interp(CQI_GRID, cqi, mcs)  # flat beyond the last point
+        for p in mine:
+            if p.censored:  # at least the cap from that CQI on
+                table = np.where(np.floor(p.cqi) <= CQI_GRID, np.maximum(table, p.mcs), table)
+        tables[direction] = tuple(float(v) for v in np.maximum.accumulate(
+            np.clip(table, 0, lte.MAX_MCS)))
+        blers[direction] = max(float(np.median([p.bler for p in free])), MIN_BLER)
+    described = "; ".join(f"{p.direction} CQI {p.cqi:.1f} -> MCS {p.mcs:.1f}"
+                          f"{' (at the cap)' if p.censored else ''}" for p in points)
+    return LinkAdaptation(dl_mcs_by_cqi=tables["dl"], ul_mcs_by_cqi=tables["ul"],
+                          dl_bler=blers["dl"], ul_bler=blers["ul"],
+                          source=f"{source}: {described}")
