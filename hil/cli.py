@@ -9,7 +9,7 @@
     hil fit-power DATASET [--out CALIBRATION.yaml]
     hil keys DIR
     hil landscape DATASET [--calibration CAL] [--delta D ...]
-    hil publish-dataset SWEEP DEST
+    hil publish-dataset SWEEP [SWEEP...] DEST
     hil srsran build --source SRSRAN_4G_CHECKOUT | --clone [--prefix DIR] [--uhd]
 
 Operator errors (`HilError`) print one line saying what to fix and exit with status 2; an
@@ -227,9 +227,10 @@ def cmd_publish_dataset(args: argparse.Namespace) -> int:
     from tools.collect.sweep import rebuild_cells
 
     if args.rebuild:
-        console.print(f"{rebuild_cells(Path(args.sweep))} cells derived again from the rounds "
-                      f"in {args.sweep}/blocks", highlight=False)
-    for path in publish(Path(args.sweep), Path(args.dest)):
+        for sweep in args.sweep:
+            console.print(f"{rebuild_cells(Path(sweep))} cells derived again from the rounds "
+                          f"in {sweep}/blocks", highlight=False)
+    for path in publish([Path(s) for s in args.sweep], Path(args.dest)):
         console.print(str(path), highlight=False)
     return 0
 
@@ -373,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pub = sub.add_parser("publish-dataset", help="a finished sweep as a portable dataset: "
                          "cells, run.json, provenance.json, no per-round blocks or local paths")
-    pub.add_argument("sweep", help="a `hil collect` sweep folder")
+    pub.add_argument("sweep", nargs="+", help="`hil collect` sweep folders: one, or one plan "
+                     "measured again with other seeds (their cells become repetitions)")
     pub.add_argument("dest", help="folder to write (e.g. datasets/measured/<name>)")
     pub.add_argument("--rebuild", action="store_true", help="first derive the cells again from "
                      "the sweep's rounds with this version's definitions (measures nothing)")

@@ -11,7 +11,7 @@ import pytest
 from drivers.emulated import lte, model
 from drivers.emulated.model import Calibration, LinkAdaptation, PowerParams
 from tools.fit_power.fit import FitError
-from tools.fit_power.link import fit_link_adaptation, link_points
+from tools.fit_power.link import fit_cqi_scale, fit_link_adaptation, link_points
 
 SRSRAN_LIKE = tuple(float(v) for v in (0, 1, 6, 9, 12, 14, 18, 22, 25, 26, 27, 27, 27, 27, 27,
                                        27))
@@ -116,3 +116,23 @@ def test_a_ue_at_fixed_total_power_has_more_snr_on_a_smaller_grant():
     without = model.expected_round(small, env, Calibration(power=power))
     assert with_fixed.ul_mcs[0, 0] > without.ul_mcs[0, 0]  # the small grant's SNR is higher
     assert with_fixed.ul_mcs[0, 1] == without.ul_mcs[0, 1]  # the full band's is the same
+
+
+def test_the_cqi_scale_follows_the_snr_at_which_the_ue_reported_each_cqi():
+    """srsRAN's channel emulator SNR plus the DL gain against the reported CQI (half a step
+    up); a report of 15 only bounds the scale and is left out."""
+    rows = []
+    for snr, gain, cqi in ((30, 0, 15), (30, -6, 11), (18, 0, 8), (18, -6, 5), (8, 0, 4),
+                           (8, -6, 1.75)):
+        rows.append({"dataset": "d", "failed": False, "cond_dl_snr_db": float(snr),
+                     "policy_dl_gain_db": float(gain), "dl_cqi": float(cqi)})
+    scale = np.asarray(fit_cqi_scale(pd.DataFrame(rows)))
+    assert np.all(np.diff(scale) > 0)
+    assert np.interp(8.5, np.arange(16), scale) == pytest.approx(18.0)
+    # sampled at whole CQIs, so a point between two of them is met within that resampling
+    assert np.interp(2.25, np.arange(16), scale) == pytest.approx(2.0, abs=0.25)
+    assert scale[15] == pytest.approx(24.0 + (15 - 11.5) * 2.0)  # continued above
+    channel = model.ChannelParams(snr_at_cqi_db=tuple(scale))
+    assert float(model.snr_to_cqi(18.0, channel)) == pytest.approx(8.5)
+    assert float(model.cqi_to_snr(8.5, channel)) == pytest.approx(18.0)
+    assert fit_cqi_scale(pd.DataFrame(rows).drop(columns="cond_dl_snr_db")) is None

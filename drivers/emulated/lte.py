@@ -486,7 +486,7 @@ def prbs_needed(mcs: object, bits: object, direction: Direction, max_prb: object
 
 
 # ----------------------------------------------------------------------------- CQI and SNR
-def _interp_linear_ends(x: object, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+def interp_linear_ends(x: object, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     """Piecewise linear through (xp, fp), continued past both ends along the end segments."""
     x = np.asarray(x, dtype=float)
     y = np.interp(x, xp, fp)
@@ -498,12 +498,12 @@ def _interp_linear_ends(x: object, xp: np.ndarray, fp: np.ndarray) -> np.ndarray
 
 def cqi_to_snr_db(cqi: object) -> np.ndarray:
     """SNR (dB) of a CQI, continuous: piecewise linear through the testbed's anchors."""
-    return _interp_linear_ends(cqi, _CQI_ANCHORS, _SNR_ANCHORS_DB)
+    return interp_linear_ends(cqi, _CQI_ANCHORS, _SNR_ANCHORS_DB)
 
 
 def snr_db_to_cqi(snr_db: object) -> np.ndarray:
     """Continuous CQI of an SNR (dB): the inverse of `cqi_to_snr_db`, clipped to 0..15."""
-    cqi = _interp_linear_ends(snr_db, _SNR_ANCHORS_DB, _CQI_ANCHORS)
+    cqi = interp_linear_ends(snr_db, _SNR_ANCHORS_DB, _CQI_ANCHORS)
     return np.asarray(np.clip(cqi, 0.0, 15.0))
 
 
@@ -523,7 +523,7 @@ def required_snr_db(mcs: object, direction: Direction) -> np.ndarray:
     above CQI 15, then converted with `cqi_to_snr_db`. Non-decreasing in MCS because both
     steps are monotone and TBS grows with I_TBS.
     """
-    cqi = _interp_linear_ends(spectral_efficiency(mcs, direction), CQI_EFFICIENCY,
+    cqi = interp_linear_ends(spectral_efficiency(mcs, direction), CQI_EFFICIENCY,
                               np.arange(len(CQI_EFFICIENCY), dtype=float))
     return cqi_to_snr_db(cqi)
 

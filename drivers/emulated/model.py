@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from drivers.emulated import lte
 from drivers.emulated.scenarios import Environment
@@ -84,6 +84,17 @@ class ChannelParams(StrictModel):
         "+10 log10(full band / PRBs); the scenario's UL CQI is then the full band's")
     link_adaptation: LinkAdaptation | None = Field(
         None, description="measured MCS per CQI; none: the 3GPP efficiency table's")
+    snr_at_cqi_db: tuple[float, ...] | None = Field(
+        None, min_length=16, max_length=16, description="the SNR (dB, on the testbed's own "
+        "scale, e.g. srsRAN's channel emulator) at which the UE reports each CQI 0..15, "
+        "measured; none: the NUC testbed's anchors (drivers.emulated.lte)")
+
+    @field_validator("snr_at_cqi_db")
+    @classmethod
+    def _rising(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is not None and np.any(np.diff(value) <= 0):
+            raise ValueError("snr_at_cqi_db must rise with the CQI")
+        return value
 
 
 class DirectionPower(StrictModel):
@@ -218,13 +229,19 @@ class LinkTables:
     """The measured UL table (MCS per CQI, 16 floats): the eNB adapts to its own SNR
     estimate, continuously, not to an integer CQI report; None: the UL picks per integer
     CQI as the DL does."""
+    channel: ChannelParams | None = None
+    """Whose CQI scale the tables are on (None: the NUC's anchors)."""
+
+    def dl_mcs(self, snr_db: np.ndarray) -> np.ndarray:
+        """The DL MCS link adaptation picks for the CQI the UE reports at an SNR."""
+        return self.la_mcs_by_cqi[0][reported_cqi(snr_db, self.channel)]
 
     def ul_mcs(self, snr_db: np.ndarray) -> np.ndarray:
         """The UL MCS link adaptation picks at an UL SNR."""
         if self.ul_table is None:
-            return self.la_mcs_by_cqi[1][reported_cqi(snr_db)]
-        return np.round(np.interp(lte.snr_db_to_cqi(snr_db), _CQI, self.ul_table)).astype(
-            np.int64)
+            return self.la_mcs_by_cqi[1][reported_cqi(snr_db, self.channel)]
+        cqi = snr_to_cqi(snr_db, self.channel)
+        return np.round(np.interp(cqi, _CQI, self.ul_table)).astype(np.int64)
 
 
 _STANDARD_TABLES = LinkTables(_REQUIRED_SNR_DB, _LA_MCS_BY_CQI)
@@ -234,17 +251,27 @@ def link_tables(channel: ChannelParams) -> LinkTables:
     """The 3GPP tables, or those of the calibration's measured link adaptation."""
     la = channel.link_adaptation
     if la is None:
-        return _STANDARD_TABLES
-    return _measured_tables(la.dl_mcs_by_cqi, la.ul_mcs_by_cqi)
+        return _STANDARD_TABLES if channel.snr_at_cqi_db is None else _scaled_standard(channel)
+    return _measured_tables(channel)
+
+
+def _scaled_standard(channel: ChannelParams) -> LinkTables:
+    """The 3GPP tables with SNRs on the channel's CQI scale (the CQI stays the meeting
+    point: an MCS needs the SNR of the CQI whose efficiency it has)."""
+    anchors = lte.snr_db_to_cqi(_REQUIRED_SNR_DB)
+    return LinkTables(cqi_to_snr(anchors, channel), _LA_MCS_BY_CQI, channel=channel)
 
 
 @lru_cache(maxsize=8)
-def _measured_tables(dl: tuple[float, ...], ul: tuple[float, ...]) -> LinkTables:
+def _measured_tables(channel: ChannelParams) -> LinkTables:
+    la = channel.link_adaptation
+    assert la is not None
     required, picked = [], []
-    for table in (np.asarray(dl), np.asarray(ul)):
-        required.append(lte.cqi_to_snr_db(_cqi_reaching(table, _MCS)))
+    for table in (np.asarray(la.dl_mcs_by_cqi), np.asarray(la.ul_mcs_by_cqi)):
+        required.append(cqi_to_snr(_cqi_reaching(table, _MCS), channel))
         picked.append(np.round(table).astype(np.int64))  # the measured mean, as a whole MCS
-    return LinkTables(np.stack(required), np.stack(picked), ul_table=np.asarray(ul))
+    return LinkTables(np.stack(required), np.stack(picked),
+                      ul_table=np.asarray(la.ul_mcs_by_cqi), channel=channel)
 
 
 def _cqi_reaching(table: np.ndarray, mcs: np.ndarray) -> np.ndarray:
@@ -279,9 +306,25 @@ def bler(mcs: np.ndarray, snr_db: np.ndarray, direction: lte.Direction,
                                 + _bler_logit_offset(channel, direction)))
 
 
-def reported_cqi(snr_db: np.ndarray) -> np.ndarray:
+def cqi_to_snr(cqi: object, channel: ChannelParams | None = None) -> np.ndarray:
+    """SNR (dB) of a continuous CQI: the channel's measured scale, or the NUC's anchors."""
+    scale = None if channel is None else channel.snr_at_cqi_db
+    if scale is None:
+        return lte.cqi_to_snr_db(cqi)
+    return lte.interp_linear_ends(cqi, _CQI, np.asarray(scale))
+
+
+def snr_to_cqi(snr_db: object, channel: ChannelParams | None = None) -> np.ndarray:
+    """Continuous CQI (0..15) of an SNR: the inverse of `cqi_to_snr`."""
+    scale = None if channel is None else channel.snr_at_cqi_db
+    if scale is None:
+        return lte.snr_db_to_cqi(snr_db)
+    return np.clip(lte.interp_linear_ends(snr_db, np.asarray(scale), _CQI), 0.0, 15.0)
+
+
+def reported_cqi(snr_db: np.ndarray, channel: ChannelParams | None = None) -> np.ndarray:
     """The integer CQI a UE reports for an SNR (0 = out of range)."""
-    return np.clip(np.floor(lte.snr_db_to_cqi(snr_db) + 1e-9), 0, 15).astype(np.int64)
+    return np.clip(np.floor(snr_to_cqi(snr_db, channel) + 1e-9), 0, 15).astype(np.int64)
 
 
 def la_mcs(cqi: np.ndarray, direction: lte.Direction,
@@ -367,15 +410,16 @@ def simulate_window(
     offsets = np.array([[gain], [channel.ul_snr_offset_db + float(
         ul_grant_snr_gain_db(int(caps.ul_max_prb), cell, channel))]])
     cqi_env = np.stack([env_per_tti.dl_cqi, env_per_tti.ul_cqi])
-    snr = lte.cqi_to_snr_db(cqi_env) + offsets + rng.normal(0.0, channel.fading_sigma_db, (2, n))
+    snr = cqi_to_snr(cqi_env, channel) + offsets + rng.normal(0.0, channel.fading_sigma_db,
+                                                              (2, n))
 
     # Link adaptation acts on the CQI of `delay` TTIs ago (the first window: the current one).
     pipeline = state.snr_pipeline_db
     if pipeline is None:
         pipeline = np.repeat(snr[:, :1], delay, axis=1)
     seen = np.concatenate([pipeline, snr], axis=1)
-    cqi = reported_cqi(seen[:, :n])
-    mcs_la = np.stack([tables.la_mcs_by_cqi[0][cqi[0]], tables.ul_mcs(seen[1, :n])])
+    cqi = reported_cqi(seen[:, :n], channel)
+    mcs_la = np.stack([tables.dl_mcs(seen[0, :n]), tables.ul_mcs(seen[1, :n])])
     max_mcs = np.array([[int(caps.dl_max_mcs)], [int(caps.ul_max_mcs)]])
     max_prb = np.array([int(caps.dl_max_prb), int(caps.ul_max_prb)])
     budget = np.array([[int(caps.dl_prb_budget)], [int(caps.ul_prb_budget)]])
@@ -453,8 +497,7 @@ def _expected_direction(
     max_prb: np.ndarray, cell: CellParams, channel: ChannelParams,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     tables = link_tables(channel)
-    picked = (tables.la_mcs_by_cqi[0][reported_cqi(snr_db)] if direction == "dl"
-              else tables.ul_mcs(snr_db))
+    picked = tables.dl_mcs(snr_db) if direction == "dl" else tables.ul_mcs(snr_db)
     mcs = np.minimum(picked, max_mcs)
     # Average the decoding success over the per-TTI fading (Gauss-Hermite quadrature).
     p_ok = sum(w * (1 - bler(mcs, snr_db + channel.fading_sigma_db * x, direction, channel))
@@ -475,8 +518,8 @@ def expected_round(caps: Caps, env: Environment, cal: Calibration) -> RoundOutco
     never exceed the demand of the round itself.
     """
     cell, channel = cal.cell, cal.channel
-    dl_snr = lte.cqi_to_snr_db(env.dl_cqi) + caps.dl_gain_db
-    ul_snr = (lte.cqi_to_snr_db(env.ul_cqi) + channel.ul_snr_offset_db
+    dl_snr = cqi_to_snr(env.dl_cqi, channel) + caps.dl_gain_db
+    ul_snr = (cqi_to_snr(env.ul_cqi, channel) + channel.ul_snr_offset_db
               + ul_grant_snr_gain_db(caps.ul_max_prb, cell, channel))
     dl_rate, dl_mcs, dl_air = _expected_direction(
         "dl", dl_snr, env.dl_demand_mbps, caps.dl_max_mcs, caps.dl_max_prb, cell, channel)

@@ -26,7 +26,12 @@ from drivers.emulated.model import load_calibration
 from hil.recorder import RunDirectory
 from tools.collect.reading import read_sweep
 from tools.fit_power.fit import FitError, PowerFit, fit_power, power_coefficients, read_cells
-from tools.fit_power.link import fit_link_adaptation, ul_grant_limit_prb, ul_snr_per_prb_slope
+from tools.fit_power.link import (
+    fit_cqi_scale,
+    fit_link_adaptation,
+    ul_grant_limit_prb,
+    ul_snr_per_prb_slope,
+)
 from tools.fit_power.plot import residual_figure
 
 BUNDLED_BASE = Path(__file__).resolve().parents[2] / "testbed_configs/calibration/emulated-nuc.yaml"
@@ -39,13 +44,18 @@ def run(args: argparse.Namespace, console: Console) -> int:
     base = load_calibration(base_path)
     name = args.name or f"fitted-{folder.resolve().name}"
     if args.fit_link:
-        link = fit_link_adaptation(cells, ", ".join(str(d) for d in datasets))
+        scale = fit_cqi_scale(cells)
+        channel = base.channel.model_copy(update={"snr_at_cqi_db": scale})
+        if scale is not None:
+            console.print("CQI scale, SNR (dB) at CQI 0..15: "
+                          f"{' '.join(f'{v:.1f}' for v in scale)}", highlight=False)
+        link = fit_link_adaptation(cells, ", ".join(str(d) for d in datasets), channel)
         slope = ul_snr_per_prb_slope(cells)
         fixed_power = bool(abs(slope + 1.0) < 0.25)
         cell = base.cell
         if (granted := ul_grant_limit_prb(cells)) is not None:
             cell = cell.model_copy(update={"ul_pucch_prb": int(round(cell.nof_prb - granted))})
-        base = base.model_copy(update={"cell": cell, "channel": base.channel.model_copy(
+        base = base.model_copy(update={"cell": cell, "channel": channel.model_copy(
             update={"link_adaptation": link, "ul_fixed_total_power": fixed_power})})
         console.print(f"UL SNR per 10 log10(PRBs): {slope:+.2f} dB/dB (-1: the UE sends at a "
                       f"fixed total power) -> ul_fixed_total_power: {fixed_power}; UL grants "

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from drivers.emulated import lte
-from drivers.emulated.model import LinkAdaptation
+from drivers.emulated.model import ChannelParams, LinkAdaptation, snr_to_cqi
 from tools.fit_power.fit import FitError
 
 CQI_GRID = np.arange(16, dtype=float)
@@ -41,9 +41,9 @@ class LinkPoint:
     bler: float
 
 
-def link_points(cells: pd.DataFrame) -> list[LinkPoint]:
+def link_points(cells: pd.DataFrame, channel: ChannelParams | None = None) -> list[LinkPoint]:
     """One point per (dataset, condition[, DL gain]) and direction; `cells` may hold several
-    datasets told apart by a `dataset` column."""
+    datasets told apart by a `dataset` column. UL SNRs go on `channel`'s CQI scale."""
     cells = cells[~cells["failed"].astype(bool)]
     if "dataset" not in cells.columns:
         cells = cells.assign(dataset="")
@@ -58,11 +58,47 @@ def link_points(cells: pd.DataFrame) -> list[LinkPoint]:
         for _, group in top.groupby(keys):
             mcs = float(group[f"{direction}_mcs"].median())
             cqi = (float(group["dl_cqi"].median()) if direction == "dl"
-                   else float(lte.snr_db_to_cqi(group["ul_snr_db"].median())))
+                   else float(snr_to_cqi(group["ul_snr_db"].median(), channel)))
             censored = mcs >= float(cap.max()) - 0.5
             points.append(LinkPoint(direction, cqi, mcs, censored, len(group),
                                     float(group[f"{direction}_bler"].median())))
     return points
+
+
+NUC_DB_PER_CQI = (2.0, 2.0)
+"""dB per CQI step below and above the measured points (the NUC anchors' end slopes,
+`drivers.emulated.lte`): how the scale is continued where nothing was measured."""
+
+
+def fit_cqi_scale(cells: pd.DataFrame) -> tuple[float, ...] | None:
+    """The SNR at which the UE reports each CQI 0..15, from cells whose condition set the
+    DL SNR (srsRAN's channel emulator): per (dataset, condition, DL gain) the SNR plus the
+    gain against the median reported CQI, half a step up (a report is the CQI's integer
+    part). Reports at 15 only bound it (the scale saturates) and are left out. None when no
+    cell has a DL SNR (an emulated dataset: the NUC anchors stay)."""
+    if "cond_dl_snr_db" not in cells.columns:
+        return None
+    cells = cells[~cells["failed"].astype(bool) & cells["cond_dl_snr_db"].notna()
+                  & (cells["dl_cqi"].astype(float) > 0)]
+    if "dataset" not in cells.columns:
+        cells = cells.assign(dataset="")
+    points = []
+    for (_, snr, gain), group in cells.groupby(["dataset", "cond_dl_snr_db",
+                                                "policy_dl_gain_db"]):
+        cqi = float(group["dl_cqi"].median()) + 0.5
+        if cqi < 15.0:
+            points.append((float(snr) + float(gain), cqi))
+    if len(points) < 2:
+        return None
+    snr, cqi = (np.array(v) for v in zip(*sorted(points)))
+    cqi = np.maximum.accumulate(cqi)
+    keep = np.concatenate([[True], np.diff(cqi) > 0])
+    snr, cqi = snr[keep], cqi[keep]
+    grid = np.interp(CQI_GRID, cqi, snr)
+    below, above = NUC_DB_PER_CQI
+    grid = np.where(cqi[0] > CQI_GRID, snr[0] - (cqi[0] - CQI_GRID) * below, grid)
+    grid = np.where(cqi[-1] < CQI_GRID, snr[-1] + (CQI_GRID - cqi[-1]) * above, grid)
+    return tuple(float(v) for v in grid)
 
 
 def ul_snr_per_prb_slope(cells: pd.DataFrame) -> float:
@@ -94,8 +130,9 @@ def ul_grant_limit_prb(cells: pd.DataFrame) -> float | None:
     return float(full["ul_prb"].median()) if len(full) else None
 
 
-def fit_link_adaptation(cells: pd.DataFrame, source: str) -> LinkAdaptation:
-    points = link_points(cells)
+def fit_link_adaptation(cells: pd.DataFrame, source: str,
+                        channel: ChannelParams | None = None) -> LinkAdaptation:
+    points = link_points(cells, channel)
     tables, blers = {}, {}
     for direction in ("dl", "ul"):
         mine = sorted((p for p in points if p.direction == direction), key=lambda p: p.cqi)

@@ -20,7 +20,13 @@ from rich.table import Table
 from drivers.emulated.model import load_calibration
 from hil.reward import RewardParams
 from tools.collect.reading import Sweep, read_sweep
-from tools.landscape.compare import MIN_SPEARMAN, TOP, ConditionLandscape, compare
+from tools.landscape.compare import (
+    MIN_RELIABILITY,
+    MIN_SPEARMAN,
+    TOP,
+    ConditionLandscape,
+    compare,
+)
 from tools.landscape.figure import landscape_figure
 
 
@@ -35,9 +41,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
     png = landscape_figure(results, f"measured vs emulated reward per policy ({cal.name})",
                            out / "landscape.png")
     passed = sum(r.passes for r in results)
-    console.print(f"{passed} of {len(results)} condition x delta pass (Spearman >= "
-                  f"{MIN_SPEARMAN}, the measured best in the emulator's top {TOP} or its "
-                  f"choice within the noise); figure: {png}", highlight=False)
+    console.print(f"{passed} of {len(results)} condition x delta pass (where the measurement "
+                  f"ranks the policies, reliability >= {MIN_RELIABILITY}: Spearman >= "
+                  f"{MIN_SPEARMAN}; where it cannot, the emulator as flat; and either way the "
+                  f"measured best in the emulator's top {TOP} or its choice within the noise); "
+                  f"figure: {png}", highlight=False)
     return 0
 
 
@@ -49,11 +57,11 @@ def reward_params(sweep: Sweep, deltas: list[float]) -> list[RewardParams]:
 
 def table(results: list[ConditionLandscape], title: str) -> Table:
     out = Table(title=title)
-    for column in ("condition", "delta", "policies", "Spearman", "measured best: emulator rank",
-                   "emulator's best within noise", "pass"):
+    for column in ("condition", "delta", "Spearman", "reliability", "measured best: emulator "
+                   "rank", "emulator's best within noise", "pass"):
         out.add_column(column)
     for r in results:
-        out.add_row(r.label, f"{r.delta:g}", str(len(r.measured)), f"{r.spearman:.3f}",
+        out.add_row(r.label, f"{r.delta:g}", f"{r.spearman:.3f}", f"{r.reliability:.2f}",
                     str(r.emulated_rank_of_measured_best),
                     "yes" if r.emulated_best_within_noise else "no",
                     "[green]yes[/]" if r.passes else "[red]no[/]")

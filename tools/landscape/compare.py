@@ -8,8 +8,9 @@ a `hil collect` dataset (one block: a load and a channel) and every delta:
 - *measured* reward of each policy: `hil.reward` of the cell's measured DL/UL throughput,
   the condition's demand and the cell's power (a `tools.collect.reading.POWER_SOURCES`
   column); with several repetitions,
-  their mean. Its standard error comes from the cell's round-to-round variances of power
-  and throughput (first-order propagation through the reward), over its dwell rounds.
+  their mean. Its standard error is the larger of two: the cells' round-to-round variances
+  of power and throughput (first-order propagation through the reward), over their dwell
+  rounds; and, where policies were measured more than once, the variance between cells.
 - *emulated* reward: `expected_round` of the calibration for the same policy in the
   condition's environment: the condition's median measured demand, DL CQI (of the cells at
   full DL gain; the model lowers it by a policy's gain itself) and UL SNR (as the UL CQI
@@ -18,6 +19,12 @@ a `hil collect` dataset (one block: a load and a channel) and every delta:
   emulator; and whether the emulator's best policy is, measured, within two standard
   errors (or half a percent of the reward scale) of the measured best: the emulator need
   not break ties the measurement cannot.
+
+A condition passes when rho >= 0.9 and the measured best is in the emulator's top 3 (or
+its choice within the noise). Where the measured rewards of the policies differ by less
+than their noise (`reliability` < 0.8: e.g. a load every policy carries), no ranking can be
+asked of the emulator, since none was measured; it passes there when its own rewards are
+as flat (spread at most twice the noise) and its choice within the noise.
 """
 
 from __future__ import annotations
@@ -29,13 +36,22 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from agents.policy_space import PolicySpace
-from drivers.emulated import lte
-from drivers.emulated.model import Calibration, expected_round, make_caps, ul_grant_snr_gain_db
+from drivers.emulated.model import (
+    Calibration,
+    expected_round,
+    make_caps,
+    snr_to_cqi,
+    ul_grant_snr_gain_db,
+)
 from drivers.emulated.scenarios import Environment
 from hil.reward import UTILITY_MAX, RewardParams, reward
 
 MIN_SPEARMAN = 0.9
 TOP = 3
+MIN_RELIABILITY = 0.8
+"""Below this share of the measured rewards' variance between policies being real (not
+noise), the measurement cannot rank the policies, and no ranking is asked of the emulator
+(`ConditionLandscape.resolvable`)."""
 NOISE_SE = 2.0
 """A policy within this many standard errors of the measured best counts as tied with it,"""
 TIE_REWARD = 0.005
@@ -76,9 +92,30 @@ class ConditionLandscape:
                                                                         TIE_REWARD))
 
     @property
+    def reliability(self) -> float:
+        """The share of the measured rewards' variance across policies that is not
+        measurement noise: 1 - mean(se^2) / var (clipped at 0). A rank correlation with the
+        truth cannot exceed about its square root, whatever the emulator."""
+        var = float(np.var(self.measured, ddof=1))
+        return max(0.0, 1.0 - float(np.mean(self.measured_se ** 2)) / var) if var > 0 else 0.0
+
+    @property
+    def resolvable(self) -> bool:
+        return self.reliability >= MIN_RELIABILITY
+
+    @property
+    def emulated_flat_as_measured(self) -> bool:
+        """Where the measurement cannot rank the policies, the emulator does not pretend
+        to: its rewards spread no more than twice the measurement noise."""
+        return float(np.std(self.emulated)) <= 2.0 * float(np.sqrt(np.mean(
+            self.measured_se ** 2)))
+
+    @property
     def passes(self) -> bool:
-        return self.spearman >= MIN_SPEARMAN and (
-            self.emulated_rank_of_measured_best <= TOP or self.emulated_best_within_noise)
+        best = self.emulated_rank_of_measured_best <= TOP or self.emulated_best_within_noise
+        if not self.resolvable:
+            return self.emulated_flat_as_measured and best
+        return self.spearman >= MIN_SPEARMAN and best
 
 
 def condition_environment(cells: pd.DataFrame, cal: Calibration) -> Environment:
@@ -96,7 +133,8 @@ def condition_environment(cells: pd.DataFrame, cal: Calibration) -> Environment:
         cells["ul_prb"].to_numpy(float), cal.cell, cal.channel)
     return Environment(np.array([median(cells["dl_demand_mbps"])]),
                        np.array([median(cells["ul_demand_mbps"])]),
-                       np.array([dl_cqi]), np.array([float(lte.snr_db_to_cqi(median(ul_snr)))]))
+                       np.array([dl_cqi]),
+                       np.array([float(snr_to_cqi(median(ul_snr), cal.channel))]))
 
 
 def compare(cells: pd.DataFrame, space: PolicySpace, cal: Calibration,
@@ -122,7 +160,8 @@ def compare(cells: pd.DataFrame, space: PolicySpace, cal: Calibration,
             _, _, measured = reward(mean["dl_rate_mbps"].to_numpy(), env.dl_demand_mbps[0],
                                     mean["ul_rate_mbps"].to_numpy(), env.ul_demand_mbps[0],
                                     mean[power].to_numpy(), p)
-            se = _reward_se(by_policy, env, p, power)
+            se = np.maximum(_reward_se(by_policy, env, p, power),
+                            _replicate_se(group, env, p, power))
             rho = spearmanr(measured, emulated).statistic if len(index) > 2 else float("nan")
             out.append(ConditionLandscape(int(condition), label, p.delta, index,
                                           np.asarray(measured, float), se,
@@ -149,6 +188,24 @@ def _reward_se(by_policy: pd.core.groupby.DataFrameGroupBy, env: Environment,
            + means["ul_rate_mbps_var"] / (d_u + means["ul_rate_mbps"]) ** 2
            + (p.delta * per_watt) ** 2 * power_var)
     return per_raw * np.sqrt(np.nan_to_num(var.to_numpy(float)) / n)
+
+
+def _replicate_se(group: pd.DataFrame, env: Environment, p: RewardParams,
+                  power: str) -> np.ndarray:
+    """Standard error of each policy's mean reward from repeated cells (repetitions, or
+    several datasets of one plan): the variance between a policy's cells, pooled over the
+    policies measured more than once, over the policy's number of cells. Zeros when no
+    policy was measured twice. This catches what a cell's own rounds cannot: drift
+    between cells measured minutes apart."""
+    _, _, per_cell = reward(group["dl_rate_mbps"].to_numpy(float), env.dl_demand_mbps[0],
+                            group["ul_rate_mbps"].to_numpy(float), env.ul_demand_mbps[0],
+                            group[power].to_numpy(float), p)
+    rewards = pd.Series(per_cell, index=group.index).groupby(group["policy_index"])
+    counts = rewards.count().sort_index()
+    repeated = rewards.var(ddof=1).dropna()
+    if repeated.empty:
+        return np.zeros(len(counts))
+    return np.sqrt(float(repeated.mean()) / counts.to_numpy(float))
 
 
 def _label(row: pd.Series, env: Environment) -> str:
