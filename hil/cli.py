@@ -40,7 +40,7 @@ from drivers.srsran.series import DEFAULT_PREFIX
 from hil.errors import ConfigError, HilError
 
 DEFAULT_CONFIG = Path("testbed_configs/zmq-emulated.yaml")
-DEFAULT_CALIBRATION = Path("testbed_configs/calibration/emulated-nuc.yaml")
+DEFAULT_CALIBRATION = Path("testbed_configs/calibration/srsran-zmq.yaml")
 console = Console(stderr=True)
 
 

@@ -60,7 +60,7 @@ class DuConfig(StrictModel):
 
 
 class EmulatorConfig(StrictModel):
-    calibration: Path = Path("calibration/emulated-nuc.yaml")
+    calibration: Path = Path("calibration/srsran-zmq.yaml")
     scenario: ScenarioConfig = ScenarioConfig()
     du: DuConfig | None = Field(None, description="serve several users in slices instead of "
                                 "one user in `scenario`")

@@ -15,6 +15,7 @@ from hil.cli import main
 from hil.reward import RewardParams
 from tools.replay import metrics
 from tools.replay.environments import ModelSource, worst_kind_for_leader
+from tools.replay.paper import regret_less
 from tools.replay.runner import ReplayError, ReplaySpec, result_path, run_replay
 
 CALIBRATION = Path(__file__).parents[1] / "testbed_configs/calibration/emulated-nuc.yaml"
@@ -58,6 +59,10 @@ def test_bsvbs_regret_per_round_falls_over_time_and_stays_below_lemma_1(tmp_path
     # ...which a learner that does not learn fails: Random's R_t/t does not fall
     random = per_round_regret(result, "random")
     assert random[-1] > 0.9 * random[quarter] and random[-1] > 1.25 * bsvbs[-1]
+    # ...and the report's verdict on it, paired over the seeds, says so both ways round
+    heads = {name: metrics.headline(result, runs) for name, runs in result.agents.items()}
+    assert regret_less("bsvbs", "random")(result, heads).holds is True
+    assert regret_less("random", "bsvbs")(result, heads).holds is False
 
 
 def test_benchmark_side_is_the_cumulative_reward_of_every_fixed_policy(tmp_path):
@@ -70,6 +75,23 @@ def test_benchmark_side_is_the_cumulative_reward_of_every_fixed_policy(tmp_path)
     runs = result.agents["random"]
     played = block.reward[np.arange(1500), runs.action[0]]
     np.testing.assert_allclose(runs.reward[0], played, rtol=1e-6)
+    # the oracle side: each round's best policy, against the best fixed one
+    np.testing.assert_allclose(result.benchmark.max_reward[0],
+                               np.cumsum(block.reward.max(axis=1))[at - 1], rtol=1e-9)
+    gain = metrics.oracle_gain_per_round(result)[0]
+    assert gain == pytest.approx(block.reward.max(axis=1).mean()
+                                 - block.reward.mean(axis=0).max())
+
+
+def test_an_oracle_gains_over_the_best_fixed_policy_only_where_the_best_policy_moves(
+        tmp_path):
+    static = replay(tmp_path, "A", ("random",), rounds=500, seeds=(0,))
+    assert metrics.oracle_gain_per_round(static)[0] == pytest.approx(0.0, abs=1e-9)
+    # C with the paper's delta: the lowest-power policy is best in poor rounds, not in good
+    spec = ReplaySpec(ModelSource("C", SMALL, CALIBRATION, RewardParams(1.5, 9.0, 16.0)),
+                      ("random",), (0,), 500, {})
+    assert not run_replay(spec, tmp_path / "c").interrupted
+    assert metrics.oracle_gain_per_round(metrics.load_replay(tmp_path / "c"))[0] > 0.001
 
 
 def test_blocks_give_the_same_rounds_whatever_range_they_are_asked_in():

@@ -2,7 +2,7 @@
 policies beside a measured dataset's, per condition and reward weight.
 
     hil landscape datasets/measured/srsran-zmq                    (the committed dataset)
-    hil landscape DIR --calibration testbed_configs/calibration/emulated-nuc.yaml --delta 1.5
+    hil landscape DIR --calibration testbed_configs/calibration/srsran-zmq.yaml --delta 1.5
 
 Prints one line per condition and delta (Spearman's rho, where the emulator ranks the
 measured best, whether it passes: `tools.landscape.compare`) and draws the measured and the

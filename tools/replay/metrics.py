@@ -59,6 +59,8 @@ class Benchmark:
     """(seeds, points): cumulative per-round minimum power over all policies."""
     idle_power_w: np.ndarray
     """(seeds,) power with nothing scheduled (NaN: the source does not know it)."""
+    max_reward: np.ndarray
+    """(seeds, points): cumulative per-round maximum reward over all policies."""
 
 
 @dataclass(frozen=True)
@@ -82,13 +84,17 @@ def load_replay(out: Path) -> Replay:
     if not env_seeds:
         raise ReplayError(f"{out}: no seed has finished yet; run the replay again to continue")
     envs = [np.load(env_path(out, s)) for s in env_seeds]
+    def per_point(name: str) -> np.ndarray:  # NaN where an older replay did not save it
+        return np.stack([e[name] if name in e else np.full(len(e["rounds"]), np.nan)
+                         for e in envs])
+
     benchmark = Benchmark(env_seeds, envs[0]["rounds"],
                           np.stack([e["policy_reward"] for e in envs]),
                           np.stack([e["policy_power_w"] for e in envs]),
-                          np.stack([e["min_power_w"] if "min_power_w" in e
-                                    else np.full(len(e["rounds"]), np.nan) for e in envs]),
+                          per_point("min_power_w"),
                           np.array([float(e["idle_power_w"]) if "idle_power_w" in e
-                                    else np.nan for e in envs]))
+                                    else np.nan for e in envs]),
+                          per_point("max_reward"))
     agents = {}
     for name in spec["agents"]:
         seeds = [s for s in env_seeds if result_path(out, name, s).exists()]
@@ -128,6 +134,16 @@ def regret(replay: Replay, runs: AgentRuns) -> np.ndarray:
 def regret_bound(n_actions: int, rounds: np.ndarray) -> np.ndarray:
     """Lemma 1, eq. (8), at each t."""
     return np.array([exp3_regret_bound(n_actions, int(t)) for t in rounds])
+
+
+def oracle_gain_per_round(replay: Replay) -> np.ndarray:
+    """Per seed: what an oracle playing each round's best policy earns per round above the
+    best fixed policy in hindsight. Near 0, no learner can gain by tracking contexts, and
+    a fixed policy (or Greedy) is as good as any; the paper's adversarial claims need it
+    well above the learners' regrets."""
+    horizon = int(replay.benchmark.rounds[-1])
+    best_fixed = replay.benchmark.policy_reward[:, -1, :].max(axis=1)
+    return (replay.benchmark.max_reward[:, -1] - best_fixed) / horizon
 
 
 def benchmark_policy(replay: Replay) -> np.ndarray:

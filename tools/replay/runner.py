@@ -248,16 +248,19 @@ class _BenchmarkSide:
     """Cumulative reward and power of every policy at the checkpoints: what any fixed
     policy, the best in hindsight included, would have got up to each checkpoint; and the
     cumulative per-round minimum power over all policies (the ideal minimum energy, an
-    oracle that knows every round)."""
+    oracle that knows every round) and maximum reward (an oracle that plays each round's
+    best policy: how much a landscape rewards tracking its contexts)."""
 
     def __init__(self, rounds: int, n_actions: int) -> None:
         self.at = checkpoints(rounds)
         self.reward = np.zeros((len(self.at), n_actions))
         self.power_w = np.zeros((len(self.at), n_actions))
         self.min_power_w = np.zeros((len(self.at), 1))
+        self.max_reward = np.zeros((len(self.at), 1))
         self._sum_reward = np.zeros(n_actions)
         self._sum_power = np.zeros(n_actions)
         self._sum_min_power = np.zeros(1)
+        self._sum_max_reward = np.zeros(1)
 
     def add(self, block: RewardBlock) -> None:
         stop = block.start + len(block)
@@ -266,14 +269,16 @@ class _BenchmarkSide:
         for total, values, out in ((self._sum_reward, block.reward, self.reward),
                                    (self._sum_power, block.power_w, self.power_w),
                                    (self._sum_min_power, block.power_w.min(axis=1, keepdims=True),
-                                    self.min_power_w)):
+                                    self.min_power_w),
+                                   (self._sum_max_reward, block.reward.max(axis=1, keepdims=True),
+                                    self.max_reward)):
             cumulative = np.cumsum(values, axis=0)
             out[inside] = total + cumulative[rows]
             total += cumulative[-1]
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"rounds": self.at, "policy_reward": self.reward, "policy_power_w": self.power_w,
-                "min_power_w": self.min_power_w[:, 0]}
+                "min_power_w": self.min_power_w[:, 0], "max_reward": self.max_reward[:, 0]}
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
