@@ -63,10 +63,11 @@ def regret_less(mine: str, other: str) -> Ours:
         per_seed = [regret(replay, runs)[[runs.seeds.index(s) for s in common], -1] / horizon
                     for runs in (a, b)]
         mean, half = _interval(per_seed[1] - per_seed[0])
-        return Finding(reduction_pct(h[mine].regret_per_round, h[other].regret_per_round),
-                       _verdict(mean, half),
-                       f"R_T/T {h[mine].regret_per_round:.4f} vs {h[other].regret_per_round:.4f}"
-                       f", paired difference {mean:.4f} +- {half:.4f}")
+        theirs = h[other].regret_per_round
+        return Finding(reduction_pct(h[mine].regret_per_round, theirs), _verdict(mean, half),
+                       f"R_T/T {h[mine].regret_per_round:.4f} vs {theirs:.4f}"
+                       + (" (no reduction in % of a regret <= 0)" if theirs <= 0 else "")
+                       + f", paired difference {mean:.4f} +- {half:.4f}")
     return compute
 
 
@@ -75,6 +76,9 @@ def _power_saving(mine: str, other: str) -> Ours:
         if mine not in replay.agents or other not in replay.agents:
             return None
         mean, half = power_saving_pct(replay, replay.agents[mine], replay.agents[other])
+        if np.isnan(mean):
+            return Finding(mean, None, "the source does not know the idle power, or the "
+                           "agents ran on no common seed")
         return Finding(mean, _verdict(mean, half), f"paired, +- {half:.3g} points")
     return compute
 

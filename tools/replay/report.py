@@ -66,9 +66,8 @@ def paper_table(scenario: str | None, replay: Replay, heads: dict[str, Headline]
         if found is None:
             why = "not measured here: the agents it needs were not in this replay"
         elif math.isnan(found.value):
-            holds = VERDICT[None]
-            why = "undefined here: " + (found.detail or "the source does not know the idle "
-                                        "power, or the agents ran on no common seed")
+            ours, holds, detail = "n/a", VERDICT[found.holds], found.detail
+            why = "no figure here (on what: why)"
         else:
             unit = "points" if claim.unit == "%" else claim.unit
             ours, holds, detail = (f"{_fmt(found.value)} {claim.unit}", VERDICT[found.holds],
