@@ -319,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--shots", type=int, default=30, help="adaptation shots (default: 30)")
     meta.add_argument("--dus", type=int, default=7, help="DUs to train on (default: 7)")
     meta.add_argument("--ues", type=int, default=30, help="users per DU (default: 30)")
+    meta.add_argument("--heldout-dus", type=int, default=16,
+                      help="held-out DUs every method is adapted to and scored on (default: 16)")
     meta.add_argument("--scale-dus", type=int, default=30, help="scaling test (default: 30)")
     meta.add_argument("--scale-ues", type=int, default=200, help="scaling test (default: 200)")
     meta.add_argument("--first-order", action="store_true", help="first-order MAML")

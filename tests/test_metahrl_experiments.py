@@ -8,6 +8,7 @@ from hil.cli import main
 from tools.metahrl.experiments import METHODS, iterations_to_converge, shots_to_converge
 
 TINY = ["--seeds", "1", "--iterations", "3", "--shots", "2", "--dus", "2", "--ues", "6",
+        "--heldout-dus", "2",
         "--scale-dus", "3", "--scale-ues", "9"]
 
 

@@ -206,6 +206,20 @@ class DuSlicingEnv(gym.Env):
         return StepKpis(zero, zero, zero, zero, cqi, zero, zero, self.cell.idle_w, self.step_tti)
 
 
+class Episodes:
+    """A DU's episodes, each reset with the next seed drawn from one `seed`: every scheduler
+    run with the same seed on the same DU meets the same traffic and channels."""
+
+    def __init__(self, env: DuSlicingEnv, seed: int) -> None:
+        self.env = env
+        self._seeds = np.random.SeedSequence(seed)
+
+    def reset(self) -> np.ndarray:
+        """The first observation of the next episode."""
+        (child,) = self._seeds.spawn(1)
+        return self.env.reset(seed=int(child.generate_state(1)[0]))[0]
+
+
 def make_tasks(n_dus: int = 7, n_ues: int = 30, seed: int = 0,
                **env_kwargs: Any) -> list[DuSlicingEnv]:
     """The training DUs: `n_dus` DUs of `n_ues` users drawn from the task distribution."""

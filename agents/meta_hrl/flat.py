@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from agents.meta_hrl.ddpg import Params, call, explore, seeded_init, subparams, td_loss
-from agents.meta_hrl.env import DuSlicingEnv
+from agents.meta_hrl.env import DuSlicingEnv, Episodes
 from agents.meta_hrl.networks import FlatNets
 from agents.meta_hrl.replay import ReplayBuffer
 
@@ -63,12 +63,8 @@ class FlatRollout:
         obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
         self.buffer = ReplayBuffer(learner.config.buffer_capacity, {
             "s": (obs_dim,), "a": (act_dim,), "r": (), "s2": (obs_dim,)})
-        self._episode_seed = np.random.SeedSequence(seed)
-        self._obs = self._reset()
-
-    def _reset(self) -> np.ndarray:
-        (child,) = self._episode_seed.spawn(1)
-        return self.env.reset(seed=int(child.generate_state(1)[0]))[0]
+        self._episodes = Episodes(env, seed)
+        self._obs = self._episodes.reset()
 
     def step(self, params: Params, rng: np.random.Generator | None, *, learn: bool = True) -> float:
         with torch.no_grad():
@@ -78,7 +74,7 @@ class FlatRollout:
         next_obs, reward, terminated, truncated, _ = self.env.step(action)
         if learn:
             self.buffer.add(s=self._obs, a=action, r=float(reward), s2=next_obs)
-        self._obs = self._reset() if terminated or truncated else next_obs
+        self._obs = self._episodes.reset() if terminated or truncated else next_obs
         return float(reward)
 
     def ready(self, batch_size: int) -> bool:

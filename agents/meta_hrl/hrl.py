@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from agents.meta_hrl.ddpg import Params, call, explore, seeded_init, subparams, td_loss
-from agents.meta_hrl.env import DuSlicingEnv, allocate_prbs
+from agents.meta_hrl.env import DuSlicingEnv, Episodes, allocate_prbs
 from agents.meta_hrl.networks import GOAL_DIM, N_SLICES, USER_ACTION_DIM, HrlNets
 from agents.meta_hrl.replay import ReplayBuffer
 
@@ -154,16 +154,11 @@ class HrlRollout:
             "rewards": (N_SLICES,), "next_users": (n, f_u), "next_goals": (N_SLICES, GOAL_DIM)})
         self._members = torch.from_numpy(membership(self.user_slice))
         self._user_slice_t = torch.from_numpy(self.user_slice.astype(np.int64))
-        self._episode_seed = np.random.SeedSequence(seed)
-        self._obs = self._reset()
+        self._episodes = Episodes(env, seed)
+        self._obs = self._episodes.reset()
         self._t = 0
         self._high: dict[str, np.ndarray] | None = None  # the high decision in force
         self._rewards: list[float] = []
-
-    def _reset(self) -> np.ndarray:
-        (child,) = self._episode_seed.spawn(1)
-        obs, _ = self.env.reset(seed=int(child.generate_state(1)[0]))
-        return obs
 
     def act(self, params: Params, obs: np.ndarray, rng: np.random.Generator | None) -> HrlAction:
         """The decisions for `obs`, with exploration noise when `rng` is given. The high
@@ -218,7 +213,7 @@ class HrlRollout:
             self.record(obs, action, float(reward), info["slice_reward"], next_obs)
         if terminated or truncated:
             self._close_high(self.env.split_observation(next_obs)[0])
-            next_obs, self._t, self._high = self._reset(), 0, None
+            next_obs, self._t, self._high = self._episodes.reset(), 0, None
         self._obs = next_obs
         return float(reward)
 

@@ -40,7 +40,7 @@ def plan(experiments: list[str], setup: Setup, scale: Setup,
 
 def run(args: argparse.Namespace, console: Console) -> int:
     setup = Setup(n_dus=args.dus, n_ues=args.ues, iterations=args.iterations, shots=args.shots,
-                  first_order=args.first_order)
+                  first_order=args.first_order, n_heldout=args.heldout_dus)
     if args.save_model:
         return _save_model(Path(args.save_model), setup, console)
     if not args.out:
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return 1
     report = write_report(jobs, setup, out)
     console.print(f"report: [bold]{report}[/]")
-    console.print(report.read_text(), highlight=False, soft_wrap=True)
+    console.print(report.read_text(), highlight=False, soft_wrap=True, markup=False)
     return 0
 
 

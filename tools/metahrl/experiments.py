@@ -1,5 +1,6 @@
-"""The Meta-HRL experiments: each job trains one method with one seed on a set of DUs, then
-adapts it to a held-out DU shot by shot.
+"""The Meta-HRL experiments: each job trains one method with one seed on the fixed training
+DUs, then adapts it to every held-out DU shot by shot (`tools.metahrl.protocol`: the pools,
+the per-DU scores, the fixed schedulers and the paired differences).
 
 Methods (all trained for the same number of iterations, with the same data collection per
 DU and iteration, then adapted by the same procedure, `agents.meta_hrl.training.adapt`):
@@ -29,10 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.meta_hrl.env import DuSlicingEnv, heldout_task, make_tasks
 from agents.meta_hrl.flat import FlatLearner
 from agents.meta_hrl.hrl import HrlLearner
 from agents.meta_hrl.training import AdaptConfig, Learner, TrainConfig, Trainer, adapt
+from tools.metahrl.protocol import Pools
 
 _META = TrainConfig(method="maml", weighting="adaptive", direction="softmin")
 _JOINT = TrainConfig(method="joint")
@@ -58,10 +59,15 @@ class Setup:
     iterations: int = 200
     shots: int = 30
     first_order: bool = False
+    n_heldout: int = 16
 
     @property
     def tag(self) -> str:
-        return f"{self.n_dus}du-{self.n_ues}ue-{self.iterations}it"
+        return f"{self.n_dus}du-{self.n_ues}ue-{self.iterations}it-{self.n_heldout}held"
+
+    @property
+    def pools(self) -> Pools:
+        return Pools(self.n_dus, self.n_heldout, self.n_ues)
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ class JobResult:
     seed: int
     setup: Setup
     train_reward: list[float]        # mean reward of the steps collected, per iteration
-    adapt_reward: list[float]        # held-out DU, normalised, after 0..shots shots
+    adapt_reward: list[list[float]]  # per held-out DU: reward after 0..shots shots
     iteration_s: float               # mean wall time of one training iteration
     wall_s: float
 
@@ -85,12 +91,6 @@ class JobResult:
 def trains(method: str) -> bool:
     """Whether `method` trains before adapting (all but `scratch`)."""
     return METHODS[method][1] is not None
-
-
-def normalised(reward: float, env: DuSlicingEnv) -> float:
-    """Reward mapped from its declared bounds [-power_weight, sum of slice weights] to [0, 1]."""
-    low, high = -env.power_weight, float(sum(env.slice_weights))
-    return (reward - low) / (high - low)
 
 
 def _learner(kind: str, n_ues: int, seed: int) -> Learner:
@@ -108,7 +108,7 @@ def train(method: str, seed: int, setup: Setup,
     learner = _learner(kind, setup.n_ues, seed)
     if config is None:
         return learner, [], 0.0
-    envs = make_tasks(setup.n_dus, setup.n_ues, seed=seed)
+    envs = setup.pools.training()
     trainer = Trainer(learner, envs[:1] if one_du else envs,
                       replace(config, first_order=setup.first_order), seed=seed)
     rewards = []
@@ -122,13 +122,13 @@ def train(method: str, seed: int, setup: Setup,
 
 def run_job(method: str, seed: int, setup: Setup,
             on_iteration: Callable[[], None] | None = None) -> JobResult:
-    """Train `method` with `seed`, adapt it to a held-out DU, return the curves."""
+    """Train `method` with `seed`, adapt it to every held-out DU, return the curves."""
     t0 = time.perf_counter()
     learner, train_reward, iteration_s = train(method, seed, setup, on_iteration)
-    target = heldout_task(setup.n_ues, seed=10_000 + seed)
-    curve, _ = adapt(learner, learner.params(), target, setup.shots, AdaptConfig(), seed=seed)
-    return JobResult(method, seed, setup, train_reward, [normalised(r, target) for r in curve],
-                     iteration_s, time.perf_counter() - t0)
+    curves = [adapt(learner, learner.params(), target, setup.shots, AdaptConfig(), seed=seed)[0]
+              for target in setup.pools.heldout()]
+    return JobResult(method, seed, setup, train_reward, curves, iteration_s,
+                     time.perf_counter() - t0)
 
 
 def job_path(out: Path, method: str, seed: int, setup: Setup) -> Path:
