@@ -55,6 +55,22 @@ def test_static_weights_stay_those_of_the_first_iteration_and_uniform_ones_are_e
     np.testing.assert_array_equal(uniform.step().weights, np.full(3, 1 / 3))
 
 
+def test_a_meta_iteration_reports_how_far_its_inner_step_moves_and_how_weights_turn_it():
+    meta = Trainer(HrlLearner(seed=0), make_tasks(3, 6, seed=0), TrainConfig(**SMALL), seed=0)
+    stats = meta.step()
+    assert 0 < stats.inner_action_change < 1  # actions live on [-1, 1]
+    assert -1 <= stats.weighting_cosine <= 1
+    bigger = Trainer(HrlLearner(seed=0), make_tasks(3, 6, seed=0),
+                     TrainConfig(**{**SMALL, "inner_lr": 1.0}), seed=0).step()
+    assert bigger.inner_action_change > 10 * stats.inner_action_change
+    uniform = Trainer(HrlLearner(seed=0), make_tasks(3, 6, seed=0),
+                      TrainConfig(weighting="uniform", **SMALL), seed=0).step()
+    assert uniform.weighting_cosine == pytest.approx(1.0)  # the same gradient twice
+    joint = Trainer(HrlLearner(seed=0), make_tasks(3, 6, seed=0),
+                    TrainConfig(method="joint", **SMALL), seed=0).step()
+    assert np.isnan(joint.inner_action_change) and np.isnan(joint.weighting_cosine)
+
+
 def test_a_meta_iteration_changes_every_network_of_both_levels():
     learner = HrlLearner(seed=0)
     before = {k: v.detach().clone() for k, v in learner.params().items()}

@@ -19,10 +19,12 @@ def test_a_ci_sized_sweep_writes_every_table_and_figure_and_a_rerun_runs_nothing
     jobs = sorted(p.name for p in (out / "jobs").glob("*.json"))
     assert len(jobs) == len(METHODS) + 1  # every method on 2 x 6, Meta-HRL also on 3 x 9
     report = (out / "report.md").read_text()
-    for heading in ("Against the baselines", "Scaling", "Task weighting"):
+    for heading in ("Gates", "Against the baselines", "Scaling", "Task weighting"):
         assert heading in report
     for name in ("| drl |", "| tl |", "| mtl |", "| scratch |", "Uniform-Meta", "Static-Var",
-                 "softmax", "| 3 | 9 |"):
+                 "softmax", "| 3 | 9 |", "| equal split |", "| load-proportional |",
+                 "| proportional fair |", "users by queue (searched on the training DUs)",
+                 "MAML's inner step moves the actions", "Meta-HRL minus"):
         assert name in report
     assert (out / "training.png").stat().st_size > 0 and (out / "adaptation.png").exists()
     capsys.readouterr()

@@ -85,3 +85,28 @@ def test_the_bootstrap_interval_holds_the_mean_and_narrows_with_more_pairs():
     assert many[2] - many[1] < few[2] - few[1]
     assert many[1] > 0  # 1000 pairs at +0.1 +- 0.2: the interval excludes zero
     assert bootstrap_interval(np.full(5, 0.3)) == pytest.approx((0.3, 0.3, 0.3))
+
+
+def test_each_gate_passes_or_fails_on_what_it_measures():
+    from tools.metahrl.experiments import JobResult, Setup
+    from tools.metahrl.report import gates_table
+
+    setup = Setup(n_dus=2, n_ues=6, iterations=1, shots=2, n_heldout=2)
+    anchors = Baselines([0.5, 0.4], [0.7, 0.6], [(1 / 3,) * 3] * 2, {})
+
+    def job(method: str, curves: list[list[float]], moved: float = float("nan"),
+            cosine: float = float("nan"), seed: int = 0) -> JobResult:
+        return JobResult(method, seed, setup, [0.0], curves, 0.1, 1.0, moved, cosine)
+
+    good = [job("meta-hrl", [[0.55, 0.6, 0.65], [0.45, 0.5, 0.55]], 0.1, 0.5, seed)
+            for seed in (0, 1)]  # scores 0.25..0.75 on both DUs: above the equal split
+    scratch = [job("scratch", [[0.5, 0.6, 0.62], [0.4, 0.5, 0.52]], seed=seed)
+               for seed in (0, 1)]  # recovers 60 % of the way to the best split
+    table = gates_table(good + scratch, setup, anchors)
+    assert table.count("passed") == 4 and "FAILED" not in table
+
+    lazy = [job("meta-hrl", [[0.45, 0.45, 0.45], [0.35, 0.35, 0.35]], 0.001, 0.999, seed)
+            for seed in (0, 1)]  # below the equal split, an inner step that moves nothing
+    stuck = [job("scratch", [[0.5, 0.5, 0.51], [0.4, 0.4, 0.41]], seed=seed) for seed in (0, 1)]
+    table = gates_table(lazy + stuck, setup, anchors)
+    assert table.count("**FAILED**") == 4

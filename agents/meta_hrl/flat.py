@@ -41,6 +41,9 @@ class FlatLearner:
                              f"{env.profile.name!r} has {env.profile.n_ues}")
         return FlatRollout(self, env, seed)
 
+    def actions(self, params: Params, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.action(params, batch["s"]).flatten()
+
     def action(self, params: Params, obs: torch.Tensor) -> torch.Tensor:
         return call(self.nets.actor, subparams(params, "actor"), obs)
 

@@ -84,6 +84,11 @@ class HrlLearner:
         return call(self.nets.low_actor, subparams(params, "low_actor"),
                     torch.cat([users, user_goals], dim=-1))
 
+    def actions(self, params: Params, batch: HrlBatch) -> torch.Tensor:
+        """Both levels' actions on the batch's states, flattened."""
+        low = self.low_action(params, batch.low["users"], batch.low["goals"][:, batch.user_slice])
+        return torch.cat([self.high_action(params, batch.high["s"]).flatten(), low.flatten()])
+
     def loss(self, params: Params, targets: Params,
              batch: HrlBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Both levels' DDPG losses summed, and their TD errors (for the task weights)."""

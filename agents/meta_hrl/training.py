@@ -49,6 +49,9 @@ class Learner(Protocol):
     def rollout(self, env: DuSlicingEnv, seed: int) -> Rollout: ...
     def loss(self, params: Params, targets: Params,
              batch: Any) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def actions(self, params: Params, batch: Any) -> torch.Tensor:
+        """Every action the actors take on the batch's states, flattened."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ class IterationStats:
     loss: float
     weights: np.ndarray
     td_variance: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    inner_action_change: float = float("nan")
+    """MAML: mean |change| of the actions (on [-1, 1]) the inner step makes, over tasks."""
+    weighting_cosine: float = float("nan")
+    """MAML: cosine between the task-weighted and the uniformly weighted meta-gradient."""
 
 
 def param_groups(params: Params, lr: float, actor_ratio: float) -> list[dict[str, Any]]:
@@ -111,19 +118,21 @@ class Trainer:
         cfg = self.config
         rewards = [rollout.step(self.params, self.rng)
                    for rollout in self.rollouts for _ in range(cfg.collect_steps)]
-        grads, losses, variances = self._task_gradients()
-        if cfg.method == "maml":
-            weights = self.task_weights(np.asarray(variances))
-        else:
-            weights = np.full(len(grads), 1.0 / len(grads))
+        grads, losses, variances, moved = self._task_gradients()
+        uniform = np.full(len(grads), 1.0 / len(grads))
+        weights = self.task_weights(np.asarray(variances)) if cfg.method == "maml" else uniform
         self.optimizer.zero_grad()
         for name, param in self.params.items():
             param.grad = sum(float(w) * g[name] for w, g in zip(weights, grads))
         self.optimizer.step()
         soft_update(self.targets, self.params, cfg.tau)
         self.iteration += 1
-        return IterationStats(self.iteration, float(np.mean(rewards)),
-                              float(np.dot(weights, losses)), weights, np.asarray(variances))
+        maml = cfg.method == "maml"
+        return IterationStats(
+            self.iteration, float(np.mean(rewards)), float(np.dot(weights, losses)), weights,
+            np.asarray(variances), float(np.mean(moved)) if maml else float("nan"),
+            _cosine(_combine(grads, weights), _combine(grads, uniform)) if maml
+            else float("nan"))
 
     def task_weights(self, td_variance: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -135,29 +144,45 @@ class Trainer:
             return self.static_weights
         return variance_weights(td_variance, cfg.direction, cfg.temperature)
 
-    def _task_gradients(self) -> tuple[list[Params], list[float], list[float]]:
-        """Per DU: the gradient (w.r.t. the shared parameters) of its loss and the variance
-        of its TD errors. With MAML the loss is that of the parameters adapted on a train
-        batch, evaluated on a validation batch. Gradients are taken task by task, so only
-        one task's graph is alive at a time."""
-        cfg, grads, losses, variances = self.config, [], [], []
+    def _task_gradients(self) -> tuple[list[Params], list[float], list[float], list[float]]:
+        """Per DU: the gradient (w.r.t. the shared parameters) of its loss, the variance of
+        its TD errors and (MAML) how far the inner step moved its actions. With MAML the
+        loss is that of the parameters adapted on a train batch, evaluated on a validation
+        batch. Gradients are taken task by task, so only one task's graph is alive at a
+        time."""
+        cfg = self.config
+        grads: list[Params] = []
+        losses, variances, moved = [], [], []
         for rollout in self.rollouts:
             params, batch = self.params, rollout.sample(cfg.batch_size, self.rng)
             if cfg.method == "maml":
                 params = inner_update(lambda p, b=batch: self.learner.loss(p, self.targets, b)[0],
                                       self.params, cfg.inner_lr, first_order=cfg.first_order)
+                with torch.no_grad():
+                    moved.append(float((self.learner.actions(params, batch)
+                                        - self.learner.actions(self.params, batch)).abs().mean()))
                 batch = rollout.sample(cfg.batch_size, self.rng)
             loss, td = self.learner.loss(params, self.targets, batch)
             grads.append(self._gradient(loss))
             losses.append(float(loss.detach()))
             variances.append(float(td.var()))
-        return grads, losses, variances
+        return grads, losses, variances, moved
 
     def _gradient(self, loss: torch.Tensor) -> Params:
         names = list(self.params)
         grads = torch.autograd.grad(loss, [self.params[k] for k in names], allow_unused=True)
         return {k: torch.zeros_like(self.params[k]) if g is None else g
                 for k, g in zip(names, grads)}
+
+
+def _combine(grads: list[Params], weights: np.ndarray) -> torch.Tensor:
+    """The weighted sum of per-task gradients, flattened into one vector."""
+    return sum(float(w) * torch.cat([g[k].flatten() for k in sorted(g)])
+               for w, g in zip(weights, grads))
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
 
 
 @dataclass(frozen=True)

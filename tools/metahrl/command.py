@@ -95,10 +95,10 @@ def _save_model(path: Path, setup: Setup, console: Console) -> int:
             progress.advance(task)
             log.advance()
 
-        learner, rewards, iteration_s = train("meta-hrl", 0, setup, on_iteration=advance)
+        learner, stats, iteration_s = train("meta-hrl", 0, setup, on_iteration=advance)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(learner, path)
     console.print(f"meta-model: [bold]{path}[/] ({setup.n_dus} DUs x {setup.n_ues} UEs, "
                   f"{setup.iterations} iterations, {iteration_s:.3f} s each, last reward "
-                  f"{rewards[-1]:.3f})")
+                  f"{stats[-1].reward:.3f})")
     return 0

@@ -32,7 +32,14 @@ import torch
 
 from agents.meta_hrl.flat import FlatLearner
 from agents.meta_hrl.hrl import HrlLearner
-from agents.meta_hrl.training import AdaptConfig, Learner, TrainConfig, Trainer, adapt
+from agents.meta_hrl.training import (
+    AdaptConfig,
+    IterationStats,
+    Learner,
+    TrainConfig,
+    Trainer,
+    adapt,
+)
 from tools.metahrl.protocol import Pools
 
 _META = TrainConfig(method="maml", weighting="adaptive", direction="softmin")
@@ -79,6 +86,8 @@ class JobResult:
     adapt_reward: list[list[float]]  # per held-out DU: reward after 0..shots shots
     iteration_s: float               # mean wall time of one training iteration
     wall_s: float
+    inner_action_change: float = float("nan")  # MAML: mean over iterations (IterationStats)
+    weighting_cosine: float = float("nan")     # MAML: mean over iterations (IterationStats)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,10 +106,10 @@ def _learner(kind: str, n_ues: int, seed: int) -> Learner:
     return HrlLearner(seed=seed) if kind == "hrl" else FlatLearner(n_ues, seed=seed)
 
 
-def train(method: str, seed: int, setup: Setup,
-          on_iteration: Callable[[], None] | None = None) -> tuple[Learner, list[float], float]:
-    """Train `method` with `seed` on the DUs of `setup`: (learner, training reward per
-    iteration, mean seconds per iteration)."""
+def train(method: str, seed: int, setup: Setup, on_iteration: Callable[[], None] | None = None,
+          ) -> tuple[Learner, list[IterationStats], float]:
+    """Train `method` with `seed` on the DUs of `setup`: (learner, each iteration's
+    statistics, mean seconds per iteration)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     kind, config, one_du = METHODS[method]
@@ -111,24 +120,29 @@ def train(method: str, seed: int, setup: Setup,
     envs = setup.pools.training()
     trainer = Trainer(learner, envs[:1] if one_du else envs,
                       replace(config, first_order=setup.first_order), seed=seed)
-    rewards = []
+    stats = []
     t0 = time.perf_counter()
     for _ in range(setup.iterations):
-        rewards.append(trainer.step().reward)
+        stats.append(trainer.step())
         if on_iteration:
             on_iteration()
-    return learner, rewards, (time.perf_counter() - t0) / max(setup.iterations, 1)
+    return learner, stats, (time.perf_counter() - t0) / max(setup.iterations, 1)
 
 
 def run_job(method: str, seed: int, setup: Setup,
             on_iteration: Callable[[], None] | None = None) -> JobResult:
     """Train `method` with `seed`, adapt it to every held-out DU, return the curves."""
     t0 = time.perf_counter()
-    learner, train_reward, iteration_s = train(method, seed, setup, on_iteration)
+    learner, stats, iteration_s = train(method, seed, setup, on_iteration)
     curves = [adapt(learner, learner.params(), target, setup.shots, AdaptConfig(), seed=seed)[0]
               for target in setup.pools.heldout()]
-    return JobResult(method, seed, setup, train_reward, curves, iteration_s,
-                     time.perf_counter() - t0)
+
+    def mean(values: list[float]) -> float:
+        return float(np.mean(values)) if values else float("nan")
+
+    return JobResult(method, seed, setup, [s.reward for s in stats], curves, iteration_s,
+                     time.perf_counter() - t0, mean([s.inner_action_change for s in stats]),
+                     mean([s.weighting_cosine for s in stats]))
 
 
 def job_path(out: Path, method: str, seed: int, setup: Setup) -> Path:

@@ -21,7 +21,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tools.replay.figures import band, save_figure
-from tools.metahrl.experiments import JobResult, Setup, iterations_to_converge, shots_to_converge
+from tools.metahrl.experiments import (
+    JobResult,
+    Setup,
+    iterations_to_converge,
+    shots_to_converge,
+    trains,
+)
 from tools.metahrl.protocol import Baselines, bootstrap_interval, load_or_compute
 
 COMPARED = ("meta-hrl", "drl", "tl", "mtl", "scratch")
@@ -136,6 +142,46 @@ def scaling_table(jobs: Sequence[JobResult], method: str = "meta-hrl") -> str:
     return "\n".join(lines)
 
 
+GATE_INNER_STEP = 0.05
+GATE_COSINE = 0.9
+GATE_HEADROOM = 0.5
+
+
+def gates_table(jobs: Sequence[JobResult], setup: Setup, baselines: Baselines) -> str:
+    """The conditions under which the comparison below means anything, each measured."""
+    groups, last = _by(jobs, setup), setup.shots
+    rows: list[tuple[str, str, str, bool]] = []
+    for method, runs in groups.items():
+        if not trains(method):
+            continue
+        mean, low, high = bootstrap_interval(_shot(scores(runs, baselines), last))
+        rows.append((f"{method} beats the equal split at {last} shots", _ci(mean, low, high),
+                     "interval above 0", low > 0))
+    meta = groups.get("meta-hrl", [])
+    if meta:
+        moved = float(np.nanmean([j.inner_action_change for j in meta]))
+        rows.append(("MAML's inner step moves the actions", f"{moved:.4f}",
+                     f">= {GATE_INNER_STEP}", moved >= GATE_INNER_STEP))
+        cosine = float(np.nanmean([j.weighting_cosine for j in meta]))
+        rows.append(("the task weights change the meta-gradient (cosine of weighted and "
+                     "uniform)", f"{cosine:.4f}", f"< {GATE_COSINE}", cosine < GATE_COSINE))
+    if groups.get("scratch"):
+        curves = scores(groups["scratch"], baselines).reshape(-1, last + 1)
+        headroom = 1.0 - curves[:, 0]
+        room = headroom > 1e-9
+        share = float(np.mean((curves[room, -1] - curves[room, 0]) / headroom[room])) \
+            if room.any() else float("nan")
+        rows.append((f"an untrained model recovers the headroom to the best constant split "
+                     f"in {last} shots", f"{share:.3f}", f">= {GATE_HEADROOM}",
+                     share >= GATE_HEADROOM))
+    lines = ["| gate | measured | needs | result |", "|---|---|---|---|"]
+    lines += [f"| {g} | {m} | {n} | {'passed' if ok else '**FAILED**'} |"
+              for g, m, n, ok in rows]
+    lines += ["", "A comparison below a failed gate shows only that the learning failed, not "
+              "which method is better."]
+    return "\n".join(lines)
+
+
 def ablation_table(jobs: Sequence[JobResult], setup: Setup, baselines: Baselines) -> str:
     groups = _by(jobs, setup)
     lines = ["| weighting | runs | score, 30 shots | paper (normalised reward) | shots to "
@@ -195,6 +241,7 @@ def write_report(jobs: Sequence[JobResult], setup: Setup, out: Path) -> Path:
         f"# Meta-HRL experiments ({setup.n_dus} DUs x {setup.n_ues} UEs, "
         f"{setup.iterations} iterations, {'first' if setup.first_order else 'second'}-order MAML)",
         PROTOCOL,
+        "## Gates", gates_table(jobs, setup, baselines),
         "## Against the baselines (held-out DUs)", comparison_table(jobs, setup, baselines),
         "![training](training.png) ![adaptation](adaptation.png)",
         "## Scaling", scaling_table(jobs),
