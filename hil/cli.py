@@ -324,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--scale-dus", type=int, default=30, help="scaling test (default: 30)")
     meta.add_argument("--scale-ues", type=int, default=200, help="scaling test (default: 200)")
     meta.add_argument("--first-order", action="store_true", help="first-order MAML")
+    meta.add_argument("--updates-per-iteration", type=int, default=1,
+                      help="Adam steps per training iteration, each on fresh batches "
+                      "(default: 1)")
     meta.add_argument("--out", help="folder for the jobs, figures, report.md")
     meta.add_argument("--report-only", action="store_true",
                       help="redraw report.md and the figures from --out, run nothing")

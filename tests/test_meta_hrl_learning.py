@@ -71,6 +71,16 @@ def test_a_meta_iteration_reports_how_far_its_inner_step_moves_and_how_weights_t
     assert np.isnan(joint.inner_action_change) and np.isnan(joint.weighting_cosine)
 
 
+def test_more_updates_per_iteration_take_that_many_adam_steps_on_one_collection():
+    trainer = Trainer(HrlLearner(seed=0), make_tasks(2, 6, seed=0),
+                      TrainConfig(updates_per_iteration=3, **SMALL), seed=0)
+    sizes = [r.low_buffer.size for r in trainer.rollouts]
+    trainer.step()
+    state = trainer.optimizer.state_dict()["state"]
+    assert {int(s["step"]) for s in state.values()} == {3}
+    assert [r.low_buffer.size for r in trainer.rollouts] == [n + 10 for n in sizes]
+
+
 def test_a_meta_iteration_changes_every_network_of_both_levels():
     learner = HrlLearner(seed=0)
     before = {k: v.detach().clone() for k, v in learner.params().items()}

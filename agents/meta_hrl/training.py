@@ -65,6 +65,7 @@ class TrainConfig:
     direction: Direction = "softmin"
     temperature: float = 1.0
     collect_steps: int = 10       # per DU and meta-iteration
+    updates_per_iteration: int = 1  # Adam steps per meta-iteration, each on fresh batches
     warmup_steps: int = 100       # per DU, noisy steps before the first update
     batch_size: int = 32
     tau: float = 0.01             # soft update of the target networks
@@ -114,20 +115,22 @@ class Trainer:
                 rollout.step(self.params, self.rng)
 
     def step(self) -> IterationStats:
-        """One meta-iteration (or joint update): collect, compute the loss, update."""
+        """One meta-iteration (or joint iteration): collect, then `updates_per_iteration`
+        updates, each on fresh batches. The statistics are those of the last update."""
         cfg = self.config
         rewards = [rollout.step(self.params, self.rng)
                    for rollout in self.rollouts for _ in range(cfg.collect_steps)]
-        grads, losses, variances, moved = self._task_gradients()
-        uniform = np.full(len(grads), 1.0 / len(grads))
-        weights = self.task_weights(np.asarray(variances)) if cfg.method == "maml" else uniform
-        self.optimizer.zero_grad()
-        for name, param in self.params.items():
-            param.grad = sum(float(w) * g[name] for w, g in zip(weights, grads))
-        self.optimizer.step()
-        soft_update(self.targets, self.params, cfg.tau)
+        for _ in range(cfg.updates_per_iteration):
+            grads, losses, variances, moved = self._task_gradients()
+            uniform = np.full(len(grads), 1.0 / len(grads))
+            maml = cfg.method == "maml"
+            weights = self.task_weights(np.asarray(variances)) if maml else uniform
+            self.optimizer.zero_grad()
+            for name, param in self.params.items():
+                param.grad = sum(float(w) * g[name] for w, g in zip(weights, grads))
+            self.optimizer.step()
+            soft_update(self.targets, self.params, cfg.tau)
         self.iteration += 1
-        maml = cfg.method == "maml"
         return IterationStats(
             self.iteration, float(np.mean(rewards)), float(np.dot(weights, losses)), weights,
             np.asarray(variances), float(np.mean(moved)) if maml else float("nan"),

@@ -40,7 +40,8 @@ def plan(experiments: list[str], setup: Setup, scale: Setup,
 
 def run(args: argparse.Namespace, console: Console) -> int:
     setup = Setup(n_dus=args.dus, n_ues=args.ues, iterations=args.iterations, shots=args.shots,
-                  first_order=args.first_order, n_heldout=args.heldout_dus)
+                  first_order=args.first_order, n_heldout=args.heldout_dus,
+                  updates_per_iteration=args.updates_per_iteration)
     if args.save_model:
         return _save_model(Path(args.save_model), setup, console)
     if not args.out:

@@ -67,10 +67,12 @@ class Setup:
     shots: int = 30
     first_order: bool = False
     n_heldout: int = 16
+    updates_per_iteration: int = 1
 
     @property
     def tag(self) -> str:
-        return f"{self.n_dus}du-{self.n_ues}ue-{self.iterations}it-{self.n_heldout}held"
+        return (f"{self.n_dus}du-{self.n_ues}ue-{self.iterations}it-{self.n_heldout}held"
+                f"-{self.updates_per_iteration}up")
 
     @property
     def pools(self) -> Pools:
@@ -119,7 +121,8 @@ def train(method: str, seed: int, setup: Setup, on_iteration: Callable[[], None]
         return learner, [], 0.0
     envs = setup.pools.training()
     trainer = Trainer(learner, envs[:1] if one_du else envs,
-                      replace(config, first_order=setup.first_order), seed=seed)
+                      replace(config, first_order=setup.first_order,
+                              updates_per_iteration=setup.updates_per_iteration), seed=seed)
     stats = []
     t0 = time.perf_counter()
     for _ in range(setup.iterations):
