@@ -314,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--experiments", default="compare,ablation,scaling",
                       help="any of compare, ablation, scaling (default: %(default)s)")
     meta.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default: 5)")
+    meta.add_argument("--methods", help="only these of the experiments' methods, comma-"
+                      "separated (e.g. meta-hrl,mtl; default: all)")
     meta.add_argument("--iterations", type=int, default=200,
                       help="training iterations per method (default: 200)")
     meta.add_argument("--shots", type=int, default=30, help="adaptation shots (default: 30)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from hil.cli import main
@@ -32,6 +34,18 @@ def test_a_ci_sized_sweep_writes_every_table_and_figure_and_a_rerun_runs_nothing
     assert main(["metahrl", *TINY, "--out", str(out)]) == 0
     assert "0 jobs to run" in capsys.readouterr().err
     assert sorted(p.name for p in (out / "jobs").glob("*.json")) == jobs
+
+
+def test_methods_narrows_a_sweep_to_the_methods_named_and_refuses_unknown_ones(tmp_path,
+                                                                               capsys):
+    out = tmp_path / "two"
+    assert main(["metahrl", *TINY, "--experiments", "compare", "--methods", "meta-hrl,tl",
+                 "--out", str(out)]) == 0
+    methods = [json.loads(p.read_text())["method"] for p in (out / "jobs").glob("*.json")]
+    assert sorted(methods) == ["meta-hrl", "tl"]
+    capsys.readouterr()
+    assert main(["metahrl", *TINY, "--methods", "maml", "--out", str(out)]) == 2
+    assert "unknown ['maml']" in capsys.readouterr().err
 
 
 def test_iterations_to_converge_is_where_the_smoothed_curve_made_95_percent_of_its_gain():

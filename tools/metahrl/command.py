@@ -18,15 +18,25 @@ from rich.console import Console
 
 from hil.progress import LineLog, progress_bar
 from agents.meta_hrl.agent import save_model
-from tools.metahrl.experiments import Setup, job_path, load_jobs, run_job, save_job, train, trains
+from tools.metahrl.experiments import (
+    METHODS,
+    Setup,
+    job_path,
+    load_jobs,
+    run_job,
+    save_job,
+    train,
+    trains,
+)
 from tools.metahrl.report import ABLATION, COMPARED, write_report
 
 EXPERIMENTS = ("compare", "ablation", "scaling")
 
 
-def plan(experiments: list[str], setup: Setup, scale: Setup,
-         seeds: int) -> list[tuple[str, int, Setup]]:
-    """The (method, seed, setup) jobs the chosen experiments need, without repeats."""
+def plan(experiments: list[str], setup: Setup, scale: Setup, seeds: int,
+         only: set[str] | None = None) -> list[tuple[str, int, Setup]]:
+    """The (method, seed, setup) jobs the chosen experiments need, without repeats; with
+    `only`, just those methods' jobs."""
     methods: list[tuple[str, Setup]] = []
     if "compare" in experiments:
         methods += [(m, setup) for m in COMPARED]
@@ -34,7 +44,7 @@ def plan(experiments: list[str], setup: Setup, scale: Setup,
         methods += [(m, setup) for m in ABLATION]
     if "scaling" in experiments:
         methods += [("meta-hrl", setup), ("meta-hrl", scale)]
-    unique = list(dict.fromkeys(methods))
+    unique = [(m, s) for m, s in dict.fromkeys(methods) if only is None or m in only]
     return [(m, seed, s) for m, s in unique for seed in range(seeds)]
 
 
@@ -55,8 +65,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[red]--experiments: unknown {sorted(unknown)}; choose from "
                           f"{', '.join(EXPERIMENTS)}")
             return 2
+        only = {m.strip() for m in args.methods.split(",") if m.strip()} if args.methods \
+            else None
+        if only and (unknown := only - set(METHODS)):
+            console.print(f"[red]--methods: unknown {sorted(unknown)}; choose from "
+                          f"{', '.join(METHODS)}")
+            return 2
         scale = replace(setup, n_dus=args.scale_dus, n_ues=args.scale_ues)
-        todo = [job for job in plan(experiments, setup, scale, args.seeds)
+        todo = [job for job in plan(experiments, setup, scale, args.seeds, only)
                 if not job_path(out, *job).exists()]
         total = sum(s.iterations for m, _, s in todo if trains(m))
         console.print(f"{len(todo)} jobs to run into {out} ({total} training iterations)")
