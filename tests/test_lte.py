@@ -1,6 +1,6 @@
 """LTE facts from TS 36.213 and the emulator's CQI/SNR link model built on them.
 
-Expected values are written out from the spec (via /work/shared/FACTS.md) and from
+Expected values are written out from the spec (via ../shared/FACTS.md) and from
 independent public transcriptions, never computed with the module under test.
 """
 

@@ -11,7 +11,7 @@ Two kinds of content live here:
   efficiency table);
 * a small link model built on them (CQI <-> SNR, the SNR each MCS needs, link adaptation)
   that the emulator uses in place of a real PHY. Its anchors are the CQI/SNR pairs the
-  BSvBS paper reports for its testbed (footnote 13; see /work/shared/FACTS.md).
+  BSvBS paper reports for its testbed (footnote 13; see ../shared/FACTS.md).
 """
 
 from __future__ import annotations
