@@ -73,7 +73,7 @@ def test_a_score_is_0_at_the_equal_split_and_1_at_the_du_s_own_best_split():
     assert baselines.scores(baselines.best) == pytest.approx([1.0, 1.0])
     assert baselines.scores(baselines.fixed["equal split"]) == pytest.approx([0.0, 0.0])
     assert set(baselines.fixed) >= {"equal split", "load-proportional", "proportional fair"}
-    flat = Baselines([0.5], [0.5], [(1 / 3,) * 3], {})
+    flat = Baselines([0.5], [0.5], {})
     assert flat.score(0.7, 0) == 0.0  # no span: nothing to score against
 
 
@@ -92,7 +92,7 @@ def test_each_gate_passes_or_fails_on_what_it_measures():
     from tools.metahrl.report import gates_table
 
     setup = Setup(n_dus=2, n_ues=6, iterations=1, shots=2, n_heldout=2)
-    anchors = Baselines([0.5, 0.4], [0.7, 0.6], [(1 / 3,) * 3] * 2, {})
+    anchors = Baselines([0.5, 0.4], [0.7, 0.6], {})
 
     def job(method: str, curves: list[list[float]], moved: float = float("nan"),
             cosine: float = float("nan"), seed: int = 0) -> JobResult:

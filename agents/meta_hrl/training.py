@@ -70,6 +70,11 @@ class TrainConfig:
     batch_size: int = 32
     tau: float = 0.01             # soft update of the target networks
 
+    def __post_init__(self) -> None:
+        if self.updates_per_iteration < 1:
+            raise ValueError(f"updates_per_iteration must be >= 1, got "
+                             f"{self.updates_per_iteration}")
+
 
 @dataclass(frozen=True)
 class IterationStats:
@@ -120,10 +125,10 @@ class Trainer:
         cfg = self.config
         rewards = [rollout.step(self.params, self.rng)
                    for rollout in self.rollouts for _ in range(cfg.collect_steps)]
+        maml = cfg.method == "maml"
+        uniform = np.full(len(self.rollouts), 1.0 / len(self.rollouts))
         for _ in range(cfg.updates_per_iteration):
             grads, losses, variances, moved = self._task_gradients()
-            uniform = np.full(len(grads), 1.0 / len(grads))
-            maml = cfg.method == "maml"
             weights = self.task_weights(np.asarray(variances)) if maml else uniform
             self.optimizer.zero_grad()
             for name, param in self.params.items():

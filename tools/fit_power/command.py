@@ -22,7 +22,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from drivers.emulated.model import load_calibration
+from drivers.emulated.model import Calibration, load_calibration
 from hil.recorder import RunDirectory
 from tools.collect.reading import read_sweep
 from tools.fit_power.fit import FitError, PowerFit, fit_power, power_coefficients, read_cells
@@ -44,26 +44,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     base = load_calibration(base_path)
     name = args.name or f"fitted-{folder.resolve().name}"
     if args.fit_link:
-        scale = fit_cqi_scale(cells)
-        channel = base.channel.model_copy(update={"snr_at_cqi_db": scale})
-        if scale is not None:
-            console.print("CQI scale, SNR (dB) at CQI 0..15: "
-                          f"{' '.join(f'{v:.1f}' for v in scale)}", highlight=False)
-        link = fit_link_adaptation(cells, ", ".join(str(d) for d in datasets), channel)
-        slope = ul_snr_per_prb_slope(cells)
-        fixed_power = bool(abs(slope + 1.0) < 0.25)
-        cell = base.cell
-        if (granted := ul_grant_limit_prb(cells)) is not None:
-            cell = cell.model_copy(update={"ul_pucch_prb": int(round(cell.nof_prb - granted))})
-        base = base.model_copy(update={"cell": cell, "channel": channel.model_copy(
-            update={"link_adaptation": link, "ul_fixed_total_power": fixed_power})})
-        console.print(f"UL SNR per 10 log10(PRBs): {slope:+.2f} dB/dB (-1: the UE sends at a "
-                      f"fixed total power) -> ul_fixed_total_power: {fixed_power}; UL grants "
-                      f"of at most {cell.nof_prb - cell.ul_pucch_prb} PRBs (measured median "
-                      f"{granted})", highlight=False)
-        console.print(f"link adaptation, MCS per CQI 0..15: DL "
-                      f"{' '.join(f'{v:.0f}' for v in link.dl_mcs_by_cqi)}; UL "
-                      f"{' '.join(f'{v:.0f}' for v in link.ul_mcs_by_cqi)}", highlight=False)
+        base = with_measured_link(base, cells, ", ".join(str(d) for d in datasets), console)
     fit = fit_power(cells, base, name=name, power_column=args.power)
     out = Path(args.out) if args.out else folder / "calibration.yaml"
     console.print(_table(fit, power_coefficients(base.power), base_path.name))
@@ -79,6 +60,32 @@ def run(args: argparse.Namespace, console: Console) -> int:
                           out.with_name(out.stem + "-residuals.png"))
     console.print(f"calibration: {out}\nresidual plot: {png}", highlight=False)
     return 0
+
+
+def with_measured_link(base: Calibration, cells: pd.DataFrame, source: str,
+                       console: Console) -> Calibration:
+    """`base` with the link the cells measured (`tools.fit_power.link`): the CQI scale, the
+    link adaptation, whether the UE sends at a fixed total power, the UL grant limit."""
+    scale = fit_cqi_scale(cells)
+    channel = base.channel.model_copy(update={"snr_at_cqi_db": scale})
+    if scale is not None:
+        console.print("CQI scale, SNR (dB) at CQI 0..15: "
+                      f"{' '.join(f'{v:.1f}' for v in scale)}", highlight=False)
+    link = fit_link_adaptation(cells, source, channel)
+    slope = ul_snr_per_prb_slope(cells)
+    fixed_power = bool(abs(slope + 1.0) < 0.25)
+    cell = base.cell
+    if (granted := ul_grant_limit_prb(cells)) is not None:
+        cell = cell.model_copy(update={"ul_pucch_prb": int(round(cell.nof_prb - granted))})
+    console.print(f"UL SNR per 10 log10(PRBs): {slope:+.2f} dB/dB (-1: the UE sends at a "
+                  f"fixed total power) -> ul_fixed_total_power: {fixed_power}; UL grants "
+                  f"of at most {cell.nof_prb - cell.ul_pucch_prb} PRBs (measured median "
+                  f"{granted})", highlight=False)
+    console.print(f"link adaptation, MCS per CQI 0..15: DL "
+                  f"{' '.join(f'{v:.0f}' for v in link.dl_mcs_by_cqi)}; UL "
+                  f"{' '.join(f'{v:.0f}' for v in link.ul_mcs_by_cqi)}", highlight=False)
+    return base.model_copy(update={"cell": cell, "channel": channel.model_copy(
+        update={"link_adaptation": link, "ul_fixed_total_power": fixed_power})})
 
 
 def _read(datasets: list[Path], power: str) -> tuple[pd.DataFrame, Path]:

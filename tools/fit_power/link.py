@@ -5,7 +5,7 @@ in that direction stayed full (demand above 1.5 times the rate: with a few block
 the outer loop does not settle where it does under a full buffer), grouped by
 dataset, condition and DL gain (DL) or UL PRB ratio (UL: the UE's fixed total power makes
 the SNR of a grant depend on its size), each group gives one point: the median reported
-CQI (UL: the CQI of the median UL SNR, `lte.snr_db_to_cqi`) and the median MCS used. A point
+CQI (UL: the CQI of the median UL SNR, on the channel's CQI scale) and the median MCS used. A point
 whose MCS sits at the cap is censored: link adaptation would have gone at least that high.
 The BLER it settles at is the median over the uncensored points (at least `MIN_BLER`).
 The table (`drivers.emulated.model.LinkAdaptation`) runs through the uncensored points,
@@ -41,18 +41,28 @@ class LinkPoint:
     bler: float
 
 
+def _measured(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells that were measured, each with the dataset it came from (`dataset`; one
+    unnamed dataset when the column is missing)."""
+    cells = cells[~cells["failed"].astype(bool)]
+    return cells if "dataset" in cells.columns else cells.assign(dataset="")
+
+
+def _full_buffer(cells: pd.DataFrame, direction: str) -> pd.Series:
+    """Cells whose demand in `direction` stayed above 1.5 times what the caps let through."""
+    rate = cells[f"{direction}_rate_mbps"].astype(float)
+    return cells[f"{direction}_demand_mbps"].astype(float) > 1.5 * rate
+
+
 def link_points(cells: pd.DataFrame, channel: ChannelParams | None = None) -> list[LinkPoint]:
     """One point per (dataset, condition[, DL gain]) and direction; `cells` may hold several
     datasets told apart by a `dataset` column. UL SNRs go on `channel`'s CQI scale."""
-    cells = cells[~cells["failed"].astype(bool)]
-    if "dataset" not in cells.columns:
-        cells = cells.assign(dataset="")
+    cells = _measured(cells)
     points = []
     for direction in ("dl", "ul"):
         cap = cells[f"policy_{direction}_max_mcs"].astype(float)
         rate = cells[f"{direction}_rate_mbps"].astype(float)
-        full_buffer = cells[f"{direction}_demand_mbps"].astype(float) > 1.5 * rate
-        top = cells[(cap == cap.max()) & (rate > 0) & full_buffer]
+        top = cells[(cap == cap.max()) & (rate > 0) & _full_buffer(cells, direction)]
         keys = ["dataset", "condition",
                 "policy_dl_gain_db" if direction == "dl" else "policy_ul_prb_ratio"]
         for _, group in top.groupby(keys):
@@ -78,10 +88,8 @@ def fit_cqi_scale(cells: pd.DataFrame) -> tuple[float, ...] | None:
     cell has a DL SNR (an emulated dataset: the NUC anchors stay)."""
     if "cond_dl_snr_db" not in cells.columns:
         return None
-    cells = cells[~cells["failed"].astype(bool) & cells["cond_dl_snr_db"].notna()
-                  & (cells["dl_cqi"].astype(float) > 0)]
-    if "dataset" not in cells.columns:
-        cells = cells.assign(dataset="")
+    cells = _measured(cells)
+    cells = cells[cells["cond_dl_snr_db"].notna() & (cells["dl_cqi"].astype(float) > 0)]
     points = []
     for (_, snr, gain), group in cells.groupby(["dataset", "cond_dl_snr_db",
                                                 "policy_dl_gain_db"]):
@@ -106,10 +114,9 @@ def ul_snr_per_prb_slope(cells: pd.DataFrame) -> float:
     condition under a full UL buffer (demand above what the caps let through): -1 when the
     UE sends every grant at one total power (srsUE: no UL power control), 0 with power
     control that keeps the power per PRB. NaN without such cells."""
-    cells = cells[~cells["failed"].astype(bool) & (cells["ul_prb"].astype(float) > 0)]
-    if "dataset" not in cells.columns:
-        cells = cells.assign(dataset="")
-    full = cells[cells["ul_demand_mbps"].astype(float) > 1.5 * cells["ul_rate_mbps"].astype(float)]
+    cells = _measured(cells)
+    cells = cells[cells["ul_prb"].astype(float) > 0]
+    full = cells[_full_buffer(cells, "ul")]
     slopes, weights = [], []
     for _, group in full.groupby(["dataset", "condition"]):
         x = 10 * np.log10(group["ul_prb"].to_numpy(float))
@@ -123,10 +130,9 @@ def ul_grant_limit_prb(cells: pd.DataFrame) -> float | None:
     """The most PRBs the eNB granted the UE under an uncapped UL PRB ratio and a full UL
     buffer: the median over such cells (srsENB grants ~41-44 of 50 over ZMQ, not the 48
     outside PUCCH). None without such cells."""
-    cells = cells[~cells["failed"].astype(bool)]
+    cells = _measured(cells)
     ratio = cells["policy_ul_prb_ratio"].astype(float)
-    rate = cells["ul_rate_mbps"].astype(float)
-    full = cells[(ratio == ratio.max()) & (cells["ul_demand_mbps"].astype(float) > 1.5 * rate)]
+    full = cells[(ratio == ratio.max()) & _full_buffer(cells, "ul")]
     return float(full["ul_prb"].median()) if len(full) else None
 
 

@@ -154,19 +154,24 @@ def compare(cells: pd.DataFrame, space: PolicySpace, cal: Calibration,
         outcome = expected_round(caps, env.map(lambda a: a[:, None]), cal)
         label = _label(group.iloc[0], env)
         for p in params:
-            _, _, emulated = reward(outcome.dl_rate_mbps[0], env.dl_demand_mbps[0],
-                                    outcome.ul_rate_mbps[0], env.ul_demand_mbps[0],
-                                    outcome.power_w[0], p)
-            _, _, measured = reward(mean["dl_rate_mbps"].to_numpy(), env.dl_demand_mbps[0],
-                                    mean["ul_rate_mbps"].to_numpy(), env.ul_demand_mbps[0],
-                                    mean[power].to_numpy(), p)
+            emulated = _reward(env, p, outcome.dl_rate_mbps[0], outcome.ul_rate_mbps[0],
+                               outcome.power_w[0])
+            measured = _reward(env, p, mean["dl_rate_mbps"], mean["ul_rate_mbps"], mean[power])
             se = np.maximum(_reward_se(by_policy, env, p, power),
                             _replicate_se(group, env, p, power))
             rho = spearmanr(measured, emulated).statistic if len(index) > 2 else float("nan")
-            out.append(ConditionLandscape(int(condition), label, p.delta, index,
-                                          np.asarray(measured, float), se,
-                                          np.asarray(emulated, float), float(rho)))
+            out.append(ConditionLandscape(int(condition), label, p.delta, index, measured, se,
+                                          emulated, float(rho)))
     return out
+
+
+def _reward(env: Environment, p: RewardParams, dl_rate_mbps: object, ul_rate_mbps: object,
+            power_w: object) -> np.ndarray:
+    """The scaled reward f of rates and watts under the condition's demand."""
+    _, _, f = reward(np.asarray(dl_rate_mbps, float), env.dl_demand_mbps[0],
+                     np.asarray(ul_rate_mbps, float), env.ul_demand_mbps[0],
+                     np.asarray(power_w, float), p)
+    return np.asarray(f, float)
 
 
 _CAP_NAMES = ("dl_gain_db", "dl_max_mcs", "dl_prb_ratio", "ul_max_mcs", "ul_prb_ratio")
@@ -197,9 +202,7 @@ def _replicate_se(group: pd.DataFrame, env: Environment, p: RewardParams,
     policies measured more than once, over the policy's number of cells. Zeros when no
     policy was measured twice. This catches what a cell's own rounds cannot: drift
     between cells measured minutes apart."""
-    _, _, per_cell = reward(group["dl_rate_mbps"].to_numpy(float), env.dl_demand_mbps[0],
-                            group["ul_rate_mbps"].to_numpy(float), env.ul_demand_mbps[0],
-                            group[power].to_numpy(float), p)
+    per_cell = _reward(env, p, group["dl_rate_mbps"], group["ul_rate_mbps"], group[power])
     rewards = pd.Series(per_cell, index=group.index).groupby(group["policy_index"])
     counts = rewards.count().sort_index()
     repeated = rewards.var(ddof=1).dropna()

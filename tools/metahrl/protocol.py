@@ -70,7 +70,6 @@ class Baselines:
     """The equal split's reward (score 0)."""
     best: list[float]
     """The best constant split's reward, searched on the DU itself (score 1)."""
-    best_split: list[tuple[float, float, float]]
     fixed: dict[str, list[float]]
     """Rewards of the deployable fixed schedulers, by name."""
 
@@ -101,8 +100,7 @@ def compute_baselines(pools: Pools, config: AdaptConfig | None = None) -> Baseli
         search_split(training, users="queue", steps=steps, seed=seed)[0],
         LoadProportional(), ProportionalFair()]
     fixed = {_label(s): [evaluate_fixed(s, env, config) for env in heldout] for s in deployable}
-    return Baselines(equal, [r for _, r in own], [s.shares or (1 / 3,) * 3 for s, _ in own],
-                     fixed)
+    return Baselines(equal, [reward for _, reward in own], fixed)
 
 
 def _label(scheduler: Scheduler) -> str:
@@ -115,8 +113,7 @@ def load_or_compute(out: Path, pools: Pools) -> Baselines:
     path = out / f"baselines-{pools.tag}.json"
     if path.exists():
         data = json.loads(path.read_text())
-        return Baselines(data["equal"], data["best"], [tuple(s) for s in data["best_split"]],
-                         data["fixed"])
+        return Baselines(data["equal"], data["best"], data["fixed"])
     baselines = compute_baselines(pools)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -195,9 +195,14 @@ def power_saving_pct(replay: Replay, mine: AgentRuns, other: AgentRuns) -> tuple
     pick = [[runs.seeds.index(s) for s in common] for runs in (mine, other)]
     e_mine = energy_above_idle_j(replay, mine)[pick[0]]
     e_other = energy_above_idle_j(replay, other)[pick[1]]
-    saving = 100.0 * (e_other - e_mine) / e_other
-    half = 1.96 * saving.std(ddof=1) / np.sqrt(len(saving)) if len(saving) > 1 else float("nan")
-    return float(saving.mean()), float(half)
+    return mean_interval(100.0 * (e_other - e_mine) / e_other)
+
+
+def mean_interval(values: np.ndarray) -> tuple[float, float]:
+    """Mean over seeds and the half-width of a normal 95 % interval (NaN from one seed)."""
+    values = np.asarray(values, dtype=float)
+    half = 1.96 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
+    return float(values.mean()), float(half)
 
 
 def window_mean(values: np.ndarray, rounds: np.ndarray) -> np.ndarray:

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agents.bsvbs import exp3_regret_bound
 from tools.replay.metrics import (
     Headline,
     Replay,
     child_shares,
+    mean_interval,
     power_saving_pct,
     reduction_pct,
     regret,
@@ -36,13 +38,6 @@ class Finding:
 
 
 Ours = Callable[[Replay, dict[str, Headline]], Finding | None]
-Z95 = 1.96
-
-
-def _interval(values: np.ndarray) -> tuple[float, float]:
-    """Mean and half-width of a normal 95 % interval (NaN half-width from one seed)."""
-    half = Z95 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
-    return float(values.mean()), float(half)
 
 
 def _verdict(mean: float, half: float) -> bool | None:
@@ -62,7 +57,7 @@ def regret_less(mine: str, other: str) -> Ours:
         horizon = float(replay.benchmark.rounds[-1])
         per_seed = [regret(replay, runs)[[runs.seeds.index(s) for s in common], -1] / horizon
                     for runs in (a, b)]
-        mean, half = _interval(per_seed[1] - per_seed[0])
+        mean, half = mean_interval(per_seed[1] - per_seed[0])
         theirs = h[other].regret_per_round
         return Finding(reduction_pct(h[mine].regret_per_round, theirs), _verdict(mean, half),
                        f"R_T/T {h[mine].regret_per_round:.4f} vs {theirs:.4f}"
@@ -87,10 +82,10 @@ def _below_bound(agent: str) -> Ours:
     def compute(replay: Replay, h: dict[str, Headline]) -> Finding | None:
         if agent not in h:
             return None
-        bound = h[agent].regret_per_round / h[agent].regret_vs_bound
-        horizon = float(replay.benchmark.rounds[-1])
-        margin = 1.0 - regret(replay, replay.agents[agent])[:, -1] / horizon / bound
-        mean, half = _interval(100.0 * margin)
+        horizon = int(replay.benchmark.rounds[-1])
+        bound = exp3_regret_bound(replay.n_actions, horizon)
+        margin = 1.0 - regret(replay, replay.agents[agent])[:, -1] / bound
+        mean, half = mean_interval(100.0 * margin)
         return Finding(100.0 * (1.0 - h[agent].regret_vs_bound), _verdict(mean, half),
                        f"+- {half:.3g} points over seeds")
     return compute
