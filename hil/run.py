@@ -125,7 +125,11 @@ def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
             on_round: RoundCallback | None = None, agent: Agent | None = None) -> RunResult:
     """Run (or continue) the rounds of ``cfg`` into ``run_dir``; always cleans up.
 
-    `agent` replaces the configured one (a dataset sweep plays its plan through it).
+    `agent` replaces the configured one (a dataset sweep plays its plan through it). An
+    agent's optional `prepare()` (work it does once before its first decision, such as
+    Meta-HRL's pretraining) is called for a fresh run before the testbed starts: done inside
+    the first round it would leave the vBS idle, and an emulated one exits after a minute
+    without requests. A resumed run does not call it: the checkpoint holds its result.
     """
     try:
         agent = agent if agent is not None else build_agent(cfg)
@@ -144,6 +148,9 @@ def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
             first_round = checkpoint["round"] + len(replay_rows)
             recorder = RoundRecorder.resume(run_dir, keep_rounds_below=first_round)
         else:
+            prepare = getattr(agent, "prepare", None)  # once per fresh run, e.g. pretraining:
+            if prepare is not None:                    # before the testbed, which would idle
+                prepare()
             recorder = RoundRecorder(run_dir)
     except BaseException as exc:  # run.json must not stay at `running`
         run_dir.update_meta(stop_utc=_now(), exit={

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from agents.base import Context, UserReport
-from agents.meta_hrl.agent import MetaHrlAgent, save_model
+import agents.meta_hrl.agent as agent_module
+from agents.meta_hrl.agent import ONLINE_CONFIG, MetaHrlAgent, save_model
 from agents.meta_hrl.hrl import HrlLearner
 from agents.policy_space import PAPER_SPACE, Policy
 from agents.registry import make_agent
@@ -89,13 +90,101 @@ def test_it_needs_the_du_it_schedules():
 
 
 def test_it_starts_from_a_saved_meta_model(tmp_path):
-    meta = HrlLearner(seed=7)
+    meta = HrlLearner(ONLINE_CONFIG, seed=7)
     save_model(meta, tmp_path / "meta.pt")
     agent = build(model=str(tmp_path / "meta.pt"))
     for key, value in meta.params().items():
         np.testing.assert_array_equal(agent.params[key].detach().numpy(), value.detach().numpy())
     with pytest.raises(ValueError, match="hil metahrl --save-model"):
         build(model=str(tmp_path / "missing.pt"))
+
+
+def count_pretraining(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Trainers built and meta-iterations run by the agent's pretraining, from now on (and
+    whether every simulated DU it trained on had power control)."""
+    counts = {"trainers": 0, "steps": 0, "dus_with_power": 0}
+
+    class CountingTrainer(agent_module.Trainer):
+        def __init__(self, learner, envs, *args, **kwargs) -> None:
+            counts["trainers"] += 1
+            counts["dus_with_power"] += sum(env.power_control for env in envs)
+            super().__init__(learner, envs, *args, **kwargs)
+
+        def step(self):
+            counts["steps"] += 1
+            return super().step()
+
+    monkeypatch.setattr(agent_module, "Trainer", CountingTrainer)
+    return counts
+
+
+def test_pretraining_runs_once_before_the_first_decision_and_never_again_on_resume(
+        monkeypatch):
+    counts = count_pretraining(monkeypatch)
+    agent = build(seed=1, batch_size=8, pretrain_iterations=2)
+    assert counts["steps"] == 0  # not in the constructor: a resume builds the agent again
+    agent.prepare()  # what a fresh run calls before its testbed starts
+    assert counts == {"trainers": 1, "steps": 2, "dus_with_power": 0}
+    play(agent, 0, 30)
+    assert counts["trainers"] == 1 and counts["steps"] == 2
+
+    restored = build(seed=1, batch_size=8, pretrain_iterations=2)
+    restored.load_state_dict(pickle.loads(pickle.dumps(agent.state_dict())))
+    assert play(restored, 30, 20) == play(agent, 30, 20)
+    assert counts["trainers"] == 1 and counts["steps"] == 2
+
+
+def test_a_state_saved_before_the_first_decision_still_pretrains_when_resumed(monkeypatch):
+    counts = count_pretraining(monkeypatch)
+    agent = build(seed=1, batch_size=8, pretrain_iterations=1)
+    saved = pickle.loads(pickle.dumps(agent.state_dict()))  # a run stopped before round 0
+    restored = build(seed=2, batch_size=8, pretrain_iterations=1)  # the seed is in the state
+    restored.load_state_dict(saved)
+    assert play(restored, 0, 15) == play(agent, 0, 15)
+    assert counts["steps"] == 2  # once each
+
+
+class _Prepared(Exception):
+    pass
+
+
+class _Recorder:
+    """An agent that only notes which of prepare and load_state_dict the run called; both
+    stop the run there."""
+
+    name, n_actions = "recorder", 1
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def prepare(self) -> None:
+        self.calls.append("prepare")
+        raise _Prepared
+
+    def load_state_dict(self, state) -> None:
+        self.calls.append("load_state_dict")
+        raise _Prepared
+
+
+def test_a_fresh_run_prepares_its_agent_before_the_testbed_and_a_resumed_one_does_not(
+        tmp_path):
+    from hil.config import load_config
+    from hil.recorder import RunDirectory
+    from hil.run import execute
+    from testbed_yaml import write_config
+
+    cfg = load_config(write_config(tmp_path))
+    fresh, agent = RunDirectory.create(tmp_path, "fresh"), _Recorder()
+    with pytest.raises(_Prepared):
+        execute(cfg, fresh, resume=False, agent=agent)
+    assert agent.calls == ["prepare"]
+
+    resumed, agent = RunDirectory.create(tmp_path, "resumed"), _Recorder()
+    resumed.write_meta({})
+    resumed.save_checkpoint({"round": 10, "agent": {}, "context": Context()})
+    with pytest.raises(_Prepared):
+        execute(cfg, resumed, resume=True, agent=agent)
+    assert agent.calls == ["load_state_dict"]
 
 
 @pytest.mark.e2e

@@ -12,8 +12,21 @@ each slice's low-level reward is its QoS from the users' reports minus the power
 times the slice's share of the PRBs used (airtime is what costs power). Then it takes
 `updates_per_round` DDPG steps (Adam) on its replay.
 
+Reports in, caps out (`agents.meta_hrl.online.LiveDu`) are shared with the fixed
+schedulers run as agents (`fixed-slicing`), so the two differ only in how they decide.
+
 Initialisation: a meta-model file (`model`, written by `hil metahrl --save-model`), or
 `pretrain_iterations` meta-iterations on simulated DUs of the same size, or random weights.
+Pretraining is not done in the constructor: a resumed run builds the agent again before it
+loads the checkpoint, and pretraining there would spend its time on weights the checkpoint
+replaces. It is done by `prepare()`, which a fresh run calls before its testbed starts
+(`hil.run.execute`), or else at the first `select`. The state says whether it has run, so a
+run stopped before its first decision still pretrains when resumed.
+
+Power: the protocol caps each user's DL PRBs but has no per-user power (the cell's DL gain
+is one cell-wide threshold, and per-user power is in neither the protocol, the emulator nor
+the srsENB patch), so the simulated DUs it pretrains on are built with
+`power_control=False` (every user at full power), to learn what the live cell can do.
 
 The state (networks, targets, optimiser, replay buffers, the episode's bookkeeping and the
 RNG) is plain numpy and Python, so a checkpointed run resumes decision for decision.
@@ -21,21 +34,26 @@ RNG) is plain numpy and Python, so a checkpointed run resumes decision for decis
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from agents.base import Context, Decision, UserReport, check_state
+from agents.base import Context, Decision, check_feedback, check_state
 from agents.meta_hrl.ddpg import clone_params, soft_update
-from agents.meta_hrl.env import DuSlicingEnv, allocate_prbs, make_tasks
+from agents.meta_hrl.env import make_tasks
 from agents.meta_hrl.hrl import HrlAction, HrlConfig, HrlLearner, HrlRollout
+from agents.meta_hrl.online import LiveDu
 from agents.meta_hrl.training import TrainConfig, Trainer, param_groups
-from agents.policy_space import Policy, PolicySpace
-from drivers.emulated.sliced_vbs import du_profile, user_rntis
+from agents.policy_space import PolicySpace
+
+
+ONLINE_CONFIG = HrlConfig()
+"""The learner online."""
 
 
 class MetaHrlAgent:
@@ -57,26 +75,22 @@ class MetaHrlAgent:
         tau: float = 0.01,
         explore: bool = True,
     ) -> None:
-        if du is None or "n_ues" not in du:
-            raise ValueError("metahrl schedules the users of a DU: give `du: {n_ues: N, seed: S}` "
-                             "(the emulator's `vbs.emulator.du` is passed on by default)")
+        self.live = LiveDu(self.name, du, n_actions, policy_space)
         if pretrain_iterations < 0 or updates_per_round < 0 or batch_size < 1:
             raise ValueError("pretrain_iterations and updates_per_round must be >= 0, "
                              "batch_size >= 1")
         self.n_actions = n_actions
-        self._config = {"du": dict(du), "model": model, "pretrain_iterations": pretrain_iterations,
+        self._config = {"du": dict(du or {}), "model": model,
+                        "pretrain_iterations": pretrain_iterations,
                         "lr": lr, "actor_lr_ratio": actor_lr_ratio, "batch_size": batch_size,
                         "updates_per_round": updates_per_round, "tau": tau, "explore": explore}
-        self.action = _least_restrictive(policy_space, n_actions)
-        profile = du_profile(int(du["n_ues"]), int(du.get("seed", 0)))
-        self.env = DuSlicingEnv(profile, power_control=False)  # features and PRB mapping only
-        self.rntis = user_rntis(profile)
-        self.learner = HrlLearner(HrlConfig(), seed=seed)
+        self.env, self.rntis = self.live.env, self.live.rntis
+        self.learner = HrlLearner(ONLINE_CONFIG, seed=seed)
         self.params = self.learner.params()
         if model is not None:
             load_model(self.learner, Path(model))
-        elif pretrain_iterations:
-            _pretrain(self.learner, profile.n_ues, pretrain_iterations, seed)
+        # pretraining is due at the first select, with this seed (None: done or none to do)
+        self._pretrain_seed = seed if model is None and pretrain_iterations > 0 else None
         self.targets = clone_params(self.params, requires_grad=False)
         self.optimizer = torch.optim.Adam(param_groups(self.params, lr, actor_lr_ratio))
         self.rollout = HrlRollout(self.learner, self.env, seed)
@@ -87,21 +101,19 @@ class MetaHrlAgent:
 
     # ------------------------------------------------------------------ the Agent protocol
     def select(self, context: Context | None = None) -> Decision:
-        obs, slice_qos = self._observe(context or Context())
+        self.prepare()
+        obs, slice_qos = self.live.observe(context or Context())
         if self._pending is not None and self._pending["reward"] is not None:
             p = self._pending
             self.rollout.record(p["obs"], p["action"], p["reward"],
-                                self._slice_rewards(slice_qos, context), obs)
+                                self.live.slice_rewards(slice_qos, context), obs)
         action = self.rollout.act(self.params, obs, self.rng if self.explore else None)
         self._pending = {"obs": obs, "action": action, "reward": None}
-        caps = self._caps(action)
-        return Decision(action=self.action, prob=1.0, ue_dl_max_prb=caps,
-                        info={"prb_split": _split(caps, self.env.user_slice)})
+        return self.live.decision(action.env_action)
 
     def update(self, decision: Decision, reward: float,
                measured: Context | None = None) -> None:
-        if not 0.0 <= reward <= 1.0:
-            raise ValueError(f"reward must be in [0, 1] (normalise it first), got {reward!r}")
+        check_feedback(decision, reward, self.n_actions)
         if self._pending is not None:
             self._pending["reward"] = float(reward)
         if not self.rollout.ready(self.batch_size):
@@ -115,28 +127,25 @@ class MetaHrlAgent:
             soft_update(self.targets, self.params, self.tau)
 
     def probabilities(self) -> np.ndarray:
-        p = np.zeros(self.n_actions)
-        p[self.action] = 1.0
-        return p
+        return self.live.probabilities()
 
-    # ------------------------------------------------------------------ observation and caps
-    def _observe(self, context: Context) -> tuple[np.ndarray, np.ndarray]:
-        """The environment's observation of the users' last round (all zeros before the
-        first report) and each slice's QoS in it."""
-        reports = {u.rnti: u for u in context.users}
-        return self.env.observe_reports([reports.get(r) for r in self.rntis])
-
-    def _slice_rewards(self, slice_qos: np.ndarray, context: Context | None) -> np.ndarray:
-        users: dict[int, UserReport] = {u.rnti: u for u in (context.users if context else ())}
-        prb = np.array([users[r].dl_prb if r in users else 0.0 for r in self.rntis])
-        share = np.bincount(self.env.user_slice, prb, minlength=3) / max(prb.sum(), 1e-9)
-        return slice_qos - self.env.power_weight * share
-
-    def _caps(self, action: HrlAction) -> dict[int, int]:
-        n = len(self.rntis)
-        _, per_user = allocate_prbs(action.env_action[:3], action.env_action[3:3 + n],
-                                    self.env.user_slice, self.env.cal.cell.nof_prb)
-        return {r: int(c) for r, c in zip(self.rntis, per_user)}
+    # ------------------------------------------------------------------ pretraining
+    def prepare(self) -> None:
+        """Pretrain if it is due (not yet done, nor loaded with a state): meta-train on
+        simulated DUs of this size (without power, as online), then start the targets from
+        the pretrained weights; Adam has taken no step yet, so it has no moments to reset."""
+        seed = self._pretrain_seed
+        if seed is None:
+            return
+        n_ues = self.live.profile.n_ues
+        tasks = make_tasks(7, n_ues, seed=seed, power_control=False)
+        trainer = Trainer(self.learner, tasks, TrainConfig(), seed=seed)
+        for _ in range(self._config["pretrain_iterations"]):
+            trainer.step()
+        with torch.no_grad():
+            for key, value in self.params.items():
+                self.targets[key].copy_(value)
+        self._pretrain_seed = None
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -146,7 +155,7 @@ class MetaHrlAgent:
                 "params": _numpy(self.params), "targets": _numpy(self.targets),
                 "optimizer": _numpy_tree(self.optimizer.state_dict()),
                 "rollout": self.rollout.state_dict(), "pending": pending,
-                "rng": self.rng.bit_generator.state}
+                "rng": self.rng.bit_generator.state, "pretrain_seed": self._pretrain_seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_state(state, self.name, self._config)
@@ -161,24 +170,9 @@ class MetaHrlAgent:
         self._pending = None if pending is None else {
             **pending, "action": HrlAction(**pending["action"])}
         self.rng.bit_generator.state = state["rng"]
-
-
-def _least_restrictive(space: PolicySpace | None, n_actions: int) -> int:
-    """The index of the policy with every cell cap at its loosest (the users' caps rule)."""
-    if space is None:
-        return n_actions - 1
-    return space.index(Policy(*(max(getattr(space, f.name)) for f in fields(space))))
-
-
-def _split(caps: Mapping[int, int], user_slice: np.ndarray) -> list[int]:
-    per_slice = np.bincount(user_slice, np.fromiter(caps.values(), float), minlength=3)
-    return per_slice.astype(int).tolist()
-
-
-def _pretrain(learner: HrlLearner, n_ues: int, iterations: int, seed: int) -> None:
-    trainer = Trainer(learner, make_tasks(7, n_ues, seed=seed), TrainConfig(), seed=seed)
-    for _ in range(iterations):
-        trainer.step()
+        # None once pretrained; states saved before pretraining was lazy hold pretrained
+        # weights already
+        self._pretrain_seed = state.get("pretrain_seed")
 
 
 def save_model(learner: HrlLearner, path: Path) -> None:
@@ -187,11 +181,19 @@ def save_model(learner: HrlLearner, path: Path) -> None:
 
 
 def load_model(learner: HrlLearner, path: Path) -> None:
+    """Start from a meta-model's weights; ValueError naming what to do if they do not fit
+    (not a model, or one of other networks: with a power head where the learner has none)."""
     try:
-        learner.nets.load_state_dict(torch.load(path, weights_only=True))
-    except (OSError, RuntimeError) as exc:
-        raise ValueError(f"model {path}: cannot load Meta-HRL weights from it ({exc}); write "
+        weights = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"model {path}: cannot read Meta-HRL weights from it ({exc}); write "
                          "one with `hil metahrl --save-model PATH`") from exc
+    try:
+        learner.nets.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ValueError(f"model {path}: its networks are not those of this version's "
+                         f"learner ({exc}); save one for it with this version's "
+                         "`hil metahrl --save-model PATH`") from exc
 
 
 def _numpy(params: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
