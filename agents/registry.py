@@ -115,8 +115,10 @@ BANDITS: dict[str, AgentFactory] = {
 AGENTS: dict[str, AgentFactory] = {
     **BANDITS,
     "metahrl": _Lazy("agents.meta_hrl.agent", "MetaHrlAgent"),
+    "fixed-slicing": _Lazy("agents.meta_hrl.fixed_agent", "FixedSlicingAgent"),
 }
-"""Everything `hil run --agent` can drive; `metahrl` also caps users (per-user PRBs)."""
+"""Everything `hil run --agent` can drive; `metahrl` and `fixed-slicing` (its floor: a slice
+scheduler that does not learn) also cap users (per-user PRBs)."""
 
 _COMMON = ("n_actions", "seed", "horizon")
 

@@ -79,8 +79,8 @@ def test_any_registered_agent_is_configured_with_its_own_options(tmp_path):
 
 def test_an_unknown_agent_lists_the_known_ones(tmp_path):
     with pytest.raises(ConfigError,
-                       match="known agents: bpvran, bpvran_lagged, bsvbs, exp3ix, greedy, "
-                       "metahrl, metbs"):
+                       match="known agents: bpvran, bpvran_lagged, bsvbs, exp3ix, "
+                       "fixed-slicing, greedy, metahrl, metbs"):
         load_config(write(tmp_path, "name: x\nagent: {name: nope}\n"))
 
 

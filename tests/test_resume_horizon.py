@@ -21,8 +21,9 @@ pytestmark = pytest.mark.e2e
 SMALL_SPACE = {"dl_gain_db": [0.0], "dl_max_mcs": [5, 27], "dl_prb_ratio": [0.2, 1.0],
                "ul_max_mcs": [5, 23], "ul_prb_ratio": [0.2, 1.0]}
 FIRST, TOTAL = 40, 70
-AGENT_SETUP = {
-    "metahrl": {"vbs.emulator.du": {"n_ues": 3, "seed": 0}},  # a scheduler needs its users
+AGENT_SETUP = {  # a scheduler needs its users
+    "metahrl": {"vbs.emulator.du": {"n_ues": 3, "seed": 0}},
+    "fixed-slicing": {"vbs.emulator.du": {"n_ues": 3, "seed": 0}},
 }
 
 
