@@ -5,6 +5,7 @@
     hil bench [CONFIG] [--quick | --soak [--soak-rounds N]]
     hil replay [CONFIG] --scenario C --agents bsvbs,metbs,... --seeds N --rounds T --out DIR
     hil metahrl --seeds 5 --iterations 200 --out DIR
+    hil compare [CONFIG] --agents A B[:KEY=VALUE...] ... --seeds N --rounds R --out DIR
     hil collect [CONFIG] --grid AXIS=V1,V2 ... [--dwell-rounds N] [--reps N] [--out DIR]
     hil fit-power DATASET [--out CALIBRATION.yaml]
     hil keys DIR
@@ -210,6 +211,12 @@ def cmd_metahrl(args: argparse.Namespace) -> int:
     return run(args, console)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tools.online_compare.command import run
+
+    return run(args, console)
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     from tools.collect.command import run
 
@@ -336,6 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
                       help="instead: meta-train (--dus x --ues, --iterations, seed 0) and save "
                       "the weights for `agent.params.model` of a metahrl run")
     meta.set_defaults(func=cmd_metahrl)
+
+    compare = sub.add_parser("compare", help="agents x seeds online through the run engine: "
+                             "mean reward, power, throughput, paired differences with 95 % "
+                             "intervals; compare.md, compare.json; resumable")
+    compare.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
+                         help="testbed config of every run (default: %(default)s)")
+    compare.add_argument("--agents", nargs="+", required=True, metavar="NAME[:KEY=VALUE...]",
+                         help="agents, each with its parameters (YAML values), e.g. metahrl "
+                         "fixed-slicing:rule=best-constant; the first is the reference")
+    compare.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default: 5)")
+    compare.add_argument("--rounds", type=int, help="rounds per run (default: CONFIG's)")
+    compare.add_argument("--out", required=True, help="folder for the runs and the report; "
+                         "the same command continues there")
+    compare.set_defaults(func=cmd_compare)
 
     collect = sub.add_parser("collect", help="measure a dataset: a policy grid x conditions, "
                              "each cell held for a dwell time; resumable")
