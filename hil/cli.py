@@ -4,7 +4,7 @@
     hil check [CONFIG]
     hil bench [CONFIG] [--quick | --soak [--soak-rounds N]]
     hil replay [CONFIG] --scenario C --agents bsvbs,metbs,... --seeds N --rounds T --out DIR
-    hil metahrl --seeds 5 --iterations 200 --out DIR
+    hil metahrl --out DIR [--seeds N] [--iterations N] [--families visible,hidden]
     hil compare [CONFIG] --agents A B[:KEY=VALUE...] ... --seeds N --rounds R --out DIR
     hil collect [CONFIG] --grid AXIS=V1,V2 ... [--dwell-rounds N] [--reps N] [--out DIR]
     hil fit-power DATASET [--out CALIBRATION.yaml]
@@ -319,23 +319,33 @@ def build_parser() -> argparse.ArgumentParser:
     meta = sub.add_parser("metahrl", help="Meta-HRL experiments (baselines, ablation, scaling) "
                           "with tables beside the paper's; or train and save a meta-model")
     meta.add_argument("--experiments", default="compare,ablation,scaling",
-                      help="any of compare, ablation, scaling (default: %(default)s)")
-    meta.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default: 5)")
+                      help="any of compare, ablation, scaling, weightings (default: "
+                      "%(default)s)")
+    meta.add_argument("--families", default="visible,hidden",
+                      help="task families the comparison runs on: visible (all per-DU "
+                      "differences observed), hidden (per-DU slice weights unobserved) "
+                      "(default: %(default)s)")
+    meta.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
+    meta.add_argument("--jobs", type=int, default=0,
+                      help="jobs run at once, one process each (default: one per core)")
     meta.add_argument("--methods", help="only these of the experiments' methods, comma-"
                       "separated (e.g. meta-hrl,mtl; default: all)")
-    meta.add_argument("--iterations", type=int, default=200,
-                      help="training iterations per method (default: 200)")
+    meta.add_argument("--iterations", type=int, default=100,
+                      help="training iterations per method (default: 100)")
     meta.add_argument("--shots", type=int, default=30, help="adaptation shots (default: 30)")
     meta.add_argument("--dus", type=int, default=7, help="DUs to train on (default: 7)")
     meta.add_argument("--ues", type=int, default=30, help="users per DU (default: 30)")
-    meta.add_argument("--heldout-dus", type=int, default=16,
-                      help="held-out DUs every method is adapted to and scored on (default: 16)")
+    meta.add_argument("--heldout-dus", type=int, default=12,
+                      help="held-out DUs every method is adapted to and scored on (default: 12)")
     meta.add_argument("--scale-dus", type=int, default=30, help="scaling test (default: 30)")
-    meta.add_argument("--scale-ues", type=int, default=200, help="scaling test (default: 200)")
+    meta.add_argument("--scale-ues", type=int, default=30, help="scaling test (default: 30)")
     meta.add_argument("--first-order", action="store_true", help="first-order MAML")
-    meta.add_argument("--updates-per-iteration", type=int, default=1,
-                      help="Adam steps per training iteration, each on fresh batches "
-                      "(default: 1)")
+    meta.add_argument("--updates-per-iteration", type=int, default=10,
+                      help="updates per training iteration, each on fresh batches "
+                      "(default: 10)")
+    meta.add_argument("--tasks-per-update", type=int, default=7,
+                      help="DUs drawn for each update (the meta-batch; default: 7, so the "
+                      "30-DU scaling run costs per update what 7 DUs do)")
     meta.add_argument("--out", help="folder for the jobs, figures, report.md")
     meta.add_argument("--report-only", action="store_true",
                       help="redraw report.md and the figures from --out, run nothing")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.meta_hrl.maml import inner_update, variance_weights
+from agents.meta_hrl.maml import inner_update, step_sizes, variance_weights
 from agents.meta_hrl.replay import ReplayBuffer
 
 ALPHA = 0.1
@@ -30,7 +30,8 @@ def _loss(net: torch.nn.Module, params: dict, batch: tuple) -> torch.Tensor:
 def _meta_gradient(first_order: bool) -> dict[str, torch.Tensor]:
     net, train, val = _task_losses()
     params = {k: v.detach().clone().requires_grad_(True) for k, v in net.named_parameters()}
-    adapted = inner_update(lambda p: _loss(net, p, train), params, ALPHA, first_order=first_order)
+    alpha = step_sizes(params, ALPHA, learn=False)
+    adapted = inner_update(lambda p: _loss(net, p, train), params, alpha, first_order=first_order)
     outer = _loss(net, adapted, val)
     return dict(zip(params, torch.autograd.grad(outer, list(params.values()))))
 
@@ -75,11 +76,33 @@ def test_the_first_order_option_drops_the_second_order_term():
 def test_the_first_order_meta_gradient_is_the_gradient_at_the_adapted_parameters():
     net, train, val = _task_losses()
     params = {k: v.detach().clone().requires_grad_(True) for k, v in net.named_parameters()}
-    adapted = inner_update(lambda p: _loss(net, p, train), params, ALPHA, first_order=True)
+    adapted = inner_update(lambda p: _loss(net, p, train), params,
+                           step_sizes(params, ALPHA, learn=False), first_order=True)
     at_adapted = {k: v.detach().clone().requires_grad_(True) for k, v in adapted.items()}
     expected = torch.autograd.grad(_loss(net, at_adapted, val), list(at_adapted.values()))
     for got, want in zip(_meta_gradient(first_order=True).values(), expected):
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_meta_sgd_step_sizes_get_the_gradient_of_the_validation_loss(first_order):
+    """d L_val(theta - alpha * g) / d alpha = -g * grad L_val(theta'), entry by entry, with or
+    without the second-order term (which only concerns theta)."""
+    net, train, val = _task_losses()
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in net.named_parameters()}
+    alpha = step_sizes(params, ALPHA, learn=True)
+    adapted = inner_update(lambda p: _loss(net, p, train), params, alpha, first_order=first_order)
+    got = torch.autograd.grad(_loss(net, adapted, val), list(alpha.values()))
+    g_train = torch.autograd.grad(_loss(net, params, train), list(params.values()))
+    at_adapted = {k: v.detach().clone().requires_grad_(True) for k, v in adapted.items()}
+    g_val = torch.autograd.grad(_loss(net, at_adapted, val), list(at_adapted.values()))
+    for got_k, gt, gv in zip(got, g_train, g_val):
+        torch.testing.assert_close(got_k, -gt * gv)
+
+
+def test_a_step_size_must_be_positive():
+    with pytest.raises(ValueError, match="positive"):
+        step_sizes({"w": torch.zeros(2)}, 0.0, learn=True)
 
 
 def test_softmin_weights_favour_the_task_with_the_lowest_td_variance():
@@ -99,6 +122,15 @@ def test_a_higher_temperature_flattens_the_weights_and_the_scale_of_the_td_error
     assert sharp.max() > variance_weights(var, "softmin").max() > flat.max() > 1 / 3
     np.testing.assert_allclose(variance_weights(1000 * var, "softmin"),
                                variance_weights(var, "softmin"))
+
+
+def test_each_level_counts_alike_whatever_the_scale_of_its_td_errors():
+    """Rows are tasks, columns levels: the low level's 20x larger errors do not decide alone."""
+    per_level = np.array([[1.0, 60.0], [2.0, 40.0], [3.0, 20.0]])
+    # z = mean over levels of var / level mean = ((0.5+1.5)/2, (1+1)/2, (1.5+0.5)/2) = (1, 1, 1)
+    np.testing.assert_allclose(variance_weights(per_level, "softmin"), [1 / 3] * 3)
+    np.testing.assert_allclose(variance_weights(per_level[:, :1], "softmin"),
+                               variance_weights(per_level[:, 0], "softmin"))
 
 
 @pytest.mark.parametrize(("var", "direction", "temperature"), [

@@ -7,11 +7,12 @@ import json
 import numpy as np
 
 from hil.cli import main
-from tools.metahrl.experiments import METHODS, iterations_to_converge, shots_to_converge
+from tools.metahrl.experiments import converged_at
+from tools.metahrl.report import ABLATION, COMPARED
 
-TINY = ["--seeds", "1", "--iterations", "3", "--shots", "2", "--dus", "2", "--ues", "6",
-        "--heldout-dus", "2",
-        "--scale-dus", "3", "--scale-ues", "9"]
+TINY = ["--seeds", "2", "--iterations", "4", "--shots", "2", "--dus", "2", "--ues", "6",
+        "--heldout-dus", "2", "--updates-per-iteration", "2",
+        "--scale-dus", "3", "--scale-ues", "9", "--jobs", "1"]
 
 
 def test_a_ci_sized_sweep_writes_every_table_and_figure_and_a_rerun_runs_nothing(tmp_path,
@@ -19,16 +20,23 @@ def test_a_ci_sized_sweep_writes_every_table_and_figure_and_a_rerun_runs_nothing
     out = tmp_path / "metahrl"
     assert main(["metahrl", *TINY, "--out", str(out)]) == 0
     jobs = sorted(p.name for p in (out / "jobs").glob("*.json"))
-    assert len(jobs) == len(METHODS) + 1  # every method on 2 x 6, Meta-HRL also on 3 x 9
+    # 2 seeds x (the compared methods on both families, the ablation, Meta-HRL on 3 x 9)
+    assert len(jobs) == 2 * (2 * len(COMPARED) + len(ABLATION) + 1)
     report = (out / "report.md").read_text()
-    for heading in ("Gates", "Against the baselines", "Scaling", "Task weighting"):
+    for heading in ("Gates (visible family)", "Gates (hidden family)", "The paper's claims",
+                    "Against the baselines: visible", "Against the baselines: hidden",
+                    "Scaling", "Task weighting"):
         assert heading in report
-    for name in ("| drl |", "| tl |", "| mtl |", "| scratch |", "Uniform-Meta", "Static-Var",
-                 "softmax", "| 3 | 9 |", "| equal split |", "| load-proportional |",
-                 "| proportional fair |", "users by queue (searched on the training DUs)",
-                 "MAML's inner step moves the actions", "Meta-HRL minus"):
-        assert name in report
-    assert (out / "training.png").stat().st_size > 0 and (out / "adaptation.png").exists()
+    for name in ("| drl |", "| tl |", "| mtl |", "| scratch |", "Uniform-Meta", "| 3 | 9 |",
+                 "| equal split |", "| load-proportional |", "| proportional fair |",
+                 "users by queue (searched on the training DUs)",
+                 "MAML's inner step moves the actions", "Meta-HRL minus",
+                 "Meta-HRL beats DRL", "adaptive beats uniform weighting",
+                 "2 -> 3 DUs: more iterations to converge", "hidden slice weights: Meta-HRL "
+                 "beats MTL", "hidden: Meta-HRL beats the best fixed scheduler"):
+        assert name in report, name
+    for figure in ("training.png", "adaptation.png", "adaptation-hidden.png"):
+        assert (out / figure).stat().st_size > 0
     capsys.readouterr()
 
     assert main(["metahrl", *TINY, "--out", str(out)]) == 0
@@ -41,25 +49,30 @@ def test_methods_narrows_a_sweep_to_the_methods_named_and_refuses_unknown_ones(t
     out = tmp_path / "two"
     assert main(["metahrl", *TINY, "--experiments", "compare", "--methods", "meta-hrl,tl",
                  "--out", str(out)]) == 0
-    methods = [json.loads(p.read_text())["method"] for p in (out / "jobs").glob("*.json")]
-    assert sorted(methods) == ["meta-hrl", "tl"]
+    methods = {json.loads(p.read_text())["method"] for p in (out / "jobs").glob("*.json")}
+    assert methods == {"meta-hrl", "tl"}
     capsys.readouterr()
     assert main(["metahrl", *TINY, "--methods", "maml", "--out", str(out)]) == 2
     assert "unknown ['maml']" in capsys.readouterr().err
 
 
-def test_iterations_to_converge_is_where_the_smoothed_curve_made_95_percent_of_its_gain():
-    curve = np.concatenate([np.linspace(0.0, 1.0, 50), np.ones(50)])
-    # smoothed over 10 iterations, the curve starts at 4.5/49 and ends at 1, so the level to
-    # reach is 0.0918 + 0.95 * 0.9082 = 0.9546; the window of iterations 43..52 averages
-    # (43 + ... + 49) / 49 / 10 + 3 / 10 = 0.957, the first above it: 53 iterations
-    assert iterations_to_converge(curve) == 53
-    assert iterations_to_converge(np.full(40, 0.5)) == 0  # nothing to gain
+def test_jobs_run_in_parallel_processes_give_the_results_of_one_process(tmp_path):
+    """A job depends on its method, seed and setup only, not on where it ran."""
+    narrow = [*TINY[:-2], "--experiments", "compare", "--families", "hidden",
+              "--methods", "meta-hrl,scratch"]
+    results = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}"
+        assert main(["metahrl", *narrow, "--jobs", jobs, "--out", str(out)]) == 0
+        results[jobs] = {p.name: json.loads(p.read_text())["adapt_reward"]
+                         for p in (out / "jobs").glob("*.json")}
+    assert len(results["1"]) == 4 and results["1"] == results["2"]
 
 
-def test_shots_to_converge_by_hand():
-    assert shots_to_converge([0.5, 0.6, 0.7, 0.8, 0.8, 0.8]) == 3
-    assert shots_to_converge([0.5, 0.5, 0.4]) == 0  # adaptation never improved
+def test_convergence_is_the_first_point_with_95_percent_of_the_best_gain_by_hand():
+    assert converged_at([0.5, 0.6, 0.7, 0.8, 0.8, 0.8]) == 3
+    assert converged_at([0.5, 0.6, 0.79, 0.8]) == 2  # 0.79 >= 0.5 + 0.95 * 0.3 = 0.785
+    assert converged_at([0.5, 0.5, 0.4]) == 0  # never improved on the first point
 
 
 def test_a_saved_meta_model_is_what_a_metahrl_run_starts_from(tmp_path):

@@ -1,16 +1,19 @@
-"""DDPG pieces shared by both levels and the flat baseline, written as pure functions of
+"""TD3 pieces shared by both levels and the flat baseline, written as pure functions of
 parameter dicts so that MAML can evaluate them at adapted parameters.
 
-For a critic Q, actor mu, target parameters (Q', mu') and a batch (s, a, r, s'):
+For twin critics Q1, Q2, an actor mu, target parameters (Q1', Q2', mu') and a batch
+(s, a, r, s', eps) whose eps is the target-smoothing noise (drawn with the batch, clipped):
 
-    y     = r + gamma Q'(s', mu'(s'))                 (no gradient: the target)
-    delta = y - Q(s, a)                               (TD error; its variance weights tasks)
-    L_Q   = mean delta^2
-    L_mu  = -mean Q(s, mu(s))   with Q's parameters held constant,
+    a'    = clip(mu'(s') + eps, -1, 1)                (target policy smoothing)
+    y     = r + gamma min(Q1'(s', a'), Q2'(s', a'))   (no gradient: the target)
+    delta = y - Q1(s, a)                              (TD error; its variance weights tasks)
+    L_Q   = mean (y - Q1)^2 + mean (y - Q2)^2
+    L_mu  = -mean Q1(s, mu(s))   with Q1's parameters held constant,
 
-so one scalar, L_Q + L_mu, trains both networks: the critic's parameters get gradient only
-from L_Q, the actor's only from L_mu. Truncated episodes bootstrap (there is no terminal
-state in a cell that keeps serving users).
+so one scalar, L_Q + L_mu, trains every network: the critics' parameters get gradient only
+from L_Q, the actor's only from L_mu. The trainer leaves L_mu out of all but every
+`policy_delay`-th update (TD3's delayed actor). Truncated episodes bootstrap (there is no
+terminal state in a cell that keeps serving users).
 """
 
 from __future__ import annotations
@@ -39,11 +42,25 @@ def call(module: nn.Module, params: Mapping[str, torch.Tensor],
     return functional_call(module, dict(params), args)
 
 
-def td_loss(q: torch.Tensor, reward: torch.Tensor, next_q_target: torch.Tensor,
+def td_loss(q: torch.Tensor, reward: torch.Tensor, next_q: torch.Tensor,
             gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean squared TD error, TD errors) with the target held constant."""
-    delta = reward + gamma * next_q_target.detach() - q
-    return (delta ** 2).mean(), delta.detach()
+    """Twin critics' estimates q (2, B, ...) and the target twins' next_q (2, B, ...):
+    (the sum of both critics' mean squared TD errors, the first critic's TD errors), with
+    the target y = r + gamma min(next_q) held constant."""
+    target = reward + gamma * next_q.detach().min(dim=0).values
+    delta = target - q
+    return (delta ** 2).flatten(1).mean(dim=1).sum(), delta[0].detach()
+
+
+def smoothed(action: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """A target action with TD3's smoothing noise, kept inside the action box."""
+    return (action + noise).clamp(-1.0, 1.0)
+
+
+def target_noise(shape: tuple[int, ...], sigma: float, clip: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """TD3's target-smoothing noise: N(0, sigma) clipped to [-clip, clip]."""
+    return np.clip(rng.normal(0.0, sigma, shape), -clip, clip).astype(np.float32)
 
 
 def soft_update(target: Params, source: Mapping[str, torch.Tensor], tau: float) -> None:

@@ -25,7 +25,7 @@ same features.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -220,10 +220,29 @@ class Episodes:
         return self.env.reset(seed=int(child.generate_state(1)[0]))[0]
 
 
-def make_tasks(n_dus: int = 7, n_ues: int = 30, seed: int = 0,
+Family = Literal["visible", "hidden"]
+FAMILIES: tuple[str, ...] = ("visible", "hidden")
+
+
+def make_tasks(n_dus: int = 7, n_ues: int = 30, seed: int = 0, family: Family = "visible",
                **env_kwargs: Any) -> list[DuSlicingEnv]:
-    """The training DUs: `n_dus` DUs of `n_ues` users drawn from the task distribution."""
-    return [DuSlicingEnv(p, **env_kwargs) for p in sample_profiles(n_dus, n_ues, seed)]
+    """`n_dus` DUs of `n_ues` users drawn from a task family (deterministic per seed).
+
+    - `visible`: DUs differ in slice mix, load and channel, all of which the observation
+      shows; every DU weighs its slices alike (0.4, 0.4, 0.2). One policy can tell the DUs
+      apart from what it sees, so there is little for meta-learning to add.
+    - `hidden`: the same DUs, each with its own slice weights (its operator's priorities,
+      Dirichlet(1, 1, 1)) that the observation does not show: only the rewards reveal them,
+      so a DU's best split can only be found by adapting on it. Where meta-learning should
+      beat multi-task learning, if it beats it anywhere.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    profiles = sample_profiles(n_dus, n_ues, seed)
+    if family == "visible":
+        return [DuSlicingEnv(p, **env_kwargs) for p in profiles]
+    weights = np.random.default_rng([seed, 1]).dirichlet(np.ones(len(SLICES)), n_dus)
+    return [DuSlicingEnv(p, slice_weights=w, **env_kwargs) for p, w in zip(profiles, weights)]
 
 
 def heldout_task(n_ues: int = 30, seed: int = 1000, **env_kwargs: Any) -> DuSlicingEnv:

@@ -1,4 +1,4 @@
-"""The flat DRL baseline: one DDPG whose action is the whole joint action of a DU (slice
+"""The flat DRL baseline: one TD3 learner whose action is the whole joint action of a DU (slice
 scores, then every user's PRB and power scores), from the whole observation.
 
 It learns through the same trainers as the two-level scheduler (`agents.meta_hrl.training`),
@@ -13,7 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.meta_hrl.ddpg import Params, call, explore, seeded_init, subparams, td_loss
+from agents.meta_hrl.ddpg import (
+    Params,
+    call,
+    explore,
+    seeded_init,
+    smoothed,
+    subparams,
+    target_noise,
+    td_loss,
+)
 from agents.meta_hrl.env import DuSlicingEnv, Episodes
 from agents.meta_hrl.networks import FlatNets
 from agents.meta_hrl.replay import ReplayBuffer
@@ -24,6 +33,8 @@ class FlatConfig:
     hidden: tuple[int, ...] = (256, 256)
     gamma: float = 0.9
     noise: float = 0.2
+    target_noise: float = 0.2     # TD3's target smoothing, clipped to +-noise_clip
+    noise_clip: float = 0.5
     buffer_capacity: int = 5_000
 
 
@@ -47,17 +58,19 @@ class FlatLearner:
     def action(self, params: Params, obs: torch.Tensor) -> torch.Tensor:
         return call(self.nets.actor, subparams(params, "actor"), obs)
 
-    def loss(self, params: Params, targets: Params,
-             b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, params: Params, targets: Params, b: dict[str, torch.Tensor], *,
+             actor: bool = True) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The TD3 loss (without the actor's term unless `actor`) and the TD errors."""
         critic = self.nets.critic
         q = call(critic, subparams(params, "critic"), torch.cat([b["s"], b["a"]], -1))
         with torch.no_grad():
-            next_q = call(critic, subparams(targets, "critic"),
-                          torch.cat([b["s2"], self.action(targets, b["s2"])], -1))
-        critic_loss, td = td_loss(q.squeeze(-1), b["r"], next_q.squeeze(-1), self.config.gamma)
-        actor_loss = -call(critic, subparams(params, "critic", frozen=True),
-                           torch.cat([b["s"], self.action(params, b["s"])], -1)).mean()
-        return critic_loss + actor_loss, td
+            next_a = smoothed(self.action(targets, b["s2"]), b["noise"])
+            next_q = call(critic, subparams(targets, "critic"), torch.cat([b["s2"], next_a], -1))
+        loss, td = td_loss(q.squeeze(-1), b["r"], next_q.squeeze(-1), self.config.gamma)
+        if actor:
+            loss = loss - call(critic.q1, subparams(params, "critic.q1", frozen=True),
+                               torch.cat([b["s"], self.action(params, b["s"])], -1)).mean()
+        return loss, (td,)
 
 
 class FlatRollout:
@@ -84,4 +97,7 @@ class FlatRollout:
         return self.buffer.size >= batch_size
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(v) for k, v in self.buffer.sample(batch_size, rng).items()}
+        cfg = self.learner.config
+        batch = self.buffer.sample(batch_size, rng)
+        batch["noise"] = target_noise(batch["a"].shape, cfg.target_noise, cfg.noise_clip, rng)
+        return {k: torch.from_numpy(v) for k, v in batch.items()}

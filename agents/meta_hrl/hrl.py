@@ -6,7 +6,12 @@ the aggregated slice features; its transition's reward is the mean system reward
 those steps. The low level decides every step (near-RT RIC); each slice contributes one
 transition per step, rewarded by that slice's QoS minus its share of the power, given its
 goal (the slice's PRB share and features). Actions stay in [-1, 1]; the environment maps
-them to PRBs at its boundary (`agents.meta_hrl.env.allocate_prbs`).
+them to PRBs at its boundary (`agents.meta_hrl.env.allocate_prbs`). Both levels learn by
+TD3 (`agents.meta_hrl.ddpg`).
+
+Power. With `power_head` the low level also sets each user's transmit power fraction; without
+it, the low level's action is the PRB score alone and users transmit at full power (the
+online agent: the vBS protocol has a cell-wide DL gain threshold, no per-user power).
 
 `HrlLearner` holds the networks and the loss; `HrlRollout` runs one DU (one task) with
 given parameters and fills that task's replay buffers. Keeping the parameters outside the
@@ -20,7 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.meta_hrl.ddpg import Params, call, explore, seeded_init, subparams, td_loss
+from agents.meta_hrl.ddpg import (
+    Params,
+    call,
+    explore,
+    seeded_init,
+    smoothed,
+    subparams,
+    target_noise,
+    td_loss,
+)
 from agents.meta_hrl.env import DuSlicingEnv, Episodes, allocate_prbs
 from agents.meta_hrl.networks import GOAL_DIM, N_SLICES, USER_ACTION_DIM, HrlNets
 from agents.meta_hrl.replay import ReplayBuffer
@@ -36,12 +50,20 @@ class HrlConfig:
     gamma_low: float = 0.9
     noise_high: float = 0.3
     noise_low: float = 0.2
+    target_noise: float = 0.2     # TD3's target smoothing: sigma, then clipped to +-noise_clip
+    noise_clip: float = 0.5
+    power_head: bool = True       # the low level sets each user's transmit power too
     buffer_capacity: int = 5_000  # per task and level; untouched rows cost no memory
+
+    @property
+    def user_action_dim(self) -> int:
+        return USER_ACTION_DIM if self.power_head else 1
 
 
 @dataclass(frozen=True)
 class HrlBatch:
-    """Tensors of one task's high- and low-level transitions, plus its slice membership."""
+    """Tensors of one task's high- and low-level transitions (with the target-smoothing
+    noise drawn for them, "noise"), plus its slice membership."""
 
     high: dict[str, torch.Tensor]
     low: dict[str, torch.Tensor]
@@ -62,11 +84,11 @@ def membership(user_slice: np.ndarray) -> np.ndarray:
 
 
 class HrlLearner:
-    """The networks of both levels and their DDPG loss on a task's batch."""
+    """The networks of both levels and their TD3 loss on a task's batch."""
 
     def __init__(self, config: HrlConfig = HrlConfig(), *, seed: int) -> None:
         self.config = config
-        self.nets = seeded_init(lambda: HrlNets(config.hidden), seed)
+        self.nets = seeded_init(lambda: HrlNets(config.hidden, config.user_action_dim), seed)
 
     def params(self) -> Params:
         return dict(self.nets.named_parameters())
@@ -80,7 +102,7 @@ class HrlLearner:
 
     def low_action(self, params: Params, users: torch.Tensor,
                    user_goals: torch.Tensor) -> torch.Tensor:
-        """(..., n, F_U) users and the goals of their slices (..., n, G) -> (..., n, 2)."""
+        """(..., n, F_U) users and the goals of their slices (..., n, G) -> (..., n, A)."""
         return call(self.nets.low_actor, subparams(params, "low_actor"),
                     torch.cat([users, user_goals], dim=-1))
 
@@ -89,43 +111,47 @@ class HrlLearner:
         low = self.low_action(params, batch.low["users"], batch.low["goals"][:, batch.user_slice])
         return torch.cat([self.high_action(params, batch.high["s"]).flatten(), low.flatten()])
 
-    def loss(self, params: Params, targets: Params,
-             batch: HrlBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both levels' DDPG losses summed, and their TD errors (for the task weights)."""
-        high_loss, high_td = self._high_loss(params, targets, batch.high)
-        low_loss, low_td = self._low_loss(params, targets, batch)
-        return high_loss + low_loss, torch.cat([high_td.flatten(), low_td.flatten()])
+    def loss(self, params: Params, targets: Params, batch: HrlBatch, *,
+             actor: bool = True) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Both levels' TD3 losses summed (without the actors' terms unless `actor`), and
+        each level's TD errors (high, low), for the task weights."""
+        high_loss, high_td = self._high_loss(params, targets, batch.high, actor)
+        low_loss, low_td = self._low_loss(params, targets, batch, actor)
+        return high_loss + low_loss, (high_td.flatten(), low_td.flatten())
 
-    def _high_loss(self, params: Params, targets: Params,
-                   b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _high_loss(self, params: Params, targets: Params, b: dict[str, torch.Tensor],
+                   actor: bool) -> tuple[torch.Tensor, torch.Tensor]:
         critic = self.nets.high_critic
         q = call(critic, subparams(params, "high_critic"), torch.cat([b["s"], b["a"]], -1))
         with torch.no_grad():
-            next_a = self.high_action(targets, b["s2"])
+            next_a = smoothed(self.high_action(targets, b["s2"]), b["noise"])
             next_q = call(critic, subparams(targets, "high_critic"),
                           torch.cat([b["s2"], next_a], -1))
-        critic_loss, td = td_loss(q.squeeze(-1), b["r"], next_q.squeeze(-1), self.config.gamma_high)
-        a = self.high_action(params, b["s"])
-        actor_loss = -call(critic, subparams(params, "high_critic", frozen=True),
-                           torch.cat([b["s"], a], -1)).mean()
-        return critic_loss + actor_loss, td
+        loss, td = td_loss(q.squeeze(-1), b["r"], next_q.squeeze(-1), self.config.gamma_high)
+        if actor:
+            a = self.high_action(params, b["s"])
+            loss = loss - call(critic.q1, subparams(params, "high_critic.q1", frozen=True),
+                               torch.cat([b["s"], a], -1)).mean()
+        return loss, td
 
-    def _low_loss(self, params: Params, targets: Params,
-                  batch: HrlBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _low_loss(self, params: Params, targets: Params, batch: HrlBatch,
+                  actor: bool) -> tuple[torch.Tensor, torch.Tensor]:
         b, critic, members = batch.low, self.nets.low_critic, batch.members
         goals, next_goals = b["goals"], b["next_goals"]
         user_goals, next_user_goals = goals[:, batch.user_slice], next_goals[:, batch.user_slice]
         q = call(critic, subparams(params, "low_critic"),
                  b["users"], user_goals, b["actions"], members, goals)
         with torch.no_grad():
-            next_a = self.low_action(targets, b["next_users"], next_user_goals)
+            next_a = smoothed(self.low_action(targets, b["next_users"], next_user_goals),
+                              b["noise"])
             next_q = call(critic, subparams(targets, "low_critic"),
                           b["next_users"], next_user_goals, next_a, members, next_goals)
-        critic_loss, td = td_loss(q, b["rewards"], next_q, self.config.gamma_low)
-        a = self.low_action(params, b["users"], user_goals)
-        actor_loss = -call(critic, subparams(params, "low_critic", frozen=True),
-                           b["users"], user_goals, a, members, goals).mean()
-        return critic_loss + actor_loss, td
+        loss, td = td_loss(q, b["rewards"], next_q, self.config.gamma_low)
+        if actor:
+            a = self.low_action(params, b["users"], user_goals)
+            loss = loss - call(critic.q1, subparams(params, "low_critic.q1", frozen=True),
+                               b["users"], user_goals, a, members, goals).mean()
+        return loss, td
 
 
 @dataclass(frozen=True)
@@ -135,7 +161,7 @@ class HrlAction:
     env_action: np.ndarray
     high: np.ndarray
     goals: np.ndarray   # (3, GOAL_DIM)
-    low: np.ndarray     # (n, 2)
+    low: np.ndarray     # (n, A): PRB score (and power score)
 
 
 class HrlRollout:
@@ -155,7 +181,7 @@ class HrlRollout:
         self.high_buffer = ReplayBuffer(cfg.buffer_capacity, {
             "s": (f_s,), "a": (N_SLICES,), "r": (), "s2": (f_s,)})
         self.low_buffer = ReplayBuffer(cfg.buffer_capacity, {
-            "users": (n, f_u), "goals": (N_SLICES, GOAL_DIM), "actions": (n, USER_ACTION_DIM),
+            "users": (n, f_u), "goals": (N_SLICES, GOAL_DIM), "actions": (n, cfg.user_action_dim),
             "rewards": (N_SLICES,), "next_users": (n, f_u), "next_goals": (N_SLICES, GOAL_DIM)})
         self._members = torch.from_numpy(membership(self.user_slice))
         self._user_slice_t = torch.from_numpy(self.user_slice.astype(np.int64))
@@ -181,8 +207,9 @@ class HrlRollout:
 
     def act_low(self, params: Params, obs: np.ndarray,
                 rng: np.random.Generator | None) -> HrlAction:
-        """The near-RT decision alone: each user's PRB and power scores under the high
-        action in force (what `hil bench` times as metahrl_low_decision_ms)."""
+        """The near-RT decision alone: each user's PRB (and power) scores under the high
+        action in force (what `hil bench` times as metahrl_low_decision_ms); without a
+        power head every user transmits at full power (score 1)."""
         assert self._high is not None, "the high level has not decided yet: call act first"
         slices, users = self.env.split_observation(obs)
         high = self._high["a"]
@@ -192,7 +219,8 @@ class HrlRollout:
                                           torch.from_numpy(goals[self.user_slice])).numpy()
         if rng is not None:
             low = explore(low, self.learner.config.noise_low, rng)
-        action = np.concatenate([high, low[:, 0], low[:, 1]]).astype(np.float32)
+        power = low[:, 1] if low.shape[1] > 1 else np.ones(len(low), np.float32)
+        action = np.concatenate([high, low[:, 0], power]).astype(np.float32)
         return HrlAction(action, high, goals, low)
 
     def goals(self, high: np.ndarray, slices: np.ndarray) -> np.ndarray:
@@ -233,9 +261,13 @@ class HrlRollout:
         return self.high_buffer.size > 0 and self.low_buffer.size >= batch_size
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> HrlBatch:
-        high = {k: torch.from_numpy(v) for k, v in self.high_buffer.sample(batch_size, rng).items()}
-        low = {k: torch.from_numpy(v) for k, v in self.low_buffer.sample(batch_size, rng).items()}
-        return HrlBatch(high, low, self._members, self._user_slice_t)
+        cfg = self.learner.config
+        high, low = self.high_buffer.sample(batch_size, rng), self.low_buffer.sample(batch_size, rng)
+        high["noise"] = target_noise(high["a"].shape, cfg.target_noise, cfg.noise_clip, rng)
+        low["noise"] = target_noise(low["actions"].shape, cfg.target_noise, cfg.noise_clip, rng)
+        return HrlBatch({k: torch.from_numpy(v) for k, v in high.items()},
+                        {k: torch.from_numpy(v) for k, v in low.items()},
+                        self._members, self._user_slice_t)
 
     def state_dict(self) -> dict:
         """Where the episode stands and the buffers (the environment's own state is not here:

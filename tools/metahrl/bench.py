@@ -1,7 +1,8 @@
 """`hil bench` figures of Meta-HRL on this CPU.
 
-    metahrl_meta_iteration_s        one meta-iteration (7 DUs x 30 UEs, second-order MAML:
-                                    10 steps of collection per DU, inner and outer updates)
+    metahrl_meta_iteration_s        one meta-iteration as `hil metahrl` runs it (7 DUs x 30
+                                    UEs, second-order MAML: 10 steps of collection per DU,
+                                    then 10 updates, each inner and outer steps)
     metahrl_low_decision_ms         one near-RT decision of the low level for a DU of 30
                                     users (the per-user actor and the PRB mapping); p50
     metahrl_low_decision_ms_p99     the same, 99th percentile
@@ -22,6 +23,7 @@ from agents.meta_hrl.env import allocate_prbs, make_tasks
 from agents.meta_hrl.hrl import HrlLearner
 from agents.meta_hrl.training import TrainConfig, Trainer
 from hil.bench import Figure
+from tools.metahrl.experiments import Setup
 
 
 def _low_decision_ms(n_ues: int, repeats: int) -> np.ndarray:
@@ -43,7 +45,9 @@ def _low_decision_ms(n_ues: int, repeats: int) -> np.ndarray:
 
 def bench_metahrl(quick: bool) -> Iterator[Figure]:
     torch.set_num_threads(1)
-    trainer = Trainer(HrlLearner(seed=0), make_tasks(7, 30, seed=0), TrainConfig(), seed=0)
+    setup = Setup()
+    trainer = Trainer(HrlLearner(seed=0), setup.pools.training(),
+                      TrainConfig(updates_per_iteration=setup.updates_per_iteration), seed=0)
     trainer.step()  # first iteration: allocations and lazy initialisation
     iterations = 3 if quick else 20
     t0 = time.perf_counter()

@@ -1,17 +1,23 @@
 """`hil metahrl` (arguments declared in hil/cli.py): the Meta-HRL experiments and their report.
 
-    hil metahrl --seeds 5 --iterations 200 --out runs/metahrl            (everything)
-    hil metahrl --experiments compare,ablation --seeds 2 --iterations 50 --out DIR
+    hil metahrl --out runs/metahrl                      (the full protocol, ~1 h on 2 cores)
+    hil metahrl --experiments compare --families hidden --seeds 2 --out DIR
     hil metahrl --report-only --out DIR
 
 Each (method, seed, setup) job is saved as it finishes; running the same command again
-skips saved jobs, so an interrupted sweep continues where it stopped.
+skips saved jobs, so an interrupted sweep continues where it stopped. Jobs run in `--jobs`
+processes at once (one torch thread each).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import queue
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
+from multiprocessing import get_context
 from pathlib import Path
 
 from rich.console import Console
@@ -28,30 +34,77 @@ from tools.metahrl.experiments import (
     train,
     trains,
 )
-from tools.metahrl.report import ABLATION, COMPARED, write_report
+from agents.meta_hrl.env import FAMILIES
+from tools.metahrl.report import ABLATION, COMPARED, WEIGHTINGS, write_report
 
-EXPERIMENTS = ("compare", "ablation", "scaling")
+EXPERIMENTS = ("compare", "ablation", "scaling", "weightings")
+Job = tuple[str, int, Setup]
 
 
 def plan(experiments: list[str], setup: Setup, scale: Setup, seeds: int,
-         only: set[str] | None = None) -> list[tuple[str, int, Setup]]:
+         families: list[str], only: set[str] | None = None) -> list[Job]:
     """The (method, seed, setup) jobs the chosen experiments need, without repeats; with
-    `only`, just those methods' jobs."""
+    `only`, just those methods' jobs. `compare` runs on every family, the rest on the
+    visible one (`setup`)."""
     methods: list[tuple[str, Setup]] = []
     if "compare" in experiments:
-        methods += [(m, setup) for m in COMPARED]
+        methods += [(m, replace(setup, family=f)) for f in families for m in COMPARED]
     if "ablation" in experiments:
-        methods += [(m, setup) for m in ABLATION]
+        methods += [(m, setup) for m in ("meta-hrl", *ABLATION)]
+    if "weightings" in experiments:
+        methods += [(m, setup) for m in ("meta-hrl", *WEIGHTINGS)]
     if "scaling" in experiments:
         methods += [("meta-hrl", setup), ("meta-hrl", scale)]
     unique = [(m, s) for m, s in dict.fromkeys(methods) if only is None or m in only]
     return [(m, seed, s) for m, s in unique for seed in range(seeds)]
 
 
+def _cost(job: Job) -> int:
+    """A job's rough cost, to start the longest first (training iterations x DUs)."""
+    method, _, setup = job
+    return (setup.iterations * setup.n_dus if trains(method) else 0) + setup.n_heldout
+
+
+def _run_and_save(job: Job, path: Path, ticks: Callable[[], None] | queue.Queue) -> None:
+    """Run one job and save it (in a worker process, ticks is a queue of iterations)."""
+    tick = ticks if callable(ticks) else (lambda: ticks.put(1))
+    save_job(path, run_job(*job, on_iteration=tick))
+
+
+def run_jobs(todo: list[Job], out: Path, workers: int, advance: Callable[[], None]) -> None:
+    """Every job of `todo`, longest first, `workers` at a time; `advance` per iteration."""
+    todo = sorted(todo, key=_cost, reverse=True)
+    if workers <= 1:
+        for job in todo:
+            _run_and_save(job, job_path(out, *job), advance)
+        return
+    context = get_context("spawn")  # torch and fork do not mix
+    with context.Manager() as manager, ProcessPoolExecutor(workers, context) as pool:
+        ticks = manager.Queue()
+        pending = {pool.submit(_run_and_save, job, job_path(out, *job), ticks) for job in todo}
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                while not ticks.empty():
+                    ticks.get()
+                    advance()
+                for future in done:
+                    future.result()  # a failed job stops the sweep with its error
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
 def run(args: argparse.Namespace, console: Console) -> int:
     setup = Setup(n_dus=args.dus, n_ues=args.ues, iterations=args.iterations, shots=args.shots,
                   first_order=args.first_order, n_heldout=args.heldout_dus,
-                  updates_per_iteration=args.updates_per_iteration)
+                  updates_per_iteration=args.updates_per_iteration,
+                  tasks_per_update=args.tasks_per_update)
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    if unknown_families := set(families) - set(FAMILIES):
+        console.print(f"[red]--families: unknown {sorted(unknown_families)}; choose from "
+                      f"{', '.join(FAMILIES)}")
+        return 2
     if args.save_model:
         return _save_model(Path(args.save_model), setup, console)
     if not args.out:
@@ -71,8 +124,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[red]--methods: unknown {sorted(unknown)}; choose from "
                           f"{', '.join(METHODS)}")
             return 2
-        scale = replace(setup, n_dus=args.scale_dus, n_ues=args.scale_ues)
-        todo = [job for job in plan(experiments, setup, scale, args.seeds, only)
+        # the scaling run is judged on its zero-shot held-out curve: no adaptation
+        scale = replace(setup, n_dus=args.scale_dus, n_ues=args.scale_ues, shots=0)
+        todo = [job for job in plan(experiments, setup, scale, args.seeds, families, only)
                 if not job_path(out, *job).exists()]
         total = sum(s.iterations for m, _, s in todo if trains(m))
         console.print(f"{len(todo)} jobs to run into {out} ({total} training iterations)")
@@ -85,9 +139,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                     progress.advance(task)
                     log.advance()
 
-                for method, seed, job_setup in todo:
-                    result = run_job(method, seed, job_setup, on_iteration=advance)
-                    save_job(job_path(out, method, seed, job_setup), result)
+                run_jobs(todo, out, args.jobs or os.cpu_count() or 1, advance)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: finished jobs are saved; run the same command "
                           "again to continue")
@@ -103,7 +155,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _save_model(path: Path, setup: Setup, console: Console) -> int:
-    """Meta-train Meta-HRL (seed 0) and save the weights a `metahrl` run can start from."""
+    """Meta-train Meta-HRL (seed 0) and save the weights a `metahrl` run can start from:
+    without a power head, on DUs at full power, as the online agent schedules."""
+    setup = replace(setup, power_control=False)
     with progress_bar(console, "meta-training") as progress:
         task = progress.add_task("meta", total=setup.iterations)
         log = LineLog(console, setup.iterations, "meta-training", "iterations")
@@ -112,10 +166,10 @@ def _save_model(path: Path, setup: Setup, console: Console) -> int:
             progress.advance(task)
             log.advance()
 
-        learner, stats, iteration_s = train("meta-hrl", 0, setup, on_iteration=advance)
+        trained = train("meta-hrl", 0, setup, on_iteration=advance)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_model(learner, path)
+    save_model(trained.learner, path)
     console.print(f"meta-model: [bold]{path}[/] ({setup.n_dus} DUs x {setup.n_ues} UEs, "
-                  f"{setup.iterations} iterations, {iteration_s:.3f} s each, last reward "
-                  f"{stats[-1].reward:.3f})")
+                  f"{setup.iterations} iterations, {trained.iteration_s:.3f} s each, last "
+                  f"reward {trained.stats[-1].reward:.3f})")
     return 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
@@ -30,15 +30,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.meta_hrl.env import Family
 from agents.meta_hrl.flat import FlatLearner
-from agents.meta_hrl.hrl import HrlLearner
+from agents.meta_hrl.hrl import HrlConfig, HrlLearner
 from agents.meta_hrl.training import (
+    AdamStep,
     AdaptConfig,
+    AdaptStep,
     IterationStats,
     Learner,
     TrainConfig,
     Trainer,
     adapt,
+    evaluate,
 )
 from tools.metahrl.protocol import Pools
 
@@ -63,20 +67,25 @@ class Setup:
 
     n_dus: int = 7
     n_ues: int = 30
-    iterations: int = 200
+    iterations: int = 100
     shots: int = 30
     first_order: bool = False
-    n_heldout: int = 16
-    updates_per_iteration: int = 1
+    n_heldout: int = 12
+    updates_per_iteration: int = 10
+    family: Family = "visible"
+    eval_every: int = 10          # iterations between zero-shot evaluations on the held-out DUs
+    power_control: bool = True    # False: no power head, users at full power (as online)
+    tasks_per_update: int = 7     # MAML's meta-batch (and MTL's): DUs per update
 
     @property
     def tag(self) -> str:
+        batch = f"-{self.tasks_per_update}tpu" if self.tasks_per_update < self.n_dus else ""
         return (f"{self.n_dus}du-{self.n_ues}ue-{self.iterations}it-{self.n_heldout}held"
-                f"-{self.updates_per_iteration}up")
+                f"-{self.updates_per_iteration}up{batch}{self.pools.suffix}")
 
     @property
     def pools(self) -> Pools:
-        return Pools(self.n_dus, self.n_heldout, self.n_ues)
+        return Pools(self.n_dus, self.n_heldout, self.n_ues, self.family, self.power_control)
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,10 @@ class JobResult:
     wall_s: float
     inner_action_change: float = float("nan")  # MAML: mean over iterations (IterationStats)
     weighting_cosine: float = float("nan")     # MAML: mean over iterations (IterationStats)
+    heldout_iterations: list[int] = field(default_factory=list)
+    heldout_reward: list[list[float]] = field(default_factory=list)
+    """Zero-shot reward on every held-out DU after each of `heldout_iterations` (the
+    convergence the scaling claim is judged on: not the noisy training reward)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,48 +117,76 @@ def trains(method: str) -> bool:
     return METHODS[method][1] is not None
 
 
-def _learner(kind: str, n_ues: int, seed: int) -> Learner:
-    return HrlLearner(seed=seed) if kind == "hrl" else FlatLearner(n_ues, seed=seed)
+def _learner(kind: str, setup: Setup, seed: int) -> Learner:
+    if kind == "hrl":
+        return HrlLearner(HrlConfig(power_head=setup.power_control), seed=seed)
+    return FlatLearner(setup.n_ues, seed=seed)
 
 
-def train(method: str, seed: int, setup: Setup, on_iteration: Callable[[], None] | None = None,
-          ) -> tuple[Learner, list[IterationStats], float]:
-    """Train `method` with `seed` on the DUs of `setup`: (learner, each iteration's
-    statistics, mean seconds per iteration)."""
+@dataclass
+class Trained:
+    learner: Learner
+    stats: list[IterationStats]   # each iteration's
+    iteration_s: float            # mean wall time of an iteration
+    adaptation: AdaptStep         # how the model adapts to a new DU
+    heldout_iterations: list[int] = field(default_factory=list)
+    heldout_reward: list[list[float]] = field(default_factory=list)  # (points, held-out DUs)
+
+
+def train(method: str, seed: int, setup: Setup,
+          on_iteration: Callable[[], None] | None = None) -> Trained:
+    """Train `method` with `seed` on the DUs of `setup`."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     kind, config, one_du = METHODS[method]
     torch.set_num_threads(1)
-    learner = _learner(kind, setup.n_ues, seed)
+    learner = _learner(kind, setup, seed)
     if config is None:
-        return learner, [], 0.0
-    envs = setup.pools.training()
+        return Trained(learner, [], 0.0, AdamStep())
+    envs, heldout = setup.pools.training(), setup.pools.heldout()
     trainer = Trainer(learner, envs[:1] if one_du else envs,
                       replace(config, first_order=setup.first_order,
-                              updates_per_iteration=setup.updates_per_iteration), seed=seed)
-    stats = []
-    t0 = time.perf_counter()
-    for _ in range(setup.iterations):
+                              updates_per_iteration=setup.updates_per_iteration,
+                              tasks_per_update=setup.tasks_per_update), seed=seed)
+    stats, points, rewards = [], [], []
+    train_s = 0.0
+    for iteration in range(1, setup.iterations + 1):
+        t0 = time.perf_counter()
         stats.append(trainer.step())
+        train_s += time.perf_counter() - t0
+        if iteration % setup.eval_every == 0 or iteration == setup.iterations:
+            points.append(iteration)
+            rewards.append(_zero_shot(learner, heldout))
         if on_iteration:
             on_iteration()
-    return learner, stats, (time.perf_counter() - t0) / max(setup.iterations, 1)
+    return Trained(learner, stats, train_s / max(setup.iterations, 1), trainer.adaptation(),
+                   points, rewards)
+
+
+def _zero_shot(learner: Learner, heldout: list) -> list[float]:
+    """The deterministic policy's reward on each held-out DU, as it stands (no adaptation)."""
+    cfg = AdaptConfig()
+    return [evaluate(learner, learner.params(), env, steps=cfg.eval_steps, seed=cfg.eval_seed)
+            for env in heldout]
 
 
 def run_job(method: str, seed: int, setup: Setup,
             on_iteration: Callable[[], None] | None = None) -> JobResult:
     """Train `method` with `seed`, adapt it to every held-out DU, return the curves."""
     t0 = time.perf_counter()
-    learner, stats, iteration_s = train(method, seed, setup, on_iteration)
-    curves = [adapt(learner, learner.params(), target, setup.shots, AdaptConfig(), seed=seed)[0]
+    trained = train(method, seed, setup, on_iteration)
+    learner, stats = trained.learner, trained.stats
+    curves = [adapt(learner, learner.params(), target, setup.shots, AdaptConfig(),
+                    trained.adaptation, seed=seed)[0]
               for target in setup.pools.heldout()]
 
     def mean(values: list[float]) -> float:
         return float(np.mean(values)) if values else float("nan")
 
-    return JobResult(method, seed, setup, [s.reward for s in stats], curves, iteration_s,
+    return JobResult(method, seed, setup, [s.reward for s in stats], curves, trained.iteration_s,
                      time.perf_counter() - t0, mean([s.inner_action_change for s in stats]),
-                     mean([s.weighting_cosine for s in stats]))
+                     mean([s.weighting_cosine for s in stats]), trained.heldout_iterations,
+                     trained.heldout_reward)
 
 
 def job_path(out: Path, method: str, seed: int, setup: Setup) -> Path:
@@ -164,24 +205,11 @@ def load_jobs(out: Path) -> list[JobResult]:
             for p in sorted((out / "jobs").glob("*.json"))]
 
 
-def iterations_to_converge(rewards: np.ndarray, share: float = 0.95) -> int:
-    """First iteration at which the smoothed training reward has made `share` of its total
-    improvement (final level = mean of the last tenth; smoothing over a tenth of the run)."""
-    r = np.asarray(rewards, dtype=float)
-    if len(r) == 0:
-        return 0
-    width = max(1, len(r) // 10)
-    smooth = np.convolve(r, np.ones(width) / width, mode="valid")
-    start, final = smooth[0], r[-width:].mean()
-    if final <= start:
-        return 0
-    return int(np.argmax(smooth >= start + share * (final - start))) + width
-
-
-def shots_to_converge(curve: np.ndarray, share: float = 0.95) -> int:
-    """First shot whose normalised reward has made `share` of the best improvement over
-    shot 0; 0 when adaptation never improves on the initialisation. (Each point is the
-    evaluation of a deterministic policy on one fixed episode, so no smoothing.)"""
+def converged_at(curve: np.ndarray, share: float = 0.95) -> int:
+    """Index of the first point of `curve` that has made `share` of its best improvement
+    over the first point; 0 when it never improves on it. (Each point evaluates a
+    deterministic policy on one fixed episode, so no smoothing.) Shots to converge on an
+    adaptation curve; evaluation points to converge on a held-out training curve."""
     c = np.asarray(curve, dtype=float)
     gain = c.max() - c[0]
     if gain <= 0:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.meta_hrl.env import DuSlicingEnv, make_tasks
+from agents.meta_hrl.env import DuSlicingEnv, Family, make_tasks
 from agents.meta_hrl.fixed import (
     LoadProportional,
     ProportionalFair,
@@ -37,7 +37,6 @@ from agents.meta_hrl.fixed import (
     search_split,
 )
 from agents.meta_hrl.training import AdaptConfig
-from drivers.emulated.slices import sample_profiles
 
 TRAIN_POOL_SEED = 0
 HELDOUT_POOL_SEED = 10_000
@@ -49,17 +48,26 @@ class Pools:
     n_train: int
     n_heldout: int
     n_ues: int
+    family: Family = "visible"   # agents.meta_hrl.env.make_tasks
+    power_control: bool = True   # False: every user at full power (as online)
 
     @property
     def tag(self) -> str:
-        return f"{self.n_train}du-{self.n_heldout}held-{self.n_ues}ue"
+        return f"{self.n_train}du-{self.n_heldout}held-{self.n_ues}ue{self.suffix}"
+
+    @property
+    def suffix(self) -> str:
+        """What sets the pools apart from the default ones, for file names."""
+        return ("-hidden" if self.family == "hidden" else "") + \
+            ("" if self.power_control else "-nopower")
 
     def training(self) -> list[DuSlicingEnv]:
-        return make_tasks(self.n_train, self.n_ues, seed=TRAIN_POOL_SEED)
+        return make_tasks(self.n_train, self.n_ues, TRAIN_POOL_SEED, self.family,
+                          power_control=self.power_control)
 
     def heldout(self) -> list[DuSlicingEnv]:
-        return [DuSlicingEnv(p) for p in sample_profiles(self.n_heldout, self.n_ues,
-                                                         HELDOUT_POOL_SEED)]
+        return make_tasks(self.n_heldout, self.n_ues, HELDOUT_POOL_SEED, self.family,
+                          power_control=self.power_control)
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,22 @@
 """Tables (beside the paper's numbers) and figures from the Meta-HRL experiment jobs.
 
-    report.md            the comparison, scaling and ablation tables
-    training.png         training reward per iteration, mean +- sd over seeds, per method
-    adaptation.png       held-out DU: normalised reward after 0..30 shots, per method
+    report.md            gates, the paper's claims with intervals, the comparison per task
+                         family, scaling and the weighting ablation
+    training.png         zero-shot reward on the held-out DUs per training iteration
+    adaptation.png       held-out DUs: score after 0..30 shots, per method (visible family)
+    adaptation-hidden.png  the same on the family with hidden per-DU slice weights
 
 The paper's figures are those of `../shared/FACTS.md` (arXiv 2512.13715 as summarised):
 +19.8 % management efficiency over DRL/TL/MTL; adaptive weighting 0.84 vs 0.78 normalised
 reward (Uniform-Meta) and 17 vs 28 shots; 7 -> 30 DUs: +69 % iterations, < 2 % reward
-variance. "Management efficiency" is not defined in the summary; we compare the normalised
-reward on a held-out DU after adaptation.
+variance. "Management efficiency" is not defined in the summary; we compare scores on
+held-out DUs after adaptation, and the gain in mean reward.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -21,17 +24,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tools.replay.figures import band, save_figure
-from tools.metahrl.experiments import (
-    JobResult,
-    Setup,
-    iterations_to_converge,
-    shots_to_converge,
-    trains,
-)
+from tools.metahrl.experiments import JobResult, Setup, converged_at, trains
 from tools.metahrl.protocol import Baselines, bootstrap_interval, load_or_compute
 
 COMPARED = ("meta-hrl", "drl", "tl", "mtl", "scratch")
-ABLATION = {"uniform-meta": ("Uniform-Meta", "0.78", "28"),
+ABLATION = ("uniform-meta",)
+WEIGHTINGS = ("static-var", "meta-hrl-softmax")
+WEIGHTING_LABELS = {"uniform-meta": ("Uniform-Meta", "0.78", "28"),
             "static-var": ("Static-Var", "-", "-"),
             "meta-hrl": ("Adaptive-Var, softmin", "0.84", "17"),
             "meta-hrl-softmax": ("Adaptive-Var, softmax", "0.84", "17")}
@@ -39,9 +38,14 @@ SHOTS_SHOWN = (0, 5, 30)
 PROTOCOL = (
     "Protocol: every method trains on the same DUs and is adapted to, and scored on, the same "
     "held-out DUs (`tools/metahrl/protocol.py`); a seed changes only a learner's weights and "
-    "noise. Scores per held-out DU: 0 the equal split at full power, 1 the best constant "
-    "slice split searched on that DU. Differences are paired per (seed, DU), with bootstrap "
-    "95 % intervals.")
+    "noise. Both levels and the flat DRL learn by TD3. Adaptation: each shot runs 20 steps "
+    "on the DU, then 10 updates: a MAML-trained model takes its inner step (Meta-SGD's "
+    "learnt step sizes), the others Adam at their training step. Scores per held-out DU: "
+    "0 the equal split at full power, 1 the best constant slice split searched on that DU "
+    "itself. Differences are paired per (seed, DU), with bootstrap 95 % intervals. Two task "
+    "families (`agents/meta_hrl/env.py` `make_tasks`): *visible*, where everything that "
+    "tells DUs apart is in the observation, and *hidden*, the same DUs with per-DU slice "
+    "weights the observation does not show.")
 
 
 def _by(jobs: Iterable[JobResult], setup: Setup) -> dict[str, list[JobResult]]:
@@ -118,27 +122,38 @@ def comparison_table(jobs: Sequence[JobResult], setup: Setup, baselines: Baselin
     return "\n".join(lines)
 
 
-def scaling_table(jobs: Sequence[JobResult], method: str = "meta-hrl") -> str:
-    rows = sorted({j.setup for j in jobs if j.method == method and j.train_reward},
-                  key=lambda s: (s.n_dus, s.n_ues))
-    lines = ["| DUs | UEs | seeds | iterations to converge | vs first row | final training "
-             "reward | reward sd / mean | iteration (s) |", "|---|---|---|---|---|---|---|---|"]
-    base = None
-    for setup in rows:
-        runs = _by(jobs, setup)[method]
-        its = np.mean([iterations_to_converge(np.asarray(j.train_reward)) for j in runs])
-        finals = np.array([np.mean(j.train_reward[-max(1, len(j.train_reward) // 10):])
-                           for j in runs])
-        base = its if base is None else base
-        change = "" if its == base or base == 0 else f"{100 * (its - base) / base:+.0f} %"
+def heldout_convergence(job: JobResult) -> tuple[float, float]:
+    """(training iterations until the mean zero-shot held-out reward made 95 % of its best
+    improvement, that reward at the end of training)."""
+    curve = np.mean(job.heldout_reward, axis=1)
+    return float(job.heldout_iterations[converged_at(curve)]), float(curve[-1])
+
+
+def scaling_rows(jobs: Sequence[JobResult], method: str = "meta-hrl",
+                 ) -> list[tuple[Setup, np.ndarray, np.ndarray]]:
+    """Per visible-family setup that `method` ran: (setup, iterations to converge per seed,
+    final held-out reward per seed), seeds in order, smallest network first."""
+    setups = sorted({j.setup for j in jobs if j.method == method and j.heldout_reward
+                     and j.setup.family == "visible"}, key=lambda s: (s.n_dus, s.n_ues))
+    rows = []
+    for setup in setups:
+        runs = sorted(_by(jobs, setup)[method], key=lambda j: j.seed)
+        measured = np.array([heldout_convergence(j) for j in runs])
+        rows.append((setup, measured[:, 0], measured[:, 1]))
+    return rows
+
+
+def scaling_table(jobs: Sequence[JobResult]) -> str:
+    lines = ["| DUs | UEs | seeds | iterations to converge (held-out) | final held-out reward "
+             "| sd / mean over seeds | iteration (s) |", "|---|---|---|---|---|---|---|"]
+    for setup, its, finals in scaling_rows(jobs):
         spread = finals.std() / abs(finals.mean()) if finals.mean() else float("nan")
-        lines.append(f"| {setup.n_dus} | {setup.n_ues} | {len(runs)} | {its:.0f} | {change} | "
-                     f"{_ms(finals)} | {100 * spread:.1f} % | "
-                     f"{np.mean([j.iteration_s for j in runs]):.3f} |")
-    lines.append("")
-    lines.append("Paper: 7 -> 30 DUs and 30 -> 200 UEs: +69 % iterations to converge, < 2 % "
-                 "reward variance. Convergence: the smoothed training reward has made 95 % "
-                 "of its improvement.")
+        seconds = np.mean([j.iteration_s for j in _by(jobs, setup)["meta-hrl"]])
+        lines.append(f"| {setup.n_dus} | {setup.n_ues} | {len(its)} | {_ms(its, 0)} | "
+                     f"{_ms(finals)} | {100 * spread:.1f} % | {seconds:.3f} |")
+    lines += ["", f"Convergence: every {jobs[0].setup.eval_every if jobs else '-'} iterations "
+              "the policy is evaluated, unadapted, on every held-out DU; the first evaluation "
+              "whose mean reward has made 95 % of its best improvement."]
     return "\n".join(lines)
 
 
@@ -186,12 +201,12 @@ def ablation_table(jobs: Sequence[JobResult], setup: Setup, baselines: Baselines
     groups = _by(jobs, setup)
     lines = ["| weighting | runs | score, 30 shots | paper (normalised reward) | shots to "
              "converge | paper |", "|---|---|---|---|---|---|"]
-    for method, (label, paper_reward, paper_shots) in ABLATION.items():
+    for method, (label, paper_reward, paper_shots) in WEIGHTING_LABELS.items():
         runs = groups.get(method, [])
         if not runs:
             continue
         curves = scores(runs, baselines)
-        shots = [shots_to_converge(c) for seed in curves for c in seed]
+        shots = [converged_at(c) for seed in curves for c in seed]
         lines.append(f"| {label} | {curves.shape[0]} seeds x {curves.shape[1]} DUs | "
                      f"{_ms(_shot(curves, setup.shots).mean(axis=1))} | {paper_reward} | "
                      f"{_ms(shots, 1)} | {paper_shots} |")
@@ -201,51 +216,163 @@ def ablation_table(jobs: Sequence[JobResult], setup: Setup, baselines: Baselines
     return "\n".join(lines)
 
 
-def figures(jobs: Sequence[JobResult], setup: Setup, baselines: Baselines,
-            out: Path) -> list[Path]:
+def _same_seeds(jobs: Sequence[JobResult], setup: Setup, a: str,
+                b: str) -> tuple[list[JobResult], list[JobResult]]:
+    """The runs of methods a and b with the seeds both ran, in seed order."""
     groups = _by(jobs, setup)
-    paths = []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in COMPARED:
-        runs = [j for j in groups.get(method, []) if j.train_reward]
+    runs_a = {j.seed: j for j in groups.get(a, [])}
+    runs_b = {j.seed: j for j in groups.get(b, [])}
+    seeds = sorted(set(runs_a) & set(runs_b))
+    return [runs_a[s] for s in seeds], [runs_b[s] for s in seeds]
+
+
+def _paired(jobs: Sequence[JobResult], setup: Setup, baselines: Baselines, a: str,
+            b: str) -> np.ndarray | None:
+    """(seeds, DUs, shots + 1) score differences a - b over the seeds both ran."""
+    runs_a, runs_b = _same_seeds(jobs, setup, a, b)
+    return scores(runs_a, baselines) - scores(runs_b, baselines) if runs_a else None
+
+
+def _paired_shots(jobs: Sequence[JobResult], setup: Setup, baselines: Baselines, a: str,
+                  b: str) -> np.ndarray:
+    """Shots to converge of a minus those of b, per (seed, DU) over the seeds both ran."""
+    def shots(runs: list[JobResult]) -> np.ndarray:
+        return np.array([[converged_at(c) for c in seed] for seed in scores(runs, baselines)],
+                        dtype=float)
+
+    runs_a, runs_b = _same_seeds(jobs, setup, a, b)
+    return shots(runs_a) - shots(runs_b)
+
+
+def _verdict(low: float, high: float) -> str:
+    return "holds" if low > 0 else ("**does not hold** (reversed)" if high < 0
+                                    else "**not shown** (interval spans 0)")
+
+
+def claims_table(jobs: Sequence[JobResult], setup: Setup, baselines: Baselines,
+                 hidden: Setup, hidden_baselines: Baselines | None) -> str:
+    """The paper's three claims and the falsifiable test of meta-learning, each measured
+    with its interval and a verdict."""
+    last = setup.shots
+    rows: list[tuple[str, str, str, str]] = []
+    for other in ("drl", "tl", "mtl"):
+        diff = _paired(jobs, setup, baselines, "meta-hrl", other)
+        if diff is not None:
+            m, lo, hi = bootstrap_interval(_shot(diff, last))
+            rows.append((f"Meta-HRL beats {other.upper()} (score at {last} shots, visible)",
+                         "+19.8 % efficiency", _ci(m, lo, hi), _verdict(lo, hi)))
+    groups = _by(jobs, setup)
+    if groups.get("uniform-meta") and groups.get("meta-hrl"):
+        diff = _paired(jobs, setup, baselines, "meta-hrl", "uniform-meta")
+        assert diff is not None
+        m, lo, hi = bootstrap_interval(_shot(diff, last))
+        adaptive = scores(groups["meta-hrl"], baselines)
+        uniform = scores(groups["uniform-meta"], baselines)
+        rows.append(("adaptive beats uniform weighting (score at 30 shots)", "0.84 vs 0.78",
+                     f"{_shot(adaptive, last).mean():.3f} vs {_shot(uniform, last).mean():.3f}"
+                     f", diff {_ci(m, lo, hi)}", _verdict(lo, hi)))
+        m, lo, hi = bootstrap_interval(_paired_shots(jobs, setup, baselines, "uniform-meta",
+                                                     "meta-hrl"))
+        rows.append(("adaptive converges in fewer shots (uniform minus adaptive)",
+                     "17 vs 28 (11 fewer)", _ci(m, lo, hi).replace("+", "", 1), _verdict(lo, hi)))
+    scaling = scaling_rows(jobs)
+    if len(scaling) >= 2:
+        (small, its_small, _), (big, its_big, finals) = scaling[0], scaling[-1]
+        n = min(len(its_small), len(its_big))
+        change = 100 * (its_big[:n] - its_small[:n]) / np.maximum(its_small[:n], 1)
+        m, lo, hi = bootstrap_interval(change)
+        rows.append((f"{small.n_dus} -> {big.n_dus} DUs: more iterations to converge "
+                     "(held-out, per seed)", "+69 %", f"{m:+.0f} % [{lo:+.0f}, {hi:+.0f}]",
+                     "measured (the paper's is a cost, not a gain)"))
+        spread = 100 * finals.std() / abs(finals.mean())
+        rows.append((f"{big.n_dus} DUs: final held-out reward sd / mean over seeds",
+                     "< 2 %", f"{spread:.1f} % ({len(finals)} seeds)",
+                     "holds" if spread < 2 else "**does not hold**"))
+    for family, fam_setup, fam_baselines in (("visible", setup, baselines),
+                                             ("hidden", hidden, hidden_baselines)):
+        if fam_baselines is None:
+            continue
+        if family == "hidden":
+            diff = _paired(jobs, hidden, fam_baselines, "meta-hrl", "mtl")
+            if diff is not None:
+                m, lo, hi = bootstrap_interval(_shot(diff, last))
+                rows.append((f"hidden slice weights: Meta-HRL beats MTL at {last} shots",
+                             "(not in the paper)", _ci(m, lo, hi), _verdict(lo, hi)))
+        best = max(fam_baselines.fixed, key=lambda n: fam_baselines.scores(
+            fam_baselines.fixed[n]).mean())
+        runs = _by(jobs, fam_setup).get("meta-hrl", [])
         if runs:
-            curves = np.array([j.train_reward for j in runs])
-            width = max(1, curves.shape[1] // 20)
-            kernel = np.ones(width) / width
-            smooth = np.array([np.convolve(c, kernel, mode="valid") for c in curves])
-            band(ax, np.arange(smooth.shape[1]) + width, smooth, method)
-    ax.set(xlabel="training iteration", ylabel="mean reward of the collected steps",
-           title=f"training on {setup.n_dus} DUs x {setup.n_ues} UEs")
-    ax.legend()
-    paths.append(save_figure(fig, out / "training.png"))
+            fixed = fam_baselines.scores(fam_baselines.fixed[best])
+            m, lo, hi = bootstrap_interval(_shot(scores(runs, fam_baselines), last) - fixed)
+            rows.append((f"{family}: Meta-HRL beats the best fixed scheduler ({best}) at "
+                         f"{last} shots", "(not in the paper)", _ci(m, lo, hi),
+                         _verdict(lo, hi)))
+    lines = ["| claim | paper | measured here [95 % interval] | verdict |", "|---|---|---|---|"]
+    lines += [f"| {c} | {p} | {m} | {v} |" for c, p, m, v in rows]
+    lines += ["", "Score differences are paired per (seed, held-out DU); iterations per seed. "
+              "A claim holds when its interval excludes zero in its favour."]
+    return "\n".join(lines)
+
+
+def figures(jobs: Sequence[JobResult], setup: Setup, baselines: Baselines,
+            out: Path, name: str = "adaptation.png") -> Path:
+    groups = _by(jobs, setup)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in (*COMPARED, *[m for m in ABLATION if m not in COMPARED]):
+    for method in (*COMPARED, *ABLATION, *WEIGHTINGS):
         runs = groups.get(method, [])
         if runs:
             curves = scores(runs, baselines).mean(axis=1)  # each seed's mean over the DUs
             band(ax, np.arange(curves.shape[1]), curves, method)
-    for name, rewards in baselines.fixed.items():
-        ax.axhline(float(baselines.scores(rewards).mean()), ls=":", lw=1, label=name)
+    for label, rewards in baselines.fixed.items():
+        ax.axhline(float(baselines.scores(rewards).mean()), ls=":", lw=1, label=label)
     ax.set(xlabel="adaptation shots on the held-out DUs", ylabel="score (0: equal split, "
-           "1: the DU's best constant split)", title="adaptation to new DUs")
+           f"1: the DU's best constant split)", title=f"adaptation to new DUs ({setup.family})")
+    ax.legend(fontsize=7)
+    return save_figure(fig, out / name)
+
+
+def training_figure(jobs: Sequence[JobResult], setup: Setup, out: Path) -> Path:
+    groups = _by(jobs, setup)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in (*COMPARED, *ABLATION, *WEIGHTINGS):
+        runs = [j for j in groups.get(method, []) if j.heldout_reward]
+        if runs:
+            curves = np.array([np.mean(j.heldout_reward, axis=1) for j in runs])
+            band(ax, np.asarray(runs[0].heldout_iterations), curves, method)
+    ax.set(xlabel="training iteration", ylabel="zero-shot reward, mean over held-out DUs",
+           title=f"training on {setup.n_dus} DUs x {setup.n_ues} UEs")
     ax.legend()
-    paths.append(save_figure(fig, out / "adaptation.png"))
-    return paths
+    return save_figure(fig, out / "training.png")
 
 
 def write_report(jobs: Sequence[JobResult], setup: Setup, out: Path) -> Path:
-    """report.md with the tables and the figures of `setup` (the comparison's)."""
+    """report.md with the tables and figures of `setup` (the visible family) and of the
+    same setup on the hidden family, if it ran."""
     baselines = load_or_compute(out, setup.pools)
+    hidden = replace(setup, family="hidden")
+    ran_hidden = any(j.setup == hidden for j in jobs)
+    hidden_baselines = load_or_compute(out, hidden.pools) if ran_hidden else None
+    training_figure(jobs, setup, out)
     figures(jobs, setup, baselines, out)
-    text = "\n\n".join([
+    sections = [
         f"# Meta-HRL experiments ({setup.n_dus} DUs x {setup.n_ues} UEs, "
-        f"{setup.iterations} iterations, {'first' if setup.first_order else 'second'}-order MAML)",
+        f"{setup.iterations} iterations x {setup.updates_per_iteration} updates, "
+        f"{'first' if setup.first_order else 'second'}-order MAML)",
         PROTOCOL,
-        "## Gates", gates_table(jobs, setup, baselines),
-        "## Against the baselines (held-out DUs)", comparison_table(jobs, setup, baselines),
-        "![training](training.png) ![adaptation](adaptation.png)",
-        "## Scaling", scaling_table(jobs),
-        "## Task weighting (ablation)", ablation_table(jobs, setup, baselines)])
+        "## Gates (visible family)", gates_table(jobs, setup, baselines)]
+    if hidden_baselines is not None:
+        sections += ["## Gates (hidden family)", gates_table(jobs, hidden, hidden_baselines)]
+    sections += [
+        "## The paper's claims", claims_table(jobs, setup, baselines, hidden, hidden_baselines),
+        "## Against the baselines: visible family", comparison_table(jobs, setup, baselines),
+        "![training](training.png) ![adaptation](adaptation.png)"]
+    if hidden_baselines is not None:
+        figures(jobs, hidden, hidden_baselines, out, "adaptation-hidden.png")
+        sections += ["## Against the baselines: hidden per-DU slice weights",
+                     comparison_table(jobs, hidden, hidden_baselines),
+                     "![adaptation, hidden](adaptation-hidden.png)"]
+    sections += ["## Scaling (visible family)", scaling_table(jobs),
+                 "## Task weighting (ablation)", ablation_table(jobs, setup, baselines)]
     path = out / "report.md"
-    path.write_text(text + "\n")
+    path.write_text("\n\n".join(sections) + "\n")
     return path
