@@ -11,7 +11,7 @@ import pytest
 from agents.base import Context, UserReport
 import agents.meta_hrl.agent as agent_module
 from agents.meta_hrl.agent import ONLINE_CONFIG, MetaHrlAgent, save_model
-from agents.meta_hrl.hrl import HrlLearner
+from agents.meta_hrl.hrl import HrlConfig, HrlLearner
 from agents.policy_space import PAPER_SPACE, Policy
 from agents.registry import make_agent
 from hil.errors import ConfigError
@@ -97,6 +97,23 @@ def test_it_starts_from_a_saved_meta_model(tmp_path):
         np.testing.assert_array_equal(agent.params[key].detach().numpy(), value.detach().numpy())
     with pytest.raises(ValueError, match="hil metahrl --save-model"):
         build(model=str(tmp_path / "missing.pt"))
+
+
+def test_a_meta_model_with_a_power_head_is_refused_naming_it(tmp_path):
+    save_model(HrlLearner(HrlConfig(power_head=True), seed=7), tmp_path / "meta.pt")
+    with pytest.raises(ValueError, match="(?s)without a power head.*--save-model"):
+        build(model=str(tmp_path / "meta.pt"))
+
+
+def test_online_the_low_level_sets_no_power():
+    """The protocol has no per-user power: the learner has no power head and every action
+    it takes carries full power, which the caps ignore anyway."""
+    agent = build()
+    assert agent.learner.config.power_head is False
+    agent.select(context(0))
+    action = agent._pending["action"]
+    assert action.low.shape == (6, 1)
+    np.testing.assert_array_equal(action.env_action[3 + 6:], np.ones(6))
 
 
 def count_pretraining(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:

@@ -23,10 +23,13 @@ replaces. It is done by `prepare()`, which a fresh run calls before its testbed 
 (`hil.run.execute`), or else at the first `select`. The state says whether it has run, so a
 run stopped before its first decision still pretrains when resumed.
 
-Power: the protocol caps each user's DL PRBs but has no per-user power (the cell's DL gain
-is one cell-wide threshold, and per-user power is in neither the protocol, the emulator nor
-the srsENB patch), so the simulated DUs it pretrains on are built with
-`power_control=False` (every user at full power), to learn what the live cell can do.
+Power: online, the low level has no power head (`HrlConfig(power_head=False)`): the protocol
+caps each user's DL PRBs but has no per-user power (the cell's DL gain is one cell-wide
+threshold, and per-user power is in neither the protocol, the emulator nor the srsENB
+patch), so a power output would act on nothing and its critic input would be noise. The
+simulated DUs it pretrains on are built with `power_control=False` too (every user at full
+power), to learn what the live cell can do; a meta-model file must have been saved without
+a power head as well.
 
 The state (networks, targets, optimiser, replay buffers, the episode's bookkeeping and the
 RNG) is plain numpy and Python, so a checkpointed run resumes decision for decision.
@@ -52,8 +55,8 @@ from agents.meta_hrl.training import TrainConfig, Trainer, param_groups
 from agents.policy_space import PolicySpace
 
 
-ONLINE_CONFIG = HrlConfig()
-"""The learner online."""
+ONLINE_CONFIG = HrlConfig(power_head=False)
+"""The learner online: no per-user power (see the module's docstring)."""
 
 
 class MetaHrlAgent:
@@ -191,9 +194,10 @@ def load_model(learner: HrlLearner, path: Path) -> None:
     try:
         learner.nets.load_state_dict(weights)
     except RuntimeError as exc:
+        head = "without" if not learner.config.power_head else "with"
         raise ValueError(f"model {path}: its networks are not those of this version's "
-                         f"learner ({exc}); save one for it with this version's "
-                         "`hil metahrl --save-model PATH`") from exc
+                         f"learner, whose low level is {head} a power head ({exc}); save one "
+                         "for it with this version's `hil metahrl --save-model PATH`") from exc
 
 
 def _numpy(params: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
