@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 
 from hil.progress import LineLog, progress_bar
-from tools.online_compare.report import Comparison, console_table, run_figures, write
+from tools.online_compare.report import Comparison, run_figures, table, title, write
 from tools.online_compare.runs import AgentSpec, Plan, RunDone, run_all, seeds, specs
 
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 advance(plan.rounds)
             note = "" if done.ran else " (done before)"
             console.print(f"{agent.text} seed {seed}: {done.status}{note} {done.run_dir}",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
 
         try:
             results = run_all(plan, on_run=on_run, on_start=on_start,
@@ -66,12 +66,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
     comparison = Comparison(str(plan.config), plan.rounds, tuple(a.text for a in plan.agents),
                             tuple(run_figures(a.text, s, d.run_dir) for a, s, d in complete))
     md, js = write(plan.out, comparison)
-    console.print(console_table(comparison))
+    console.print(f"{title(comparison)}\n\n{table(comparison)}", soft_wrap=True,
+                  highlight=False, markup=False)
     for left in comparison.unpaired:
         console.print(f"[yellow]left out: {left.agent} seed {left.seed} ({left.invalid_rounds} "
                       f"of {left.rounds} rounds invalid, or no pair): {left.run_dir}",
                       highlight=False)
-    console.print(f"report: [bold]{md}[/], {js}")
+    console.print(f"report: [bold]{md}[/], {js}", soft_wrap=True)
     return status
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.table import Table
 
 from hil.recorder import read_rounds
 from tools.metahrl.protocol import bootstrap_interval
@@ -112,7 +111,7 @@ def _sd(v: np.ndarray) -> float:
 
 
 def _cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    """The table's header and rows, as text (shared by the Markdown and the console)."""
+    """The table's header and rows, as text."""
     header = ["agent", *(label for _, label in FIGURES), "invalid rounds",
               f"{comparison.agents[0]} minus it (95 % interval)"]
     rows = []
@@ -126,28 +125,25 @@ def _cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def console_table(comparison: Comparison) -> Table:
+def table(comparison: Comparison) -> str:
+    """The summary as a Markdown table: what compare.md opens with and the command prints (as
+    plain text it reads in a log and pastes into a README, at any width)."""
     header, rows = _cells(comparison)
-    table = Table(title=_title(comparison))
-    for k, name in enumerate(header):
-        table.add_column(name, no_wrap=k == 0)  # an agent's label is its parameters
-    for cells in rows:
-        table.add_row(*cells)
-    return table
+    return "\n".join([_md_row(header), _md_row(["---"] * len(header)),
+                      *(_md_row(r) for r in rows)])
 
 
-def _title(comparison: Comparison) -> str:
+def title(comparison: Comparison) -> str:
     return (f"{Path(comparison.config).name}: {comparison.rounds} rounds, "
             f"{len(comparison.seeds)} paired seeds; mean (sd) over seeds")
 
 
 def markdown(comparison: Comparison) -> str:
-    header, rows = _cells(comparison)
-    lines = [f"# Online comparison: {_title(comparison)}", "",
+    lines = [f"# Online comparison: {title(comparison)}", "",
              "Reward: the engine's (throughput utility minus weighted power, in [0, 1]), mean "
              "per valid round of a run; the paired difference is per seed (the same traffic "
              "and channels), its interval a percentile bootstrap over the seeds.", "",
-             _md_row(header), _md_row(["---"] * len(header)), *(_md_row(r) for r in rows), "",
+             table(comparison), "",
              "Mean reward per round, per seed:", "",
              _md_row(["seed", *comparison.agents]),
              _md_row(["---"] * (len(comparison.agents) + 1))]
