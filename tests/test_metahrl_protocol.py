@@ -110,3 +110,25 @@ def test_each_gate_passes_or_fails_on_what_it_measures():
     stuck = [job("scratch", [[0.5, 0.5, 0.51], [0.4, 0.4, 0.41]], seed=seed) for seed in (0, 1)]
     table = gates_table(lazy + stuck, setup, anchors)
     assert table.count("**FAILED**") == 4
+
+
+def test_learners_are_compared_on_the_seeds_both_ran_and_fixed_schedulers_on_every_du():
+    from tools.metahrl.experiments import JobResult, Setup
+    from tools.metahrl.report import comparison_table
+
+    setup = Setup(n_dus=2, n_ues=6, iterations=1, shots=2, n_heldout=2)
+    anchors = Baselines([0.5, 0.4], [0.7, 0.6], {"equal split": [0.5, 0.4]})
+
+    def job(method: str, seed: int, last: float) -> JobResult:
+        return JobResult(method, seed, setup, [0.0], [[0.5, 0.5, last], [0.4, 0.4, last - 0.1]],
+                         0.1, 1.0)
+
+    # Meta-HRL ran seeds 0 and 1, MTL only seed 0 (a sweep still running)
+    jobs = [job("meta-hrl", 0, 0.6), job("meta-hrl", 1, 0.7), job("mtl", 0, 0.55)]
+    table = comparison_table(jobs, setup, anchors)
+    # seed 0: (0.6 - 0.55) / 0.2 = +0.25 on both DUs at the last shot (5 and 30 shots are the
+    # last of 2 here); seed 1 has no MTL to pair with
+    assert "| mtl | +0.000 [+0.000, +0.000] | +0.250 [+0.250, +0.250] | +0.250 [+0.250, +0.250]" \
+        in table
+    # against the equal split: seed 0 scores 0.5, seed 1 1.0 at the last shot, on both DUs
+    assert "| equal split | +0.000 [+0.000, +0.000] | +0.750 [+0.500, +1.000] |" in table

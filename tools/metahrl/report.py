@@ -102,17 +102,20 @@ def comparison_table(jobs: Sequence[JobResult], setup: Setup, baselines: Baselin
     ours = learned["meta-hrl"]
     lines += [f"| Meta-HRL minus | {shot_head} | reward gain at {setup.shots} shots |",
               "|---|" + "---|" * len(SHOTS_SHOWN) + "---|"]
-    ours_reward = np.mean([np.array(j.adapt_reward)[:, -1] for j in groups["meta-hrl"]])
-    others = {**{m: c for m, c in learned.items() if m != "meta-hrl"},
-              **{name: np.broadcast_to(per_du[None, :, None], (1, len(per_du), 1))
-                 for name, per_du in fixed.items()}}
-    for name, curves in others.items():
-        cells = []
-        for shot in SHOTS_SHOWN:
-            mine, theirs = _shot(ours, shot), _shot(curves, shot)
-            cells.append(_ci(*bootstrap_interval(mine - theirs)))  # theirs: (1, DUs) if fixed
-        theirs_reward = (np.mean([np.array(j.adapt_reward)[:, -1] for j in groups[name]])
-                         if name in learned else float(np.mean(baselines.fixed[name])))
+
+    def final_reward(runs: Sequence[JobResult]) -> float:
+        return float(np.mean([np.array(j.adapt_reward)[:, -1] for j in runs]))
+
+    for name in [m for m in learned if m != "meta-hrl"] + list(fixed):
+        if name in learned:  # paired per (seed, DU) over the seeds both ran
+            mine_runs, their_runs = _same_seeds(jobs, setup, "meta-hrl", name)
+            diff = scores(mine_runs, baselines) - scores(their_runs, baselines)
+            ours_reward, theirs_reward = final_reward(mine_runs), final_reward(their_runs)
+        else:  # a fixed scheduler: each seed paired with the same DU
+            diff = ours - fixed[name][None, :, None]
+            ours_reward = final_reward(groups["meta-hrl"])
+            theirs_reward = float(np.mean(baselines.fixed[name]))
+        cells = [_ci(*bootstrap_interval(_shot(diff, shot))) for shot in SHOTS_SHOWN]
         gain = 100 * (ours_reward - theirs_reward) / abs(theirs_reward)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {gain:+.1f} % |")
     lines += ["", "Paired per (seed, held-out DU): score differences, mean [bootstrap 95 % "
