@@ -7,10 +7,12 @@ every `every_s` seconds and at the end instead.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.progress import TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.progress import TimeElapsedColumn, TimeRemainingColumn
 
 
 def progress_bar(console: Console, label: str) -> Progress:
@@ -38,3 +40,25 @@ class LineLog:
             self.console.print(f"{self.label}: {self.done}/{self.total} {self.unit} "
                                f"({100 * self.done / max(self.total, 1):.0f} %), "
                                f"{now - self.t0:.0f} s", highlight=False)
+
+
+class Tracker:
+    """One count of long work shown both ways: the live bar and, without a terminal, lines."""
+
+    def __init__(self, progress: Progress, task: TaskID, log: LineLog) -> None:
+        self.progress, self.task, self.log = progress, task, log
+        self.console = progress.console  # prints above the live bar
+
+    def advance(self, n: int = 1) -> None:
+        self.progress.advance(self.task, n)
+        self.log.advance(n)
+
+
+@contextmanager
+def tracked(console: Console, label: str, unit: str, total: int,
+            completed: int = 0) -> Iterator[Tracker]:
+    """A bar and a `LineLog` counting `total` `unit` (of which `completed` were done before:
+    the bar starts there, the lines count what is left)."""
+    with progress_bar(console, f"{label} {unit}") as progress:
+        task = progress.add_task(label, total=total, completed=completed)
+        yield Tracker(progress, task, LineLog(console, total - completed, label, unit))

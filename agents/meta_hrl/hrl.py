@@ -262,7 +262,8 @@ class HrlRollout:
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> HrlBatch:
         cfg = self.learner.config
-        high, low = self.high_buffer.sample(batch_size, rng), self.low_buffer.sample(batch_size, rng)
+        high = self.high_buffer.sample(batch_size, rng)
+        low = self.low_buffer.sample(batch_size, rng)
         high["noise"] = target_noise(high["a"].shape, cfg.target_noise, cfg.noise_clip, rng)
         low["noise"] = target_noise(low["actions"].shape, cfg.target_noise, cfg.noise_clip, rng)
         return HrlBatch({k: torch.from_numpy(v) for k, v in high.items()},

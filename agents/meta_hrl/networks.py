@@ -7,7 +7,8 @@ Shapes follow the slicing environment (`agents.meta_hrl.env`): 3 slices with
   (slice features, scores) -> Q.
 - Low level (near-RT), goal-conditioned: one per-user actor shared by every user of every
   slice, (user features, the goal of the user's slice) -> (PRB score, power score), or the
-  PRB score alone without a power head; the critic is a DeepSets network, Q_s = rho(mean over the slice's users of phi(user, goal,
+  PRB score alone without a power head; the critic is a DeepSets network,
+  Q_s = rho(mean over the slice's users of phi(user, goal,
   action), goal), so one set of weights serves any number of users. That is what lets a
   meta-model trained on DUs of 30 users run a DU of 200, and keeps a decision one batched
   matrix product over the users (`hil bench`: metahrl_low_decision_ms).

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from hil.config import load_config
-from hil.progress import LineLog, progress_bar
+from hil.progress import tracked
 from tools.collect.plan import SweepPlan, parse_grid
 from tools.collect.sweep import DLUL_NAME, open_sweep, run_sweep
 
@@ -41,15 +41,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
                   f"({plan.warmup_rounds} warm-up), at least {wall_s:.0f} s to go",
                   highlight=False)
     failed = 0
-    with progress_bar(console, "cells") as progress:
-        task = progress.add_task("cells", total=plan.n_cells, completed=len(done))
-        log = LineLog(console, todo, "cells", "measured")
+    with tracked(console, "cells", "measured", plan.n_cells, len(done)) as progress:
 
         def on_cell(row: dict) -> None:
             nonlocal failed
             failed += row["failed"]
-            progress.advance(task)
-            log.advance()
+            progress.advance()
 
         t0 = time.monotonic()
         result = run_sweep(cfg, plan, sweep, done, on_cell=on_cell)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hil.progress import LineLog, progress_bar
+from hil.progress import tracked
 from agents.meta_hrl.agent import save_model
 from tools.metahrl.experiments import (
     METHODS,
@@ -131,15 +131,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         total = sum(s.iterations for m, _, s in todo if trains(m))
         console.print(f"{len(todo)} jobs to run into {out} ({total} training iterations)")
         try:
-            with progress_bar(console, "metahrl iterations") as progress:
-                task = progress.add_task("metahrl", total=total)
-                log = LineLog(console, total, "metahrl", "iterations")
-
-                def advance() -> None:
-                    progress.advance(task)
-                    log.advance()
-
-                run_jobs(todo, out, args.jobs or os.cpu_count() or 1, advance)
+            with tracked(console, "metahrl", "iterations", total) as progress:
+                run_jobs(todo, out, args.jobs or os.cpu_count() or 1, progress.advance)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: finished jobs are saved; run the same command "
                           "again to continue")
@@ -158,15 +151,8 @@ def _save_model(path: Path, setup: Setup, console: Console) -> int:
     """Meta-train Meta-HRL (seed 0) and save the weights a `metahrl` run can start from:
     without a power head, on DUs at full power, as the online agent schedules."""
     setup = replace(setup, power_control=False)
-    with progress_bar(console, "meta-training") as progress:
-        task = progress.add_task("meta", total=setup.iterations)
-        log = LineLog(console, setup.iterations, "meta-training", "iterations")
-
-        def advance() -> None:
-            progress.advance(task)
-            log.advance()
-
-        trained = train("meta-hrl", 0, setup, on_iteration=advance)
+    with tracked(console, "meta-training", "iterations", setup.iterations) as progress:
+        trained = train("meta-hrl", 0, setup, on_iteration=progress.advance)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(trained.learner, path)
     console.print(f"meta-model: [bold]{path}[/] ({setup.n_dus} DUs x {setup.n_ues} UEs, "

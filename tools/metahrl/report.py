@@ -329,7 +329,7 @@ def figures(jobs: Sequence[JobResult], setup: Setup, baselines: Baselines,
     for label, rewards in baselines.fixed.items():
         ax.axhline(float(baselines.scores(rewards).mean()), ls=":", lw=1, label=label)
     ax.set(xlabel="adaptation shots on the held-out DUs", ylabel="score (0: equal split, "
-           f"1: the DU's best constant split)", title=f"adaptation to new DUs ({setup.family})")
+           "1: the DU's best constant split)", title=f"adaptation to new DUs ({setup.family})")
     ax.legend(fontsize=7)
     return save_figure(fig, out / name)
 

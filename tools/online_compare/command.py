@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hil.progress import LineLog, progress_bar
+from hil.progress import tracked
 from tools.online_compare.report import Comparison, run_figures, table, title, write
 from tools.online_compare.runs import AgentSpec, Plan, RunDone, run_all, seeds, specs
 
@@ -27,13 +27,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     plan = Plan(config=Path(args.config), agents=specs(args.agents), seeds=seeds(args.seeds),
                 rounds=_rounds(args), out=Path(args.out))
     total = len(plan.agents) * len(plan.seeds) * plan.rounds
-    with progress_bar(console, "compare rounds") as progress:
-        task = progress.add_task("compare", total=total)
-        log = LineLog(console, total, "compare", "rounds")
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            log.advance(n)
+    with tracked(console, "compare", "rounds", total) as progress:
+        advance = progress.advance
 
         def on_start(agent: AgentSpec, seed: int, first: int, _total: int) -> None:
             where = f" from round {first}" if first else ""

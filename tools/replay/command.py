@@ -23,7 +23,7 @@ from rich.console import Console
 from agents.policy_space import NAMED_SPACES
 from agents.registry import BANDITS
 from hil.config import load_config
-from hil.progress import LineLog, progress_bar
+from hil.progress import tracked
 from hil.reward import RewardParams
 from tools.replay.dataset import DatasetSource, parse_filters
 from tools.replay.environments import ADAPTIVE_SCENARIO, ModelSource
@@ -41,15 +41,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if not args.report_only:
         spec = build_spec(args)
         total = len(spec.agents) * len(spec.seeds) * spec.rounds
-        with progress_bar(console, "replay rounds") as progress:
-            task = progress.add_task("replay", total=total)
-            log = LineLog(console, total, "replay", "rounds")
-
-            def advance(n: int) -> None:
-                progress.advance(task, n)
-                log.advance(n)
-
-            outcome = run_replay(spec, out, workers=args.workers, on_rounds=advance)
+        with tracked(console, "replay", "rounds", total) as progress:
+            outcome = run_replay(spec, out, workers=args.workers, on_rounds=progress.advance)
         if outcome.interrupted:
             console.print(f"[yellow]interrupted: {outcome.jobs_done} of {outcome.jobs_total} "
                           "(agent, seed) jobs are saved; run the same command again to continue")
