@@ -64,6 +64,16 @@ def test_it_learns_online_from_the_rounds_it_played():
                for k, v in agent.params.items())
 
 
+def test_online_updates_are_td3_s_the_actors_step_every_other_update():
+    agent = build(batch_size=8, updates_per_round=3)
+    play(agent, 0, 12)
+    steps = {name: int(agent.optimizer.state[p]["step"]) for name, p in agent.params.items()}
+    critic = {v for k, v in steps.items() if "critic" in k}
+    actor = {v for k, v in steps.items() if "actor" in k}
+    assert len(critic) == len(actor) == 1 and agent._updates == critic.pop()
+    assert actor.pop() == (agent._updates + 1) // 2
+
+
 def test_a_restored_agent_makes_exactly_the_same_next_decisions():
     agent = build(seed=1, batch_size=8)
     play(agent, 0, 40)

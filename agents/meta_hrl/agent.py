@@ -10,7 +10,7 @@ least restrictive one, so the per-user caps are what shapes the cell. `update` s
 round's reward (the engine's: throughput utility minus weighted power) for the high level;
 each slice's low-level reward is its QoS from the users' reports minus the power weight
 times the slice's share of the PRBs used (airtime is what costs power). Then it takes
-`updates_per_round` DDPG steps (Adam) on its replay.
+`updates_per_round` TD3 steps (Adam) on its replay.
 
 Reports in, caps out (`agents.meta_hrl.online.LiveDu`) are shared with the fixed
 schedulers run as agents (`fixed-slicing`), so the two differ only in how they decide.
@@ -55,6 +55,7 @@ from agents.meta_hrl.training import TrainConfig, Trainer, param_groups
 from agents.policy_space import PolicySpace
 
 
+POLICY_DELAY = TrainConfig().policy_delay
 ONLINE_CONFIG = HrlConfig(power_head=False)
 """The learner online: no per-user power (see the module's docstring)."""
 
@@ -100,6 +101,7 @@ class MetaHrlAgent:
         self.rng = np.random.default_rng(seed)
         self.batch_size, self.updates_per_round, self.tau = batch_size, updates_per_round, tau
         self.explore = explore
+        self._updates = 0  # DDPG steps taken online (TD3 delays every other actor step)
         self._pending: dict[str, Any] | None = None  # last round: obs, action, reward
 
     # ------------------------------------------------------------------ the Agent protocol
@@ -122,12 +124,17 @@ class MetaHrlAgent:
         if not self.rollout.ready(self.batch_size):
             return
         for _ in range(self.updates_per_round):
+            # TD3, as in training: the actors and the targets step every POLICY_DELAY-th
+            # update (an actor without a gradient is left alone by Adam)
+            actor = self._updates % POLICY_DELAY == 0
             batch = self.rollout.sample(self.batch_size, self.rng)
-            loss, _ = self.learner.loss(self.params, self.targets, batch)
-            self.optimizer.zero_grad()
+            loss, _ = self.learner.loss(self.params, self.targets, batch, actor=actor)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            soft_update(self.targets, self.params, self.tau)
+            if actor:
+                soft_update(self.targets, self.params, self.tau)
+            self._updates += 1
 
     def probabilities(self) -> np.ndarray:
         return self.live.probabilities()
@@ -158,7 +165,8 @@ class MetaHrlAgent:
                 "params": _numpy(self.params), "targets": _numpy(self.targets),
                 "optimizer": _numpy_tree(self.optimizer.state_dict()),
                 "rollout": self.rollout.state_dict(), "pending": pending,
-                "rng": self.rng.bit_generator.state, "pretrain_seed": self._pretrain_seed}
+                "rng": self.rng.bit_generator.state, "pretrain_seed": self._pretrain_seed,
+                "updates": self._updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_state(state, self.name, self._config)
@@ -173,6 +181,7 @@ class MetaHrlAgent:
         self._pending = None if pending is None else {
             **pending, "action": HrlAction(**pending["action"])}
         self.rng.bit_generator.state = state["rng"]
+        self._updates = int(state["updates"])
         # None once pretrained; states saved before pretraining was lazy hold pretrained
         # weights already
         self._pretrain_seed = state.get("pretrain_seed")
