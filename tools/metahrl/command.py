@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import queue
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -65,9 +65,8 @@ def _cost(job: Job) -> int:
     return (setup.iterations * setup.n_dus if trains(method) else 0) + setup.n_heldout
 
 
-def _run_and_save(job: Job, path: Path, ticks: Callable[[], None] | queue.Queue) -> None:
-    """Run one job and save it (in a worker process, ticks is a queue of iterations)."""
-    tick = ticks if callable(ticks) else (lambda: ticks.put(1))
+def _run_and_save(job: Job, path: Path, tick: Callable[[], None]) -> None:
+    """Run one job and save it; `tick` after each training iteration."""
     save_job(path, run_job(*job, on_iteration=tick))
 
 
@@ -81,7 +80,8 @@ def run_jobs(todo: list[Job], out: Path, workers: int, advance: Callable[[], Non
     context = get_context("spawn")  # torch and fork do not mix
     with context.Manager() as manager, ProcessPoolExecutor(workers, context) as pool:
         ticks = manager.Queue()
-        pending = {pool.submit(_run_and_save, job, job_path(out, *job), ticks) for job in todo}
+        tick = partial(ticks.put, 1)  # a queue proxy's method crosses to the workers
+        pending = {pool.submit(_run_and_save, job, job_path(out, *job), tick) for job in todo}
         try:
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
