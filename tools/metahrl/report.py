@@ -344,7 +344,8 @@ def training_figure(jobs: Sequence[JobResult], setup: Setup, out: Path) -> Path:
             band(ax, np.asarray(runs[0].heldout_iterations), curves, method)
     ax.set(xlabel="training iteration", ylabel="zero-shot reward, mean over held-out DUs",
            title=f"training on {setup.n_dus} DUs x {setup.n_ues} UEs")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # a sweep of untrained methods draws no curve
+        ax.legend()
     return save_figure(fig, out / "training.png")
 
 
