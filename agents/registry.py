@@ -150,4 +150,4 @@ def make_agent(
     try:
         return AGENTS[name](n_actions, seed=seed, horizon=horizon, **params)
     except ValueError as exc:
-        raise ConfigError(path="", key="agent", message=f"{name}: {exc}") from exc
+        raise ConfigError(path="", key="agent.params", message=f"{name}: {exc}") from exc

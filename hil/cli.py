@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
                      help=f"testbed config (default: {DEFAULT_CONFIG})")
     run.add_argument("--agent", choices=sorted(AGENTS),
-                     help="overrides agent.name (its options stay in agent.params)")
+                     help="overrides agent.name; the config's agent options (agent.params, "
+                          "agent.gamma) apply only when it names the same agent")
     run.add_argument("--rounds", type=int, help="rounds to run (with --resume: the new total)")
     run.add_argument("--seed", type=int)
     run.add_argument("--out", help="parent folder of the run directory (default: runs/)")

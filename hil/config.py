@@ -391,8 +391,21 @@ def load_config(path: Path | str, overrides: dict[str, object] | None = None) ->
     """Read (following `extends`), apply command-line overrides (dotted keys), validate,
     resolve relative paths."""
     path = Path(path)
-    data = apply_overrides(_read_extended(path, ()), overrides or {})
+    overrides = overrides or {}
+    data = _switch_agent(_read_extended(path, ()), overrides.get("agent.name"))
+    data = apply_overrides(data, overrides)
     return resolve_paths(validate(path, HilConfig, data), path.resolve().parent)
+
+
+def _switch_agent(data: dict, name: object) -> dict:
+    """The config with its agent replaced by `name` (`hil run --agent`): the file's options
+    (`agent.params`, `agent.gamma`) were written for its own agent and do not apply to
+    another, so they are dropped; the horizon, which any agent takes, is kept."""
+    agent = data.get("agent")
+    if name is None or not isinstance(agent, dict) or agent.get("name", "bsvbs") == name:
+        return data
+    kept = {"horizon": agent["horizon"]} if agent.get("horizon") is not None else {}
+    return {**data, "agent": kept}
 
 
 def _read_extended(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:

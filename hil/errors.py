@@ -16,7 +16,7 @@ class ConfigError(HilError):
 
     def __init__(self, path: str, key: str, message: str) -> None:
         self.path, self.key = path, key
-        where = f"{path}: {key}" if key else path
+        where = ": ".join(part for part in (path, key) if part)
         super().__init__(f"{where}: {message}")
 
 

@@ -30,6 +30,26 @@ def test_command_line_overrides_reach_nested_keys():
     assert cfg.agent.name == "random" and cfg.rounds == 7 and cfg.seed == 1
 
 
+def test_another_agent_on_the_command_line_leaves_the_configs_agent_options_behind():
+    slices = REPO / "testbed_configs" / "zmq-emulated-slices.yaml"
+    assert load_config(slices).agent.params  # written for metahrl
+    cfg = load_config(slices, {"agent.name": "fixed-slicing"})
+    assert cfg.agent.name == "fixed-slicing" and cfg.agent.params == {}
+    assert build_agent(cfg) is not None
+
+
+def test_the_same_agent_on_the_command_line_keeps_its_options():
+    slices = REPO / "testbed_configs" / "zmq-emulated-slices.yaml"
+    assert load_config(slices, {"agent.name": "metahrl"}).agent.params == \
+        load_config(slices).agent.params
+
+
+def test_an_agent_option_refused_when_the_agent_is_built_names_the_key():
+    cfg = load_config(DEFAULT, {"agent.name": "metbs", "agent.params": {"children": ["nope"]}})
+    with pytest.raises(ConfigError, match=r"^agent.params: metbs: "):
+        build_agent(cfg)
+
+
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml: file not found"):
         load_config(tmp_path / "nope.yaml")
