@@ -133,6 +133,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 on_round=on_round)
 
     rounds = read_rounds(run_dir.path)
+    status = result.outcome.status
+    if status != "completed" and not len(rounds):
+        console.print(f"[red]run {status} before its first round: "
+                      f"{escape(result.outcome.reason)}[/]\nNothing was recorded, so there is "
+                      f"nothing to resume: fix the above and run the same command again.")
+        return {"interrupted": 130}.get(status, 1)
     console.print(summarise(result, rounds))
     if cfg.recording.plot and len(rounds):
         from hil.plots import summary_figure
@@ -141,7 +147,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                              f"{cfg.name}: {cfg.agent.name}, {len(rounds)} rounds",
                              run_dir.path / "summary.png")
         console.print(f"summary plot: {png}")
-    status = result.outcome.status
     if status != "completed":
         console.print(f"[yellow]run {status}: {escape(result.outcome.reason)}. "
                       f"Continue it with: hil run --resume {run_dir.path}")

@@ -81,6 +81,19 @@ class HostConfig(StrictModel):
     known_hosts_path: Path | None = Field(None, description="default: ~/.ssh/known_hosts")
     trust_unknown_host: bool = Field(False, description="add an unknown host key (first use)")
     state_dir: str | None = Field(None, description="logs and PID files on the host")
+    local_sshd: Path | None = Field(
+        None, description="this host is the local twin sshd kept in this folder "
+        "(drivers.emulated.sshd): hil starts it on `port` unless it runs; key_path and "
+        "known_hosts_path default to its files")
+
+    @model_validator(mode="after")
+    def _local_sshd_keys(self) -> HostConfig:
+        if self.local_sshd is None:
+            return self
+        if self.hostname not in ("127.0.0.1", "localhost"):
+            raise ValueError(f"local_sshd is an sshd on this machine's loopback: hostname must "
+                             f"be 127.0.0.1, not {self.hostname!r}")
+        return self
 
 
 class SrsProcessConfig(StrictModel):
@@ -334,11 +347,20 @@ def _under(base: Path, path: Path | None) -> Path | None:
     return path if path.is_absolute() else base / path
 
 
+def _host_paths(host: HostConfig, base: Path) -> HostConfig:
+    """A host's files from `base`; a local twin sshd's keys default to those in its folder
+    (as drivers.emulated.sshd lays them out)."""
+    local = _under(base, host.local_sshd)
+    key, known = _under(base, host.key_path), _under(base, host.known_hosts_path)
+    if local is not None:
+        key, known = key or local / "id_ed25519", known or local / "known_hosts"
+    return host.model_copy(update={"local_sshd": local, "key_path": key,
+                                   "known_hosts_path": known})
+
+
 def resolve_paths(cfg: HilConfig, base: Path) -> HilConfig:
     """Make every relative path in ``cfg`` relative to ``base`` (the config file's folder)."""
-    hosts = {name: host.model_copy(update={"key_path": _under(base, host.key_path),
-                                           "known_hosts_path": _under(base, host.known_hosts_path)})
-             for name, host in cfg.hosts.items()}
+    hosts = {name: _host_paths(host, base) for name, host in cfg.hosts.items()}
     emu = cfg.vbs.emulator
     scenario = emu.scenario.model_copy(update={"trace": _under(base, emu.scenario.trace)})
     emu = emu.model_copy(update={"calibration": _under(base, emu.calibration),
@@ -364,6 +386,8 @@ def local_paths(cfg: HilConfig) -> list[tuple[str, Path]]:
     (the calibration and traces have checks of their own)."""
     paths: list[tuple[str, Path | None]] = []
     for name, host in cfg.hosts.items():
+        if host.local_sshd is not None:
+            continue  # its keys are made when hil starts it
         paths += [(f"hosts.{name}.key_path", host.key_path),
                   (f"hosts.{name}.known_hosts_path", host.known_hosts_path)]
     if cfg.vbs.kind == "srsran" and cfg.vbs.srsran is not None:

@@ -192,6 +192,12 @@ def _start_local(cfg: HilConfig, log_dir: Path) -> _Started:
 
 # ----------------------------------------------------------------------- over SSH
 def connect_host(name: str, host: HostConfig) -> SshHost:
+    """An SSH session to the host; a local twin sshd (`local_sshd`) is started first unless
+    it runs, so that `hil run` works without `make` having started it."""
+    if host.local_sshd is not None:
+        from drivers.emulated.sshd import ensure_running  # OpenSSH's sshd: only for the twin
+
+        ensure_running(host.local_sshd, host.port)
     return SshHost(
         name, host.hostname, port=host.port, username=host.username,
         key_path=None if host.key_path is None else str(host.key_path), use_agent=host.use_agent,

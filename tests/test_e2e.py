@@ -22,6 +22,8 @@ import pytest
 from agents.registry import make_agent
 from drivers.emulated import model
 from drivers.emulated.scenarios import make_scenario
+from drivers.emulated.sshd import Sshd, free_port
+from drivers.emulated.sshd import stop as stop_sshd
 from drivers.ssh import SshHost
 from hil.cli import main
 from hil.config import load_config
@@ -170,6 +172,32 @@ def test_a_broken_config_is_one_line_naming_file_and_key(tmp_path, capsys):
     assert main(["run", str(config)]) == 2
     err = capsys.readouterr().err
     assert f"{config}: clock.speedup" in err.replace("\n", "")
+
+
+def test_a_run_whose_testbed_never_came_up_offers_no_resume(tmp_path, capsys):
+    config = write_config(tmp_path, rounds=10, **{
+        "vbs.host": "bbu", "hosts": {"bbu": {"hostname": "127.0.0.1", "port": free_port(),
+                                             "use_agent": False,
+                                             "key_path": str(tmp_path / "no-key")}}})
+    assert main(["run", str(config)]) == 1
+    captured = capsys.readouterr()
+    output = (captured.out + captured.err).replace("\n", " ")
+    assert "before its first round" in output and "nothing to resume" in output
+    assert "--resume" not in output
+
+
+def test_hil_run_starts_the_local_twin_sshd_its_config_names(tmp_path):
+    """`hil run` straight after `pip install`: no `make` has started the BBU host's sshd."""
+    folder, port = tmp_path / "sshd", free_port()
+    config = write_config(tmp_path, rounds=20, **{
+        "vbs.host": "bbu", "hosts": {"bbu": {"hostname": "127.0.0.1", "port": port,
+                                             "local_sshd": str(folder), "use_agent": False}}})
+    try:
+        assert main(["run", str(config)]) == 0
+        assert Sshd(folder, port=port).running_pid() is not None  # left running, as make does
+    finally:
+        stop_sshd(folder)
+    assert len(read_rounds(only_run_dir(tmp_path))) == 20
 
 
 def test_a_killed_vbs_is_restarted_and_the_run_goes_on_with_the_gap_recorded_invalid(tmp_path):

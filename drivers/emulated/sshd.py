@@ -103,7 +103,7 @@ class Sshd:
                 "checkout's local sshd? `make stop-sshd` there); or choose a free port with "
                 "`make run SSHD_PORT=...` and set hosts.bbu.port in the config to match")
         for _attempt in range(3):  # another process may grab the free port before sshd binds
-            self.port = fixed_port or _free_port()
+            self.port = fixed_port or free_port()
             self.known_hosts.write_text(self.host_key_line() + "\n")
             self._write_config()
             try:
@@ -222,7 +222,7 @@ def _listening(port: int) -> bool:
         return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
