@@ -33,12 +33,14 @@ class RanControl(Protocol):
 
 @dataclass(frozen=True)
 class PowerReading:
-    """Mean power over a measurement window; `samples` counts meter readings behind it."""
+    """Mean power over a measurement window; `samples` counts meter readings behind it and
+    `coverage` is the share of the window they stand for (1 for a meter that integrates)."""
 
     power_w: float
     energy_j: float
     duration_s: float
     samples: int
+    coverage: float = 1.0
 
 
 class PowerSource(Protocol):

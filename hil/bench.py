@@ -121,6 +121,23 @@ def bench_rounds(quick: bool, config: Path) -> Iterator[Figure]:
     yield "emulated_round_window_tti_mean", window_tti, "TTI"
 
 
+def bench_meter(quick: bool) -> Iterator[Figure]:
+    """The GPM-8213 driver over pyvisa-py against its twin, 1 s windows at a new power each
+    (drivers/power/window_check.py): healthy, polled once per window as on the lab's first
+    config, and under FAULTY (NaN every 3rd reply, 200 ms late every 5th, a hang-up every
+    7th) at the default poll; polled means and the integrator's."""
+    from drivers.power.window_check import FAULTY, HEALTHY, check_windows
+
+    windows = 5 if quick else 60
+    for name, plan, poll_s in (("healthy_poll1s", HEALTHY, 1.0), ("faulty", FAULTY, 0.1)):
+        for path, integrator in (("", False), ("_integrator", True)):
+            check = check_windows(windows=windows, window_s=1.0, poll_s=poll_s, plan=plan,
+                                  use_integrator=integrator)
+            yield f"meter_{name}{path}_valid_share", check.valid_share, "1"
+            yield f"meter_{name}{path}_max_error_w", check.max_error_w, "W"
+            yield f"meter_{name}{path}_coverage_mean", check.mean_coverage, "1"
+
+
 def run_benchmarks(config: Path, quick: bool = False) -> Iterator[Figure]:
     """Every figure; the testbed ones on `config` (the default job's, whose BBU host is the
     local sshd that `make bench` starts)."""
@@ -133,3 +150,4 @@ def run_benchmarks(config: Path, quick: bool = False) -> Iterator[Figure]:
     yield from bench_metahrl(quick)
     yield from bench_control(quick, config)
     yield from bench_rounds(quick, config)
+    yield from bench_meter(quick)

@@ -228,7 +228,10 @@ class MeterConfig(StrictModel):
     kind: Literal["emulated", "gpm8213", "cpu_model"] = "emulated"
     endpoint: str = "tcp://127.0.0.1:0"
     resource: str | None = None
-    poll_s: float = Field(1.0, gt=0, le=60, description="gpm8213: seconds between readings")
+    poll_s: float = Field(1.0, gt=0, le=60, description="gpm8213: seconds between readings "
+                          "(it also reads at every round's edges)")
+    min_coverage: float = Field(0.5, ge=0, le=1, description="gpm8213: a round whose valid "
+                                "readings stand for less of it than this is invalid")
     use_integrator: bool = False
     timeout_s: float = Field(0.5, gt=0, le=60)
     # cpu_model (no meter on a workstation; drivers/host/cpu_power.py): watts modelled

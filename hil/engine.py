@@ -227,6 +227,7 @@ class RoundEngine:
             dl_bler=cell.dl_bler, ul_bler=cell.ul_bler,
             violations=sum(cell.violations.model_dump().values()),
             power_w=reading.power_w, energy_j=reading.energy_j,
+            meter_coverage=reading.coverage,
         )
         row.update(_per_user(decision, opened.ue, closed.ue, seconds))
         u, raw, f = rw.reward(row["dl_rate_mbps"], dl_demand, row["ul_rate_mbps"], ul_demand,

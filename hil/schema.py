@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _field(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = True) -> pa.Field:
@@ -79,6 +79,8 @@ ROUND_SCHEMA = pa.schema(
         _field("violations", pa.int64(), "TTI", "TTIs in which a grant exceeded a cap (must be 0)"),
         _field("power_w", pa.float64(), "W", "mean power of BBU + radio over the round"),
         _field("energy_j", pa.float64(), "J", "energy of BBU + radio over the round"),
+        _field("meter_coverage", pa.float64(), "1", "share of the round that the meter's valid "
+               "readings stand for (below meter.min_coverage the round is invalid)"),
         _field("host_cpu_pct", pa.float64(), "%", "busy share of all the BBU host's CPUs"),
         _field("enb_cpu_pct", pa.float64(), "%", "CPU of the eNB process (same scale as host)"),
         _field("ue_cpu_pct", pa.float64(), "%", "CPU of the UE process where it shares the "

@@ -116,7 +116,8 @@ def make_meter(cfg: HilConfig, emulator_ready: dict) -> PowerMeter:
     if cfg.meter.kind == "gpm8213":
         resource = cfg.meter.resource or emulator_ready.get("scpi_meter")
         meter = Gpm8213Meter(resource, poll_s=cfg.meter.poll_s, timeout_s=cfg.meter.timeout_s,
-                             use_integrator=cfg.meter.use_integrator)
+                             use_integrator=cfg.meter.use_integrator,
+                             min_coverage=cfg.meter.min_coverage)
         return meter if cfg.clock.speedup == 1.0 else AcceleratedMeter(meter, cfg.clock.speedup)
     return EmulatedMeter(emulator_ready["meter"], timeout_s=cfg.meter.timeout_s)
 

@@ -16,6 +16,8 @@ PROMISED = {
     "replay_agent_rounds_per_s": "rounds/s",
     "control_rtt_ms_p50": "ms", "control_rtt_ms_p99": "ms",
     "emulated_rounds_per_s": "rounds/s",
+    "meter_healthy_poll1s_valid_share": "1", "meter_faulty_valid_share": "1",
+    "meter_faulty_integrator_valid_share": "1",
 }
 
 

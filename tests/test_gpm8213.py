@@ -29,7 +29,8 @@ from drivers.power.gpm8213 import (
     Sample,
     integrated_mean_w,
     parse_values,
-    polled_mean_w,
+    WindowMean,
+    window_mean,
 )
 from hil.errors import MeterError
 
@@ -158,11 +159,13 @@ class FakeSession:
 
 @pytest.fixture
 def open_meter() -> Iterator[Callable[..., Gpm8213Meter]]:
-    """Builds meters (short polls, patient timeouts) and closes them after the test."""
+    """Builds meters (short polls, patient timeouts) and closes them after the test. The
+    lines a test feeds, not the clock, decide what a window holds, so any coverage will do
+    (coverage has tests of its own, on the twin)."""
     made: list[tuple[Gpm8213Meter, Any]] = []
 
     def make(rm: Any, resource: str = LAN, **kwargs: Any) -> Gpm8213Meter:
-        kwargs = {"poll_s": 0.01, "timeout_s": 5.0, **kwargs}
+        kwargs = {"poll_s": 0.01, "timeout_s": 5.0, "min_coverage": 0.0, **kwargs}
         meter = Gpm8213Meter(resource, resource_manager=rm, **kwargs)
         made.append((meter, rm))
         return meter
@@ -181,11 +184,14 @@ def handled(meter: Gpm8213Meter) -> int:
 
 
 def window_over(meter: Gpm8213Meter, fake: FakeMeter, *lines: str | RaiseOnPoll):
-    """A window in which the meter answers exactly `lines` (then is silent)."""
+    """A window in which the meter answers `lines` (then is silent), after the reading
+    `start()` asks for at the window's edge: that one (the first line again) stands for
+    time before the window and does not count."""
+    edge = next(line for line in lines if isinstance(line, str))
     before = handled(meter)
     meter.start()
-    fake.feed(*lines)
-    wait_until(lambda: handled(meter) >= before + len(lines), "the fed lines to be polled")
+    fake.feed(edge, *lines)
+    wait_until(lambda: handled(meter) >= before + 1 + len(lines), "the fed lines to be polled")
     return meter.stop()
 
 
@@ -308,7 +314,7 @@ def test_a_window_with_only_nan_readings_raises_meter_error_and_the_next_one_is_
         open_meter):
     fake = FakeMeter(SETUP_REAL)
     meter = open_meter(fake)
-    with pytest.raises(MeterError, match="no valid reading"):
+    with pytest.raises(MeterError, match="valid readings cover 0%"):
         window_over(meter, fake, values_line(math.nan), values_line(math.nan))
 
     assert window_over(meter, fake, values_line(12.0)).power_w == pytest.approx(12.0)
@@ -379,47 +385,59 @@ def test_a_simulated_meter_without_readings_fails_every_window(open_meter):
 
 
 # ---------------------------------------------------------------------------- arithmetic
-def test_polled_mean_weights_each_reading_by_the_window_time_it_stands_for():
-    samples = [Sample(0.0, 10.0), Sample(1.0, 20.0), Sample(1.5, 40.0), Sample(3.0, 60.0),
-               Sample(3.5, math.nan), Sample(4.0, 30.0), Sample(5.0, 50.0)]
-    # Window (0.5, 4.2], span 1 s. Each reading stands for the time since the previous
-    # one (at most 1 s), cut at the window start:
+def test_the_window_mean_weights_each_reading_by_the_window_time_it_stands_for():
+    samples = [Sample(0.0, 10.0), Sample(0.5, 15.0), Sample(1.0, 20.0), Sample(1.5, 40.0),
+               Sample(3.0, 60.0), Sample(3.5, math.nan), Sample(4.0, 30.0), Sample(5.0, 50.0),
+               Sample(6.0, 70.0)]
+    # Window (0.5, 4.2], readings standing for at most 1 s. Each stands for the time since
+    # the previous one:
     #   1.0 -> (0.5, 1.0]  0.5 s x 20 W      1.5 -> (1.0, 1.5]  0.5 s x 40 W
     #   3.0 -> (2.0, 3.0]  1.0 s x 60 W      3.5 -> NAN, its 0.5 s counts for nothing
-    #   4.0 -> (3.5, 4.0]  0.5 s x 30 W      0.0 and 5.0 are outside the window
-    # mean = (10 + 20 + 60 + 15) / 2.5 = 42 W (the plain mean would be 37.5 W).
-    assert polled_mean_w(samples, 0.5, 4.2, span_s=1.0) == (pytest.approx(42.0), 4)
+    #   4.0 -> (3.5, 4.0]  0.5 s x 30 W      5.0 -> (4.0, 4.2]  0.2 s x 50 W (the tail)
+    # 0.0, 0.5 and 6.0 stand for no time inside. Covered: 2.7 s of 3.7 s; (1.5, 2.0] is a gap.
+    mean = window_mean(samples, 0.5, 4.2, max_span_s=1.0)
+    assert mean == WindowMean(pytest.approx((10 + 20 + 60 + 15 + 10) / 2.7),
+                              pytest.approx(2.7 / 3.7), 5)
 
 
-def test_polled_mean_takes_readings_after_the_window_start_up_to_and_at_its_end():
+def test_a_reading_that_began_before_the_window_is_left_out():
+    # 1.0 stands for (0.0, 1.0]: half of it is the previous round's power
+    samples = [Sample(0.0, 10.0), Sample(1.0, 20.0), Sample(2.0, 30.0)]
+    assert window_mean(samples, 0.5, 2.0, max_span_s=1.0) == WindowMean(30.0, 1 / 1.5, 1)
+    assert window_mean(samples[1:], 1.5, 2.0, max_span_s=1.0) is None  # 2.0: (1.0, 2.0]
+
+
+def test_the_reading_after_the_window_brackets_its_end():
     samples = [Sample(1.0, 10.0), Sample(2.0, 20.0)]
-    assert polled_mean_w(samples, 1.0, 2.0, span_s=1.0) == (20.0, 1)
-    assert polled_mean_w(samples, 1.0, 1.999, span_s=1.0) is None
+    assert window_mean(samples, 1.0, 2.0, max_span_s=1.0) == WindowMean(20.0, 1.0, 1)
+    assert window_mean(samples, 1.0, 1.5, max_span_s=1.0) == WindowMean(20.0, 1.0, 1)
+    assert window_mean(samples[:1], 1.0, 1.999, max_span_s=1.0) is None
 
 
-def test_polled_mean_is_none_when_every_reading_in_the_window_is_nan():
+def test_a_window_covered_only_by_nan_readings_has_no_mean():
     samples = [Sample(0.0, 10.0), Sample(1.0, math.nan), Sample(2.0, math.nan)]
-    assert polled_mean_w(samples, 0.5, 2.5, span_s=1.0) is None
+    assert window_mean(samples, 0.5, 2.0, max_span_s=1.0) is None
 
 
 def integrated(t_s: float, energy_wh: float, time_s: float, session: int = 1) -> Sample:
     return Sample(t_s, 99.0, energy_wh=energy_wh, integrated_s=time_s, session=session)
 
 
-def test_integrated_mean_is_energy_over_time_between_the_readings_bracketing_the_window():
-    samples = [integrated(0.9, 1.0, 10.0), integrated(1.9, 1.005, 11.0),
-               integrated(2.9, 1.0125, 12.0), integrated(3.9, 1.02, 13.0)]
-    # Bracket of (1.0, 3.0]: the readings at 0.9 and 2.9: 0.0125 Wh = 45 J in 2 s.
-    assert integrated_mean_w(samples, 1.0, 3.0, max_lead_s=0.5) == pytest.approx(22.5)
+def test_integrated_mean_is_energy_over_time_between_the_readings_at_the_windows_edges():
+    samples = [integrated(0.9, 1.0, 10.0), integrated(1.01, 1.001, 10.1),
+               integrated(1.9, 1.005, 11.0), integrated(3.02, 1.0135, 12.1),
+               integrated(3.9, 1.02, 13.0)]
+    # Edges of (1.0, 3.0]: the readings at 1.01 and 3.02: 0.0125 Wh = 45 J in 2 s.
+    assert integrated_mean_w(samples, 1.0, 3.0, max_lag_s=0.1) == pytest.approx(22.5)
 
 
-def test_integrated_mean_is_none_across_a_reconnect_a_stale_start_or_a_stopped_integrator():
-    across_reconnect = [integrated(0.9, 1.0, 10.0, session=1), integrated(2.9, 1.1, 12.0, 2)]
-    assert integrated_mean_w(across_reconnect, 1.0, 3.0, max_lead_s=0.5) is None
-    stale_start = [integrated(0.2, 1.0, 10.0), integrated(2.9, 1.1, 12.0)]
-    assert integrated_mean_w(stale_start, 1.0, 3.0, max_lead_s=0.5) is None
-    stopped = [integrated(0.9, 1.0, 10.0), integrated(2.9, 1.0, 10.0)]
-    assert integrated_mean_w(stopped, 1.0, 3.0, max_lead_s=0.5) is None
+def test_integrated_mean_is_none_across_a_reconnect_a_late_edge_or_a_stopped_integrator():
+    across_reconnect = [integrated(1.01, 1.0, 10.0, session=1), integrated(3.01, 1.1, 12.0, 2)]
+    assert integrated_mean_w(across_reconnect, 1.0, 3.0, max_lag_s=0.1) is None
+    late_edge = [integrated(1.2, 1.0, 10.0), integrated(3.01, 1.1, 12.0)]
+    assert integrated_mean_w(late_edge, 1.0, 3.0, max_lag_s=0.1) is None
+    stopped = [integrated(1.01, 1.0, 10.0), integrated(3.01, 1.0, 10.0)]
+    assert integrated_mean_w(stopped, 1.0, 3.0, max_lag_s=0.1) is None
 
 
 def test_values_parse_as_nr3_with_nan_missing():

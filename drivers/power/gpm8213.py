@@ -7,12 +7,19 @@ numeric items (8, as on the real unit) and reads ``:NUMERIC:NORMAL:HEADER?`` bac
 they took effect.
 
 Why a poller thread: the meter only reports its latest update (about one a second), so
-power over a round is a mean of the readings that fall in it. A thread queries
+power over a round is a mean of the readings that cover it. A thread queries
 ``:NUMERIC:NORMAL:VALUE?`` every `poll_s` and keeps time-stamped samples; `start()` and
 `stop()` only mark the window, so the round's critical path does no I/O and a slow or
-broken meter never blocks it. Any reply the driver cannot trust (timeout, line noise, a
-closed connection) ends the session: the poller reconnects with backoff, and only the
-windows without a valid sample fail, in their own `stop()`.
+broken meter never blocks it. Each reading stands for the time since the previous one (at
+most one meter update); a window's mean weighs them by the part of the window they cover,
+and its coverage is the share of the window that valid readings cover. The poller also
+reads at each window's edges (`start()` and `stop()` wake it), so that no reading mixes two
+rounds' power and a healthy meter loses no window at any `poll_s`: `stop()` waits for the
+edge reading (one exchange, at most `poll_s` + 50 ms). A NaN, a garbled reply or a dropped
+connection costs only the time it stands for: the window is refused only when its coverage
+is below `min_coverage`. Any reply the driver cannot
+trust ends the session, and the poller reconnects with backoff; a connection the meter
+closed is noticed as soon as it closes (not after `timeout_s`) and logged as a drop.
 
 With ``use_integrator=True`` the meter's own integrator (``:INTEGrate:...``; the items
 ``WH`` and ``TIME`` replace ``Q`` and ``FI``) gives the window's mean power, since it
@@ -24,6 +31,8 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import select
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -51,8 +60,13 @@ INTEGRATOR_SETUP = (":INTEGrate:STOP", ":INTEGrate:RESet", ":INTEGrate:MODE MANu
 VALUE_QUERY = ":NUMERIC:NORMAL:VALUE?"
 TERMINATION = "\r\n"
 BACKOFF_MAX_S = 10.0
+EDGE_WAIT_MARGIN_S = 0.05
+"""How much longer than one poll `stop()` waits for the reading at a window's end."""
 SCPI_NAN = 9.9e37
 """SCPI's 'not a number' is 9.91E+37; the GPM-8213 prints NAN, but either means missing."""
+UPDATE_S = 1.0
+"""The meter updates its readings about once a second (FACTS.md): a reading stands for the
+time since the previous one, but never for more than this (or one poll, if longer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,47 +93,58 @@ class MeterStats:
     integrator: bool
 
 
-def polled_mean_w(samples: Sequence[Sample], t0_s: float, t1_s: float,
-                  span_s: float) -> tuple[float, int] | None:
-    """Time-weighted mean power of the valid samples taken in (t0_s, t1_s], and their count.
+@dataclass(frozen=True)
+class WindowMean:
+    """A window's mean power from the readings that cover it."""
 
-    A reading is the meter's average over its last update, so a sample taken at t stands
-    for (t - span_s, t], cut at the previous sample (so none overlap) and at the window
-    start; that length is its weight. NaN samples still cut their successor's span, so
-    the time they stand for counts for nothing. None if no valid sample is in the window.
+    power_w: float
+    coverage: float  # share of the window the valid readings stand for
+    samples: int     # valid readings that cover part of it
+
+
+def window_mean(samples: Sequence[Sample], t0_s: float, t1_s: float,
+                max_span_s: float) -> WindowMean | None:
+    """Time-weighted mean power of the valid readings that cover the window (t0_s, t1_s].
+
+    A reading taken at t stands for (max(previous reading, t - max_span_s), t]. One whose
+    interval begins before t0_s mixes the previous round's power and is left out; the
+    others weigh by the part of their interval inside the window, so the first reading
+    after t1_s counts for the window's tail. NaN readings cut their successor's interval
+    too, so the time they stand for counts for nothing and lowers the coverage. None if no
+    valid reading covers any of the window.
     """
     previous_t = -math.inf
-    weighted, total_s, count = 0.0, 0.0, 0
+    weighted, covered_s, count = 0.0, 0.0, 0
     for sample in samples:
-        if sample.t_s > t1_s:
-            break
-        begin = max(sample.t_s - span_s, previous_t, t0_s)
+        begin = max(sample.t_s - max_span_s, previous_t)
+        end = min(sample.t_s, t1_s)
         previous_t = sample.t_s
-        if sample.t_s <= t0_s or not math.isfinite(sample.power_w) or sample.t_s <= begin:
+        if begin >= t1_s:
+            break
+        if begin < t0_s or end <= begin or not math.isfinite(sample.power_w):
             continue
-        weighted += sample.power_w * (sample.t_s - begin)
-        total_s += sample.t_s - begin
+        weighted += sample.power_w * (end - begin)
+        covered_s += end - begin
         count += 1
-    return (weighted / total_s, count) if count else None
+    if not count:
+        return None
+    return WindowMean(weighted / covered_s, min(1.0, covered_s / (t1_s - t0_s)), count)
 
 
 def integrated_mean_w(samples: Sequence[Sample], t0_s: float, t1_s: float,
-                      max_lead_s: float) -> float | None:
-    """Mean power from the integrator between the readings that bracket the window.
+                      max_lag_s: float) -> float | None:
+    """Mean power from the integrator between the first readings at or after each edge of
+    the window (the driver reads at both edges), no later than `max_lag_s` after it.
 
-    The bracket is the last reading at or before t0_s (no older than max_lead_s) and the
-    last one at or before t1_s, in the same session (a reconnect resets the integrator).
-    None if there is no such pair or the integrator did not advance.
+    Both readings must be of one session (a reconnect resets the integrator). None if there
+    is no such pair or the integrator did not advance.
     """
-    def integrated(s: Sample) -> bool:
-        return math.isfinite(s.energy_wh) and math.isfinite(s.integrated_s)
+    def at_edge(t_s: float) -> Sample | None:
+        return next((s for s in samples if t_s <= s.t_s <= t_s + max_lag_s
+                     and math.isfinite(s.energy_wh) and math.isfinite(s.integrated_s)), None)
 
-    before = [s for s in samples if s.t_s <= t0_s and integrated(s)]
-    inside = [s for s in samples if t0_s < s.t_s <= t1_s and integrated(s)]
-    if not before or not inside:
-        return None
-    first, last = before[-1], inside[-1]
-    if (t0_s - first.t_s > max_lead_s or first.session != last.session
+    first, last = at_edge(t0_s), at_edge(t1_s)
+    if (first is None or last is None or first.session != last.session
             or last.integrated_s <= first.integrated_s or last.energy_wh < first.energy_wh):
         return None
     return (last.energy_wh - first.energy_wh) * 3600.0 / (last.integrated_s - first.integrated_s)
@@ -127,6 +152,21 @@ def integrated_mean_w(samples: Sequence[Sample], t0_s: float, t1_s: float,
 
 class _BadReply(MeterError):
     """A line that is not what the query asks for (noise, a lost sync, a wrong item count)."""
+
+
+class _Dropped(MeterError):
+    """The meter closed the connection."""
+
+
+def _lan_socket(instrument: Any) -> socket.socket | None:
+    """The TCP socket under a pyvisa-py LAN (SOCKET) resource with nothing buffered, else
+    None (serial, pyvisa-sim, test doubles): the only place that looks inside pyvisa-py."""
+    sessions = getattr(getattr(instrument, "visalib", None), "sessions", {})
+    raw = sessions.get(getattr(instrument, "session", None)) if isinstance(sessions, dict) else None
+    sock = getattr(raw, "interface", None)
+    if not isinstance(sock, socket.socket) or getattr(raw, "_pending_buffer", b""):
+        return None
+    return sock
 
 
 def parse_values(line: str, count: int) -> list[float]:
@@ -182,18 +222,22 @@ class Gpm8213Meter:
     """
 
     def __init__(self, resource: str, *, poll_s: float = 1.0, timeout_s: float = 2.0,
-                 use_integrator: bool = False, resource_manager: Any = None) -> None:
+                 use_integrator: bool = False, min_coverage: float = 0.5,
+                 resource_manager: Any = None) -> None:
         self.resource = resource
         self.poll_s = poll_s
         self.timeout_s = timeout_s
         self.use_integrator = use_integrator
+        self.min_coverage = min_coverage
         self._owns_rm = resource_manager is None
         self._rm = pyvisa.ResourceManager("@py") if resource_manager is None else resource_manager
         self._lock = threading.Lock()
+        self._sampled = threading.Condition(self._lock)  # notified with every new sample
         self._samples: collections.deque[Sample] = collections.deque(maxlen=100_000)
         self._counters = _Counters()
         self._window_t0: float | None = None
         self._stopping = threading.Event()
+        self._poll_now = threading.Event()  # a window edge: read at once
         try:
             self._session: _Session | None = self._connect()
         except MeterError:
@@ -209,40 +253,49 @@ class Gpm8213Meter:
 
     # ---- PowerMeter
     def start(self) -> None:
-        """Open a window now; forget samples too old to matter to it."""
+        """Open a window now (and read the meter at once); forget samples too old to matter."""
         with self._lock:
             self._window_t0 = time.monotonic()
             keep_from = self._window_t0 - 2 * (self.poll_s + self.timeout_s)
             while len(self._samples) > 1 and self._samples[1].t_s < keep_from:
                 self._samples.popleft()
+        self._poll_now.set()
 
     def stop(self) -> PowerReading:
-        """The window's mean power; MeterError if no valid reading fell in it."""
+        """The window's mean power and coverage, once the reading at its end is in (at most
+        `poll_s` + 50 ms); MeterError if valid readings cover less than `min_coverage`."""
         with self._lock:  # samples are stamped under it too: none is stamped <= t1 yet missing
             t1 = time.monotonic()
             t0, self._window_t0 = self._window_t0, None
-            samples = list(self._samples)
         if t0 is None:
             raise MeterError(f"power meter {self.resource}: stop() without start()")
-        polled = polled_mean_w(samples, t0, t1, self.poll_s)
-        if polled is None:
-            polls = sum(t0 < s.t_s <= t1 for s in samples)
+        self._poll_now.set()
+        with self._sampled:
+            self._sampled.wait_for(lambda: self._samples and self._samples[-1].t_s > t1,
+                                   timeout=self.poll_s + EDGE_WAIT_MARGIN_S)
+            samples = list(self._samples)
+        mean = window_mean(samples, t0, t1, max(self.poll_s, UPDATE_S))
+        if mean is None or mean.coverage < self.min_coverage:
             counters = self.stats()
+            covered = 0.0 if mean is None else mean.coverage
             raise MeterError(
-                f"power meter {self.resource}: no valid reading in the {t1 - t0:.3f} s window "
-                f"({polls} readings in it, none with a valid P; errors so far {counters.errors}, "
-                f"last: {counters.last_error}); check the meter and its connection")
-        power_w, count = polled
+                f"power meter {self.resource}: valid readings cover {covered:.0%} of the "
+                f"{t1 - t0:.3f} s window, below meter.min_coverage {self.min_coverage:.0%} "
+                f"(errors so far {counters.errors}, last: {counters.last_error}); check the "
+                "meter and its connection")
+        power_w = mean.power_w
         if self.use_integrator:
-            integrated = integrated_mean_w(samples, t0, t1, max_lead_s=2 * self.poll_s)
+            integrated = integrated_mean_w(samples, t0, t1,
+                                           max_lag_s=self.poll_s + EDGE_WAIT_MARGIN_S)
             if integrated is not None:
                 power_w = integrated
         return PowerReading(power_w=power_w, energy_j=power_w * (t1 - t0), duration_s=t1 - t0,
-                            samples=count)
+                            samples=mean.samples, coverage=mean.coverage)
 
     def close(self) -> None:
         """Stop the poller (it finishes its query: up to `timeout_s`) and release the port."""
         self._stopping.set()
+        self._poll_now.set()
         self._thread.join(self.timeout_s + self.poll_s + 1.0)
         self._close_rm()  # closes the session too, should the poller still be stuck in it
 
@@ -343,21 +396,38 @@ class Gpm8213Meter:
             except Exception as exc:  # noqa: BLE001 - see the docstring
                 self._note_error(_error_kind(exc), exc)
                 self._drop_session()
-            self._stopping.wait(max(0.0, self.poll_s - (time.monotonic() - began)))
+            self._poll_now.wait(max(0.0, self.poll_s - (time.monotonic() - began)))
+            self._poll_now.clear()
         self._drop_session()
 
     def _poll(self, session: _Session) -> None:
-        values = dict(zip(session.items,
-                          parse_values(session.instrument.query(VALUE_QUERY), len(session.items))))
+        values = dict(zip(session.items, parse_values(self._query_value(session.instrument),
+                                                      len(session.items))))
         with self._lock:
             sample = Sample(time.monotonic(), values["P"], values.get("WH", math.nan),
                             values.get("TIME", math.nan), session.number)
             self._samples.append(sample)
+            self._sampled.notify_all()
             self._counters.polls += 1
             if math.isfinite(sample.power_w):
                 self._counters.valid_samples += 1
             else:
                 self._counters.nan_samples += 1
+
+    def _query_value(self, instrument: Any) -> str:
+        """The value query's reply. On a LAN socket the driver waits for the reply itself,
+        so that a connection the meter closes raises `_Dropped` at once: pyvisa-py would
+        read an empty socket until `timeout_s` and report a timeout."""
+        sock = _lan_socket(instrument)
+        if sock is None:
+            return instrument.query(VALUE_QUERY)
+        instrument.write(VALUE_QUERY)
+        readable, _, _ = select.select([sock], [], [], self.timeout_s)
+        if not readable:
+            raise pyvisa.VisaIOError(constants.StatusCode.error_timeout)
+        if sock.recv(1, socket.MSG_PEEK) == b"":
+            raise _Dropped("the meter closed the connection")
+        return instrument.read()
 
     def _note_error(self, kind: str, exc: BaseException) -> None:
         expected = isinstance(exc, pyvisa.Error | OSError | ValueError | MeterError)
@@ -377,6 +447,8 @@ class Gpm8213Meter:
 
 
 def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, _Dropped):
+        return "dropped"
     if isinstance(exc, _BadReply):
         return "garbage"
     if isinstance(exc, pyvisa.VisaIOError) and exc.error_code == constants.StatusCode.error_timeout:

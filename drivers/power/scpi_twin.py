@@ -117,6 +117,8 @@ class ScpiMeterTwin:
         self._integrated_s = 0.0
         self._errors: collections.deque[str] = collections.deque(maxlen=32)
         self._faults: collections.deque[Fault] = collections.deque()
+        self._every: dict[Fault, int] = {}  # periodic faults: every n-th value query
+        self._value_queries = 0
         self._connections: set[socket.socket] = set()
         self._routes = self._route_table()
         self._server = _Server((host, port), self)
@@ -159,9 +161,16 @@ class ScpiMeterTwin:
         with self._lock:
             self._faults.extend([fault] * times)
 
+    def inject_every(self, fault: Fault, n: int) -> None:
+        """From now on, answer every `n`-th value query with `fault` (the first fault listed
+        in `Fault` wins where periods meet); injected faults come first."""
+        with self._lock:
+            self._every[fault] = n
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._every.clear()
 
     # ---- the instrument
     def answer(self, command: str) -> str | None:
@@ -184,8 +193,10 @@ class ScpiMeterTwin:
         connections (the client reconnecting after its timeout) are served meanwhile.
         """
         with self._lock:
-            fault = self._faults.popleft() if self._faults and _VALUE.fullmatch(command) else None
+            fault = self._next_fault() if _VALUE.fullmatch(command) else None
             nan_reply = ",".join(["NAN"] * self._number)
+            if fault is Fault.NAN:
+                self._pull_source()  # the time this reading stands for is lost, not deferred
         if fault is Fault.DROP:
             raise _HangUp
         if fault is Fault.DELAY:
@@ -195,6 +206,14 @@ class ScpiMeterTwin:
         if fault is Fault.GARBAGE:
             return GARBAGE_LINE
         return self.answer(command)
+
+    def _next_fault(self) -> Fault | None:
+        """The fault due for this value query (under the lock)."""
+        self._value_queries += 1
+        if self._faults:
+            return self._faults.popleft()
+        return next((f for f in Fault if f in self._every
+                     and self._value_queries % self._every[f] == 0), None)
 
     def _track(self, connection: socket.socket, open_: bool) -> None:
         with self._lock:
