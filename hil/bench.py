@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,26 +100,46 @@ def bench_control(quick: bool, config: Path) -> Iterator[Figure]:
 BENCH_SPEEDUP = 500.0
 
 
-def bench_rounds(quick: bool, config: Path) -> Iterator[Figure]:
-    """End-to-end rounds per second of the default job: engine + agent + ZMQ + emulator +
-    the GPM-8213 driver on the twin + recorder.
-
-    At BENCH_SPEEDUP the loop, not the schedule, is the limit; rounds that overrun their
-    deadline get longer windows, so the mean window length is printed beside the rate.
-    """
+def _run_rounds(config: Path, overrides: dict) -> tuple[Any, float, float]:
+    """Run the config's job with `overrides` into a scratch folder: (the RunResult, its
+    wall time, the mean window in TTIs)."""
     from hil.recorder import read_rounds
     from hil.run import execute, new_run
 
-    rounds = 500 if quick else 3_000
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, run_dir = new_run(config, {"rounds": rounds, "clock.speedup": BENCH_SPEEDUP,
-                                                "recording.plot": False}, Path(tmp))
+        cfg, run_dir = new_run(config, {**overrides, "recording.plot": False}, Path(tmp))
         t0 = time.perf_counter()
         result = execute(cfg, run_dir, resume=False)
         elapsed = time.perf_counter() - t0
         window_tti = float(read_rounds(run_dir.path)["nof_tti"].mean())
+    return result, elapsed, window_tti
+
+
+def bench_rounds(quick: bool, config: Path) -> Iterator[Figure]:
+    """End-to-end rounds per second of the default job: engine + agent + ZMQ + emulator +
+    the GPM-8213 driver on the twin + recorder; and where a round's time goes.
+
+    At BENCH_SPEEDUP the loop, not the schedule, is the limit; rounds that overrun their
+    deadline get longer windows, so the mean window length is printed beside the rate.
+    """
+    rounds = 500 if quick else 3_000
+    result, elapsed, window_tti = _run_rounds(config, {"rounds": rounds,
+                                                       "clock.speedup": BENCH_SPEEDUP})
     yield "emulated_rounds_per_s", result.outcome.next_round / elapsed, "rounds/s"
     yield "emulated_round_window_tti_mean", window_tti, "TTI"
+    for stage, ms in result.times.breakdown_ms().items():
+        yield f"round_ms_{stage}", ms, "ms"
+
+
+def bench_realtime_overhead(quick: bool, config: Path) -> Iterator[Figure]:
+    """The controller's own time in 1 s realtime rounds against the emulated vBS: the wall
+    time of a round not spent waiting for its deadline (agent, control, meter, recording)."""
+    rounds = 5 if quick else 60
+    result, _, _ = _run_rounds(config, {"rounds": rounds, "clock.mode": "realtime",
+                                        "clock.speedup": 1.0})
+    overhead_ms = np.asarray(result.times.overhead_ms)
+    yield "controller_overhead_ms_p50", float(np.percentile(overhead_ms, 50)), "ms"
+    yield "controller_overhead_ms_p99", float(np.percentile(overhead_ms, 99)), "ms"
 
 
 def bench_meter(quick: bool) -> Iterator[Figure]:
@@ -150,4 +171,5 @@ def run_benchmarks(config: Path, quick: bool = False) -> Iterator[Figure]:
     yield from bench_metahrl(quick)
     yield from bench_control(quick, config)
     yield from bench_rounds(quick, config)
+    yield from bench_realtime_overhead(quick, config)
     yield from bench_meter(quick)

@@ -55,6 +55,32 @@ class RunOutcome:
     next_round: int
 
 
+STAGES = ("agent", "control", "meter", "record", "probes")
+
+
+class RoundTimes:
+    """Where the controller's time goes, round by round: wall time per stage (summed) and
+    each round's overhead, the wall time it did not spend waiting for its deadline. What
+    `hil bench` prints; a few perf_counter calls per round."""
+
+    def __init__(self) -> None:
+        self.stage_s = dict.fromkeys(STAGES, 0.0)
+        self.overhead_ms: list[float] = []
+
+    def add(self, stage: str, since_s: float) -> float:
+        """Count the time since `since_s` (perf_counter) to `stage`; returns now."""
+        now = time.perf_counter()
+        self.stage_s[stage] += now - since_s
+        return now
+
+    def breakdown_ms(self) -> dict[str, float]:
+        """Mean ms per round of each stage and of the rest (`other`)."""
+        rounds = max(len(self.overhead_ms), 1)
+        out = {stage: 1e3 * total / rounds for stage, total in self.stage_s.items()}
+        out["other"] = max(0.0, sum(self.overhead_ms) / rounds - sum(out.values()))
+        return out
+
+
 class _InvalidRound(Exception):
     """A measurement problem that makes this round invalid but lets the run go on."""
 
@@ -89,6 +115,7 @@ class RoundEngine:
         self.on_round = on_round
         self.context = Context()
         self.next_round = 0  # the first round not yet recorded
+        self.times = RoundTimes()
         self._t_origin = time.monotonic()
 
     # ------------------------------------------------------------------ resume
@@ -123,13 +150,16 @@ class RoundEngine:
         while k < last_round:
             if stop.is_set():
                 return RunOutcome("interrupted", "stopped by signal", k)
-            row, next_start = self._round(k, next_start, period)
+            row, next_start, busy_s = self._round(k, next_start, period)
+            t0 = time.perf_counter()
             self.recorder.append(row)
             self.next_round = k = k + 1
             if k % self.params.checkpoint_every == 0:
                 self.checkpoint(k)
+            self.times.add("record", t0)
             if self.on_round:
                 self.on_round(row)
+            self.times.overhead_ms.append(1e3 * (busy_s + time.perf_counter() - t0))
             invalid_in_a_row = 0 if row["valid"] else invalid_in_a_row + 1
             if invalid_in_a_row >= self.params.give_up_after_invalid:
                 return RunOutcome("failed", f"{invalid_in_a_row} invalid rounds in a row; the "
@@ -140,8 +170,14 @@ class RoundEngine:
         self.run_dir.save_checkpoint({"round": next_round, "agent": self.agent.state_dict(),
                                       "context": self.context})
 
-    def _round(self, k: int, start_nominal: float, period: float) -> tuple[dict[str, Any], float]:
+    def _round(self, k: int, start_nominal: float,
+               period: float) -> tuple[dict[str, Any], float, float]:
+        """One round: (its row, the next round's nominal start, the wall time it spent
+        working rather than waiting for its deadline)."""
+        times = self.times
+        t_begin = time.perf_counter()
         decision = self.agent.select(self.context)
+        t = times.add("agent", t_begin)
         policy = self.space.policy(decision.action)
         row = self._base_row(k, decision, policy)
         t_start = time.monotonic()
@@ -153,22 +189,30 @@ class RoundEngine:
         try:
             for probe in self.probes:  # first: the watchdog restarts a dead vBS before `set`
                 probe.before_round(k)
+            t = times.add("probes", t)
             opened = self.ran.set(_thresholds(policy, decision))
+            t = times.add("control", t)
             self.meter.start()
             metering = True
+            t = times.add("meter", t)
         except HilError as exc:
             row["invalid_reason"] = f"apply: {exc}"
 
         end_nominal = start_nominal + period
         while end_nominal - time.monotonic() < period / 2:
             end_nominal += period  # overran: skip to a deadline that leaves half a window
+        busy_s = time.perf_counter() - t_begin
         time.sleep(max(0.0, end_nominal - time.monotonic()))
 
+        t_wake = t = time.perf_counter()
         try:
             closed = self.ran.get()
+            t = times.add("control", t)
             reading = self.meter.stop() if metering else None  # nothing to read if `set` failed
+            t = times.add("meter", t)
             for probe in self.probes:
                 row.update(probe.after_round())
+            t = times.add("probes", t)
             if opened is not None:
                 self._measure(row, policy, decision, opened, closed, reading)
         except HilError as exc:
@@ -179,9 +223,11 @@ class RoundEngine:
         row["valid"] = row["invalid_reason"] is None
         if row["valid"]:  # what the round measured is both its feedback and the next context
             self.context = _context_from(row)
+            t = time.perf_counter()
             self.agent.update(decision, row["reward"], self.context)
+            times.add("agent", t)
         row["t_end_s"] = time.monotonic() - self._t_origin
-        return row, end_nominal
+        return row, end_nominal, busy_s + time.perf_counter() - t_wake
 
     def _base_row(self, k: int, decision: Decision, policy: Policy) -> dict[str, Any]:
         row: dict[str, Any] = {

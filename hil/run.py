@@ -23,7 +23,7 @@ from agents.registry import agent_params, make_agent
 from drivers.rtctl.messages import PROTOCOL_VERSION
 from hil import reward as rw
 from hil.config import HilConfig, config_from_dict, load_config
-from hil.engine import EngineParams, RoundCallback, RoundEngine, RunOutcome
+from hil.engine import EngineParams, RoundCallback, RoundEngine, RoundTimes, RunOutcome
 from hil.errors import HilError, ResumeError
 from hil.recorder import RoundRecorder, RunDirectory
 from hil.testbed import start_testbed
@@ -35,6 +35,7 @@ class RunResult:
     outcome: RunOutcome
     agent: Agent
     config: HilConfig
+    times: RoundTimes | None = None  # where the rounds' time went (None: no round ran)
 
 
 def _now() -> str:
@@ -190,7 +191,7 @@ def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
             raise
         finally:
             _shutdown(run_dir, recorder, testbed, engine, outcome)
-    return RunResult(run_dir, outcome, agent, cfg)
+    return RunResult(run_dir, outcome, agent, cfg, None if engine is None else engine.times)
 
 
 def _shutdown(run_dir: RunDirectory, recorder: RoundRecorder, testbed: Any,

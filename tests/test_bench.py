@@ -15,7 +15,9 @@ PROMISED = {
     "bpvran_round_ms_1k": "ms", "bpvran_round_ms_5k": "ms",
     "replay_agent_rounds_per_s": "rounds/s",
     "control_rtt_ms_p50": "ms", "control_rtt_ms_p99": "ms",
-    "emulated_rounds_per_s": "rounds/s",
+    "emulated_rounds_per_s": "rounds/s", "round_ms_agent": "ms", "round_ms_control": "ms",
+    "round_ms_meter": "ms", "round_ms_record": "ms",
+    "controller_overhead_ms_p50": "ms", "controller_overhead_ms_p99": "ms",
     "meter_healthy_poll1s_valid_share": "1", "meter_faulty_valid_share": "1",
     "meter_faulty_integrator_valid_share": "1",
 }

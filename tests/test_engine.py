@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
+import time
 
 import pytest
 
@@ -342,3 +344,36 @@ def test_a_testbed_that_keeps_failing_ends_the_run_with_the_reason(tmp_path):
     assert outcome.status == "failed" and outcome.next_round == 8  # rounds 3..7 invalid
     assert "5 invalid rounds in a row" in outcome.reason and "did not answer" in outcome.reason
     assert run_dir.read_rounds().num_rows == 8
+
+
+class SlowMeter(FakeMeter):
+    """Takes `stop_s` to close a window, as a meter waiting for its edge reading would."""
+
+    def __init__(self, stop_s: float):
+        super().__init__()
+        self.stop_s = stop_s
+
+    def stop(self) -> PowerReading:
+        time.sleep(self.stop_s)
+        return super().stop()
+
+
+def test_the_time_a_round_works_is_counted_by_stage_and_its_wait_is_not(tmp_path):
+    engine, _, recorder, _ = make_engine(tmp_path, FakeRan(), SlowMeter(stop_s=0.005))
+    engine.run(0, 5, threading.Event())
+    recorder.close()
+    times = engine.times
+    assert len(times.overhead_ms) == 5
+    assert min(times.overhead_ms) >= 5.0  # the meter's 5 ms are the controller's own time
+    breakdown = times.breakdown_ms()
+    assert set(breakdown) == {"agent", "control", "meter", "record", "probes", "other"}
+    assert breakdown["meter"] >= 5.0
+    assert sum(breakdown.values()) == pytest.approx(sum(times.overhead_ms) / 5)
+
+
+def test_the_wait_for_a_rounds_deadline_is_not_the_controllers_time(tmp_path):
+    engine, _, recorder, _ = make_engine(tmp_path, FakeRan(), FakeMeter())
+    engine.params = replace(PARAMS, period_s=0.1)
+    engine.run(0, 3, threading.Event())
+    recorder.close()
+    assert max(engine.times.overhead_ms) < 50.0  # each round waited ~100 ms
