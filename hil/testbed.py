@@ -16,6 +16,7 @@ import selectors
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from hil.probes import HostMetricsProbe, TrafficProbe, WatchdogProbe
 REPO = Path(__file__).resolve().parents[1]
 EMULATOR = "emulated-vbs"  # the process name on an SSH host
 IDLE_EXIT_S = 60.0
+ALIVE_CHECK_S = 1.0  # how often a thread asks the BBU host whether the emulated vBS runs
 """An emulated vBS on an SSH host exits after this long without a control request."""
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -219,8 +221,12 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> _Started:
     command = (f"cd {shlex.quote(str(REPO))} && exec "
                f"{shlex.join([*emulator_command(cfg), '--exit-when-idle-s', str(idle_exit_s)])}")
 
+    checker: _AliveChecker | None = None
+
     def stop() -> None:
         try:
+            if checker is not None:
+                checker.close()
             _reconnecting(host, lambda: host.stop(EMULATOR))
         finally:
             host.close()
@@ -243,8 +249,9 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> _Started:
         while time.monotonic() < deadline:
             for line in host.tail(EMULATOR, 20).splitlines():
                 if ready := _ready_message(line):
+                    checker = _AliveChecker(alive, ALIVE_CHECK_S)
                     return (_as_seen_from_controller(ready, cfg.hosts[host_name].hostname),
-                            stop, alive)
+                            stop, checker)
             if not host.is_running(EMULATOR):
                 raise TestbedError(f"the emulated vBS exited during start-up on {host_name}: "
                                    f"{host.tail(EMULATOR, 3).strip()}")
@@ -255,6 +262,29 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> _Started:
     except BaseException:
         stop()
         raise
+
+
+class _AliveChecker:
+    """Whether a remote process runs, asked in a thread every `every_s`: an SSH exchange
+    (~25 ms) has no place in a round's critical path, which only reads the last answer."""
+
+    def __init__(self, check: Callable[[], bool], every_s: float) -> None:
+        self._check, self._every_s = check, every_s
+        self._alive = True
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="emulator-alive", daemon=True)
+        self._thread.start()
+
+    def __call__(self) -> bool:
+        return self._alive
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._every_s):
+            self._alive = self._check()
 
 
 def _reconnecting(host: SshHost, call: Callable[[], _T]) -> _T:
