@@ -301,6 +301,25 @@ def test_a_meter_switched_off_and_on_again_is_measured_again(make_twin, open_met
     assert measure(meter).power_w == pytest.approx(12.5)
 
 
+def test_a_meter_back_after_a_long_outage_is_found_by_the_next_window(make_twin, open_meter):
+    """After seconds of refused reconnects the backoff is long; the next round's window
+    edge cuts it short (the watchdog restarted an emulated vBS, or the meter came back)."""
+    source = SteadySource(12.5)
+    twin = make_twin(source).start()
+    meter = open_meter(twin.resource, min_coverage=0.0)  # the window began in the outage
+    after_polls(meter, 1)
+    port = twin.address[1]
+
+    twin.close()
+    wait_until(lambda: meter.stats().errors.get("connect", 0) >= 7, "the backoff to grow")
+    make_twin(source, port=port).start()  # the backoff is now >= 2.5 s (0.02 s doubled 7x)
+    meter.start()
+    wait_until(lambda: meter.stats().connects == 2, "a reconnect at the window's edge",
+               limit_s=1.0)
+    after_polls(meter, 2)
+    assert meter.stop().power_w == pytest.approx(12.5)
+
+
 def test_an_unreachable_socket_raises_meter_error_at_connect():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -376,18 +376,23 @@ class Gpm8213Meter:
     def _run(self) -> None:
         """Poll until closed; on any failure drop the session and reconnect with backoff.
 
+        A window's edge cuts the backoff short: a meter back after a restart (an emulated
+        vBS restarted by the watchdog, a meter power-cycled) is found by the next round, not
+        seconds later. Only the first failure of a streak of refused reconnects is logged.
         Every exception is caught on purpose: a dead poller would silently invalidate every
         later round, so unexpected ones are logged with their traceback and retried too.
         """
-        backoff_s = self.poll_s
+        backoff_s, failed_connects = self.poll_s, 0
         while not self._stopping.is_set():
             if self._session is None:
                 try:
                     self._session = self._connect()
-                    backoff_s = self.poll_s
+                    backoff_s, failed_connects = self.poll_s, 0
                 except Exception as exc:  # noqa: BLE001 - see the docstring
-                    self._note_error("connect", exc)
-                    self._stopping.wait(backoff_s)
+                    self._note_error("connect", exc, log=failed_connects == 0)
+                    failed_connects += 1
+                    self._poll_now.wait(backoff_s)
+                    self._poll_now.clear()
                     backoff_s = min(2 * backoff_s, max(self.poll_s, BACKOFF_MAX_S))
                     continue
             began = time.monotonic()
@@ -429,10 +434,11 @@ class Gpm8213Meter:
             raise _Dropped("the meter closed the connection")
         return instrument.read()
 
-    def _note_error(self, kind: str, exc: BaseException) -> None:
+    def _note_error(self, kind: str, exc: BaseException, *, log: bool = True) -> None:
         expected = isinstance(exc, pyvisa.Error | OSError | ValueError | MeterError)
-        logger.warning("power meter %s: %s: %s", self.resource, kind, exc,
-                       exc_info=not expected)
+        if log or not expected:
+            logger.warning("power meter %s: %s: %s", self.resource, kind, exc,
+                           exc_info=not expected)
         with self._lock:
             self._counters.errors[kind] += 1
             self._counters.last_error = f"{kind}: {exc}"
