@@ -6,6 +6,8 @@ Catch `HilError` at the CLI boundary; anything else is a bug and keeps its trace
 
 from __future__ import annotations
 
+from os import PathLike
+
 
 class HilError(Exception):
     """Base of all errors that vbs-hil reports to the operator."""
@@ -14,9 +16,9 @@ class HilError(Exception):
 class ConfigError(HilError):
     """A config file is missing, unreadable or invalid; names the file and the key."""
 
-    def __init__(self, path: str, key: str, message: str) -> None:
+    def __init__(self, path: str | PathLike[str], key: str, message: str) -> None:
         self.path, self.key = path, key
-        where = ": ".join(part for part in (path, key) if part)
+        where = ": ".join(str(part) for part in (path, key) if part)
         super().__init__(f"{where}: {message}")
 
 
