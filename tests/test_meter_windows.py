@@ -17,7 +17,7 @@ def test_a_healthy_meter_loses_no_window_at_any_poll_up_to_the_window(poll_s):
     check = check_windows(windows=10, window_s=WINDOW_S, poll_s=poll_s, plan=HEALTHY)
     assert check.valid == 10
     assert check.max_error_w < 0.05  # no reading mixes two windows' power
-    assert check.mean_coverage > 0.95
+    assert check.mean_coverage > 0.8  # at most a poll's tail is not waited for
 
 
 @pytest.mark.parametrize("integrator", [False, True])

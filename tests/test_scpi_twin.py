@@ -218,7 +218,7 @@ def test_driver_over_pyvisa_py_reads_the_sources_power(make_twin, open_meter):
     second = measure(meter)
 
     assert first.power_w == pytest.approx(12.5)
-    assert first.samples >= 3
+    assert first.samples >= 2  # the first reading began before the window
     assert first.energy_j == pytest.approx(12.5 * first.duration_s)
     assert second.power_w == pytest.approx(20.0)
     assert meter.stats().errors == {}

@@ -13,11 +13,12 @@ power over a round is a mean of the readings that cover it. A thread queries
 broken meter never blocks it. Each reading stands for the time since the previous one (at
 most one meter update); a window's mean weighs them by the part of the window they cover,
 and its coverage is the share of the window that valid readings cover. The poller also
-reads at each window's edges (`start()` and `stop()` wake it), so that no reading mixes two
-rounds' power and a healthy meter loses no window at any `poll_s`: `stop()` waits for the
-edge reading (one exchange, at most `poll_s` + 50 ms). A NaN, a garbled reply or a dropped
-connection costs only the time it stands for: the window is refused only when its coverage
-is below `min_coverage`. Any reply the driver cannot
+reads at each window's start (`start()` wakes it), so that no reading mixes two rounds'
+power, and at its end when the readings so far cover less than `min_coverage` or the
+integrator is used (`stop()` then waits for that one exchange, at most `poll_s` + 50 ms):
+a healthy meter loses no window at any `poll_s` up to the round's length. A NaN, a garbled
+reply or a dropped connection costs only the time it stands for: the window is refused only
+when its coverage is below `min_coverage`. Any reply the driver cannot
 trust ends the session, and the poller reconnects with backoff; a connection the meter
 closed is noticed as soon as it closes (not after `timeout_s`) and logged as a drop.
 
@@ -262,19 +263,27 @@ class Gpm8213Meter:
         self._poll_now.set()
 
     def stop(self) -> PowerReading:
-        """The window's mean power and coverage, once the reading at its end is in (at most
-        `poll_s` + 50 ms); MeterError if valid readings cover less than `min_coverage`."""
+        """The window's mean power and coverage; MeterError if valid readings cover less
+        than `min_coverage` of it, even with the reading at its end (waited for, at most
+        `poll_s` + 50 ms, when the readings so far fall short or the integrator is used: a
+        meter polled often keeps the round's critical path free of I/O)."""
         with self._lock:  # samples are stamped under it too: none is stamped <= t1 yet missing
             t1 = time.monotonic()
             t0, self._window_t0 = self._window_t0, None
         if t0 is None:
             raise MeterError(f"power meter {self.resource}: stop() without start()")
-        self._poll_now.set()
-        with self._sampled:
-            self._sampled.wait_for(lambda: self._samples and self._samples[-1].t_s > t1,
-                                   timeout=self.poll_s + EDGE_WAIT_MARGIN_S)
+        max_span_s = max(self.poll_s, UPDATE_S)
+        with self._lock:
             samples = list(self._samples)
-        mean = window_mean(samples, t0, t1, max(self.poll_s, UPDATE_S))
+        mean = window_mean(samples, t0, t1, max_span_s)
+        short = mean is None or mean.coverage < self.min_coverage
+        if short or self.use_integrator:  # read the window's end (the integrator needs it)
+            self._poll_now.set()
+            with self._sampled:
+                self._sampled.wait_for(lambda: self._samples and self._samples[-1].t_s > t1,
+                                       timeout=self.poll_s + EDGE_WAIT_MARGIN_S)
+                samples = list(self._samples)
+            mean = window_mean(samples, t0, t1, max_span_s)
         if mean is None or mean.coverage < self.min_coverage:
             counters = self.stats()
             covered = 0.0 if mean is None else mean.coverage
