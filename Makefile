@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 # Extra pip flags for torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_PIP_ARGS ?=
-CONFIG ?= testbed_configs/zmq-emulated.yaml
+CONFIG ?= testbed_configs/zmq-emulated-16.yaml
 RUN_ARGS ?=
 # Debian packages (installed only when missing, with root or sudo): a real sshd, which the
 # default job reaches its emulated BBU host through and the SSH driver's tests use; iperf3

@@ -25,6 +25,13 @@ def test_the_shipped_default_config_loads_with_the_paper_space():
     assert cfg.vbs.emulator.calibration.is_absolute() and cfg.vbs.emulator.calibration.exists()
 
 
+def test_make_runs_the_default_job_on_the_papers_16_policy_subset():
+    first = load_config(REPO / "testbed_configs" / "zmq-emulated-16.yaml")
+    assert first.policy_space.size == 16
+    assert first.model_dump(exclude={"name", "policy_space"}) == \
+        load_config(DEFAULT).model_dump(exclude={"name", "policy_space"})
+
+
 def test_command_line_overrides_reach_nested_keys():
     cfg = load_config(DEFAULT, {"agent.name": "random", "rounds": 7, "seed": None})
     assert cfg.agent.name == "random" and cfg.rounds == 7 and cfg.seed == 1
