@@ -14,7 +14,7 @@ broken meter never blocks it. Each reading stands for the time since the previou
 most one meter update); a window's mean weighs them by the part of the window they cover,
 and its coverage is the share of the window that valid readings cover. The poller also
 reads at each window's start (`start()` wakes it), so that no reading mixes two rounds'
-power, and at its end when the readings so far cover less than `min_coverage` or the
+power, and at its end when the readings so far cover less than END_READ_BELOW or the
 integrator is used (`stop()` then waits for that one exchange, at most `poll_s` + 50 ms):
 a healthy meter loses no window at any `poll_s` up to the round's length. A NaN, a garbled
 reply or a dropped connection costs only the time it stands for: the window is refused only
@@ -61,6 +61,9 @@ INTEGRATOR_SETUP = (":INTEGrate:STOP", ":INTEGrate:RESet", ":INTEGrate:MODE MANu
 VALUE_QUERY = ":NUMERIC:NORMAL:VALUE?"
 TERMINATION = "\r\n"
 BACKOFF_MAX_S = 10.0
+END_READ_BELOW = 0.8
+"""A window its readings cover less than this is read once more at its end (a faulty meter:
+the tail may be what saves it); better covered ones skip that exchange."""
 EDGE_WAIT_MARGIN_S = 0.05
 """How much longer than one poll `stop()` waits for the reading at a window's end."""
 SCPI_NAN = 9.9e37
@@ -265,8 +268,9 @@ class Gpm8213Meter:
     def stop(self) -> PowerReading:
         """The window's mean power and coverage; MeterError if valid readings cover less
         than `min_coverage` of it, even with the reading at its end (waited for, at most
-        `poll_s` + 50 ms, when the readings so far fall short or the integrator is used: a
-        meter polled often keeps the round's critical path free of I/O)."""
+        `poll_s` + 50 ms, when the readings so far cover less than END_READ_BELOW or the
+        integrator is used: a healthy meter polled often keeps the round's critical path
+        free of I/O)."""
         with self._lock:  # samples are stamped under it too: none is stamped <= t1 yet missing
             t1 = time.monotonic()
             t0, self._window_t0 = self._window_t0, None
@@ -276,7 +280,7 @@ class Gpm8213Meter:
         with self._lock:
             samples = list(self._samples)
         mean = window_mean(samples, t0, t1, max_span_s)
-        short = mean is None or mean.coverage < self.min_coverage
+        short = mean is None or mean.coverage < max(self.min_coverage, END_READ_BELOW)
         if short or self.use_integrator:  # read the window's end (the integrator needs it)
             self._poll_now.set()
             with self._sampled:
