@@ -20,6 +20,7 @@ the schedule skips to the next deadline that leaves at least half a window.
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
@@ -56,16 +57,20 @@ class RunOutcome:
 
 
 STAGES = ("agent", "control", "meter", "record", "probes")
+OVERHEADS_KEPT = 100_000
 
 
 class RoundTimes:
-    """Where the controller's time goes, round by round: wall time per stage (summed) and
-    each round's overhead, the wall time it did not spend waiting for its deadline. What
+    """Where the controller's time goes: wall time per stage, summed over the rounds, and
+    each round's overhead (the wall time it did not spend waiting for its deadline), the
+    last OVERHEADS_KEPT of them for percentiles, so a run of months stays bounded. What
     `hil bench` prints; a few perf_counter calls per round."""
 
     def __init__(self) -> None:
         self.stage_s = dict.fromkeys(STAGES, 0.0)
-        self.overhead_ms: list[float] = []
+        self.rounds = 0
+        self.overhead_s = 0.0
+        self.overhead_ms: collections.deque[float] = collections.deque(maxlen=OVERHEADS_KEPT)
 
     def add(self, stage: str, since_s: float) -> float:
         """Count the time since `since_s` (perf_counter) to `stage`; returns now."""
@@ -73,11 +78,16 @@ class RoundTimes:
         self.stage_s[stage] += now - since_s
         return now
 
+    def end_round(self, overhead_s: float) -> None:
+        self.rounds += 1
+        self.overhead_s += overhead_s
+        self.overhead_ms.append(1e3 * overhead_s)
+
     def breakdown_ms(self) -> dict[str, float]:
         """Mean ms per round of each stage and of the rest (`other`)."""
-        rounds = max(len(self.overhead_ms), 1)
+        rounds = max(self.rounds, 1)
         out = {stage: 1e3 * total / rounds for stage, total in self.stage_s.items()}
-        out["other"] = max(0.0, sum(self.overhead_ms) / rounds - sum(out.values()))
+        out["other"] = max(0.0, 1e3 * self.overhead_s / rounds - sum(out.values()))
         return out
 
 
@@ -159,7 +169,7 @@ class RoundEngine:
             self.times.add("record", t0)
             if self.on_round:
                 self.on_round(row)
-            self.times.overhead_ms.append(1e3 * (busy_s + time.perf_counter() - t0))
+            self.times.end_round(busy_s + time.perf_counter() - t0)
             invalid_in_a_row = 0 if row["valid"] else invalid_in_a_row + 1
             if invalid_in_a_row >= self.params.give_up_after_invalid:
                 return RunOutcome("failed", f"{invalid_in_a_row} invalid rounds in a row; the "
