@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from agents.bsvbs import BSvBS
 from drivers.emulated.scenarios import make_scenario
 from hil.config import load_config
 from hil.testbed import start_testbed
+
+if TYPE_CHECKING:
+    from hil.run import RunResult
 
 Figure = tuple[str, float, str]
 
@@ -100,7 +103,7 @@ def bench_control(quick: bool, config: Path) -> Iterator[Figure]:
 BENCH_SPEEDUP = 500.0
 
 
-def _run_rounds(config: Path, overrides: dict) -> tuple[Any, float, float]:
+def _run_rounds(config: Path, overrides: dict) -> tuple[RunResult, float, float]:
     """Run the config's job with `overrides` into a scratch folder: (the RunResult, its
     wall time, the mean window in TTIs)."""
     from hil.recorder import read_rounds

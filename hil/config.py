@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agents.policy_space import NAMED_SPACES, PAPER_SPACE, PolicySpace
 from agents.registry import AGENTS, agent_params
+from drivers.emulated.sshd import Sshd
 from hil.errors import ConfigError
 from hil.validation import StrictModel, read_yaml, validate
 
@@ -87,7 +88,7 @@ class HostConfig(StrictModel):
         "known_hosts_path default to its files")
 
     @model_validator(mode="after")
-    def _local_sshd_keys(self) -> HostConfig:
+    def _local_sshd_on_loopback(self) -> HostConfig:
         if self.local_sshd is None:
             return self
         if self.hostname not in ("127.0.0.1", "localhost"):
@@ -356,7 +357,8 @@ def _host_paths(host: HostConfig, base: Path) -> HostConfig:
     local = _under(base, host.local_sshd)
     key, known = _under(base, host.key_path), _under(base, host.known_hosts_path)
     if local is not None:
-        key, known = key or local / "id_ed25519", known or local / "known_hosts"
+        twin = Sshd(local)
+        key, known = key or twin.user_key, known or twin.known_hosts
     return host.model_copy(update={"local_sshd": local, "key_path": key,
                                    "known_hosts_path": known})
 
