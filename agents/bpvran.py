@@ -31,17 +31,17 @@ that, in volatile scenarios, is stale by the time the policy applies). Action in
 turned into features through a `PolicySpace` (the paper's when `n_actions` is its 1080),
 otherwise the single feature index / (K - 1).
 
-Speed. An observation extends the Cholesky factor and its inverse by one row (O(n^2),
-`IncrementalGp`); a decision costs k(data, candidates), n x K, whose squared distances are
-a context part (n values) plus a policy part gathered from the K x K distances between
-policies computed once, and exact variances for a few candidates:
-the posterior variance given all the data is at most the variance given the single most
-correlated point, which bounds every candidate's UCB from above for the price of the
-K x n matrix already computed. Candidates are scored exactly in decreasing order of that
-bound until the bound falls below the best exact score, so the argmax is exact.
+Decisions are taken at the context rounded to the same grid as the observations (below):
+the posterior is then asked, round after round, at one of a few fixed sets of inputs (a
+context bin against every policy), and `agents.gp.CachedPosterior` keeps it for the
+`QUERY_CACHE_BYTES` worth of most recently used bins, extended by one row per observation
+(O(n K)) instead of recomputing the n x K kernel block and its solve (O(n^2 K)) every round.
+The UCB of every policy is then exact and costs O(K). Rounding the decision context moves it
+by at most half a bin (0.1 of the scaled range, a fifth of the default length scale); the
+decision is the GP's argmax at that point, and the same for every context in the bin.
 
-Data budget. An exact GP over t = 50 000 rounds and K = 1080 candidates is out of reach
-(the kernel block alone is K x t per round), so the GP holds at most `max_points` points.
+Data budget. An exact GP over t = 50 000 rounds is out of reach (O(t^2) memory, O(t^3)
+refactorisations), so the GP holds at most `max_points` points.
 Observations are stored at their context rounded to a grid of `context_bins` steps per
 field (with the default 5: CQI steps of 3 and demand steps of 6.4 Mb/s, a fifth of the
 scaled range and well inside the default length scale of 0.5), so that the same policy
@@ -49,17 +49,17 @@ played in the same context bin is the same input. When the GP is full it is comp
 once: repeated inputs merge into one point with their mean reward and noise / count, which
 is exactly the posterior of all their observations, and if more than max_points / 2
 distinct inputs remain, those observed least recently are dropped. Each compaction costs
-O(n^3), at most once every max_points / 2 rounds. In a static or stationary scenario with
-few distinct (context bin, policy) pairs in play nothing is lost; in a volatile one the
-model keeps the most recent inputs, which is also what a non-stationary world calls for.
-Decisions are taken at the exact (unrounded) context. The default budget of 100 points
-keeps a round at a few milliseconds on a 2-core VM (`hil bench`: bpvran_round_ms_*), so
-that 10 replays of 50 000 rounds are a matter of minutes; raise it for a better model.
+O(n^3) and the rebuild of each cached bin O(n^2 K), at most once every max_points / 2
+rounds. In a static or stationary scenario with few distinct (context bin, policy) pairs in
+play nothing is lost; in a volatile one the model keeps the most recent inputs, which is
+also what a non-stationary world calls for. The default budget of 1000 points keeps a round
+at about a millisecond on a 2-core VM (`hil bench`: bpvran_round_ms_*).
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -67,13 +67,7 @@ from typing import Any
 import numpy as np
 
 from agents.base import Context, Decision, check_bandit, check_feedback, check_state, uniform_index
-from agents.gp import (
-    GpHyperparameters,
-    IncrementalGp,
-    fit_hyperparameters,
-    matern32,
-    scaled_sq_dist,
-)
+from agents.gp import CachedPosterior, GpHyperparameters, IncrementalGp, fit_hyperparameters
 from agents.policy_space import PAPER_SPACE, PolicySpace
 
 MAX_CQI = 15.0
@@ -84,10 +78,9 @@ DEFAULT_LENGTH_SCALE = 0.5
 DEFAULT_SIGNAL_VAR = 0.04  # reward sd ~0.2 across policies, rewards in [0, 1]
 DEFAULT_NOISE_VAR = 0.01  # round-to-round sd ~0.1 of one policy's reward
 DEFAULT_PRIOR_MEAN = 0.5
-MAX_POLICIES = 8192
-"""BP-vRAN keeps the K x K policy distances (8192^2 doubles = 512 MiB at most)."""
-UCB_CHUNK = 16
-"""Candidates scored exactly in the first batch of the bounded search (then doubling)."""
+QUERY_CACHE_BYTES = 160 * 2**20
+"""Memory for the cached posteriors of the most recently queried context bins, each
+max_points x K doubles (8.6 MB at the defaults: 19 bins; scenario C visits 12)."""
 
 
 def policy_features(n_actions: int, space: PolicySpace | None) -> np.ndarray:
@@ -134,7 +127,7 @@ class BPVran:
         prior_rounds: Mapping[str, Sequence[Any]] | None = None,
         n_random: int = 3,
         sqrt_beta: float = 2.5,
-        max_points: int = 100,
+        max_points: int = 1000,
         demand_scale_mbps: float = 32.0,
         context_bins: int = 5,
         train_on: str = "round",
@@ -144,9 +137,12 @@ class BPVran:
             raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
         self.train_on = train_on
         self.name = "bpvran" if train_on == "round" else "bpvran_lagged"
-        if n_actions > MAX_POLICIES:
-            raise ValueError(f"BP-vRAN handles at most {MAX_POLICIES} policies (it keeps their "
-                             f"pairwise distances), got n_actions={n_actions}")
+        bin_bytes = 8 * max(max_points, 1) * n_actions
+        if bin_bytes > QUERY_CACHE_BYTES:
+            raise ValueError(
+                f"max_points x n_actions = {max_points} x {n_actions} needs "
+                f"{bin_bytes / 2**20:.0f} MiB per context bin, over the "
+                f"{QUERY_CACHE_BYTES / 2**20:.0f} MiB BP-vRAN keeps; lower max_points")
         if (n_random < 0 or max_points < 2 or sqrt_beta < 0 or demand_scale_mbps <= 0
                 or context_bins < 1):
             raise ValueError(
@@ -180,20 +176,20 @@ class BPVran:
             )
         self.hyper = hyperparameters
         self._gp = IncrementalGp(dim, hyperparameters, capacity=max_points)
-        scales = np.asarray(hyperparameters.length_scales)
-        self._context_scales = scales[: len(CONTEXT_FIELDS)]
-        # r^2 splits into a context part and a policy part; the policy part between any
-        # two policies is fixed, so a decision gathers it instead of recomputing it.
-        self._policy_r2 = scaled_sq_dist(self._features, self._features,
-                                         scales[len(CONTEXT_FIELDS):])
+        self._bins: OrderedDict[tuple[int, ...], CachedPosterior] = OrderedDict()
+        self._max_bins = QUERY_CACHE_BYTES // bin_bytes
         self._rng = np.random.default_rng(seed)
         self._observations = 0
         self._context = scale_context(None, self.demand_scale_mbps)
         self._cached_choice: int | None = None  # UCB argmax for self._context, until an update
 
+    def context_bin(self, context: np.ndarray) -> tuple[int, ...]:
+        """The grid cell of a scaled context: each field in steps of 1 / context_bins."""
+        return tuple(int(v) for v in np.round(np.asarray(context) * self.context_bins))
+
     def observation_input(self, context: np.ndarray, action: int) -> np.ndarray:
         """Where an observation is stored: its scaled context rounded to the bin grid."""
-        binned = np.round(np.asarray(context) * self.context_bins) / self.context_bins
+        binned = np.array(self.context_bin(context)) / self.context_bins
         return self.inputs(binned, np.array([action]))[0]
 
     def inputs(self, context: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -310,41 +306,28 @@ class BPVran:
         return fit_hyperparameters(x, np.asarray(prior["rewards"], dtype=np.float64))
 
     def _ucb_choice(self) -> int:
-        """argmax of mean + sqrt_beta * sd over all actions for the current context, exact.
-
-        Scores are computed exactly only for the candidates whose upper bound (variance
-        given the single most correlated observation) can still beat the best exact score.
-        Ties go to the lowest index.
-        """
+        """argmax of mean + sqrt_beta * sd over all actions at the current context's bin,
+        exact; ties go to the lowest index."""
         if self._cached_choice is not None:
             return self._cached_choice
-        gp, hyper = self._gp, self.hyper
-        if gp.n == 0:
+        if self._gp.n == 0:
             self._cached_choice = 0  # the prior is the same everywhere
             return 0
-        context_r2 = scaled_sq_dist(gp.inputs[:, : len(CONTEXT_FIELDS)], self._context[None, :],
-                                    self._context_scales)
-        r2 = self._policy_r2[gp.labels]  # n x K: data point j against every policy
-        r2 += context_r2
-        cross = matern32(r2, hyper.signal_var)  # k(X, candidates), in place
-        mean = hyper.prior_mean + gp.alpha() @ cross
-        # var given all data <= var given point j alone = s2 - k_j^2 / (s2 + noise_j), and
-        # k >= 0, so the bound uses the largest k_j / sqrt(s2 + noise_j) over the points
-        point_noise = hyper.noise_var / gp.counts
-        cross_scaled = cross / np.sqrt(hyper.signal_var + point_noise)[:, None]
-        bound_var = hyper.signal_var - cross_scaled.max(0) ** 2
-        slack = 1e-9 * (1.0 + abs(hyper.prior_mean) + hyper.signal_var)
-        upper = mean + self.sqrt_beta * np.sqrt(np.maximum(bound_var, 0.0)) + slack
-        order = np.argsort(-upper, kind="stable")
-        best_score, best_action = -math.inf, -1
-        start, size = 0, UCB_CHUNK
-        while start < self.n_actions and upper[order[start]] >= best_score:
-            chunk = order[start : start + size]
-            scores = mean[chunk] + self.sqrt_beta * np.sqrt(gp.latent_variance(cross[:, chunk]))
-            top = scores.max()
-            action = int(chunk[scores == top].min())
-            if top > best_score or (top == best_score and action < best_action):
-                best_score, best_action = float(top), action
-            start, size = start + size, 2 * size  # a loose bound costs O(log K) batches
-        self._cached_choice = best_action
-        return best_action
+        mean, var = self._posterior_here().mean_and_variance()
+        self._cached_choice = int(np.argmax(mean + self.sqrt_beta * np.sqrt(var)))
+        return self._cached_choice
+
+    def _posterior_here(self) -> CachedPosterior:
+        """The cached posterior at the current context's bin against every policy; the
+        least recently used bin is dropped when there are more than fit the budget."""
+        key = self.context_bin(self._context)
+        cached = self._bins.get(key)
+        if cached is None:
+            binned = np.array(key) / self.context_bins
+            cached = CachedPosterior(self._gp, self.inputs(binned, np.arange(self.n_actions)))
+            self._bins[key] = cached
+            if len(self._bins) > self._max_bins:
+                self._bins.popitem(last=False)
+        else:
+            self._bins.move_to_end(key)
+        return cached

@@ -19,6 +19,11 @@ L^-1 (y - m0) grows by one entry the same way. L^-1 is kept beside L and extende
 row too (O(n^2)): numpy has no triangular solve and scipy is not a dependency, so L^-1
 turns every solve into a matrix product (torch has one, but its per-call overhead on small
 matrices and its import time cost more than it saves here).
+
+A decision asks for the posterior at the same query inputs again and again (BP-vRAN: one
+context bin against every policy). `CachedPosterior` keeps V = L^-1 k(X, Q) for such a set
+Q and extends it by the rows of the points added since it was last asked, so that each
+round costs one row (O(n |Q|)) instead of the whole n x |Q| kernel block and its solve.
 """
 
 from __future__ import annotations
@@ -107,7 +112,9 @@ class IncrementalGp:
         self._chol = np.zeros((capacity, capacity))  # lower triangle used
         self._chol_inv = np.zeros((capacity, capacity))  # L^-1, lower triangle used
         self._z = np.zeros(capacity)  # L^-1 (y - m0)
-        self._alpha: np.ndarray | None = None  # K^-1 (y - m0), cached until the next add
+        self.generation = 0
+        """Counts refactorisations (compact, load): rows of L kept across a generation are
+        unchanged, so what was computed from them (`CachedPosterior`) stays valid."""
 
     @property
     def inputs(self) -> np.ndarray:
@@ -163,7 +170,6 @@ class IncrementalGp:
         self._z[n] = (y - hyper.prior_mean - float(row @ self._z[:n])) / diagonal
         self._x[n], self._y[n], self._counts[n], self._labels[n] = x, y, 1.0, label
         self.n = n + 1
-        self._alpha = None
 
     def compact(self, keep: int) -> None:
         """Merge the points with identical inputs (mean target, summed count), keep the
@@ -207,24 +213,11 @@ class IncrementalGp:
         self._x[:n], self._y[:n], self._counts[:n], self._z[:n] = x, y, counts, z
         self._labels[:n] = labels
         self._chol[:n, :n], self._chol_inv[:n, :n] = chol, chol_inv
-        self._alpha = None
-
-    def alpha(self) -> np.ndarray:
-        """K^-1 (y - m0), the weights of the posterior mean; cached between adds."""
-        if self._alpha is None:
-            self._alpha = self.cholesky_inverse.T @ self._z[: self.n]
-        return self._alpha
-
-    def latent_variance(self, cross: np.ndarray) -> np.ndarray:
-        """var(x) of f (noise excluded) for the columns of cross = k(X, x_1..x_m)."""
-        v = self.cholesky_inverse @ cross
-        return np.maximum(self.hyper.signal_var - (v * v).sum(0), 0.0)
+        self.generation += 1
 
     def posterior(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and latent variance at the rows of `xs`."""
-        cross = kernel(self.inputs, np.asarray(xs, dtype=np.float64), self.hyper)
-        mean = self.hyper.prior_mean + cross.T @ self.alpha()
-        return mean, self.latent_variance(cross)
+        """Posterior mean and latent variance (noise excluded) at the rows of `xs`."""
+        return CachedPosterior(self, xs).mean_and_variance()
 
     def _refactorise(self) -> None:
         hyper = self.hyper
@@ -233,7 +226,56 @@ class IncrementalGp:
         self._chol[: self.n, : self.n] = chol
         self._chol_inv[: self.n, : self.n] = np.tril(np.linalg.inv(chol))
         self._z[: self.n] = self.cholesky_inverse @ (self.targets - hyper.prior_mean)
-        self._alpha = None
+        self.generation += 1
+
+
+class CachedPosterior:
+    """The posterior of `gp` at fixed query inputs, kept current as points are added.
+
+    With V = L^-1 k(X, Q), mean = m0 + z^T V and var = s2 - colsum(V * V). Adding points
+    n0..n-1 to the GP appends rows to L and z and leaves the earlier ones as they were, so
+    V gains the rows
+
+        V[n0:n] = (L^-1)[n0:n, n0:n] (k(X[n0:n], Q) - L[n0:n, :n0] V[:n0])
+
+    (the trailing block of L^-1 is the inverse of L's trailing block), and z^T V and
+    colsum(V * V) gain their terms: O((n - n0) n |Q|) instead of O(n^2 |Q|). A
+    refactorisation (`gp.generation` changes) rebuilds V from scratch on the next call.
+    The results equal a from-scratch posterior up to rounding.
+    """
+
+    def __init__(self, gp: IncrementalGp, queries: np.ndarray) -> None:
+        self.gp = gp
+        self.queries = np.asarray(queries, dtype=np.float64)
+        size = len(self.queries)
+        self._v = np.empty((gp.capacity, size))
+        self._zv = np.zeros(size)  # z^T V
+        self._sq = np.zeros(size)  # colsum(V * V)
+        self._n = 0
+        self._generation = gp.generation
+
+    def mean_and_variance(self) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and latent variance at the queries, given all the GP's points."""
+        gp = self.gp
+        if self._generation != gp.generation:
+            self._n, self._generation = 0, gp.generation
+            self._zv[:] = 0.0
+            self._sq[:] = 0.0
+        if self._n < gp.n:
+            self._extend(gp.n)
+        hyper = gp.hyper
+        return hyper.prior_mean + self._zv, np.maximum(hyper.signal_var - self._sq, 0.0)
+
+    def _extend(self, n: int) -> None:
+        gp, start = self.gp, self._n
+        block = kernel(gp.inputs[start:n], self.queries, gp.hyper)
+        if start:
+            block -= gp.cholesky[start:n, :start] @ self._v[:start]
+        block = gp.cholesky_inverse[start:n, start:n] @ block
+        self._v[start:n] = block
+        self._zv += gp.whitened_targets[start:n] @ block
+        self._sq += np.einsum("ij,ij->j", block, block)
+        self._n = n
 
 
 def fit_hyperparameters(

@@ -9,7 +9,7 @@ import pytest
 
 from agents.base import Context, Decision
 from agents.bpvran import UNKNOWN_CONTEXT, BPVran, policy_features, scale_context
-from agents.gp import GpHyperparameters, IncrementalGp, fit_hyperparameters
+from agents.gp import CachedPosterior, GpHyperparameters, IncrementalGp, fit_hyperparameters
 from agents.policy_space import PAPER_SPACE, PolicySpace
 from agents.registry import make_agent
 
@@ -173,6 +173,11 @@ def feed(agent: BPVran, n: int, seed: int) -> list[Decision]:
     return decisions
 
 
+def decided_at(agent: BPVran, context: Context) -> np.ndarray:
+    """Where BP-vRAN evaluates its posterior: the context rounded to its bin grid."""
+    return np.array(agent.context_bin(scale_context(context, 32.0))) / agent.context_bins
+
+
 def test_the_first_n_random_actions_are_uniform_then_ucb_decides():
     firsts = set()
     for seed in range(12):
@@ -196,7 +201,7 @@ def test_ucb_plays_the_argmax_of_mean_plus_2_5_sd_of_the_exact_posterior(space):
     y = np.array([0.5 + 0.4 * math.sin(d.action / 7.0) * d.info["context"][0]
                   for d in decisions])
     for context in contexts(5, seed=8):
-        candidates = agent.inputs(scale_context(context, 32.0), np.arange(32))
+        candidates = agent.inputs(decided_at(agent, context), np.arange(32))
         mean, var = reference_posterior(x, y, candidates, hyper)
         decision = agent.select(context)
         assert decision.action == int(np.argmax(mean + 2.5 * np.sqrt(var)))
@@ -214,7 +219,7 @@ def test_ucb_stays_exact_over_a_compacted_budget():
     state = agent.state_dict()
     assert state["gp_counts"].max() > 1
     for context in contexts(25, seed=10):
-        candidates = agent.inputs(scale_context(context, 32.0), np.arange(12))
+        candidates = agent.inputs(decided_at(agent, context), np.arange(12))
         mean, var = reference_posterior(state["gp_inputs"], state["gp_targets"], candidates,
                                         hyper, counts=state["gp_counts"])
         assert agent.select(context).action == int(np.argmax(mean + 2.5 * np.sqrt(var)))
@@ -298,3 +303,26 @@ def test_without_the_round_s_context_bpvran_falls_back_to_the_decided_one():
     expected = agent.observation_input(scale_context(POOR, agent.demand_scale_mbps),
                                        decision.action)
     assert np.allclose(agent.state_dict()["gp_inputs"][0], expected)
+
+
+def test_a_cached_posterior_follows_the_gp_through_additions_and_a_compaction():
+    """Asked after one point, after several at once and after a refactorisation, the
+    cached posterior is the textbook one of all the data."""
+    x, y = random_data(30, seed=4)
+    x[20:] = x[:10]  # repeats, merged by the compaction
+    gp = IncrementalGp(3, HYPER, capacity=30)
+    xs = np.random.default_rng(5).random((6, 3))
+    cached = CachedPosterior(gp, xs)
+    for stop in (1, 2, 9, 30):
+        while gp.n < stop:
+            gp.add(x[gp.n], float(y[gp.n]))
+        ref_mean, ref_var = reference_posterior(x[:stop], y[:stop], xs, HYPER)
+        mean, var = cached.mean_and_variance()
+        np.testing.assert_allclose(mean, ref_mean, atol=1e-8, rtol=0)
+        np.testing.assert_allclose(var, ref_var, atol=1e-8, rtol=0)
+    gp.compact(keep=30)
+    gp.add(x[0], float(y[0]))
+    ref_mean, ref_var = reference_posterior(np.vstack([x, x[:1]]), np.append(y, y[0]), xs, HYPER)
+    mean, var = cached.mean_and_variance()
+    np.testing.assert_allclose(mean, ref_mean, atol=1e-8, rtol=0)
+    np.testing.assert_allclose(var, ref_var, atol=1e-8, rtol=0)

@@ -14,6 +14,7 @@ continues an interrupted replay.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if not args.report_only:
         spec = build_spec(args)
         total = len(spec.agents) * len(spec.seeds) * spec.rounds
+        started = time.perf_counter()
         with tracked(console, "replay", "rounds", total) as progress:
             outcome = run_replay(spec, out, workers=args.workers, on_rounds=progress.advance)
+        console.print(f"replay_wall_s {time.perf_counter() - started:.0f} s (the jobs not "
+                      f"saved before this command, {args.workers} workers)")
         if outcome.interrupted:
             console.print(f"[yellow]interrupted: {outcome.jobs_done} of {outcome.jobs_total} "
                           "(agent, seed) jobs are saved; run the same command again to continue")
