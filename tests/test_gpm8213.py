@@ -27,7 +27,7 @@ import drivers.power
 from drivers.power.gpm8213 import (
     Gpm8213Meter,
     Sample,
-    integrated_mean_w,
+    integrated_mean,
     parse_values,
     WindowMean,
     window_mean,
@@ -419,25 +419,56 @@ def test_a_window_covered_only_by_nan_readings_has_no_mean():
     assert window_mean(samples, 0.5, 2.0, max_span_s=1.0) is None
 
 
-def integrated(t_s: float, energy_wh: float, time_s: float, session: int = 1) -> Sample:
-    return Sample(t_s, 99.0, energy_wh=energy_wh, integrated_s=time_s, session=session)
+def integrated(t_s: float, energy_wh: float, time_s: float, session: int = 1,
+               asked_s: float = 0.005) -> Sample:
+    """A reading answered at t_s, asked for `asked_s` before."""
+    return Sample(t_s, 99.0, energy_wh=energy_wh, integrated_s=time_s, session=session,
+                  sent_s=t_s - asked_s)
 
 
 def test_integrated_mean_is_energy_over_time_between_the_readings_at_the_windows_edges():
     samples = [integrated(0.9, 1.0, 10.0), integrated(1.01, 1.001, 10.1),
                integrated(1.9, 1.005, 11.0), integrated(3.02, 1.0135, 12.1),
                integrated(3.9, 1.02, 13.0)]
-    # Edges of (1.0, 3.0]: the readings at 1.01 and 3.02: 0.0125 Wh = 45 J in 2 s.
-    assert integrated_mean_w(samples, 1.0, 3.0, max_lag_s=0.1) == pytest.approx(22.5)
+    # Edges of (1.0, 3.0]: the readings at 1.01 and 3.02: 0.0125 Wh = 45 J in 2 s; the
+    # window after the first edge's reply is surely inside the integrated interval.
+    mean = integrated_mean(samples, 1.0, 3.0, max_lag_s=0.1)
+    assert mean.power_w == pytest.approx(22.5)
+    assert mean.coverage == pytest.approx(0.995)
 
 
-def test_integrated_mean_is_none_across_a_reconnect_a_late_edge_or_a_stopped_integrator():
-    across_reconnect = [integrated(1.01, 1.0, 10.0, session=1), integrated(3.01, 1.1, 12.0, 2)]
-    assert integrated_mean_w(across_reconnect, 1.0, 3.0, max_lag_s=0.1) is None
-    late_edge = [integrated(1.2, 1.0, 10.0), integrated(3.01, 1.1, 12.0)]
-    assert integrated_mean_w(late_edge, 1.0, 3.0, max_lag_s=0.1) is None
+def test_a_reading_asked_for_before_the_edge_does_not_open_the_integrated_interval():
+    """Answered after the edge, but its integrator may hold energy from before it (a late
+    reply to a query sent in the previous round)."""
+    late_reply = integrated(1.05, 1.0, 10.0, asked_s=0.2)
+    samples = [late_reply, integrated(1.08, 1.0005, 10.08), integrated(3.01, 1.0105, 12.0)]
+    mean = integrated_mean(samples, 1.0, 3.0, max_lag_s=0.1)
+    assert mean.power_w == pytest.approx(0.01 * 3600 / 1.92)
+
+
+def test_a_reconnect_splits_the_integrated_window_into_the_spans_of_each_session():
+    """Each session's integrator counts from its own zero: the window's mean is their
+    energy over their time; the gap between them is not covered."""
+    samples = [integrated(1.01, 1.0, 10.0, session=1), integrated(1.9, 1.005, 10.9, session=1),
+               integrated(2.1, 0.0, 0.0, session=2), integrated(3.01, 0.005, 0.9, session=2)]
+    mean = integrated_mean(samples, 1.0, 3.0, max_lag_s=0.1)
+    assert mean.power_w == pytest.approx(0.01 * 3600 / 1.8)
+    assert mean.coverage == pytest.approx(((1.895 - 1.01) + (3.0 - 2.1)) / 2.0)
+
+
+def test_a_late_first_reading_shortens_the_integrated_coverage():
+    samples = [integrated(1.5, 1.0, 10.0), integrated(3.01, 1.006, 11.5)]
+    assert integrated_mean(samples, 1.0, 3.0, max_lag_s=0.1).coverage == pytest.approx(0.75)
+
+
+def test_integrated_mean_is_none_when_no_integrator_advanced_in_the_window():
     stopped = [integrated(1.01, 1.0, 10.0), integrated(3.01, 1.0, 10.0)]
-    assert integrated_mean_w(stopped, 1.0, 3.0, max_lag_s=0.1) is None
+    assert integrated_mean(stopped, 1.0, 3.0, max_lag_s=0.1) is None
+    one_reading_per_session = [integrated(1.01, 1.0, 10.0, session=1),
+                               integrated(3.01, 1.1, 12.0, session=2)]
+    assert integrated_mean(one_reading_per_session, 1.0, 3.0, max_lag_s=0.1) is None
+    after_the_end_read = [integrated(1.01, 1.0, 10.0), integrated(3.2, 1.1, 12.0)]
+    assert integrated_mean(after_the_end_read, 1.0, 3.0, max_lag_s=0.1) is None
 
 
 def test_values_parse_as_nr3_with_nan_missing():

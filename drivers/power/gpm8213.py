@@ -24,7 +24,12 @@ closed is noticed as soon as it closes (not after `timeout_s`) and logged as a d
 
 With ``use_integrator=True`` the meter's own integrator (``:INTEGrate:...``; the items
 ``WH`` and ``TIME`` replace ``Q`` and ``FI``) gives the window's mean power, since it
-misses no energy between polls; the polled samples remain the fallback.
+misses no energy between polls, NaN replies or a late one: the energy between the first
+readings asked for at or after each edge, over the integrator's own time between them. Its
+coverage is the share of the window after the first edge's reply (the part the integrated
+interval surely holds). A window whose edges could not be read that way (a reconnect
+between them resets the integrator, an edge answered too late) falls back to the polled
+samples.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,13 +80,15 @@ time since the previous one, but never for more than this (or one poll, if longe
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One answered value query: monotonic time of its reply, the items we use (NaN: missing)."""
+    """One answered value query: monotonic time of its reply, the items we use (NaN:
+    missing), and when the query was sent (the meter's values are from between the two)."""
 
     t_s: float
     power_w: float
     energy_wh: float = math.nan
     integrated_s: float = math.nan
     session: int = 0
+    sent_s: float = -math.inf
 
 
 @dataclass(frozen=True)
@@ -135,23 +142,34 @@ def window_mean(samples: Sequence[Sample], t0_s: float, t1_s: float,
     return WindowMean(weighted / covered_s, min(1.0, covered_s / (t1_s - t0_s)), count)
 
 
-def integrated_mean_w(samples: Sequence[Sample], t0_s: float, t1_s: float,
-                      max_lag_s: float) -> float | None:
-    """Mean power from the integrator between the first readings at or after each edge of
-    the window (the driver reads at both edges), no later than `max_lag_s` after it.
+def integrated_mean(samples: Sequence[Sample], t0_s: float, t1_s: float,
+                    max_lag_s: float) -> WindowMean | None:
+    """Mean power from the integrator over the window (t0_s, t1_s]: per session (a
+    reconnect resets the integrator), the energy and integrated time between its first
+    valid reading asked for at or after t0_s and its last one answered by t1_s + max_lag_s
+    (the driver reads at the end edge and waits that long); their sums give the mean.
 
-    Both readings must be of one session (a reconnect resets the integrator). None if there
-    is no such pair or the integrator did not advance.
+    The meter's values come from between a query and its reply, so a session surely
+    integrates from its first reply to its last query: the coverage is the share of the
+    window those spans hold. A reading asked for before t0_s may hold energy from before
+    the window and opens nothing. None if no session's integrator advanced.
     """
-    def at_edge(t_s: float) -> Sample | None:
-        return next((s for s in samples if t_s <= s.t_s <= t_s + max_lag_s
-                     and math.isfinite(s.energy_wh) and math.isfinite(s.integrated_s)), None)
-
-    first, last = at_edge(t0_s), at_edge(t1_s)
-    if (first is None or last is None or first.session != last.session
-            or last.integrated_s <= first.integrated_s or last.energy_wh < first.energy_wh):
+    spans: dict[int, tuple[Sample, Sample]] = {}
+    for s in samples:
+        if (s.sent_s >= t0_s and s.t_s <= t1_s + max_lag_s and math.isfinite(s.energy_wh)
+                and math.isfinite(s.integrated_s)):
+            first = spans.get(s.session, (s, s))[0]
+            spans[s.session] = (first, s)
+    energy_wh = integrated_s = covered_s = 0.0
+    for first, last in spans.values():
+        if last.integrated_s > first.integrated_s and last.energy_wh >= first.energy_wh:
+            energy_wh += last.energy_wh - first.energy_wh
+            integrated_s += last.integrated_s - first.integrated_s
+            covered_s += max(0.0, min(last.sent_s, t1_s) - first.t_s)
+    if integrated_s <= 0.0:
         return None
-    return (last.energy_wh - first.energy_wh) * 3600.0 / (last.integrated_s - first.integrated_s)
+    return WindowMean(energy_wh * 3600.0 / integrated_s,
+                      min(1.0, covered_s / (t1_s - t0_s)), 2 * len(spans))
 
 
 class _BadReply(MeterError):
@@ -280,14 +298,13 @@ class Gpm8213Meter:
         with self._lock:
             samples = list(self._samples)
         mean = window_mean(samples, t0, t1, max_span_s)
-        short = mean is None or mean.coverage < max(self.min_coverage, END_READ_BELOW)
-        if short or self.use_integrator:  # read the window's end (the integrator needs it)
-            self._poll_now.set()
-            with self._sampled:
-                self._sampled.wait_for(lambda: self._samples and self._samples[-1].t_s > t1,
-                                       timeout=self.poll_s + EDGE_WAIT_MARGIN_S)
-                samples = list(self._samples)
-            mean = window_mean(samples, t0, t1, max_span_s)
+        if self.use_integrator:  # the integrator needs a reading asked for after the end
+            mean = self._read_end(t1, lambda s: s.sent_s >= t1,
+                                  lambda got: self._integrated_or_polled(got, t0, t1))
+        elif mean is None or mean.coverage < max(self.min_coverage, END_READ_BELOW):
+            # the tail may be what saves a faulty meter's window
+            mean = self._read_end(t1, lambda s: s.t_s > t1,
+                                  lambda got: window_mean(got, t0, t1, max_span_s))
         if mean is None or mean.coverage < self.min_coverage:
             counters = self.stats()
             covered = 0.0 if mean is None else mean.coverage
@@ -296,14 +313,32 @@ class Gpm8213Meter:
                 f"{t1 - t0:.3f} s window, below meter.min_coverage {self.min_coverage:.0%} "
                 f"(errors so far {counters.errors}, last: {counters.last_error}); check the "
                 "meter and its connection")
-        power_w = mean.power_w
-        if self.use_integrator:
-            integrated = integrated_mean_w(samples, t0, t1,
-                                           max_lag_s=self.poll_s + EDGE_WAIT_MARGIN_S)
-            if integrated is not None:
-                power_w = integrated
-        return PowerReading(power_w=power_w, energy_j=power_w * (t1 - t0), duration_s=t1 - t0,
-                            samples=mean.samples, coverage=mean.coverage)
+        return PowerReading(power_w=mean.power_w, energy_j=mean.power_w * (t1 - t0),
+                            duration_s=t1 - t0, samples=mean.samples, coverage=mean.coverage)
+
+    def _integrated_or_polled(self, samples: list[Sample], t0: float,
+                              t1: float) -> WindowMean | None:
+        """The integrator's mean when it covers enough of the window, else the polled one."""
+        integrated = integrated_mean(samples, t0, t1, self._edge_lag_s)
+        if integrated is not None and integrated.coverage >= self.min_coverage:
+            return integrated
+        return window_mean(samples, t0, t1, max(self.poll_s, UPDATE_S))
+
+    @property
+    def _edge_lag_s(self) -> float:
+        """How long after an edge its reading may come: one poll in flight, then ours."""
+        return self.poll_s + EDGE_WAIT_MARGIN_S
+
+    def _read_end(self, t1: float, is_end: Callable[[Sample], bool],
+                  mean_of: Callable[[list[Sample]], WindowMean | None]) -> WindowMean | None:
+        """Ask for a reading now and wait (at most `_edge_lag_s`) for one that `is_end`;
+        the window's mean from the samples then."""
+        self._poll_now.set()
+        with self._sampled:
+            self._sampled.wait_for(lambda: self._samples and is_end(self._samples[-1]),
+                                   timeout=self._edge_lag_s)
+            samples = list(self._samples)
+        return mean_of(samples)
 
     def close(self) -> None:
         """Stop the poller (it finishes its query: up to `timeout_s`) and release the port."""
@@ -419,11 +454,12 @@ class Gpm8213Meter:
         self._drop_session()
 
     def _poll(self, session: _Session) -> None:
+        sent_s = time.monotonic()
         values = dict(zip(session.items, parse_values(self._query_value(session.instrument),
                                                       len(session.items))))
         with self._lock:
             sample = Sample(time.monotonic(), values["P"], values.get("WH", math.nan),
-                            values.get("TIME", math.nan), session.number)
+                            values.get("TIME", math.nan), session.number, sent_s)
             self._samples.append(sample)
             self._sampled.notify_all()
             self._counters.polls += 1
