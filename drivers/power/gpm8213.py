@@ -24,12 +24,11 @@ closed is noticed as soon as it closes (not after `timeout_s`) and logged as a d
 
 With ``use_integrator=True`` the meter's own integrator (``:INTEGrate:...``; the items
 ``WH`` and ``TIME`` replace ``Q`` and ``FI``) gives the window's mean power, since it
-misses no energy between polls, NaN replies or a late one: the energy between the first
-readings asked for at or after each edge, over the integrator's own time between them. Its
-coverage is the share of the window after the first edge's reply (the part the integrated
-interval surely holds). A window whose edges could not be read that way (a reconnect
-between them resets the integrator, an edge answered too late) falls back to the polled
-samples.
+misses no energy between polls, behind NaN replies or late ones: per session (a reconnect
+resets it), the energy over the integrator's own time between the first reading asked for
+inside the window and the last one, the reading at the window's end included. Its coverage
+is the share of the window those spans surely hold; below `min_coverage` (a hang-up every
+few readings leaves short sessions) the polled samples are used instead.
 """
 
 from __future__ import annotations
