@@ -1,6 +1,7 @@
 """The round engine: owns timing, learning order, recording and safe stopping.
 
-One round, on a monotonic clock with period ``round_s / speedup``:
+One round, on a monotonic clock with period ``round_s / speedup`` (none when stepped: the
+emulated vBS's `get` then simulates the round's TTIs, and step 3 is skipped):
 
 1. the agent selects a policy (from what the previous round showed);
 2. the probes start the round (the watchdog restarts a crashed process, traffic gets the
@@ -192,7 +193,7 @@ class RoundEngine:
         row = self._base_row(k, decision, policy)
         t_start = time.monotonic()
         row["t_start_s"] = t_start - self._t_origin
-        row["overrun_s"] = max(0.0, t_start - start_nominal)
+        row["overrun_s"] = max(0.0, t_start - start_nominal) if period else 0.0
 
         opened = None
         metering = False
@@ -209,10 +210,11 @@ class RoundEngine:
             row["invalid_reason"] = f"apply: {exc}"
 
         end_nominal = start_nominal + period
-        while end_nominal - time.monotonic() < period / 2:
-            end_nominal += period  # overran: skip to a deadline that leaves half a window
         busy_s = time.perf_counter() - t_begin
-        time.sleep(max(0.0, end_nominal - time.monotonic()))
+        if period:  # stepped (no period): the `get` below simulates the window
+            while end_nominal - time.monotonic() < period / 2:
+                end_nominal += period  # overran: skip to a deadline that leaves half a window
+            time.sleep(max(0.0, end_nominal - time.monotonic()))
 
         t_wake = t = time.perf_counter()
         try:

@@ -78,6 +78,8 @@ def emulator_command(cfg: HilConfig, python: str = sys.executable) -> list[str]:
            "--switch-epoch", str(emu.scenario.switch_epoch), "--seed", str(cfg.seed),
            "--round-s", str(cfg.round_s), "--speedup", str(cfg.clock.speedup),
            "--control", cfg.vbs.control_endpoint, "--meter", cfg.meter.endpoint]
+    if cfg.clock.mode == "stepped":
+        cmd.append("--stepped")
     if emu.scenario.trace is not None:
         cmd += ["--trace", str(emu.scenario.trace)]
     if emu.du is not None:
@@ -121,7 +123,8 @@ def make_meter(cfg: HilConfig, emulator_ready: dict) -> PowerMeter:
                              use_integrator=cfg.meter.use_integrator,
                              min_coverage=cfg.meter.min_coverage)
         return meter if cfg.clock.speedup == 1.0 else AcceleratedMeter(meter, cfg.clock.speedup)
-    return EmulatedMeter(emulator_ready["meter"], timeout_s=cfg.meter.timeout_s)
+    return EmulatedMeter(emulator_ready["meter"], timeout_s=cfg.meter.timeout_s,
+                         stepped=cfg.clock.mode == "stepped")
 
 
 @dataclass

@@ -73,6 +73,7 @@ def test_bad_yaml_syntax_names_the_line(tmp_path):
         ("name: x\nrounds: 0\n", "rounds"),
         ("name: x\nclock: {mode: accelerated, speedup: -1}\n", "clock.speedup"),
         ("name: x\nclock: {mode: realtime, speedup: 5}\n", "clock"),
+        ("name: x\nclock: {mode: stepped, speedup: 5}\n", "clock"),
         ("name: x\nagent: {name: nope}\n", "agent.name"),
         ("name: x\nagent: {name: ucb, gamma: 0.1}\n", "agent"),
         ("name: x\nagent: {name: bpvran, params: {max_pionts: 5}}\n", "agent"),
@@ -89,6 +90,13 @@ def test_invalid_values_name_file_and_key(tmp_path, text, key):
         load_config(write(tmp_path, text))
     assert err.value.key.startswith(key)
     assert str(err.value).startswith(f"{tmp_path / 'bad.yaml'}: {key}")
+
+
+def test_a_stepped_clock_with_a_wall_clock_meter_is_refused_naming_what_works(tmp_path):
+    with pytest.raises(ConfigError, match="stepped needs vbs.kind emulated and meter.kind "
+                                          "emulated"):
+        load_config(write(tmp_path, "name: x\nclock: {mode: stepped}\nmeter: {kind: gpm8213}\n"))
+    assert load_config(write(tmp_path, "name: x\nclock: {mode: stepped}\n")).period_s == 0.0
 
 
 def test_a_non_mapping_file_is_rejected(tmp_path):

@@ -92,6 +92,20 @@ def test_a_run_leaves_its_record_plot_and_exit_status(tmp_path):
     assert rounds["nof_tti"].min() > 0
 
 
+def test_a_stepped_run_measures_every_round_over_exactly_one_round_of_ttis(tmp_path):
+    """clock.mode stepped: no waiting on the wall clock, yet every window is round_s of
+    emulated time and its power is the emulated meter's reading of that window alone."""
+    config = write_config(tmp_path, rounds=300, **{"clock.mode": "stepped",
+                                                   "clock.speedup": 1.0})
+    assert main(["run", str(config)]) == 0
+    rounds = read_rounds(only_run_dir(tmp_path))
+    assert len(rounds) == 300 and rounds["valid"].all()
+    assert (rounds["nof_tti"] == 1000).all()
+    assert rounds["power_w"].between(8, 20).all()
+    assert np.allclose(rounds["energy_j"], rounds["power_w"] * 1.0, rtol=1e-3)
+    assert (rounds["overrun_s"] == 0).all()
+
+
 def test_resume_continues_a_finished_run_to_a_new_total(tmp_path):
     config = write_config(tmp_path, rounds=100, **{"clock.speedup": 500.0})
     assert main(["run", str(config)]) == 0

@@ -26,7 +26,7 @@ from drivers.emulated.meter import serve_meter_request
 from drivers.power.gpm8213 import parse_values
 from drivers.emulated.model import load_calibration
 from drivers.emulated.scenarios import Environment, Scenario, make_scenario
-from drivers.emulated.vbs import RNTI, EmulatedVbs
+from drivers.emulated.vbs import RNTI, EmulatedVbs, SteppedClock
 from drivers.rtctl.messages import Thresholds
 from drivers.rtctl.server import RtctlServer
 import hil.testbed
@@ -95,7 +95,8 @@ class Vbs:
     """An `EmulatedVbs` behind `RtctlServer.handle`: one session, replies as parsed JSON."""
 
     def __init__(self, scenario: str | Scenario = "A", *, seed: int = 0,
-                 clock: FakeClock | None = None, defaults: Thresholds | None = None) -> None:
+                 clock: FakeClock | SteppedClock | None = None,
+                 defaults: Thresholds | None = None) -> None:
         if isinstance(scenario, str):
             scenario = make_scenario(scenario, seed)
         self.clock = clock or FakeClock()
@@ -319,6 +320,21 @@ def test_a_set_closes_its_window_at_its_apply_tti_while_the_clock_runs() -> None
     reply = vbs.set({"dl_max_mcs": None})
     assert reply["window"]["tti_end"] == reply["applied_tti"]
     assert reply["cell"]["dl_mcs_mean"] == 0  # measured under the cap in force before
+
+
+def test_on_a_stepped_clock_every_get_closes_one_round_and_the_meter_reads_just_it() -> None:
+    """clock.mode stepped: no wall time, each round's window is exactly round_s of TTIs
+    from the `set` that opened it, and the emulated meter covers that window alone."""
+    vbs = Vbs(clock=SteppedClock())
+    vbs.get()
+    for thresholds in ({"dl_max_mcs": 5}, {"dl_max_mcs": None}, {"dl_prb_ratio": 0.3}):
+        opened = vbs.set(thresholds)
+        closed = vbs.get()
+        assert closed["window"]["tti_start"] == opened["applied_tti"]
+        assert closed["window"]["nof_tti"] == WINDOW_TTI
+        _, energy_j, ttis = vbs.backend.read_power()
+        assert ttis == WINDOW_TTI and energy_j > 0
+    assert vbs.get()["window"]["nof_tti"] == WINDOW_TTI  # a get alone: one more round
 
 
 # ---------------------------------------------------------------------------- set, reset, seq

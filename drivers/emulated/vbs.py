@@ -1,9 +1,10 @@
 """The emulated vBS: a separate process that speaks rtctl v1 like the patched srsENB.
 
 It binds the rtctl REP socket and a meter socket, and runs the link and power model over
-exactly the TTIs that elapse on its clock (wall time x speedup): on every request it first
-catches up, simulating the TTIs since the last request under the thresholds that were in
-force, so every KPI window is an exact sum over its TTIs. The environment (demand, CQI)
+exactly the TTIs that elapse on its clock (wall time x speedup, or, stepped, one round per
+KPI window): on every request it first catches up, simulating the TTIs since the last
+request under the thresholds that were in force, so every KPI window is an exact sum over
+its TTIs. The environment (demand, CQI)
 changes per epoch of `round_s` of emulated time, as the paper's scenarios do per round.
 
 Run by the testbed as ``python -m drivers.emulated.vbs --calibration ... --scenario A ...``;
@@ -77,6 +78,25 @@ class TtiClock:
         return time.monotonic() - self._origin
 
 
+class SteppedClock(TtiClock):
+    """Emulated time that the controller's requests move: a `get` closes its KPI window
+    exactly one round (`epoch_tti`) after the window opened, simulated as fast as the host
+    can (clock.mode: stepped). The floor of a round is then two round trips and the
+    simulation of its TTIs, not the round's length over a speedup; for learners over the
+    paper's 50 000-round horizon and for benchmarks. Nothing is paced by the wall clock, so
+    nothing slips."""
+
+    def __init__(self) -> None:
+        super().__init__(speedup=1.0)
+        self._tti = 0
+
+    def now(self) -> int:
+        return self._tti
+
+    def advance_to(self, tti: int) -> None:
+        self._tti = max(self._tti, tti)
+
+
 @dataclass
 class _Sums:
     """Running sums of a window (or of the meter's integration period)."""
@@ -109,6 +129,7 @@ class EmulatedVbs:
         self.scenario = scenario
         self.clock = clock or TtiClock()
         self.epoch_tti = max(1, round(round_s * 1000))
+        self.stepped = isinstance(self.clock, SteppedClock)
         self._rng = np.random.default_rng(seed)
         self._defaults = defaults or Thresholds()
         self._thresholds = self._defaults
@@ -156,9 +177,10 @@ class EmulatedVbs:
         return self._tti
 
     def due_tti(self) -> int:
-        """The TTI to simulate up to: now, unless that is too far ahead (the clock slips)."""
+        """The TTI to simulate up to: now, unless a wall-paced clock is too far ahead (it
+        slips)."""
         now = self.clock.now()
-        if now - self._tti > _MAX_LAG_TTI:
+        if now - self._tti > _MAX_LAG_TTI and not self.stepped:
             self.clock.slip(now - self._tti - _MAX_LAG_TTI)
             now = self._tti + _MAX_LAG_TTI
         return now
@@ -190,12 +212,16 @@ class EmulatedVbs:
         applied_tti = self.sync()
         self._thresholds = thresholds
         self._caps = self._caps_for(thresholds)
+        if self.stepped:  # the meter's window is the round's (the controller sends the
+            self._meter = _Sums()  # meter no start: it could overtake the round's `get`)
         self._window_ends_at_apply = True  # the server closes the window next: at this TTI
         return applied_tti
 
     def close_window(self) -> tuple[KpiWindow, CellKpis, dict[int, CellKpis]]:
         # A `set` closes the window where its thresholds took effect (rtctl v1, 6.3): TTIs
         # after that already ran under the new thresholds and belong to the next window.
+        if isinstance(self.clock, SteppedClock) and not self._window_ends_at_apply:
+            self.clock.advance_to(self._window_start[0] + self.epoch_tti)
         tti = self._tti if self._window_ends_at_apply else self.sync()
         self._window_ends_at_apply = False
         wall = self.clock.wall_s()
@@ -351,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--round-s", type=float, default=1.0)
     p.add_argument("--speedup", type=float, default=1.0)
+    p.add_argument("--stepped", action="store_true",
+                   help="each KPI window a `get` closes is one round of TTIs, simulated at once")
     p.add_argument("--control", default="tcp://127.0.0.1:0")
     p.add_argument("--meter", default="tcp://127.0.0.1:0")
     p.add_argument("--exit-with-parent", action="store_true",
@@ -368,16 +396,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     cal = model.load_calibration(args.calibration)
+    clock = SteppedClock() if args.stepped else TtiClock(args.speedup)
     vbs: EmulatedVbs
     if args.du_ues:
         from drivers.emulated.sliced_vbs import SlicedVbs, du_profile
         vbs = SlicedVbs(cal, du_profile(args.du_ues, args.du_seed), seed=args.seed,
-                        clock=TtiClock(args.speedup))
+                        clock=clock)
     else:
         scenario = make_scenario(args.scenario, args.seed, trace_path=args.trace,
                                  switch_epoch=args.switch_epoch)
         vbs = EmulatedVbs(cal, scenario, seed=args.seed, round_s=args.round_s,
-                          clock=TtiClock(args.speedup))
+                          clock=clock)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
