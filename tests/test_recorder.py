@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import pickle
 import re
 import shutil
@@ -416,10 +417,29 @@ def test_journal_is_fsynced_at_most_every_fsync_every_s(
     for i in range(8):  # 0.25 s apart: 2 s in all
         clock_s[0] += 0.25
         recorder.append(make_row(i))
+    recorder._fsync.wait()  # they run on the recorder's fsync thread
     assert len(fsyncs) == 2
     fsyncs.clear()
     recorder.close()
     assert fsyncs, "close must fsync"
+
+
+def test_a_failed_background_fsync_is_raised_by_the_next_append_naming_the_journal(
+    run_dir: RunDirectory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock_s = [100.0]
+    monkeypatch.setattr(hil.recorder, "monotonic", lambda: clock_s[0])
+    recorder = RoundRecorder(run_dir, fsync_every_s=1.0)
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(hil.recorder.os, "fsync", failing_fsync)
+    clock_s[0] += 2.0
+    recorder.append(make_row(0))  # asks the fsync thread, which fails
+    recorder._fsync.wait()
+    with pytest.raises(RecorderError, match=r"rounds\.arrow to the disk: Input/output error"):
+        recorder.append(make_row(1))
 
 
 # --- metadata and checkpoints ---------------------------------------------------------------

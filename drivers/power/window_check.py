@@ -8,6 +8,7 @@ value query. `hil bench` prints the figures and RELIABILITY.md tabulates them.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ def check_windows(*, windows: int, window_s: float, poll_s: float, plan: FaultPl
     twin = ScpiMeterTwin(source, fault_delay_s=plan.delay_s).start()
     meter = Gpm8213Meter(twin.resource, poll_s=poll_s, timeout_s=max(0.5, 2 * plan.delay_s),
                          use_integrator=use_integrator, min_coverage=min_coverage)
+    driver_log = logging.getLogger(Gpm8213Meter.__module__)
+    level = driver_log.level
+    driver_log.setLevel(logging.ERROR)  # the faults are injected: a warning each is noise
     try:
         time.sleep(2 * poll_s)
         plan.apply(twin)
@@ -108,6 +112,7 @@ def check_windows(*, windows: int, window_s: float, poll_s: float, plan: FaultPl
             errors.append(abs(reading.power_w - power_w))
             coverages.append(reading.coverage)
     finally:
+        driver_log.setLevel(level)
         meter.close()
         twin.close()
     return WindowCheck(windows, len(errors), max(errors, default=float("nan")),
