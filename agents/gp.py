@@ -16,9 +16,10 @@ observed as y = f(x) + e with e ~ N(0, noise_var). With K = k(X, X) + noise_var 
 
 Adding an observation appends one row to L instead of refactorising (O(n^3)); z =
 L^-1 (y - m0) grows by one entry the same way. L^-1 is kept beside L and extended by one
-row too (O(n^2)): numpy has no triangular solve and scipy is not a dependency, so L^-1
-turns every solve into a matrix product (torch has one, but its per-call overhead on small
-matrices and its import time cost more than it saves here).
+row too (O(n^2)): numpy has no triangular solve, so L^-1 turns every solve into a matrix
+product, including the block update of `CachedPosterior` (a BLAS call with no per-call
+dispatch of scipy's or torch's solvers, whose overhead on these small systems was never
+measured against it).
 
 A decision asks for the posterior at the same query inputs again and again (BP-vRAN: one
 context bin against every policy). `CachedPosterior` keeps V = L^-1 k(X, Q) for such a set
