@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -254,6 +255,22 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     return run(args, console)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from hil.serve import LiveServer
+
+    server = LiveServer([Path(p) for p in args.paths], host=args.host, port=args.port,
+                        token=args.token).start()
+    console.print(f"serving {len(server.runs.all())} run(s) at [bold]{server.url}[/] "
+                  "(metrics: /metrics); Ctrl-C stops", soft_wrap=True, highlight=False)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
 def cmd_srsran_build(args: argparse.Namespace) -> int:
     from tools.srsran.command import run
 
@@ -459,6 +476,18 @@ def build_parser() -> argparse.ArgumentParser:
     srs_build.add_argument("--no-install-deps", action="store_true",
                            help="only check the Debian build packages, install none")
     srs_build.set_defaults(func=cmd_srsran_build)
+
+    serve = sub.add_parser("serve", help="the live view of runs: /metrics for Prometheus, "
+                           "/api/runs, /api/rounds (read-only, beside the runs)")
+    serve.add_argument("paths", nargs="*", default=["runs"], metavar="PATH",
+                       help="run directories or folders of runs (default: runs)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: %(default)s; any other needs a "
+                            "token)")
+    serve.add_argument("--port", type=int, default=8765, help="default: %(default)s")
+    serve.add_argument("--token", help="required of every request when not on loopback "
+                       "(default: generated and printed)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -22,6 +22,7 @@ from agents.policy_space import NAMED_SPACES, PAPER_SPACE, PolicySpace
 from agents.registry import AGENTS, agent_params
 from drivers.emulated.sshd import Sshd
 from hil.errors import ConfigError
+from hil.recorder import SEGMENT_ROWS
 from hil.validation import StrictModel, read_yaml, validate
 
 
@@ -289,6 +290,8 @@ class RewardConfig(StrictModel):
 class RecordingConfig(StrictModel):
     out_dir: Path = Path("runs")
     checkpoint_every: int = Field(500, ge=1, description="rounds between checkpoints")
+    segment_rows: int = Field(SEGMENT_ROWS, ge=1, description="rows of a live run's journal "
+                              "compacted into each Parquet segment (hil/recorder.py)")
     plot: bool = True
 
 

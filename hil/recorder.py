@@ -69,6 +69,9 @@ META_NAME = "run.json"
 SEGMENT_ROWS = 10_000
 """A live journal is compacted into a Parquet segment every this many rows (~36 MB)."""
 FIRST_ROW_KEY = b"first_row"
+START_ROWS_KEY = b"start_rows"
+"""How many rows the journal held when it was written (a resume's kept rows; 0 after a
+compaction): a reader that saw more rows knows the resume dropped the rest (hil/follow.py)."""
 CHECKPOINT_NAME = "checkpoint/state.pkl"
 
 
@@ -322,7 +325,8 @@ class RoundRecorder:
         """Atomically create the journal holding `rows` from row `first_row`, then open it
         for appending."""
         header = schema.with_metadata({**(schema.metadata or {}),
-                                       FIRST_ROW_KEY: str(first_row).encode()})
+                                       FIRST_ROW_KEY: str(first_row).encode(),
+                                       START_ROWS_KEY: str(rows.num_rows).encode()})
 
         def write_journal(f: BinaryIO) -> None:
             f.write(header.serialize())

@@ -147,12 +147,13 @@ def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
             rows = run_dir.read_rounds().to_pylist()
             replay_rows = [r for r in rows if r["round"] >= checkpoint["round"]]
             first_round = checkpoint["round"] + len(replay_rows)
-            recorder = RoundRecorder.resume(run_dir, keep_rounds_below=first_round)
+            recorder = RoundRecorder.resume(run_dir, keep_rounds_below=first_round,
+                                            segment_rows=cfg.recording.segment_rows)
         else:
             prepare = getattr(agent, "prepare", None)  # once per fresh run, e.g. pretraining:
             if prepare is not None:                    # before the testbed, which would idle
                 prepare()
-            recorder = RoundRecorder(run_dir)
+            recorder = RoundRecorder(run_dir, segment_rows=cfg.recording.segment_rows)
     except BaseException as exc:  # run.json must not stay at `running`
         run_dir.update_meta(stop_utc=_now(), exit={
             "status": "failed", "reason": str(exc) if isinstance(exc, HilError)

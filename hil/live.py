@@ -1,0 +1,213 @@
+"""What `hil serve` knows about the runs it follows: their rows, totals and agent.
+
+Read-only and outside the round loop: everything here comes from the files the recorder
+and the engine write (hil/follow.py reads the rows; run.json and the checkpoint give the
+run's name, agent and the agent's state). Nothing secret leaves this module: a run is
+described by its name, testbed, agent, status and counts, never by its config (which
+holds SSH key paths and host names).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from hil.errors import HilError, RecorderError
+from hil.follow import RunFollower
+from hil.recorder import META_NAME, RunDirectory
+
+TOP_POLICIES = 10
+"""Policy probabilities exported per run: the most likely ones, not all 1080 series."""
+TABLES = ("rounds", "cells")
+"""A run directory records `rounds`; a `hil collect` sweep records `cells`."""
+
+
+def reason_kind(reason: str) -> str:
+    """An invalid round's reason without its particulars (addresses, numbers), for a
+    metric label: the text before the first colon, parentheses dropped."""
+    head = re.sub(r"\([^)]*\)", "", reason).split(":", 1)[0]
+    return " ".join(head.split())[:60] or "unknown"
+
+
+@dataclass
+class Totals:
+    """Counters over every row so far, and the last row's gauges."""
+
+    rows: int = 0
+    invalid: dict[str, int] = field(default_factory=dict)
+    violations: int = 0
+    energy_j: float = 0.0
+    dl_bits: int = 0
+    ul_bits: int = 0
+    restarts: int = 0
+    last: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, rows: pa.Table) -> None:
+        self.rows += rows.num_rows
+        names = set(rows.column_names)
+        for column, attr in (("violations", "violations"), ("energy_j", "energy_j"),
+                             ("dl_bits", "dl_bits"), ("ul_bits", "ul_bits")):
+            if column in names:
+                values = rows.column(column).to_numpy(zero_copy_only=False)
+                total = np.nansum(values.astype(np.float64))
+                setattr(self, attr, type(getattr(self, attr))(getattr(self, attr) + total))
+        if "invalid_reason" in names:
+            for reason in rows.column("invalid_reason").drop_null().to_pylist():
+                kind = reason_kind(reason)
+                self.invalid[kind] = self.invalid.get(kind, 0) + 1
+        if rows.num_rows:
+            self.last = {k: v for k, v in rows.slice(rows.num_rows - 1).to_pylist()[0].items()}
+            restarts = self.last.get("testbed_restarts")
+            if restarts is not None:
+                self.restarts = max(self.restarts, int(restarts))
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """The agent as its last checkpoint left it."""
+
+    round: int
+    top: list[tuple[int, float]]  # (policy index, probability), most likely first
+    entropy_bits: float
+    gamma: float | None
+
+
+class FollowedRun:
+    """One followed directory: its rows (kept as Arrow chunks), totals and agent view."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.table = next((t for t in TABLES if _has_table(self.path, t)), "rounds")
+        self.follower = RunFollower(self.path, schema=pa.schema([]), table=self.table)
+        self.lock = threading.Lock()
+        self._chunks: list[pa.Table] = []
+        self.totals = Totals()
+        self.error: str | None = None
+        self._rewinds_seen = 0
+        self._agent: AgentView | None = None
+        self._checkpoint_mtime = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def refresh(self) -> None:
+        """Take the rows recorded since the last refresh; note a removed directory."""
+        try:
+            rows = self.follower.poll()
+        except (RecorderError, OSError, pa.ArrowException) as exc:
+            self.error = str(exc)
+            return
+        with self.lock:
+            self.error = None
+            if self.follower.rewinds > self._rewinds_seen:
+                self._rewinds_seen = self.follower.rewinds
+                self._rewind(self.follower.delivered - rows.num_rows)
+            if rows.num_rows:
+                self._chunks.append(rows)
+                self.totals.add(rows)
+
+    def _rewind(self, keep: int) -> None:
+        """The run dropped rows (a resume from an older checkpoint): forget them; counters
+        are recomputed from the rows kept."""
+        kept = pa.concat_tables(self._chunks).slice(0, keep) if self._chunks else None
+        self._chunks = [kept] if kept is not None and kept.num_rows else []
+        self.totals = Totals()
+        for chunk in self._chunks:
+            self.totals.add(chunk)
+
+    def rows(self, since: int, limit: int) -> list[dict[str, Any]]:
+        """Rows since..since+limit as JSON-ready dicts (NaN as null, times as ISO text)."""
+        with self.lock:
+            if not self._chunks or since >= self.totals.rows:
+                return []
+            table = pa.concat_tables(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+            self._chunks = [table]  # concatenated once, kept so
+            part = table.slice(since, limit)
+        return [{k: _json_value(v) for k, v in row.items()} for row in part.to_pylist()]
+
+    def describe(self) -> dict[str, Any]:
+        """What /api/runs says about the run: nothing from the config but its name."""
+        meta = self._meta()
+        exit_ = meta.get("exit") or {}
+        with self.lock:
+            rows, restarts = self.totals.rows, self.totals.restarts
+        return {
+            "run": self.name, "table": self.table, "rows": rows,
+            "testbed": (meta.get("config") or {}).get("name"), "agent": meta.get("agent"),
+            "status": exit_.get("status", "running" if meta else "unknown"),
+            "start_utc": meta.get("start_utc"), "stop_utc": meta.get("stop_utc"),
+            "testbed_restarts": restarts, "rewinds": self.follower.rewinds, "error": self.error,
+        }
+
+    def agent_view(self) -> AgentView | None:
+        """Probabilities, entropy and gamma from the last checkpoint (rebuilt when it
+        changes); None for a run without one or whose agent cannot be rebuilt here."""
+        checkpoint = self.path / "checkpoint" / "state.pkl"
+        try:
+            mtime = checkpoint.stat().st_mtime
+        except OSError:
+            return self._agent
+        if mtime != self._checkpoint_mtime:
+            self._checkpoint_mtime = mtime
+            self._agent = self._load_agent()
+        return self._agent
+
+    def _load_agent(self) -> AgentView | None:
+        from hil.config import config_from_dict
+        from hil.run import build_agent
+
+        try:
+            meta = self._meta()
+            state = RunDirectory(self.path).load_checkpoint()
+            if not meta.get("config") or state is None:
+                return None
+            agent = build_agent(config_from_dict(dict(meta["config"]), str(self.path)))
+            agent.load_state_dict(state["agent"])
+            probs = np.asarray(agent.probabilities(), dtype=np.float64)
+        except (HilError, KeyError, TypeError, ValueError, OSError):
+            return None
+        order = np.argsort(-probs, kind="stable")[:TOP_POLICIES]
+        nonzero = probs[probs > 0]
+        return AgentView(int(state["round"]), [(int(i), float(probs[i])) for i in order],
+                         float(-(nonzero * np.log2(nonzero)).sum()),
+                         getattr(agent, "gamma", None))
+
+    def _meta(self) -> dict[str, Any]:
+        try:
+            return RunDirectory(self.path).read_meta()
+        except RecorderError:
+            return {}
+
+
+def _has_table(path: Path, table: str) -> bool:
+    return any(path.glob(f"{table}.arrow")) or any(path.glob(f"{table}.*parquet"))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """The run directories among `paths`: each one that is a run (has run.json), and the
+    runs directly inside each one that is not (a `runs/` folder)."""
+    found = []
+    for path in paths:
+        if (path / META_NAME).exists():
+            found.append(path)
+        elif path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if (p / META_NAME).exists()))
+    return found

@@ -1,0 +1,195 @@
+"""`hil serve`: the live view beside a run, read-only. Its counters never go back and end
+equal to what the run recorded; its rows API hands out every row exactly once, across
+journal compactions and a resume; bad requests get clear errors; nothing secret is served."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from hil.recorder import RoundRecorder, RunDirectory, read_rounds
+from hil.serve import LiveServer
+
+from round_rows import make_row
+from testbed_yaml import REPO, write_config
+
+COUNTERS = ("hil_rounds", "hil_energy_joules", "hil_dl_bits", "hil_ul_bits",
+            "hil_cap_violations", "hil_invalid_rounds")
+
+
+def get(server: LiveServer, path: str, token: str | None = None) -> tuple[int, bytes]:
+    host, port = server.httpd.server_address[:2]
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def counters(server: LiveServer) -> dict[tuple, float]:
+    status, body = get(server, "/metrics")
+    assert status == 200
+    found = {}
+    for family in text_string_to_metric_families(body.decode()):
+        if family.name in COUNTERS:
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def page(server: LiveServer, run: str, since: int) -> dict:
+    status, body = get(server, f"/api/rounds?run={run}&since={since}&limit=50")
+    assert status == 200, body
+    return json.loads(body)
+
+
+@pytest.mark.e2e
+def test_a_live_run_is_followed_row_by_row_across_compactions_and_a_resume(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    config = write_config(tmp_path, rounds=300, **{"clock.speedup": 100.0,
+                                                   "recording.segment_rows": 64})
+    server = LiveServer([runs], port=0).start()
+    try:
+        rows: list[dict] = []
+        last: dict[tuple, float] = {}
+
+        def follow_while(process: subprocess.Popen) -> None:
+            nonlocal last
+            while True:
+                done = process.poll() is not None
+                now = counters(server)
+                assert all(now.get(key, 0.0) >= value for key, value in last.items()), \
+                    "a counter went back"
+                last = now
+                for run in json.loads(get(server, "/api/runs")[1])["runs"]:
+                    while True:
+                        reply = page(server, run["run"], len(rows))
+                        rows.extend(reply["rows"])
+                        if not reply["rows"]:
+                            break
+                if done:
+                    return
+                time.sleep(0.05)
+
+        hil = [sys.executable, "-m", "hil.cli", "run"]
+        follow_while(subprocess.Popen([*hil, str(config)], cwd=REPO))
+        (run_dir,) = runs.iterdir()
+        follow_while(subprocess.Popen([*hil, "--resume", str(run_dir), "--rounds", "450"],
+                                      cwd=REPO))
+        deadline = time.monotonic() + 10
+        while len(rows) < 450 and time.monotonic() < deadline:  # the last refresh
+            time.sleep(0.1)
+            rows.extend(page(server, run_dir.name, len(rows))["rows"])
+
+        recorded = read_rounds(run_dir)
+        assert [row["round"] for row in rows] == list(range(450)) == recorded["round"].tolist()
+        assert [row["power_w"] for row in rows] == recorded["power_w"].tolist()
+        assert list(run_dir.glob("rounds.*-*.parquet")) == []  # closed: merged into one file
+        final = counters(server)
+        labels = next(key[1] for key in final if key[0] == "hil_rounds_total")
+        assert final[("hil_rounds_total", labels)] == 450
+        assert final[("hil_energy_joules_total", labels)] == pytest.approx(
+            recorded["energy_j"].sum(), rel=1e-9)
+        assert final[("hil_dl_bits_total", labels)] == recorded["dl_bits"].sum()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def served_run(tmp_path):
+    run_dir = RunDirectory.create(tmp_path / "runs", "run-a")
+    run_dir.write_meta({"config": {"name": "bench-1", "hosts": {
+        "bbu": {"key_path": "/secret/id_ed25519", "hostname": "10.0.0.7"}}}, "agent": "bsvbs"})
+    with RoundRecorder(run_dir) as recorder:
+        for i in range(5):
+            recorder.append({**make_row(i), "invalid_reason": None if i % 2 else
+                             f"measure: power meter TCPIP0::10.0.0.{i}::23::SOCKET: {i} % covered"})
+    server = LiveServer([tmp_path / "runs"], port=0).start()
+    yield server, run_dir
+    server.stop()
+
+
+def test_bad_requests_get_clear_errors_and_the_server_stays_up(served_run):
+    server, run_dir = served_run
+    status, body = get(server, "/api/rounds?run=nope&since=0")
+    assert status == 404 and b"unknown run 'nope'; followed: run-a" in body
+    for since in ("-1", "abc"):
+        status, body = get(server, f"/api/rounds?run=run-a&since={since}")
+        assert status == 400 and b"since must be a whole number >= 0" in body
+    assert get(server, "/nowhere")[0] == 404
+    for path in run_dir.path.iterdir():
+        path.unlink()
+    run_dir.path.rmdir()
+    time.sleep(1.0)  # a refresh finds it gone
+    status, body = get(server, "/api/runs")
+    assert status == 200 and b"not a directory" in body
+    assert get(server, "/metrics")[0] == 200
+
+
+def test_invalid_rounds_are_counted_by_reason_without_their_particulars(served_run):
+    server, _ = served_run
+    found = counters(server)
+    reasons = {dict(labels)["reason"]: value for (name, labels), value in found.items()
+               if name == "hil_invalid_rounds_total"}
+    assert reasons == {"measure": 3.0}
+
+
+def test_nothing_secret_is_served(served_run):
+    server, _ = served_run
+    for path in ("/api/runs", "/metrics", "/api/rounds?run=run-a&since=0"):
+        body = get(server, path)[1]
+        assert b"/secret/id_ed25519" not in body and b"10.0.0.7" not in body
+
+
+def test_off_loopback_every_request_needs_the_token(tmp_path):
+    (tmp_path / "runs").mkdir()
+    server = LiveServer([tmp_path / "runs"], host="0.0.0.0", port=0).start()
+    try:
+        assert server.token and f"token={server.token}" in server.url
+        status, body = get(server, "/metrics")
+        assert status == 401 and b"token is required" in body
+        assert get(server, "/metrics", token="wrong")[0] == 401
+        assert get(server, "/metrics", token=server.token)[0] == 200
+        assert get(server, f"/api/runs?token={server.token}")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_a_missing_path_or_a_taken_port_is_refused_naming_it(tmp_path):
+    from hil.serve import ServeError
+
+    with pytest.raises(ServeError, match="no such path"):
+        LiveServer([tmp_path / "nope"])
+    (tmp_path / "runs").mkdir()
+    first = LiveServer([tmp_path / "runs"], port=0)
+    try:
+        with pytest.raises(ServeError, match="cannot listen on 127.0.0.1:"):
+            LiveServer([tmp_path / "runs"], port=first.httpd.server_address[1])
+    finally:
+        first.httpd.server_close()
+        first.runs.stop()
+
+
+def test_rows_pages_hold_each_row_once(served_run):
+    server, _ = served_run
+    seen, since = [], 0
+    while True:
+        status, body = get(server, f"/api/rounds?run=run-a&since={since}&limit=2")
+        reply = json.loads(body)
+        if not reply["rows"]:
+            break
+        seen.extend(row["round"] for row in reply["rows"])
+        since = reply["next"]
+    assert seen == list(range(5))
