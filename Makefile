@@ -8,11 +8,13 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 CONFIG ?= testbed_configs/zmq-emulated-16.yaml
 RUN_ARGS ?=
+# The live view beside `make run` (hil serve: a page, /metrics); SERVE= turns it off.
+SERVE ?= 127.0.0.1:8765
 # Debian packages (installed only when missing, with root or sudo): a real sshd, which the
 # default job reaches its emulated BBU host through and the SSH driver's tests use; iperf3
-# for the traffic driver's tests.
+# for the traffic driver's tests; chromium and its driver for the test of hil serve's page.
 DEB_RUN_PACKAGES ?= openssh-server
-DEB_TEST_PACKAGES ?= openssh-server iperf3
+DEB_TEST_PACKAGES ?= openssh-server iperf3 chromium chromium-driver
 # The local sshd of the emulated testbed (testbed_configs/zmq-emulated.yaml names this port).
 SSHD_DIR  ?= .hil/sshd
 SSHD_PORT ?= 2222
@@ -41,7 +43,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 venv: $(VENV)/.installed
 
 run: $(VENV)/.installed sshd
-	$(BIN)/hil run $(CONFIG) $(RUN_ARGS)
+	$(BIN)/hil run $(CONFIG) $(if $(SERVE),--serve $(SERVE)) $(RUN_ARGS)
 
 # Installs the missing ones among $(1).
 define deb_install

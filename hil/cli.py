@@ -24,7 +24,10 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.console import Console
@@ -40,6 +43,10 @@ from rich.progress import (
 from agents.registry import AGENTS
 from drivers.srsran.series import DEFAULT_PREFIX
 from hil.errors import ConfigError, HilError
+
+if TYPE_CHECKING:
+    from hil.config import HilConfig
+    from hil.recorder import RunDirectory
 
 DEFAULT_CONFIG = Path("testbed_configs/zmq-emulated.yaml")
 DEFAULT_CALIBRATION = Path("testbed_configs/calibration/srsran-zmq.yaml")
@@ -87,8 +94,6 @@ class _RoundLog:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hil import run as runmod
-    from hil.recorder import read_rounds
-    from hil.summary import summarise
 
     if args.resume:
         if args.agent or args.seed is not None or args.out:
@@ -108,6 +113,38 @@ def cmd_run(args: argparse.Namespace) -> int:
             Path(args.out) if args.out else None)
     console.print(f"run directory: [bold]{run_dir.path}[/]")
     _note_pure_exploration(cfg)
+    with _live_view(run_dir.path, args.serve):
+        return _run_and_summarise(args, cfg, run_dir)
+
+
+@contextmanager
+def _live_view(run_path: Path, address: str | None) -> Iterator[None]:
+    """`hil serve` beside the run while it lasts, when asked (--serve); a live view that
+    cannot start is reported and the run goes on without it."""
+    if address is None:
+        yield
+        return
+    from hil.serve import ServeError, spawn
+
+    try:
+        process, url = spawn([run_path], address)
+    except ServeError as exc:
+        console.print(f"[yellow]no live view: {escape(str(exc))}", soft_wrap=True)
+        yield
+        return
+    console.print(f"live view: [bold]{url}[/] (Prometheus: {url.split('?')[0]}metrics)",
+                  soft_wrap=True, highlight=False)
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def _run_and_summarise(args: argparse.Namespace, cfg: HilConfig, run_dir: RunDirectory) -> int:
+    from hil import run as runmod
+    from hil.recorder import read_rounds
+    from hil.summary import summarise
 
     log = None if console.is_terminal else _RoundLog(cfg.rounds)
     with _progress() as progress:
@@ -291,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int)
     run.add_argument("--out", help="parent folder of the run directory (default: runs/)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or crashed run")
+    run.add_argument("--serve", nargs="?", const="127.0.0.1:8765", metavar="HOST:PORT",
+                     help="the live view (hil serve) beside the run; prints its URL "
+                          "(default address: %(const)s)")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="preflight: is this testbed ready? one line per check")

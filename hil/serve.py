@@ -5,6 +5,8 @@
 PATHs are run directories, folders of runs (`runs/`, where new runs are picked up as they
 start) or `hil collect` outputs; default `runs/`. It serves
 
+    /                                 a page: every run's reward, power and throughput
+                                      over rounds, its invalid rounds by reason
     /metrics                          Prometheus text format (prometheus_client)
     /api/runs                         the followed runs: name, testbed, agent, status, rows
     /api/rounds?run=NAME&since=N      recorded rows N.. of a run as JSON (at most `limit`,
@@ -21,7 +23,11 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +43,7 @@ from hil.errors import HilError
 from hil.live import FollowedRun, find_runs
 
 REFRESH_S = 0.5
+PAGE = Path(__file__).with_name("live_page.html")
 PAGE_LIMIT = 1000
 MAX_LIMIT = 10_000
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -167,7 +174,9 @@ def make_handler(runs: Runs, registry: CollectorRegistry,
                            "Authorization: Bearer TOKEN or ?token=TOKEN (printed by hil serve)"})
                 return
             try:
-                if url.path == "/metrics":
+                if url.path in ("/", "/index.html"):
+                    self._send(HTTPStatus.OK, PAGE.read_bytes(), "text/html; charset=utf-8")
+                elif url.path == "/metrics":
                     self._send(HTTPStatus.OK, generate_latest(registry),
                                "text/plain; version=0.0.4; charset=utf-8")
                 elif url.path == "/api/runs":
@@ -272,3 +281,33 @@ class LiveServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.runs.stop()
+
+
+def spawn(paths: list[Path], address: str, wait_s: float = 10.0) -> tuple[subprocess.Popen, str]:
+    """`hil serve PATHS` in a process of its own (never in the caller's round loop), on
+    `address` ("HOST:PORT"); returns it and its URL once it answers. ServeError if it
+    cannot start (the port taken, say), with what it said."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ServeError(f"--serve {address!r}: expected HOST:PORT, e.g. 127.0.0.1:8765")
+    token = None if host in LOOPBACK else secrets.token_urlsafe(16)
+    command = [sys.executable, "-m", "hil.cli", "serve", *map(str, paths), "--host", host,
+               "--port", port, *(["--token", token] if token else [])]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
+    probe = urllib.request.Request(f"http://{host}:{port}/api/runs")
+    if token:
+        probe.add_header("Authorization", f"Bearer {token}")
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            said = (process.stderr.read() if process.stderr else "").strip()
+            raise ServeError(f"hil serve on {address} exited at start: {said or 'no message'}")
+        try:
+            with urllib.request.urlopen(probe, timeout=1.0):
+                return process, url
+        except OSError:
+            time.sleep(0.1)
+    process.terminate()
+    raise ServeError(f"hil serve on {address} did not answer within {wait_s:.0f} s")

@@ -114,8 +114,9 @@ def served_run(tmp_path):
         "bbu": {"key_path": "/secret/id_ed25519", "hostname": "10.0.0.7"}}}, "agent": "bsvbs"})
     with RoundRecorder(run_dir) as recorder:
         for i in range(5):
-            recorder.append({**make_row(i), "invalid_reason": None if i % 2 else
-                             f"measure: power meter TCPIP0::10.0.0.{i}::23::SOCKET: {i} % covered"})
+            recorder.append({**make_row(i), "valid": bool(i % 2), "invalid_reason": None if i % 2
+                             else f"measure: power meter TCPIP0::10.0.0.{i}::23::SOCKET: {i} % "
+                             "covered"})
     server = LiveServer([tmp_path / "runs"], port=0).start()
     yield server, run_dir
     server.stop()
@@ -193,3 +194,55 @@ def test_rows_pages_hold_each_row_once(served_run):
         seen.extend(row["round"] for row in reply["rows"])
         since = reply["next"]
     assert seen == list(range(5))
+
+
+def test_the_page_draws_every_row_the_api_has(served_run, tmp_path):
+    """In a real headless browser (Debian's chromium, driven by selenium): the page loads,
+    lists the run, and its charts hold one point per row; the screenshot is kept."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server, _ = served_run
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--window-size=1000,900"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        driver.get(server.url)
+        section = WebDriverWait(driver, 20).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, 'section.run[data-run="run-a"]'))
+        total = json.loads(get(server, "/api/runs")[1])["runs"][0]["rows"]
+        assert int(section.get_attribute("data-rows")) == total == 5
+        for line in section.find_elements(By.CSS_SELECTOR, 'polyline[data-column="power_w"]'):
+            assert len(line.get_attribute("points").split()) == total
+        assert "measure" in section.find_element(By.CSS_SELECTOR, "table.invalid").text
+        assert "run-a" in driver.find_element(By.ID, "runs").text
+        driver.save_screenshot(str(tmp_path / "hil-serve-page.png"))
+    finally:
+        driver.quit()
+    assert (tmp_path / "hil-serve-page.png").stat().st_size > 0
+
+
+@pytest.mark.e2e
+def test_hil_run_serve_prints_the_live_view_and_a_taken_port_does_not_stop_the_run(
+        tmp_path, capsys):
+    import socket
+
+    from drivers.emulated.sshd import free_port
+    from hil.cli import main
+
+    config = write_config(tmp_path, rounds=50, **{"clock.speedup": 200.0})
+    port = free_port()
+    assert main(["run", str(config), "--serve", f"127.0.0.1:{port}"]) == 0
+    assert f"live view: http://127.0.0.1:{port}/" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        assert main(["run", str(config), "--serve", f"127.0.0.1:{busy}"]) == 0
+    said = capsys.readouterr().err  # the console writes to stderr
+    assert "no live view: hil serve on" in said and "cannot listen" in said
