@@ -77,6 +77,16 @@ class AgentView:
     top: list[tuple[int, float]]  # (policy index, probability), most likely first
     entropy_bits: float
     gamma: float | None
+    grid: list[list[float]]  # the probabilities as summary.png's heat map lays them out
+    dl_labels: list[str]  # one per grid row: "gain dB / max MCS / PRB ratio"
+    ul_labels: list[str]  # one per grid column: "max MCS / PRB ratio"
+    children: dict[str, float]  # MetBS: each child's share of the rounds (eq. 10's y)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"round": self.round, "gamma": self.gamma, "entropy_bits": self.entropy_bits,
+                "top": [{"policy": p, "probability": q} for p, q in self.top],
+                "grid": self.grid, "dl_labels": self.dl_labels, "ul_labels": self.ul_labels,
+                "children": self.children}
 
 
 class FollowedRun:
@@ -164,21 +174,32 @@ class FollowedRun:
         from hil.config import config_from_dict
         from hil.run import build_agent
 
+        from hil.plots import probability_grid
+
         try:
             meta = self._meta()
             state = RunDirectory(self.path).load_checkpoint()
             if not meta.get("config") or state is None:
                 return None
-            agent = build_agent(config_from_dict(dict(meta["config"]), str(self.path)))
+            cfg = config_from_dict(dict(meta["config"]), str(self.path))
+            agent = build_agent(cfg)
             agent.load_state_dict(state["agent"])
             probs = np.asarray(agent.probabilities(), dtype=np.float64)
         except (HilError, KeyError, TypeError, ValueError, OSError):
             return None
         order = np.argsort(-probs, kind="stable")[:TOP_POLICIES]
         nonzero = probs[probs > 0]
-        return AgentView(int(state["round"]), [(int(i), float(probs[i])) for i in order],
-                         float(-(nonzero * np.log2(nonzero)).sum()),
-                         getattr(agent, "gamma", None))
+        space = cfg.policy_space
+        children = getattr(agent, "children", None)
+        shares = (dict(zip((c.name for c in children), agent.meta_probabilities().tolist()))
+                  if children else {})
+        return AgentView(
+            int(state["round"]), [(int(i), float(probs[i])) for i in order],
+            float(-(nonzero * np.log2(nonzero)).sum()), getattr(agent, "gamma", None),
+            probability_grid(probs, space).tolist(),
+            [f"{g:g} dB / M{m} / {b:g}" for g in space.dl_gain_db for m in space.dl_max_mcs
+             for b in space.dl_prb_ratio],
+            [f"M{m} / {b:g}" for m in space.ul_max_mcs for b in space.ul_prb_ratio], shares)
 
     def _meta(self) -> dict[str, Any]:
         try:

@@ -12,6 +12,8 @@ start) or `hil collect` outputs; default `runs/`. It serves
     /api/rounds?run=NAME&since=N      recorded rows N.. of a run as JSON (at most `limit`,
                                       default 1000), each exactly as recorded; `next` is the
                                       `since` of the following page
+    /api/agent?run=NAME               the agent at its last checkpoint: its distribution as
+                                      summary.png's heat map, gamma, MetBS's child shares
 
 It binds 127.0.0.1 unless told otherwise; on any other address every request must carry the
 token (``Authorization: Bearer T`` or ``?token=T``), which is generated and printed when not
@@ -183,6 +185,9 @@ def make_handler(runs: Runs, registry: CollectorRegistry,
                     self._json(HTTPStatus.OK, {"runs": [r.describe() for r in runs.all()]})
                 elif url.path == "/api/rounds":
                     self._rounds(query)
+                elif url.path == "/api/agent":
+                    view = self._run(query).agent_view()
+                    self._json(HTTPStatus.OK, {"agent": None if view is None else view.as_json()})
                 else:
                     self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page {url.path!r}; "
                                "try /metrics, /api/runs or /api/rounds?run=NAME&since=0"})
@@ -194,12 +199,17 @@ def make_handler(runs: Runs, registry: CollectorRegistry,
             given = given or (query.get("token") or [""])[0]
             return secrets.compare_digest(given, token or "")
 
-        def _rounds(self, query: dict[str, list[str]]) -> None:
+        def _run(self, query: dict[str, list[str]]) -> FollowedRun:
             name = (query.get("run") or [""])[0]
             run = runs.get(name)
             if run is None:
                 known = ", ".join(r.name for r in runs.all()) or "none"
                 raise _BadRequest(HTTPStatus.NOT_FOUND, f"unknown run {name!r}; followed: {known}")
+            return run
+
+        def _rounds(self, query: dict[str, list[str]]) -> None:
+            run = self._run(query)
+            name = run.name
             since = _int_arg(query, "since", 0)
             limit = min(_int_arg(query, "limit", PAGE_LIMIT), MAX_LIMIT)
             rows = run.rows(since, limit)

@@ -103,6 +103,9 @@ def test_a_live_run_is_followed_row_by_row_across_compactions_and_a_resume(tmp_p
         assert final[("hil_energy_joules_total", labels)] == pytest.approx(
             recorded["energy_j"].sum(), rel=1e-9)
         assert final[("hil_dl_bits_total", labels)] == recorded["dl_bits"].sum()
+        agent = json.loads(get(server, f"/api/agent?run={run_dir.name}")[1])["agent"]
+        assert agent["round"] == 450 and agent["gamma"] > 0
+        assert sum(map(sum, agent["grid"])) == pytest.approx(1.0)
     finally:
         server.stop()
 
