@@ -5,6 +5,7 @@ journal compactions and a resume; bad requests get clear errors; nothing secret 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -249,3 +250,19 @@ def test_hil_run_serve_prints_the_live_view_and_a_taken_port_does_not_stop_the_r
         assert main(["run", str(config), "--serve", f"127.0.0.1:{busy}"]) == 0
     said = capsys.readouterr().err  # the console writes to stderr
     assert "no live view: hil serve on" in said and "cannot listen" in said
+
+
+def test_every_grafana_query_names_a_metric_hil_serve_exports(served_run):
+    """tools/grafana/dashboards/vbs-hil.json, provisioned from the repo, graphs only what
+    /metrics serves (a renamed metric would leave an empty panel)."""
+    server, _ = served_run
+    exported = set()
+    for family in text_string_to_metric_families(get(server, "/metrics")[1].decode()):
+        exported.add(family.name + ("_total" if family.type == "counter" else ""))
+    dashboard = json.loads((REPO / "tools/grafana/dashboards/vbs-hil.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    queries.append(dashboard["templating"]["list"][0]["query"]["query"])
+    named = {name for query in queries for name in re.findall(r"\bhil_[a-z_]+", query)}
+    assert named and named <= exported, named - exported
+    assert {"hil_exploration_gamma", "hil_policy_probability"} <= exported  # even before a
+    # checkpoint: the families are declared, their samples come with it
