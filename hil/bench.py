@@ -105,17 +105,27 @@ def bench_control(quick: bool, config: Path) -> Iterator[Figure]:
 BENCH_SPEEDUP = 500.0
 
 
-def _run_rounds(config: Path, overrides: dict) -> tuple[RunResult, float, float]:
+def _run_rounds(config: Path, overrides: dict,
+                served: bool = False) -> tuple[RunResult, float, float]:
     """Run the config's job with `overrides` into a scratch folder: (the RunResult, its
-    wall time, the mean window in TTIs)."""
+    wall time, the mean window in TTIs); `served`: with `hil serve` following it, as
+    `hil run --serve` starts it."""
+    from drivers.emulated.sshd import free_port
     from hil.recorder import read_rounds
     from hil.run import execute, new_run
+    from hil.serve import spawn
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg, run_dir = new_run(config, {"recording.plot": False, **overrides}, Path(tmp))
-        t0 = time.perf_counter()
-        result = execute(cfg, run_dir, resume=False)
-        elapsed = time.perf_counter() - t0
+        server = spawn([run_dir.path], f"127.0.0.1:{free_port()}")[0] if served else None
+        try:
+            t0 = time.perf_counter()
+            result = execute(cfg, run_dir, resume=False)
+            elapsed = time.perf_counter() - t0
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait()
         window_tti = float(read_rounds(run_dir.path)["nof_tti"].mean())
     return result, elapsed, window_tti
 
@@ -131,16 +141,19 @@ def bench_rounds(quick: bool, config: Path) -> Iterator[Figure]:
     meter + recorder; and where a round's time goes.
 
     `emulated_rounds_per_s` runs it stepped (every window exactly one round of TTIs, no
-    waiting); `accelerated_rounds_per_s` as configured at BENCH_SPEEDUP, through the
-    GPM-8213 driver and the emulator's SCPI twin, where the loop and not the schedule is
-    the limit: rounds that overrun their deadline get longer windows, so the mean window
-    length is printed beside the rate.
+    waiting), `_served` the same with `hil serve` following the run in its own process;
+    `accelerated_rounds_per_s` as configured at BENCH_SPEEDUP, through the GPM-8213 driver
+    and the emulator's SCPI twin, where the loop and not the schedule is the limit: rounds
+    that overrun their deadline get longer windows, so the mean window length is printed
+    beside the rate.
     """
     rounds = 500 if quick else 3_000
     result, elapsed, _ = _run_rounds(config, {"rounds": rounds, **STEPPED})
     yield "emulated_rounds_per_s", result.outcome.next_round / elapsed, "rounds/s"
     for stage, ms in result.times.breakdown_ms().items():
         yield f"round_ms_{stage}", ms, "ms"
+    result, elapsed, _ = _run_rounds(config, {"rounds": rounds, **STEPPED}, served=True)
+    yield "emulated_rounds_per_s_served", result.outcome.next_round / elapsed, "rounds/s"
     result, elapsed, window_tti = _run_rounds(config, {"rounds": rounds,
                                                        "clock.speedup": BENCH_SPEEDUP})
     yield "accelerated_rounds_per_s", result.outcome.next_round / elapsed, "rounds/s"
