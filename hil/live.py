@@ -110,6 +110,11 @@ class FollowedRun:
 
     def refresh(self) -> None:
         """Take the rows recorded since the last refresh; note a removed directory."""
+        if not self.totals.rows:  # a sweep's cells table may appear after its run.json
+            table = next((t for t in TABLES if _has_table(self.path, t)), self.table)
+            if table != self.table:
+                self.table = table
+                self.follower = RunFollower(self.path, schema=pa.schema([]), table=table)
         try:
             rows = self.follower.poll()
         except (RecorderError, OSError, pa.ArrowException) as exc:

@@ -266,3 +266,33 @@ def test_every_grafana_query_names_a_metric_hil_serve_exports(served_run):
     assert named and named <= exported, named - exported
     assert {"hil_exploration_gamma", "hil_policy_probability"} <= exported  # even before a
     # checkpoint: the families are declared, their samples come with it
+
+
+def test_a_dataset_sweep_is_followed_by_its_cells(tmp_path):
+    """A `hil collect` folder records `cells`, not `rounds`, and its run.json comes first."""
+    import pyarrow as pa
+
+    from round_rows import START_UTC
+    from tools.collect.schema import CELL_SCHEMA
+
+    def cell(i: int) -> dict:
+        values = {pa.types.is_string: f"c0-p{i}-r0", pa.types.is_integer: i,
+                  pa.types.is_floating: 1.0, pa.types.is_boolean: False,
+                  pa.types.is_timestamp: START_UTC}
+        return {f.name: next(v for is_type, v in values.items() if is_type(f.type))
+                for f in CELL_SCHEMA if not f.nullable}
+
+    sweep = RunDirectory(tmp_path / "sweep", table="cells")
+    sweep.write_meta({"kind": "vbs-hil sweep", "config": {"name": "lab-1"}})
+    server = LiveServer([sweep.path], port=0).start()
+    try:
+        with RoundRecorder(sweep, CELL_SCHEMA) as recorder:
+            for i in range(3):
+                recorder.append(cell(i))
+        time.sleep(1.5)  # refreshes find the table that appeared after run.json
+        (described,) = json.loads(get(server, "/api/runs")[1])["runs"]
+        assert described["table"] == "cells" and described["rows"] == 3
+        reply = page(server, "sweep", 0)
+        assert [row["cell_id"] for row in reply["rows"]] == ["c0-p0-r0", "c0-p1-r0", "c0-p2-r0"]
+    finally:
+        server.stop()
