@@ -30,6 +30,11 @@ class Stage(enum.IntEnum):
     UE_ATTACHED = 3
     TRAFFIC_ON = 4
 
+    @property
+    def label(self) -> str:
+        """As a round's `testbed_stage` records it."""
+        return ("off", "core up", "eNB up", "UE attached", "traffic on")[self]
+
 
 class BringupError(HilError):
     """A step of the testbed could not be brought up, or kept up."""

@@ -154,12 +154,14 @@ class FollowedRun:
         exit_ = meta.get("exit") or {}
         with self.lock:
             rows, restarts = self.totals.rows, self.totals.restarts
+            stage = self.totals.last.get("testbed_stage")
         return {
             "run": self.name, "table": self.table, "rows": rows,
             "testbed": (meta.get("config") or {}).get("name"), "agent": meta.get("agent"),
             "status": exit_.get("status", "running" if meta else "unknown"),
             "start_utc": meta.get("start_utc"), "stop_utc": meta.get("stop_utc"),
-            "testbed_restarts": restarts, "rewinds": self.follower.rewinds, "error": self.error,
+            "testbed_restarts": restarts, "testbed_stage": stage,
+            "rewinds": self.follower.rewinds, "error": self.error,
         }
 
     def agent_view(self) -> AgentView | None:

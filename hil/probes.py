@@ -77,4 +77,5 @@ class WatchdogProbe:
         self.bringup.watch()
 
     def after_round(self) -> dict[str, Any]:
-        return {"testbed_restarts": self.bringup.restarts}
+        return {"testbed_restarts": self.bringup.restarts,
+                "testbed_stage": self.bringup.stage.label}

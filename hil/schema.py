@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def _field(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = True) -> pa.Field:
@@ -91,6 +91,9 @@ ROUND_SCHEMA = pa.schema(
         *[_field(f"ue_{n}", pa.list_(t), u, f"per user, in the order of ue_rnti: {d}")
           for n, t, u, d in _PER_USER],
         _field("testbed_restarts", pa.int64(), "1", "crashed processes restarted so far"),
+        _field("testbed_stage", pa.string(), "", "how far the testbed was up at the round's "
+               "end: off, core up, eNB up, UE attached, traffic on (srsRAN); vBS up or vBS "
+               "down (emulated)"),
         _field("utility", pa.float64(), "1", "log(1 + R_d/d_d) + log(1 + R_u/d_u)"),
         _field("reward_raw", pa.float64(), "1", "utility - delta * normalised power"),
         _field("reward", pa.float64(), "1", "reward scaled to [0, 1] with the declared bounds"),

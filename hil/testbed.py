@@ -343,8 +343,9 @@ class EmulatorWatchdog:
         self.ready, self._stop, self._alive = self._restart(self.ready)
         self.restarts += 1
 
-    def after_round(self) -> dict[str, int]:
-        return {"testbed_restarts": self.restarts}
+    def after_round(self) -> dict[str, int | str]:
+        return {"testbed_restarts": self.restarts,
+                "testbed_stage": "vBS up" if self._alive() else "vBS down"}
 
     def stop(self) -> None:
         self._stop()

@@ -230,6 +230,7 @@ def test_a_killed_vbs_is_restarted_and_the_run_goes_on_with_the_gap_recorded_inv
     # the round in flight when it died, perhaps the next; restarted before the one after
     assert 1 <= len(invalid) <= 2 and all(killed_at - 1 <= k <= killed_at + 2 for k in invalid)
     assert rounds["testbed_restarts"].iloc[-1] == 1 and rounds["valid"].iloc[-50:].all()
+    assert rounds["testbed_stage"].iloc[-1] == "vBS up"
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["exit"]["status"] == "completed" and meta["exit"]["defaults_restored"] == "yes"
 

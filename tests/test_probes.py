@@ -75,10 +75,11 @@ def test_the_watchdog_restarts_before_the_round_and_counts_restarts():
     probe.bringup.up()
     alive["enb"] = False
     probe.before_round(5)
-    assert alive["enb"] and probe.after_round() == {"testbed_restarts": 1}
+    assert alive["enb"] and probe.after_round() == {"testbed_restarts": 1,
+                                                    "testbed_stage": "eNB up"}
 
 
 def test_every_probe_column_is_in_the_round_schema():
     names = set(ROUND_SCHEMA.names)
     assert {"traffic_dl_mbps", "traffic_ul_mbps", "host_cpu_pct", "enb_cpu_pct",
-            "rapl_power_w", "testbed_restarts"} <= names
+            "rapl_power_w", "testbed_restarts", "testbed_stage"} <= names

@@ -80,6 +80,7 @@ def test_a_run_brings_the_chain_up_in_order_and_takes_it_down(tmp_path, sshd):
     rounds = read_rounds(next((tmp_path / "runs").iterdir()))
     assert len(rounds) == 20 and rounds["valid"].all()
     assert (rounds["testbed_restarts"] == 0).all()
+    assert (rounds["testbed_stage"] == "UE attached").all()  # no traffic generator here
     assert rounds["host_cpu_pct"].notna().all()  # host metrics on: a column per round
     with SshHost("check", **sshd.host_params()) as host:
         for name in ("srsepc", "srsenb", "srsue"):
