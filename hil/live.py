@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hil.errors import HilError, RecorderError
 from hil.follow import RunFollower
@@ -51,14 +52,11 @@ class Totals:
 
     def add(self, rows: pa.Table) -> None:
         self.rows += rows.num_rows
-        names = set(rows.column_names)
-        for column, attr in (("violations", "violations"), ("energy_j", "energy_j"),
-                             ("dl_bits", "dl_bits"), ("ul_bits", "ul_bits")):
-            if column in names:
-                values = rows.column(column).to_numpy(zero_copy_only=False)
-                total = np.nansum(values.astype(np.float64))
-                setattr(self, attr, type(getattr(self, attr))(getattr(self, attr) + total))
-        if "invalid_reason" in names:
+        self.violations += int(_column_sum(rows, "violations"))
+        self.energy_j += _column_sum(rows, "energy_j")
+        self.dl_bits += int(_column_sum(rows, "dl_bits"))
+        self.ul_bits += int(_column_sum(rows, "ul_bits"))
+        if "invalid_reason" in rows.column_names:
             for reason in rows.column("invalid_reason").drop_null().to_pylist():
                 kind = reason_kind(reason)
                 self.invalid[kind] = self.invalid.get(kind, 0) + 1
@@ -213,6 +211,14 @@ class FollowedRun:
             return RunDirectory(self.path).read_meta()
         except RecorderError:
             return {}
+
+
+def _column_sum(rows: pa.Table, name: str) -> float:
+    """The sum of a numeric column, nulls left out; 0 for a table without it (a sweep)."""
+    if name not in rows.column_names:
+        return 0.0
+    total = pc.sum(rows.column(name)).as_py()
+    return float(total) if total is not None else 0.0
 
 
 def _has_table(path: Path, table: str) -> bool:
