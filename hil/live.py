@@ -61,7 +61,7 @@ class Totals:
                 kind = reason_kind(reason)
                 self.invalid[kind] = self.invalid.get(kind, 0) + 1
         if rows.num_rows:
-            self.last = {k: v for k, v in rows.slice(rows.num_rows - 1).to_pylist()[0].items()}
+            self.last = rows.slice(rows.num_rows - 1).to_pylist()[0]
             restarts = self.last.get("testbed_restarts")
             if restarts is not None:
                 self.restarts = max(self.restarts, int(restarts))
