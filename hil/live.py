@@ -9,6 +9,7 @@ holds SSH key paths and host names).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -20,9 +21,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hil.errors import HilError, RecorderError
+from hil.errors import RecorderError
 from hil.follow import RunFollower
 from hil.recorder import META_NAME, RunDirectory
+
+log = logging.getLogger(__name__)
 
 TOP_POLICIES = 10
 """Policy probabilities exported per run: the most likely ones, not all 1080 series."""
@@ -190,7 +193,9 @@ class FollowedRun:
             agent = build_agent(cfg)
             agent.load_state_dict(state["agent"])
             probs = np.asarray(agent.probabilities(), dtype=np.float64)
-        except (HilError, KeyError, TypeError, ValueError, OSError):
+        except Exception as exc:  # noqa: BLE001 - a view of the agent is best effort
+            log.warning("%s: cannot rebuild the agent from its checkpoint (%s: %s)",
+                        self.path, type(exc).__name__, exc)
             return None
         order = np.argsort(-probs, kind="stable")[:TOP_POLICIES]
         nonzero = probs[probs > 0]

@@ -24,6 +24,7 @@ every REFRESH_S; requests only read what it gathered.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import subprocess
 import sys
@@ -43,6 +44,8 @@ from prometheus_client.registry import Collector
 
 from hil.errors import HilError
 from hil.live import FollowedRun, find_runs
+
+log = logging.getLogger(__name__)
 
 REFRESH_S = 0.5
 PAGE = Path(__file__).with_name("live_page.html")
@@ -94,9 +97,14 @@ class Runs:
                     self._runs[path.name] = FollowedRun(path)
 
     def _run(self) -> None:
+        """Every REFRESH_S; a failure is logged and retried, never the end of the thread
+        (a folder removed under it, a file half written)."""
         while not self._stop.wait(REFRESH_S):
-            self._rescan()  # a new run in a followed folder shows within one refresh
-            self.refresh()
+            try:
+                self._rescan()  # a new run in a followed folder shows within one refresh
+                self.refresh()
+            except Exception:  # noqa: BLE001 - see the docstring
+                log.exception("hil serve: refreshing the followed runs failed; retrying")
 
 
 class RunsCollector(Collector):
