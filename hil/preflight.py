@@ -21,6 +21,7 @@ from drivers.srsran.series import STAMP_FILE, Stamp, stale_reason
 from drivers.ssh import SshHost
 from hil.config import HilConfig, local_paths
 from hil.errors import HilError
+from hil.lock import testbed_lock
 from hil.srsran import Program, binary_path, home_of
 from hil.testbed import connect_host, start_testbed
 
@@ -176,6 +177,14 @@ def _vbs_answers(cfg: HilConfig) -> str:
             f"{window.nof_tti} TTI at {reading.power_w:.2f} W")
 
 
+def _lock(cfg: HilConfig) -> str:
+    """Whether a run holds the testbed (hil/lock.py): a run now would be refused."""
+    lock = testbed_lock(cfg, "hil check")
+    if lock is None:
+        return "none needed: every run starts its own emulated vBS"
+    return lock.check()
+
+
 def checks(cfg: HilConfig) -> Iterator[tuple[str, Check]]:
     """The checks that apply to this config, in the order a bring-up needs them."""
     yield "files", lambda: _files(cfg)
@@ -195,6 +204,7 @@ def checks(cfg: HilConfig) -> Iterator[tuple[str, Check]]:
                                                                                   serial)
     if cfg.meter.kind == "gpm8213" and cfg.meter.resource:
         yield "meter", lambda: _meter(cfg)
+    yield "testbed lock", lambda: _lock(cfg)
     if cfg.vbs.kind == "emulated":  # srsRAN's bring-up takes a minute: `hil run` does it
         yield "vbs", lambda: _vbs_answers(cfg)
 

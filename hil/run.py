@@ -25,6 +25,7 @@ from hil import reward as rw
 from hil.config import HilConfig, config_from_dict, load_config
 from hil.engine import EngineParams, RoundCallback, RoundEngine, RoundTimes, RunOutcome
 from hil.errors import HilError, ResumeError
+from hil.lock import TestbedLock, testbed_lock
 from hil.recorder import RoundRecorder, RunDirectory
 from hil.testbed import start_testbed
 
@@ -163,9 +164,13 @@ def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
     outcome = RunOutcome("failed", "did not start", first_round)
     testbed = None
     engine: RoundEngine | None = None
+    lock: TestbedLock | None = None
     # From here on the first SIGINT/SIGTERM asks for a clean stop, during start-up too.
     with stop_on_signals() as stop:
         try:
+            lock = testbed_lock(cfg, str(run_dir.path))  # one run per testbed (hil/lock.py)
+            if lock is not None:
+                lock.acquire()
             testbed = start_testbed(cfg, run_dir.path)
             identity = testbed.ran.ping()
             run_dir.update_meta(vbs=identity.vbs.model_dump(mode="json"))
@@ -191,7 +196,11 @@ def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
             outcome = RunOutcome("failed", f"internal error: {exc!r}", outcome.next_round)
             raise
         finally:
-            _shutdown(run_dir, recorder, testbed, engine, outcome)
+            try:
+                _shutdown(run_dir, recorder, testbed, engine, outcome)
+            finally:
+                if lock is not None:
+                    lock.release()
     return RunResult(run_dir, outcome, agent, cfg, None if engine is None else engine.times)
 
 

@@ -30,7 +30,8 @@ def test_a_broken_testbed_gets_one_line_per_problem(tmp_path, capsys):
     assert main(["check", str(config)]) == 1
     failures = {line.split()[1].rstrip(":"): line for line in lines_of(capsys)
                 if line.startswith("FAIL")}
-    assert set(failures) == {"files", "calibration", "scenario", "host", "vbs"}
+    assert set(failures) == {"files", "calibration", "scenario", "host", "testbed", "vbs"}
+    assert "bbu" in failures["testbed"]  # the testbed lock lives on the unreachable host
     assert f"hosts.bbu.key_path {tmp_path / 'no-key'}" in failures["files"]
     assert "extends:" in failures["files"]
     assert "missing.yaml" in failures["calibration"]
