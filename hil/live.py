@@ -95,7 +95,7 @@ class FollowedRun:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.table = next((t for t in TABLES if _has_table(self.path, t)), "rounds")
+        self.table = _table_of(self.path, "rounds")
         self.follower = RunFollower(self.path, schema=pa.schema([]), table=self.table)
         self.lock = threading.Lock()
         self._chunks: list[pa.Table] = []
@@ -112,7 +112,7 @@ class FollowedRun:
     def refresh(self) -> None:
         """Take the rows recorded since the last refresh; note a removed directory."""
         if not self.totals.rows:  # a sweep's cells table may appear after its run.json
-            table = next((t for t in TABLES if _has_table(self.path, t)), self.table)
+            table = _table_of(self.path, self.table)
             if table != self.table:
                 self.table = table
                 self.follower = RunFollower(self.path, schema=pa.schema([]), table=table)
@@ -226,8 +226,10 @@ def _column_sum(rows: pa.Table, name: str) -> float:
     return float(total) if total is not None else 0.0
 
 
-def _has_table(path: Path, table: str) -> bool:
-    return any(path.glob(f"{table}.arrow")) or any(path.glob(f"{table}.*parquet"))
+def _table_of(path: Path, default: str) -> str:
+    """Which of TABLES the directory records, `default` while it records none yet."""
+    return next((t for t in TABLES if any(path.glob(f"{t}.arrow"))
+                 or any(path.glob(f"{t}.*parquet"))), default)
 
 
 def _json_value(value: Any) -> Any:
