@@ -43,6 +43,7 @@ from rich.progress import (
 from agents.registry import AGENTS
 from drivers.srsran.series import DEFAULT_PREFIX
 from hil.errors import ConfigError, HilError
+from hil.executor import Executor, parse_executor
 
 if TYPE_CHECKING:
     from hil.config import HilConfig
@@ -314,6 +315,21 @@ def cmd_srsran_build(args: argparse.Namespace) -> int:
     return run(args, console)
 
 
+def add_executor_argument(parser: argparse.ArgumentParser) -> None:
+    """`--executor`, the same for every command that fans out jobs (see hil/executor.py)."""
+    def executor(text: str) -> Executor:
+        try:
+            return parse_executor(text)
+        except HilError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    parser.add_argument("--executor", type=executor, default=Executor("local", os.cpu_count() or 1),
+                        metavar="WHERE", help="where jobs run: local[:N] (N processes; default: "
+                        "one per core), dask-local:N (a Dask cluster on this machine), "
+                        "dask:HOST:PORT (a running Dask scheduler); Dask needs "
+                        "pip install 'vbs-hil[dask]'")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hil", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -368,8 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--run", metavar="RUN_DIR", help="a recorded run's trace through the model")
     replay.add_argument("--agent-param", action="append", default=[], metavar="AGENT.KEY=VALUE",
                         help="an agent parameter, value in YAML, e.g. metbs.children=[bsvbs,ucb]")
-    replay.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="processes (default: the CPU count)")
+    add_executor_argument(replay)
     replay.add_argument("--report-only", action="store_true",
                         help="redraw report.md and the figures from --out, run nothing")
     replay.set_defaults(func=cmd_replay)
@@ -389,8 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "differences observed), hidden (per-DU slice weights unobserved) "
                       "(default: %(default)s)")
     meta.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
-    meta.add_argument("--jobs", type=int, default=0,
-                      help="jobs run at once, one process each (default: one per core)")
+    add_executor_argument(meta)
     meta.add_argument("--methods", help="only these of the experiments' methods, comma-"
                       "separated (e.g. meta-hrl,mtl; default: all)")
     meta.add_argument("--iterations", type=int, default=100,

@@ -16,10 +16,12 @@ from rich.progress import TimeElapsedColumn, TimeRemainingColumn
 
 
 def progress_bar(console: Console, label: str) -> Progress:
-    """A bar with done/total, elapsed time and ETA; off when `console` is not a terminal."""
+    """A bar with done/total, elapsed time, ETA and a task's `note` (e.g. jobs running);
+    off when `console` is not a terminal."""
     return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                    console=console, disable=not console.is_terminal)
+                    TextColumn("{task.fields[note]}"), console=console,
+                    disable=not console.is_terminal)
 
 
 class LineLog:
@@ -29,6 +31,7 @@ class LineLog:
                  every_s: float = 30.0) -> None:
         self.console, self.total, self.label, self.unit = console, total, label, unit
         self.every_s, self.done = every_s, 0
+        self.note = ""
         self.on = not console.is_terminal
         self.t0 = self.last = time.monotonic()
 
@@ -37,9 +40,10 @@ class LineLog:
         now = time.monotonic()
         if self.on and (now - self.last >= self.every_s or self.done >= self.total):
             self.last = now
+            note = f"; {self.note}" if self.note else ""
             self.console.print(f"{self.label}: {self.done}/{self.total} {self.unit} "
                                f"({100 * self.done / max(self.total, 1):.0f} %), "
-                               f"{now - self.t0:.0f} s", highlight=False)
+                               f"{now - self.t0:.0f} s{note}", highlight=False)
 
 
 class Tracker:
@@ -53,6 +57,11 @@ class Tracker:
         self.progress.advance(self.task, n)
         self.log.advance(n)
 
+    def note(self, what: object) -> None:
+        """Show `what` (e.g. jobs done/running/failed) beside the count."""
+        self.progress.update(self.task, note=str(what))
+        self.log.note = str(what)
+
 
 @contextmanager
 def tracked(console: Console, label: str, unit: str, total: int,
@@ -60,5 +69,5 @@ def tracked(console: Console, label: str, unit: str, total: int,
     """A bar and a `LineLog` counting `total` `unit` (of which `completed` were done before:
     the bar starts there, the lines count what is left)."""
     with progress_bar(console, f"{label} {unit}") as progress:
-        task = progress.add_task(label, total=total, completed=completed)
+        task = progress.add_task(label, total=total, completed=completed, note="")
         yield Tracker(progress, task, LineLog(console, total - completed, label, unit))

@@ -14,6 +14,7 @@ PROMISED = {
     "bsvbs_select_update_us": "us", "bsvbs_select_update_us_1e6": "us",
     "bpvran_round_ms_1k": "ms", "bpvran_round_ms_5k": "ms",
     "replay_agent_rounds_per_s": "rounds/s",
+    "replay_jobs_per_s_local_2": "jobs/s", "replay_jobs_per_s_dask_local_2": "jobs/s",
     "control_rtt_ms_p50": "ms", "control_rtt_ms_p99": "ms",
     "emulated_rounds_per_s": "rounds/s", "emulated_rounds_per_s_served": "rounds/s",
     "accelerated_rounds_per_s": "rounds/s",

@@ -12,7 +12,7 @@ from tools.metahrl.report import ABLATION, COMPARED
 
 TINY = ["--seeds", "2", "--iterations", "4", "--shots", "2", "--dus", "2", "--ues", "6",
         "--heldout-dus", "2", "--updates-per-iteration", "2",
-        "--scale-dus", "3", "--scale-ues", "9", "--jobs", "1"]
+        "--scale-dus", "3", "--scale-ues", "9", "--executor", "local:1"]
 
 
 def test_a_ci_sized_sweep_writes_every_table_and_figure_and_a_rerun_runs_nothing(tmp_path,
@@ -63,7 +63,7 @@ def test_jobs_run_in_parallel_processes_give_the_results_of_one_process(tmp_path
     results = {}
     for jobs in ("1", "2"):
         out = tmp_path / f"jobs{jobs}"
-        assert main(["metahrl", *narrow, "--jobs", jobs, "--out", str(out)]) == 0
+        assert main(["metahrl", *narrow, "--executor", f"local:{jobs}", "--out", str(out)]) == 0
         results[jobs] = {p.name: json.loads(p.read_text())["adapt_reward"]
                          for p in (out / "jobs").glob("*.json")}
     assert len(results["1"]) == 4 and results["1"] == results["2"]

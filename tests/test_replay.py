@@ -12,6 +12,7 @@ from agents.base import Context
 from agents.policy_space import PolicySpace
 from agents.registry import AGENTS, BANDITS, agent_params, make_agent
 from hil.cli import main
+from hil.executor import parse_executor
 from hil.reward import RewardParams
 from tools.replay import metrics
 from tools.replay.environments import ModelSource, worst_kind_for_leader
@@ -208,6 +209,26 @@ def test_ctrl_c_keeps_the_jobs_that_finished(tmp_path):
     assert not result_path(tmp_path, "random", 0).exists()
 
 
+def test_a_replay_gives_the_same_numbers_in_one_process_in_local_workers_and_on_dask(tmp_path):
+    """A job's numbers depend only on the spec and its seed (not on where it ran); only the
+    measured decision times differ."""
+    spec = ReplaySpec(ModelSource("C", SMALL, CALIBRATION, params("C")),
+                      ("bsvbs", "metbs", "bpvran"), (0, 1), 300)
+    saved = {}
+    for where in ("local:1", "local:2", "dask-local:2"):
+        out = tmp_path / where.replace(":", "-")
+        outcome = run_replay(spec, out, executor=parse_executor(where))
+        assert (outcome.jobs_done, outcome.failed) == (6, ())
+        saved[where] = {str(f.relative_to(out)): dict(np.load(f)) for f in out.rglob("*.npz")}
+    assert len(saved["local:1"]) == 6 + 2  # a result per (agent, seed), a benchmark per seed
+    for where in ("local:2", "dask-local:2"):
+        assert saved[where].keys() == saved["local:1"].keys()
+        for name, arrays in saved["local:1"].items():
+            for key, values in arrays.items():
+                if key not in ("select_us", "update_us"):
+                    assert np.array_equal(saved[where][name][key], values), (where, name, key)
+
+
 def tiny_config(tmp_path: Path) -> Path:
     """A testbed config that only sets what a replay reads: policy space, reward, calibration."""
     path = tmp_path / "tiny.yaml"
@@ -221,7 +242,7 @@ def tiny_config(tmp_path: Path) -> Path:
 def test_cli_writes_report_and_figures_and_can_redraw_them(tmp_path, capsys):
     out = tmp_path / "replay"
     args = ["replay", str(tiny_config(tmp_path)), "--scenario", "A", "--agents", "bsvbs,random",
-            "--seeds", "2", "--rounds", "300", "--out", str(out), "--workers", "1"]
+            "--seeds", "2", "--rounds", "300", "--out", str(out), "--executor", "local:1"]
     assert main(args) == 0
     report = (out / "report.md").read_text()
     for agent in ("bsvbs", "random"):

@@ -5,27 +5,26 @@
     hil metahrl --report-only --out DIR
 
 Each (method, seed, setup) job is saved as it finishes; running the same command again
-skips saved jobs, so an interrupted sweep continues where it stopped. Jobs run in `--jobs`
-processes at once (one torch thread each).
+skips saved jobs, so an interrupted sweep continues where it stopped. Jobs run on
+`--executor` (processes here, or a Dask cluster; one torch thread each).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 
 from rich.console import Console
 
+from hil.executor import Callbacks, Executor, JobCounts, JobFailure, run_jobs
 from hil.progress import tracked
 from agents.meta_hrl.agent import save_model
 from tools.metahrl.experiments import (
     METHODS,
+    JobResult,
     Setup,
     job_path,
     load_jobs,
@@ -65,34 +64,20 @@ def _cost(job: Job) -> int:
     return (setup.iterations * setup.n_dus if trains(method) else 0) + setup.n_heldout
 
 
-def _run_and_save(job: Job, path: Path, tick: Callable[[], None]) -> None:
-    """Run one job and save it; `tick` after each training iteration."""
-    save_job(path, run_job(*job, on_iteration=tick))
+def _run(job: Job, progress: Callable[[int], None]) -> JobResult:
+    """One job on a worker: `progress(1)` after each training iteration."""
+    return run_job(*job, on_iteration=lambda: progress(1))
 
 
-def run_jobs(todo: list[Job], out: Path, workers: int, advance: Callable[[], None]) -> None:
-    """Every job of `todo`, longest first, `workers` at a time; `advance` per iteration."""
+def _save(out: Path, job: Job, result: JobResult) -> None:
+    save_job(job_path(out, *job), result)
+
+
+def run_all(todo: list[Job], out: Path, executor: Executor, advance: Callable[[int], None],
+            on_counts: Callable[[JobCounts], None]) -> list[JobFailure]:
+    """Every job of `todo`, longest first, on `executor`; each saved as it returns."""
     todo = sorted(todo, key=_cost, reverse=True)
-    if workers <= 1:
-        for job in todo:
-            _run_and_save(job, job_path(out, *job), advance)
-        return
-    context = get_context("spawn")  # torch and fork do not mix
-    with context.Manager() as manager, ProcessPoolExecutor(workers, context) as pool:
-        ticks = manager.Queue()
-        tick = partial(ticks.put, 1)  # a queue proxy's method crosses to the workers
-        pending = {pool.submit(_run_and_save, job, job_path(out, *job), tick) for job in todo}
-        try:
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                while not ticks.empty():
-                    ticks.get()
-                    advance()
-                for future in done:
-                    future.result()  # a failed job stops the sweep with its error
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
+    return run_jobs(_run, todo, executor, Callbacks(partial(_save, out), advance, on_counts))
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -111,6 +96,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print("[red]--out: give the folder for the jobs and the report")
         return 2
     out = Path(args.out)
+    failed: list[JobFailure] = []
     if not args.report_only:
         experiments = [e.strip() for e in args.experiments.split(",") if e.strip()]
         unknown = set(experiments) - set(EXPERIMENTS)
@@ -132,11 +118,16 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"{len(todo)} jobs to run into {out} ({total} training iterations)")
         try:
             with tracked(console, "metahrl", "iterations", total) as progress:
-                run_jobs(todo, out, args.jobs or os.cpu_count() or 1, progress.advance)
+                failed = run_all(todo, out, args.executor, progress.advance, progress.note)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: finished jobs are saved; run the same command "
                           "again to continue")
             return 130
+        for failure in failed:
+            method, seed, _ = failure.job
+            console.print(f"[red]{method} seed {seed} failed: {failure.error}", highlight=False)
+        if failed:
+            console.print("[red]the report below leaves the failed jobs out")
     jobs = load_jobs(out)
     if not jobs:
         console.print(f"[red]no saved jobs in {out / 'jobs'}: run without --report-only first")
@@ -144,7 +135,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     report = write_report(jobs, setup, out)
     console.print(f"report: [bold]{report}[/]")
     console.print(report.read_text(), highlight=False, soft_wrap=True, markup=False)
-    return 0
+    return 1 if not args.report_only and failed else 0
 
 
 def _save_model(path: Path, setup: Setup, console: Console) -> int:

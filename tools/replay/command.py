@@ -44,9 +44,16 @@ def run(args: argparse.Namespace, console: Console) -> int:
         total = len(spec.agents) * len(spec.seeds) * spec.rounds
         started = time.perf_counter()
         with tracked(console, "replay", "rounds", total) as progress:
-            outcome = run_replay(spec, out, workers=args.workers, on_rounds=progress.advance)
+            outcome = run_replay(spec, out, executor=args.executor, on_rounds=progress.advance,
+                                 on_counts=progress.note)
         console.print(f"replay_wall_s {time.perf_counter() - started:.0f} s (the jobs not "
-                      f"saved before this command, {args.workers} workers)")
+                      f"saved before this command, on {args.executor}); {outcome.jobs_done} "
+                      f"of {outcome.jobs_total} jobs saved", highlight=False)
+        for failure in outcome.failed:
+            agent, seed = failure.job
+            console.print(f"[red]{agent} seed {seed} failed: {failure.error}", highlight=False)
+        if outcome.failed:
+            status = 1
         if outcome.interrupted:
             console.print(f"[yellow]interrupted: {outcome.jobs_done} of {outcome.jobs_total} "
                           "(agent, seed) jobs are saved; run the same command again to continue")

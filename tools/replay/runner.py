@@ -1,10 +1,12 @@
 """Run agents x seeds over a reward environment and save what each (agent, seed) did.
 
 One job is one agent on one seed: agents are per-seed Python objects that must step round
-by round, so jobs run in parallel in a process pool (seed by seed), and each job computes its
-environment's blocks itself (vectorised over rounds and policies). A finished job writes
-its file at once (atomically), so Ctrl-C loses only the jobs in flight, and running the
-same replay again into the same directory skips what is already there.
+by round, so jobs run in parallel on the executor of `hil.executor` (processes here, or a
+Dask cluster), seed by seed, and each job computes its environment's blocks itself
+(vectorised over rounds and policies). A job returns its arrays; this process writes them
+at once (atomically), so Ctrl-C loses only the jobs in flight, and running the same replay
+again into the same directory skips what is already there. A job's numbers depend only on
+the spec and its seed, so every executor gives the same ones.
 
 Files in the output directory:
 
@@ -18,12 +20,11 @@ Files in the output directory:
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +32,14 @@ import numpy as np
 
 from agents.registry import agent_params, make_agent
 from hil.errors import HilError
+from hil.executor import (
+    IN_THIS_PROCESS,
+    Callbacks,
+    Executor,
+    JobCounts,
+    JobFailure,
+    run_jobs,
+)
 from tools.replay.environments import (
     CONTEXT_FIELDS,
     KindBlock,
@@ -81,6 +90,15 @@ class ReplayOutcome:
     jobs_done: int
     jobs_total: int
     interrupted: bool
+    failed: tuple[JobFailure, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What one (agent, seed) job did (`result`) and every policy's side (`benchmark`)."""
+
+    result: dict[str, np.ndarray]
+    benchmark: dict[str, np.ndarray]
 
 
 def checkpoints(rounds: int) -> np.ndarray:
@@ -116,12 +134,13 @@ def prepare_out(spec: ReplaySpec, out: Path) -> None:
                           "choose a writable --out") from exc
 
 
-def run_replay(spec: ReplaySpec, out: Path, *, workers: int = 1,
-               on_rounds: Callable[[int], None] | None = None) -> ReplayOutcome:
+def run_replay(spec: ReplaySpec, out: Path, *, executor: Executor = IN_THIS_PROCESS,
+               on_rounds: Callable[[int], None] | None = None,
+               on_counts: Callable[[JobCounts], None] | None = None) -> ReplayOutcome:
     """Run every (agent, seed) job not yet saved in `out`; Ctrl-C keeps what finished.
 
-    `on_rounds(n)` is called (in this process) as jobs advance by n rounds. On Ctrl-C the
-    jobs in flight are dropped; the saved ones stay.
+    `on_rounds(n)` is called (in this process) as jobs advance by n rounds, `on_counts` as
+    jobs start and end. On Ctrl-C the jobs in flight are dropped; the saved ones stay.
     """
     _check_rounds(spec)
     prepare_out(spec, out)
@@ -130,16 +149,21 @@ def run_replay(spec: ReplaySpec, out: Path, *, workers: int = 1,
     todo = [(a, s) for a, s in jobs if not result_path(out, a, s).exists()]
     report = on_rounds or (lambda n: None)
     report((len(jobs) - len(todo)) * spec.rounds)
+    callbacks = Callbacks(partial(save_job, out), report, on_counts or (lambda counts: None))
     try:
-        if workers <= 1 or len(todo) <= 1:
-            for agent, seed in todo:
-                run_job(spec, agent, seed, out, report)
-        else:
-            _run_pool(spec, out, todo, workers, report)
+        failed = run_jobs(partial(run_job, spec), todo, executor, callbacks)
     except KeyboardInterrupt:
         done = sum(result_path(out, a, s).exists() for a, s in jobs)
         return ReplayOutcome(done, len(jobs), interrupted=True)
-    return ReplayOutcome(len(jobs), len(jobs), interrupted=False)
+    return ReplayOutcome(len(jobs) - len(failed), len(jobs), False, tuple(failed))
+
+
+def save_job(out: Path, job: tuple[str, int], done: JobResult) -> None:
+    """Write a finished job's files: the seed's benchmark side, then the agent's result
+    (whose presence marks the job done)."""
+    agent, seed = job
+    _save(env_path(out, seed), done.benchmark)
+    _save(result_path(out, agent, seed), done.result)
 
 
 def _check_rounds(spec: ReplaySpec) -> None:
@@ -151,46 +175,10 @@ def _check_rounds(spec: ReplaySpec) -> None:
                           f"use --rounds {available} or fewer")
 
 
-# ------------------------------------------------------------------------------ the pool
-_progress_queue: Any = None
-
-
-def _init_worker(queue: Any) -> None:
-    """Workers leave Ctrl-C to the parent, which terminates them (their job is not saved)."""
-    global _progress_queue
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _progress_queue = queue
-
-
-def _pool_job(spec: ReplaySpec, agent: str, seed: int, out: Path) -> None:
-    run_job(spec, agent, seed, out, _progress_queue.put)
-
-
-def _run_pool(spec: ReplaySpec, out: Path, todo: list[tuple[str, int]], workers: int,
-              report: Callable[[int], None]) -> None:
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    # Leaving the block terminates the workers: at once on Ctrl-C or on a failed job.
-    with ctx.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(queue,)) as pool:
-        pending = [pool.apply_async(_pool_job, (spec, a, s, out)) for a, s in todo]
-        while pending:
-            time.sleep(0.25)
-            _drain(queue, report)
-            for job in [j for j in pending if j.ready()]:
-                job.get()  # a failed job stops the replay with its error
-                pending.remove(job)
-        _drain(queue, report)
-
-
-def _drain(queue: Any, report: Callable[[int], None]) -> None:
-    while not queue.empty():
-        report(queue.get())
-
-
 # ------------------------------------------------------------------------------ one job
-def run_job(spec: ReplaySpec, agent_name: str, seed: int, out: Path,
-            report: Callable[[int], None]) -> None:
-    """Step one agent through `spec.rounds` rounds of the seed's environment; save both."""
+def run_job(spec: ReplaySpec, job: tuple[str, int], report: Callable[[int], None]) -> JobResult:
+    """Step one agent through `spec.rounds` rounds of the seed's environment."""
+    agent_name, seed = job
     env = spec.source.build(seed)
     params = dict(spec.agent_params.get(agent_name, {}))
     space = getattr(env, "space", None)  # agents that use the policies' features get them
@@ -231,11 +219,11 @@ def run_job(spec: ReplaySpec, agent_name: str, seed: int, out: Path,
             previous = block.measured[i]
         stats.add(block)
         report(len(block))
-    _save(env_path(out, seed), {**stats.arrays(), "idle_power_w": np.float64(
-        getattr(env, "idle_power_w", np.nan))})
-    _save(result_path(out, agent_name, seed), {
-        **record, "final_probs": np.asarray(agent.probabilities(), np.float64),
-        "child_names": np.array(list(children), dtype=str)})
+    return JobResult(
+        result={**record, "final_probs": np.asarray(agent.probabilities(), np.float64),
+                "child_names": np.array(list(children), dtype=str)},
+        benchmark={**stats.arrays(),
+                   "idle_power_w": np.float64(getattr(env, "idle_power_w", np.nan))})
 
 
 def _blocks(env: RewardEnvironment, rounds: int) -> Iterator[RewardBlock]:

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     bar = progress_bar(console, "compiling")
     lines = LineLog(console, 0, "compiling", "objects", every_s=LINE_EVERY_S)
     with bar:
-        task = bar.add_task("build", total=None)
+        task = bar.add_task("build", total=None, note="")
 
         def on_progress(done: int, total: int, _latest: str) -> None:
             bar.update(task, completed=done, total=total)
