@@ -222,7 +222,8 @@ def test_a_sweep_records_every_cell_with_units_and_a_dataset_the_replays_read(tm
     # An agent replays on the collected dataset.
     assert main(["replay", str(config), "--dataset", str(out / "dataset_dlul.csv"),
                  "--scenario", "A", "--agents", "bsvbs,random", "--seeds", "1",
-                 "--rounds", "300", "--executor", "local:1", "--out", str(tmp_path / "replay")]) == 0
+                 "--rounds", "300", "--executor", "local:1",
+                 "--out", str(tmp_path / "replay")]) == 0
     assert (tmp_path / "replay" / "report.md").exists()
 
 
