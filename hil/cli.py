@@ -96,6 +96,13 @@ class _RoundLog:
 def cmd_run(args: argparse.Namespace) -> int:
     from hil import run as runmod
 
+    if len(args.config) > 1:
+        if args.resume:
+            raise HilError("--resume continues one run: give its folder without configs (hil "
+                           "run --resume RUN_DIR), once per testbed")
+        options = _options(args, {"agent": "--agent", "rounds": "--rounds", "seed": "--seed"})
+        return _run_lab("run", args, options, "runs")
+    args.config = args.config[0]
     if args.resume:
         if args.agent or args.seed is not None or args.out:
             console.print("[yellow]--resume continues the run as it was configured: "
@@ -264,7 +271,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     from tools.collect.command import run
 
+    if len(args.config) > 1:
+        options = _options(args, {"grid": "--grid", "condition": "--condition",
+                                  "dwell_rounds": "--dwell-rounds",
+                                  "warmup_rounds": "--warmup-rounds",
+                                  "block_warmup_rounds": "--block-warmup-rounds",
+                                  "reps": "--reps", "seed": "--seed"})
+        return _run_lab("collect", args, options, "datasets")
+    args.config = args.config[0]
     return run(args, console)
+
+
+def _options(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
+    """The options given, as a testbed's own command takes them (hil/lab.py)."""
+    options: list[str] = []
+    for name, flag in flags.items():
+        value = getattr(args, name)
+        if value is None or value == []:
+            continue
+        if name == "grid":
+            options += [flag, *value]
+        elif name == "condition":
+            options += [part for item in value for part in (flag, item)]
+        else:
+            options += [flag, str(value)]
+    return options
+
+
+def _run_lab(command: str, args: argparse.Namespace, options: list[str], root: str) -> int:
+    from hil.lab import members, run_lab
+
+    out = Path(args.out) if args.out else Path(root) / time.strftime("lab-%Y%m%d-%H%M%S")
+    lab = members([Path(c) for c in args.config], out)
+    console.print(f"a lab of {len(lab)} testbeds into [bold]{out}[/]", highlight=False)
+    return run_lab(command, lab, options, console, getattr(args, "serve", None))
 
 
 def cmd_fit_power(args: argparse.Namespace) -> int:
@@ -335,14 +375,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run rounds of an agent against a testbed")
-    run.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
-                     help=f"testbed config (default: {DEFAULT_CONFIG})")
+    run.add_argument("config", nargs="*", default=[str(DEFAULT_CONFIG)],
+                     help=f"testbed config (default: {DEFAULT_CONFIG}); several: a lab of "
+                     "testbeds, one process each, results side by side (hil/lab.py)")
     run.add_argument("--agent", choices=sorted(AGENTS),
                      help="overrides agent.name; the config's agent options (agent.params, "
                           "agent.gamma) apply only when it names the same agent")
     run.add_argument("--rounds", type=int, help="rounds to run (with --resume: the new total)")
     run.add_argument("--seed", type=int)
-    run.add_argument("--out", help="parent folder of the run directory (default: runs/)")
+    run.add_argument("--out", help="parent folder of the run directory (default: runs/); of "
+                     "the testbeds' folders for several configs (default: runs/lab-<time>)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or crashed run")
     run.add_argument("--serve", nargs="?", const="127.0.0.1:8765", metavar="HOST:PORT",
                      help="the live view (hil serve) beside the run; prints its URL "
@@ -447,8 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     collect = sub.add_parser("collect", help="measure a dataset: a policy grid x conditions, "
                              "each cell held for a dwell time; resumable")
-    collect.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
-                         help="testbed config (default: %(default)s)")
+    collect.add_argument("config", nargs="*", default=[str(DEFAULT_CONFIG)],
+                         help=f"testbed config (default: {DEFAULT_CONFIG}); several: one sweep "
+                         "per testbed at once, in --out/<testbed name> (hil/lab.py)")
     collect.add_argument("--grid", nargs="*", default=[], metavar="AXIS=V1,V2",
                          help="policy axes (dl_gain_db, dl_max_mcs, dl_prb_ratio, ul_max_mcs, "
                          "ul_prb_ratio; default: the config's policy space, `paper` for the "
@@ -469,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--reps", type=int, default=1, help="repetitions of each cell")
     collect.add_argument("--seed", type=int, default=0, help="seed of the measuring order")
     collect.add_argument("--out", help="sweep folder; the same command continues a sweep "
-                         "in it (default: datasets/<config name>)")
+                         "in it (default: datasets/<config name>; for several configs the "
+                         "lab's folder, default datasets/lab-<time>)")
     collect.set_defaults(func=cmd_collect)
 
     fit = sub.add_parser("fit-power", help="fit the power model to a collected dataset: R^2, "

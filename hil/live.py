@@ -93,8 +93,10 @@ class AgentView:
 class FollowedRun:
     """One followed directory: its rows (kept as Arrow chunks), totals and agent view."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, name: str | None = None) -> None:
         self.path = Path(path)
+        self.name = name or self.path.name
+        """How the run is called in the view and its metrics (unique among followed runs)."""
         self.table = _table_of(self.path, "rounds")
         self.follower = RunFollower(self.path, schema=pa.schema([]), table=self.table)
         self.lock = threading.Lock()
@@ -104,10 +106,6 @@ class FollowedRun:
         self._rewinds_seen = 0
         self._agent: AgentView | None = None
         self._checkpoint_mtime = 0.0
-
-    @property
-    def name(self) -> str:
-        return self.path.name
 
     def refresh(self) -> None:
         """Take the rows recorded since the last refresh; note a removed directory."""

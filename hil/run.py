@@ -124,9 +124,12 @@ def resume_run(run_path: Path, rounds: int | None) -> tuple[HilConfig, RunDirect
 
 def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
             on_start: Callable[[int, int], None] | None = None,
-            on_round: RoundCallback | None = None, agent: Agent | None = None) -> RunResult:
+            on_round: RoundCallback | None = None, agent: Agent | None = None,
+            take_lock: bool = True) -> RunResult:
     """Run (or continue) the rounds of ``cfg`` into ``run_dir``; always cleans up.
 
+    The run holds its testbed's lock (hil/lock.py) while it lasts; a caller that holds it
+    already, for several runs (a dataset sweep's blocks), passes `take_lock=False`.
     `agent` replaces the configured one (a dataset sweep plays its plan through it). An
     agent's optional `prepare()` (work it does once before its first decision, such as
     Meta-HRL's pretraining) is called for a fresh run before the testbed starts: done inside
@@ -168,7 +171,7 @@ def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
     # From here on the first SIGINT/SIGTERM asks for a clean stop, during start-up too.
     with stop_on_signals() as stop:
         try:
-            lock = testbed_lock(cfg, str(run_dir.path))  # one run per testbed (hil/lock.py)
+            lock = testbed_lock(cfg, str(run_dir.path)) if take_lock else None
             if lock is not None:
                 lock.acquire()
             testbed = start_testbed(cfg, run_dir.path)

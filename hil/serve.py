@@ -91,10 +91,15 @@ class Runs:
             run.refresh()
 
     def _rescan(self) -> None:
+        """Add runs new in the followed folders. Two runs of one name (a lab's testbeds of
+        one config name, started in the same second) are told apart by their folder."""
         for path in find_runs(self.paths):
             with self._lock:
-                if path.name not in self._runs:
-                    self._runs[path.name] = FollowedRun(path)
+                if any(run.path == path for run in self._runs.values()):
+                    continue
+                name = path.name if path.name not in self._runs \
+                    else f"{path.parent.name}/{path.name}"
+                self._runs[name] = FollowedRun(path, name)
 
     def _run(self) -> None:
         """Every REFRESH_S; a failure is logged and retried, never the end of the thread

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ from hil.config import HilConfig, ScenarioConfig
 from hil.errors import HilError
 from hil.recorder import RoundRecorder, RunDirectory
 from hil.engine import round_demand
+from hil.lock import testbed_lock
 from hil.run import execute
 from hil.schema import POLICY_FIELDS
 from tools.collect.export import write_dlul_csv
@@ -231,14 +233,15 @@ def run_sweep(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, done: set[st
                 or sweep.parquet_path.exists() else RoundRecorder(sweep, CELL_SCHEMA))
     status, reason = "completed", f"measured all {plan.n_cells} cells"
     try:
-        for cells in plan.blocks():
-            todo = [c for c in cells if c.cell_id not in done]
-            if not todo:
-                continue
-            outcome = _run_block(cfg, plan, sweep, todo, recorder, done, on_cell)
-            if outcome[0] != "completed":
-                status, reason = outcome
-                break
+        with ExitStack() as held:
+            try:  # the testbed is the sweep's from its first block to its last
+                if (lock := testbed_lock(cfg, str(sweep.path))) is not None:
+                    held.enter_context(lock)
+            except HilError as exc:  # held by another run, or its host unreachable
+                status, reason = "failed", str(exc)
+            else:
+                status, reason = _run_blocks(cfg, plan, sweep, recorder, done, on_cell,
+                                             (status, reason))
     finally:
         recorder.close()
         table = sweep.read_rounds(CELL_SCHEMA)
@@ -248,6 +251,18 @@ def run_sweep(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, done: set[st
                           reason=reason, cells_done=len(done), cells_failed=failed,
                           stop_utc=_now())
     return SweepResult(sweep.path, status, reason, len(done), plan.n_cells, failed)
+
+
+def _run_blocks(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, recorder: RoundRecorder,
+                done: set[str], on_cell: CellCallback | None,
+                completed: tuple[str, str]) -> tuple[str, str]:
+    """The blocks with cells to measure, in plan order, until one does not complete."""
+    for cells in plan.blocks():
+        todo = [c for c in cells if c.cell_id not in done]
+        if todo and (outcome := _run_block(cfg, plan, sweep, todo, recorder, done,
+                                           on_cell))[0] != "completed":
+            return outcome
+    return completed
 
 
 def _run_block(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, cells: list[Cell],
@@ -281,7 +296,8 @@ def _run_block(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, cells: list
     policies = [c.policy_index for c in cells]
     agent = ScheduleAgent(plan.space.size, [policies[0]] * settle + policies, rpc,
                           lead_rounds=settle)
-    result = execute(block_cfg, run_dir, resume=False, on_round=on_round, agent=agent)
+    result = execute(block_cfg, run_dir, resume=False, on_round=on_round, agent=agent,
+                     take_lock=False)
     outcome = result.outcome
     if outcome.status == "completed":
         return "completed", outcome.reason
