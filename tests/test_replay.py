@@ -117,9 +117,9 @@ def test_the_adaptive_adversary_picks_the_kind_in_which_the_leader_falls_furthes
     assert worst_kind_for_leader(np.array([0.8, 0.1, 0.1]), poor_hurts) == 1
 
 
-def test_c_adaptive_realizes_each_round_against_the_learner_s_leader(tmp_path):
-    result = replay(tmp_path, "C-adaptive", ("ucb",), rounds=400, seeds=(2,))
-    kinds = np.load(result_path(tmp_path / "C-adaptive-ucb", "ucb", 2))["kind"]
+def test_c_adaptive_rounds_answer_the_learner_s_leader_and_each_learner_has_its_benchmark(tmp_path):
+    result = replay(tmp_path, "C-adaptive", ("ucb", "random"), rounds=400, seeds=(2,))
+    kinds = np.load(result_path(tmp_path / "C-adaptive-ucb-random", "ucb", 2))["kind"]
     block = ModelSource("C-adaptive", SMALL, CALIBRATION, params("C")).build(2).block(0, 400)
     agent, expected = make_agent("ucb", SMALL.size, seed=2, horizon=400), []
     previous = np.full(4, np.nan)
@@ -131,9 +131,14 @@ def test_c_adaptive_realizes_each_round_against_the_learner_s_leader(tmp_path):
         expected.append(kind)
         previous = block.measured[t]
     assert kinds.tolist() == expected
-    at = result.benchmark.rounds
-    np.testing.assert_allclose(result.benchmark.policy_reward[0],
-                               np.cumsum(block.reward, axis=0)[at - 1], rtol=1e-6)
+    ucb = result.benchmark_of(result.agents["ucb"])
+    np.testing.assert_allclose(ucb.policy_reward[0],
+                               np.cumsum(block.reward, axis=0)[ucb.rounds - 1], rtol=1e-6)
+    other = result.benchmark_of(result.agents["random"])  # the adversary met another learner
+    assert not np.allclose(other.policy_reward, ucb.policy_reward)
+    best_in_hindsight = ucb.policy_reward[0, -1].max()
+    assert metrics.regret(result, result.agents["ucb"])[0, -1] == pytest.approx(
+        best_in_hindsight - result.agents["ucb"].reward[0].sum(dtype=np.float64), rel=1e-6)
 
 
 def test_energy_is_measured_against_the_ideal_minimum_above_idle(tmp_path):

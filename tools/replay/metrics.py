@@ -21,7 +21,7 @@ Definitions (t = rounds played so far, f_s(x) the reward of policy x in round s)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -68,10 +68,17 @@ class Replay:
     spec: dict
     agents: dict[str, AgentRuns]
     benchmark: Benchmark
+    """The rounds' benchmark side; where each agent met its own rounds (C-adaptive), the
+    first agent's, for the report's description of the landscape."""
+    own_benchmarks: dict[str, Benchmark] = field(default_factory=dict)
+    """Per agent, where its rounds depended on its play: every metric of it uses its own."""
 
     @property
     def n_actions(self) -> int:
         return self.benchmark.policy_reward.shape[-1]
+
+    def benchmark_of(self, runs: AgentRuns) -> Benchmark:
+        return self.own_benchmarks.get(runs.name, self.benchmark)
 
 
 def load_replay(out: Path) -> Replay:
@@ -80,27 +87,39 @@ def load_replay(out: Path) -> Replay:
     if not spec_file.exists():
         raise ReplayError(f"{out} holds no replay (no spec.json); run hil replay --out {out}")
     spec = json.loads(spec_file.read_text())
-    env_seeds = [s for s in spec["seeds"] if env_path(out, s).exists()]
-    if not env_seeds:
+    agents, own = {}, {}
+    for name in spec["agents"]:
+        adaptive = (out / "env" / name).is_dir()
+        seeds = [s for s in spec["seeds"] if result_path(out, name, s).exists()
+                 and env_path(out, s, name if adaptive else None).exists()]
+        if seeds:
+            agents[name] = _load_agent(out, name, seeds)
+            if adaptive:
+                own[name] = _load_benchmark(out, seeds, name)
+    shared = [s for s in spec["seeds"] if env_path(out, s).exists()]
+    if shared:
+        benchmark = _load_benchmark(out, shared, None)
+    elif own:
+        benchmark = next(iter(own.values()))
+    else:
         raise ReplayError(f"{out}: no seed has finished yet; run the replay again to continue")
-    envs = [np.load(env_path(out, s)) for s in env_seeds]
+    return Replay(spec, agents, benchmark, own)
+
+
+def _load_benchmark(out: Path, seeds: list[int], agent: str | None) -> Benchmark:
+    envs = [np.load(env_path(out, s, agent)) for s in seeds]
+
     def per_point(name: str) -> np.ndarray:  # NaN where an older replay did not save it
         return np.stack([e[name] if name in e else np.full(len(e["rounds"]), np.nan)
                          for e in envs])
 
-    benchmark = Benchmark(env_seeds, envs[0]["rounds"],
-                          np.stack([e["policy_reward"] for e in envs]),
-                          np.stack([e["policy_power_w"] for e in envs]),
-                          per_point("min_power_w"),
-                          np.array([float(e["idle_power_w"]) if "idle_power_w" in e
-                                    else np.nan for e in envs]),
-                          per_point("max_reward"))
-    agents = {}
-    for name in spec["agents"]:
-        seeds = [s for s in env_seeds if result_path(out, name, s).exists()]
-        if seeds:
-            agents[name] = _load_agent(out, name, seeds)
-    return Replay(spec, agents, benchmark)
+    return Benchmark(seeds, envs[0]["rounds"],
+                     np.stack([e["policy_reward"] for e in envs]),
+                     np.stack([e["policy_power_w"] for e in envs]),
+                     per_point("min_power_w"),
+                     np.array([float(e["idle_power_w"]) if "idle_power_w" in e
+                               else np.nan for e in envs]),
+                     per_point("max_reward"))
 
 
 def _load_agent(out: Path, name: str, seeds: list[int]) -> AgentRuns:
@@ -120,14 +139,17 @@ def _load_agent(out: Path, name: str, seeds: list[int]) -> AgentRuns:
 
 
 # ------------------------------------------------------------------------------ curves
-def _seed_rows(replay: Replay, runs: AgentRuns) -> np.ndarray:
-    return np.array([replay.benchmark.seeds.index(s) for s in runs.seeds])
+def _seed_rows(replay: Replay, runs: AgentRuns) -> tuple[Benchmark, np.ndarray]:
+    """The benchmark `runs` is measured against, and its rows of `runs`' seeds."""
+    bench = replay.benchmark_of(runs)
+    return bench, np.array([bench.seeds.index(s) for s in runs.seeds])
 
 
 def regret(replay: Replay, runs: AgentRuns) -> np.ndarray:
     """R_t per seed at each checkpoint: (seeds, points)."""
-    at = replay.benchmark.rounds
-    best = replay.benchmark.policy_reward[_seed_rows(replay, runs)].max(axis=2)
+    bench, rows = _seed_rows(replay, runs)
+    at = bench.rounds
+    best = bench.policy_reward[rows].max(axis=2)
     return best - np.cumsum(runs.reward, axis=1, dtype=np.float64)[:, at - 1]
 
 
@@ -146,43 +168,43 @@ def oracle_gain_per_round(replay: Replay) -> np.ndarray:
     return (replay.benchmark.max_reward[:, -1] - best_fixed) / horizon
 
 
-def benchmark_policy(replay: Replay) -> np.ndarray:
+def benchmark_policy(bench: Benchmark) -> np.ndarray:
     """x*, the best fixed policy in hindsight over the whole horizon, per seed."""
-    return replay.benchmark.policy_reward[:, -1, :].argmax(axis=1)
+    return bench.policy_reward[:, -1, :].argmax(axis=1)
 
 
 def excess_power_w(replay: Replay, runs: AgentRuns) -> np.ndarray:
     """Mean power above the benchmark's over rounds <= t, per seed: (seeds, points)."""
-    at = replay.benchmark.rounds
-    rows = _seed_rows(replay, runs)
-    best = benchmark_policy(replay)[rows]
-    bench = np.take_along_axis(replay.benchmark.policy_power_w[rows],
-                               best[:, None, None], axis=2)[:, :, 0]
+    bench, rows = _seed_rows(replay, runs)
+    at = bench.rounds
+    best = benchmark_policy(bench)[rows]
+    best_power = np.take_along_axis(bench.policy_power_w[rows],
+                                    best[:, None, None], axis=2)[:, :, 0]
     mine = np.cumsum(runs.power_w, axis=1, dtype=np.float64)[:, at - 1]
-    return (mine - bench) / at
+    return (mine - best_power) / at
 
 
 def benchmark_power_w(replay: Replay) -> np.ndarray:
     """The benchmark's mean power over the horizon, per seed."""
-    best = benchmark_policy(replay)
+    best = benchmark_policy(replay.benchmark)
     power = replay.benchmark.policy_power_w[np.arange(len(best)), -1, best]
     return power / replay.benchmark.rounds[-1]
 
 
 def energy_above_idle_j(replay: Replay, runs: AgentRuns) -> np.ndarray:
     """sum_s (P_s(x_s) - P_idle) over the horizon, per seed of `runs` (W x rounds)."""
-    rows = _seed_rows(replay, runs)
-    idle = replay.benchmark.idle_power_w[rows]
+    bench, rows = _seed_rows(replay, runs)
+    idle = bench.idle_power_w[rows]
     return runs.power_w.sum(axis=1, dtype=np.float64) - idle * runs.power_w.shape[1]
 
 
 def energy_over_ideal_pct(replay: Replay, runs: AgentRuns) -> np.ndarray:
     """Energy above the ideal minimum, in % of the ideal's energy above idle, per seed."""
-    rows = _seed_rows(replay, runs)
+    bench, rows = _seed_rows(replay, runs)
     horizon = runs.power_w.shape[1]
-    ideal = replay.benchmark.min_power_w[rows, -1]
+    ideal = bench.min_power_w[rows, -1]
     mine = runs.power_w.sum(axis=1, dtype=np.float64)
-    above_idle = ideal - replay.benchmark.idle_power_w[rows] * horizon
+    above_idle = ideal - bench.idle_power_w[rows] * horizon
     return 100.0 * (mine - ideal) / above_idle
 
 

@@ -159,6 +159,9 @@ def write_report(out: Path) -> Path:
         f"- landscape: an oracle playing each round's best policy earns "
         f"{_mean_sd(metrics.oracle_gain_per_round(replay), 4)} reward per round above that "
         "benchmark (near 0: nothing to gain by tracking contexts)",
+        *([f"- adaptive rounds: each agent met rounds of its own (the adversary reacts to its "
+           f"play), so each is measured against the benchmark of its own rounds; the two lines "
+           f"above are {next(iter(replay.own_benchmarks))}'s"] if replay.own_benchmarks else []),
         "",
         "## Headline",
         "",

@@ -15,6 +15,9 @@ Files in the output directory:
                                    MetBS child; the agent's final probabilities
     env/seed-<s>.npz               per checkpoint: cumulative reward and power of every
                                    policy (the benchmark side, the same for every agent)
+    env/<agent>/seed-<s>.npz       the same, per agent, where the rounds depend on the agent
+                                   (C-adaptive: the adversary picks each round's kind
+                                   against the agent's leader)
 """
 
 from __future__ import annotations
@@ -95,10 +98,12 @@ class ReplayOutcome:
 
 @dataclass(frozen=True)
 class JobResult:
-    """What one (agent, seed) job did (`result`) and every policy's side (`benchmark`)."""
+    """What one (agent, seed) job did (`result`) and every policy's side (`benchmark`),
+    which is the agent's own when its rounds depended on its play (`adaptive`)."""
 
     result: dict[str, np.ndarray]
     benchmark: dict[str, np.ndarray]
+    adaptive: bool = False
 
 
 def checkpoints(rounds: int) -> np.ndarray:
@@ -110,8 +115,9 @@ def result_path(out: Path, agent: str, seed: int) -> Path:
     return out / "results" / agent / f"seed-{seed}.npz"
 
 
-def env_path(out: Path, seed: int) -> Path:
-    return out / "env" / f"seed-{seed}.npz"
+def env_path(out: Path, seed: int, agent: str | None = None) -> Path:
+    """The seed's benchmark side; with `agent`, that agent's own (adaptive rounds)."""
+    return out / "env" / (agent or "") / f"seed-{seed}.npz"
 
 
 def prepare_out(spec: ReplaySpec, out: Path) -> None:
@@ -162,7 +168,7 @@ def save_job(out: Path, job: tuple[str, int], done: JobResult) -> None:
     """Write a finished job's files: the seed's benchmark side, then the agent's result
     (whose presence marks the job done)."""
     agent, seed = job
-    _save(env_path(out, seed), done.benchmark)
+    _save(env_path(out, seed, agent if done.adaptive else None), done.benchmark)
     _save(result_path(out, agent, seed), done.result)
 
 
@@ -223,7 +229,8 @@ def run_job(spec: ReplaySpec, job: tuple[str, int], report: Callable[[int], None
         result={**record, "final_probs": np.asarray(agent.probabilities(), np.float64),
                 "child_names": np.array(list(children), dtype=str)},
         benchmark={**stats.arrays(),
-                   "idle_power_w": np.float64(getattr(env, "idle_power_w", np.nan))})
+                   "idle_power_w": np.float64(getattr(env, "idle_power_w", np.nan))},
+        adaptive=bool(getattr(env, "adaptive", False)))
 
 
 def _blocks(env: RewardEnvironment, rounds: int) -> Iterator[RewardBlock]:
