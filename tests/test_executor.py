@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from hil import executor as executors
 from hil.executor import Callbacks, Executor, ExecutorError, parse_executor, run_jobs
 
 EXECUTORS = ["local:2", "dask-local:2"]
+TESTS = Path(__file__).parent
 
 
 def square(job: int, progress) -> int:
@@ -44,11 +49,20 @@ def raises_on_two(marks: Path, job: int, progress) -> int:
     return job
 
 
-def collect(fn, jobs, where: str):
+def collect(fn, jobs, where: str, wait_s: float = 0.0):
+    """Run `jobs` on `where`: results, failures, progress reported and the counts seen. With
+    `wait_s`, retry for that long while the scheduler has no workers yet."""
     results, progress, counts = {}, [], []
-    failures = run_jobs(fn, jobs, parse_executor(where), Callbacks(
-        results.__setitem__, progress.append, lambda c: counts.append(str(c))))
-    return results, failures, sum(progress), counts
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            failures = run_jobs(fn, jobs, parse_executor(where), Callbacks(
+                results.__setitem__, progress.append, lambda c: counts.append(str(c))))
+            return results, failures, sum(progress), counts
+        except ExecutorError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def test_the_executor_option_reads_local_dask_local_and_a_scheduler_address():
@@ -98,6 +112,34 @@ def test_a_job_that_raises_is_reported_failed_with_its_error_and_not_run_again(
     assert [f.job for f in failures] == [2]
     assert "ValueError: no policy at index 2" in failures[0].error
     assert len(list(tmp_path.glob("raised-*"))) == 1
+
+
+def test_jobs_run_on_an_existing_scheduler_and_its_workers(tmp_path):
+    """`dask:HOST:PORT`: a scheduler and a worker started as a lab starts them."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
+    started = [subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for module, args in (
+                   ("distributed.cli.dask_scheduler", ["--host", "127.0.0.1", "--port",
+                                                       str(port), "--dashboard-address", ":0"]),
+                   ("distributed.cli.dask_worker", [f"tcp://127.0.0.1:{port}", "--nthreads",
+                                                    "1", "--nworkers", "2"]))]
+    try:
+        results, failures, progress, _ = collect(square, list(range(4)),
+                                                 f"dask:127.0.0.1:{port}", wait_s=30)
+        assert results == {j: j * j for j in range(4)} and failures == []
+        assert progress == 8
+    finally:
+        for process in started:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_an_unreachable_scheduler_is_an_error_naming_its_address(monkeypatch):
