@@ -333,13 +333,25 @@ array afresh, makes a replay job 1.8x slower (0.90 s against 0.50 s, measured)."
 
 
 def _dask_job(fn: JobFn, job: Any, key: str) -> Any:
-    """On a Dask worker: the job, with its start and progress sent to the driver as events."""
-    from distributed import get_worker
+    """On a Dask worker: the job, with its start and progress sent to the driver as events.
+
+    A scheduler reruns a task whose worker died up to its own `allowed-failures` times; the
+    job's runs are counted on the scheduler, so whatever its setting, a job whose worker
+    died under it twice is not run a third time but reported failed."""
+    from distributed import get_client, get_worker
 
     one_thread_per_worker()
+    runs = get_client().get_metadata(["vbs-hil", key], 0) + 1
+    get_client().set_metadata(["vbs-hil", key], runs)
+    if runs > ATTEMPTS:
+        raise WorkerDied(f"its worker died under it {ATTEMPTS} times")
     worker = get_worker()
     worker.log_event(PROGRESS_TOPIC, ("start", key, 0))
     return fn(job, lambda n: worker.log_event(PROGRESS_TOPIC, ("progress", key, n)))
+
+
+class WorkerDied(ExecutorError):
+    """A job's worker died under it on every run it was given."""
 
 
 def _dask_run(fn: JobFn, jobs: Sequence[Any], executor: Executor, ledger: _Ledger) -> None:
@@ -454,6 +466,8 @@ class _DaskTally:
         except KilledWorker as exc:
             self.ledger.failed(job, f"its worker died under it {ATTEMPTS} times ({exc})",
                                was_running=was_running)
+        except WorkerDied as exc:
+            self.ledger.failed(job, str(exc), was_running=was_running)
         except Exception as exc:  # noqa: BLE001 - the job's own error, reported with the job
             self.ledger.failed(job, _error_text(exc), was_running=was_running)
         else:

@@ -130,6 +130,12 @@ def test_jobs_run_on_an_existing_scheduler_and_its_workers(tmp_path):
                                                  f"dask:127.0.0.1:{port}", wait_s=30)
         assert results == {j: j * j for j in range(4)} and failures == []
         assert progress == 8
+        # this scheduler would rerun a task 3 times (Dask's default): the job stops at 2
+        results, failures, _, _ = collect(partial(dies_while, tmp_path, 99), [0, 1, 2],
+                                          f"dask:127.0.0.1:{port}")
+        assert results == {0: 0, 2: 2} and [f.job for f in failures] == [1]
+        assert "died under it 2 times" in failures[0].error
+        assert len(list(tmp_path.glob("run-*"))) == 2
     finally:
         for process in started:
             process.terminate()
