@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hil.cli import main
-from tools.metahrl.experiments import converged_at
+from tools.metahrl.experiments import Setup, converged_at
+from tools.metahrl.protocol import load_or_compute
 from tools.metahrl.report import ABLATION, COMPARED
 
 TINY = ["--seeds", "2", "--iterations", "4", "--shots", "2", "--dus", "2", "--ues", "6",
@@ -15,9 +19,26 @@ TINY = ["--seeds", "2", "--iterations", "4", "--shots", "2", "--dus", "2", "--ue
         "--scale-dus", "3", "--scale-ues", "9", "--executor", "local:1"]
 
 
+@pytest.fixture(scope="module")
+def baselines(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TINY's baselines (both families), the slowest part of its report (a search of slice
+    splits per DU), computed once for the module: they depend only on the pools of DUs."""
+    folder = tmp_path_factory.mktemp("baselines")
+    for family in ("visible", "hidden"):
+        load_or_compute(folder, Setup(n_dus=2, n_ues=6, n_heldout=2, family=family).pools)
+    return folder
+
+
+def out_with(baselines: Path, out: Path) -> Path:
+    """`out` holding the baselines, as a rerun of the command into it would find them."""
+    shutil.copytree(baselines, out)
+    return out
+
+
 def test_a_ci_sized_sweep_writes_every_table_and_figure_and_a_rerun_runs_nothing(tmp_path,
-                                                                                  capsys):
-    out = tmp_path / "metahrl"
+                                                                                  capsys,
+                                                                                  baselines):
+    out = out_with(baselines, tmp_path / "metahrl")
     assert main(["metahrl", *TINY, "--out", str(out)]) == 0
     jobs = sorted(p.name for p in (out / "jobs").glob("*.json"))
     # 2 seeds x (the compared methods on both families, the ablation, Meta-HRL on 3 x 9)
@@ -45,8 +66,9 @@ def test_a_ci_sized_sweep_writes_every_table_and_figure_and_a_rerun_runs_nothing
 
 
 def test_methods_narrows_a_sweep_to_the_methods_named_and_refuses_unknown_ones(tmp_path,
-                                                                               capsys):
-    out = tmp_path / "two"
+                                                                               capsys,
+                                                                               baselines):
+    out = out_with(baselines, tmp_path / "two")
     assert main(["metahrl", *TINY, "--experiments", "compare", "--methods", "meta-hrl,tl",
                  "--out", str(out)]) == 0
     methods = {json.loads(p.read_text())["method"] for p in (out / "jobs").glob("*.json")}
@@ -56,13 +78,13 @@ def test_methods_narrows_a_sweep_to_the_methods_named_and_refuses_unknown_ones(t
     assert "unknown ['maml']" in capsys.readouterr().err
 
 
-def test_jobs_run_in_parallel_processes_give_the_results_of_one_process(tmp_path):
+def test_jobs_run_in_parallel_processes_give_the_results_of_one_process(tmp_path, baselines):
     """A job depends on its method, seed and setup only, not on where it ran."""
     narrow = [*TINY[:-2], "--experiments", "compare", "--families", "hidden",
               "--methods", "meta-hrl,scratch"]
     results = {}
     for jobs in ("1", "2"):
-        out = tmp_path / f"jobs{jobs}"
+        out = out_with(baselines, tmp_path / f"jobs{jobs}")
         assert main(["metahrl", *narrow, "--executor", f"local:{jobs}", "--out", str(out)]) == 0
         results[jobs] = {p.name: json.loads(p.read_text())["adapt_reward"]
                          for p in (out / "jobs").glob("*.json")}
