@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from drivers.emulated.sshd import INSTALL_HINT, SSHD, Sshd
+from prerequisites import missing
 
 __all__ = ["Sshd", "sshd"]
 
@@ -25,7 +26,7 @@ __all__ = ["Sshd", "sshd"]
 def sshd(tmp_path: Path) -> Iterator[Sshd]:
     """A running sshd for this test; killed (with its sessions) at teardown."""
     if not SSHD.exists() or shutil.which("ssh-keygen") is None:
-        pytest.skip(f"needs OpenSSH's sshd and ssh-keygen: {INSTALL_HINT}")
+        missing(f"needs OpenSSH's sshd and ssh-keygen: {INSTALL_HINT}")
     root = tmp_path / "sshd"
     root.mkdir()
     server = Sshd(root)

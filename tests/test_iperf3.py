@@ -29,8 +29,10 @@ from drivers.traffic.iperf3 import (
     parse_iperf3_json,
 )
 from hil.errors import HilError
+from prerequisites import missing
 
-pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 not installed")
+if shutil.which("iperf3") is None:
+    missing("iperf3 not installed (Debian: apt-get install iperf3)", module=True)
 
 LOOPBACK = "127.0.0.1"
 

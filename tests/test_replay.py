@@ -10,7 +10,7 @@ import yaml
 
 from agents.base import Context
 from agents.policy_space import PolicySpace
-from agents.registry import AGENTS, BANDITS, agent_params, make_agent
+from agents.registry import BANDITS, make_agent
 from hil.cli import main
 from hil.executor import parse_executor
 from hil.reward import RewardParams
@@ -160,12 +160,6 @@ def test_energy_is_measured_against_the_ideal_minimum_above_idle(tmp_path):
     assert half > 0
 
 
-needs_metbs = pytest.mark.skipif(
-    "metbs" not in AGENTS or "children" not in agent_params("metbs"),
-    reason="agent 'metbs' with a 'children' parameter is not registered yet")
-
-
-@needs_metbs
 @pytest.mark.parametrize("scenario", ["B", "C"])
 def test_metbs_gives_most_rounds_to_the_child_that_earns_more_alone(tmp_path, scenario):
     children = ["greedy", "random"]  # a child that learns from the few rounds MetBS lets it

@@ -11,6 +11,7 @@ of a window that got no valid reading.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import socket
@@ -25,6 +26,7 @@ import pytest
 from drivers.power.gpm8213 import Gpm8213Meter, parse_values
 from drivers.power.scpi_twin import Fault, ScpiMeterTwin, nr3
 from hil.errors import MeterError
+from prerequisites import missing
 from test_gpm8213 import HEADER_REAL, SETUP_REAL, wait_until
 
 
@@ -331,7 +333,8 @@ def test_an_unreachable_socket_raises_meter_error_at_connect():
 
 def test_driver_over_usb_cdc_serial_reads_the_twin(make_twin, open_meter):
     """The ASRL path through a pseudo-terminal that relays lines to the twin."""
-    pytest.importorskip("serial", reason="pyvisa-py needs pyserial for ASRL resources")
+    if importlib.util.find_spec("serial") is None:
+        missing("pyvisa-py needs pyserial for ASRL resources (pip install pyserial)")
     twin = make_twin(SteadySource(7.5))
     controller, device = os.openpty()
     tty.setraw(controller)

@@ -27,6 +27,7 @@ from drivers.ssh import SshHost
 from hil.cli import main
 from hil.config import apply_overrides, load_config
 from hil.recorder import read_rounds
+from prerequisites import missing
 from hil.srsran import ControlPath, radio_device
 
 from fake_srsran import install_fake_prefix
@@ -176,7 +177,7 @@ def test_the_control_path_sends_only_tcp_to_the_other_end_over_the_veth_and_goes
     """Applied for real in a scratch namespace (needs root and iproute2 >= 4.17)."""
     netns = f"hilt{os.getpid() % 100000}"
     if os.geteuid() != 0 or subprocess.run(["ip", "netns", "add", netns]).returncode != 0:
-        pytest.skip("needs root and network namespaces")
+        missing("needs root and network namespaces")
     # TEST-NET addresses and a table of its own: a testbed running on this machine keeps its
     path = ControlPath(netns, core_address="203.0.113.1", ue_address="203.0.113.2", table=1999,
                        subnet=("198.51.100.1", "198.51.100.2"))

@@ -30,6 +30,7 @@ from drivers.ssh import (
     SshHost,
 )
 from drivers.ssh.host import _home_relative
+from prerequisites import missing
 
 PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
 
@@ -216,7 +217,7 @@ def test_a_dead_process_left_as_a_zombie_is_not_running(host: SshHost) -> None:
     """
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        pytest.skip(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(ctypes.get_errno())}")
+        missing(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(ctypes.get_errno())}")
     pid = None
     try:
         pid = host.start("zombie", "sleep 0.3; exit 3")
@@ -295,7 +296,7 @@ def test_start_in_a_network_namespace(host: SshHost) -> None:
     netns = f"vbs-hil-test-{os.getpid()}"
     made = subprocess.run(["ip", "netns", "add", netns], capture_output=True, text=True)
     if made.returncode != 0:
-        pytest.skip(f"`ip netns add` does not work here: {made.stderr.strip()}")
+        missing(f"`ip netns add` does not work here: {made.stderr.strip()}")
     try:
         pid = host.start("in-netns", "sleep 30", netns=netns)
         in_namespace = os.stat(f"/proc/{pid}/ns/net").st_ino
