@@ -11,7 +11,9 @@ import pytest
 
 from hil.cli import main
 from tools.metahrl.experiments import Setup, converged_at
-from tools.metahrl.protocol import load_or_compute
+from agents.meta_hrl.training import AdaptConfig
+from hil.executor import parse_executor
+from tools.metahrl.protocol import compute_baselines, load_or_compute
 from tools.metahrl.report import ABLATION, COMPARED
 
 TINY = ["--seeds", "2", "--iterations", "4", "--shots", "2", "--dus", "2", "--ues", "6",
@@ -89,6 +91,14 @@ def test_jobs_run_in_parallel_processes_give_the_results_of_one_process(tmp_path
         results[jobs] = {p.name: json.loads(p.read_text())["adapt_reward"]
                          for p in (out / "jobs").glob("*.json")}
     assert len(results["1"]) == 4 and results["1"] == results["2"]
+
+
+def test_the_baselines_split_searches_give_the_same_numbers_on_parallel_workers():
+    pools = Setup(n_dus=2, n_ues=6, n_heldout=2).pools
+    short = AdaptConfig(eval_steps=5)  # the same searches, on short episodes
+    here = compute_baselines(pools, short)
+    assert compute_baselines(pools, short, parse_executor("local:2")) == here
+    assert len(here.best) == len(here.equal) == 2
 
 
 def test_convergence_is_the_first_point_with_95_percent_of_the_best_gain_by_hand():

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if not jobs:
         console.print(f"[red]no saved jobs in {out / 'jobs'}: run without --report-only first")
         return 1
-    report = write_report(jobs, setup, out)
+    report = write_report(jobs, setup, out, args.executor)
     console.print(f"report: [bold]{report}[/]")
     console.print(report.read_text(), highlight=False, soft_wrap=True, markup=False)
     return 1 if not args.report_only and failed else 0

@@ -22,7 +22,9 @@ the jobs (`baselines-<tag>.json`), so a resumed sweep does not search again.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,8 @@ from agents.meta_hrl.fixed import (
     search_split,
 )
 from agents.meta_hrl.training import AdaptConfig
+from hil.errors import HilError
+from hil.executor import IN_THIS_PROCESS, Callbacks, Executor, run_jobs
 
 TRAIN_POOL_SEED = 0
 HELDOUT_POOL_SEED = 10_000
@@ -95,20 +99,38 @@ def evaluate_fixed(scheduler: Scheduler, env: DuSlicingEnv, config: AdaptConfig)
     return run_scheduler(scheduler, env, steps=config.eval_steps, seed=config.eval_seed)
 
 
-def compute_baselines(pools: Pools, config: AdaptConfig | None = None) -> Baselines:
+Search = tuple[str, int | str]
+"""One search of constant splits: ("own", i) on held-out DU i; ("training", users) on the
+training pool with that user rule."""
+
+
+def compute_baselines(pools: Pools, config: AdaptConfig | None = None,
+                      executor: Executor = IN_THIS_PROCESS) -> Baselines:
+    """The anchors and the fixed schedulers' rewards; the split searches (one per held-out
+    DU, two on the training pool: the slow part) run as jobs on `executor`."""
     config = config or AdaptConfig()
     heldout = pools.heldout()
-    steps, seed = config.eval_steps, config.eval_seed
+    searches: list[Search] = [("own", i) for i in range(len(heldout))]
+    searches += [("training", "equal"), ("training", "queue")]
+    found: dict[Search, tuple[SliceSplit, float]] = {}
+    failed = run_jobs(partial(_search, pools, config), searches, executor,
+                      Callbacks(found.__setitem__))
+    if failed:
+        raise HilError(f"the baselines' split search {failed[0].job} failed: {failed[0].error}")
     equal = [evaluate_fixed(SliceSplit(), env, config) for env in heldout]
-    own = [search_split([env], steps=steps, seed=seed) for env in heldout]
-    training = pools.training()
     deployable: list[Scheduler] = [
-        SliceSplit(),
-        search_split(training, steps=steps, seed=seed)[0],
-        search_split(training, users="queue", steps=steps, seed=seed)[0],
+        SliceSplit(), found[("training", "equal")][0], found[("training", "queue")][0],
         LoadProportional(), ProportionalFair()]
     fixed = {_label(s): [evaluate_fixed(s, env, config) for env in heldout] for s in deployable}
-    return Baselines(equal, [reward for _, reward in own], fixed)
+    return Baselines(equal, [found[("own", i)][1] for i in range(len(heldout))], fixed)
+
+
+def _search(pools: Pools, config: AdaptConfig, search: Search,
+            progress: Callable[[int], None]) -> tuple[SliceSplit, float]:
+    kind, which = search
+    envs = [pools.heldout()[int(which)]] if kind == "own" else pools.training()
+    return search_split(envs, users="queue" if which == "queue" else "equal",
+                        steps=config.eval_steps, seed=config.eval_seed)
 
 
 def _label(scheduler: Scheduler) -> str:
@@ -117,12 +139,12 @@ def _label(scheduler: Scheduler) -> str:
     return scheduler.name
 
 
-def load_or_compute(out: Path, pools: Pools) -> Baselines:
+def load_or_compute(out: Path, pools: Pools, executor: Executor = IN_THIS_PROCESS) -> Baselines:
     path = out / f"baselines-{pools.tag}.json"
     if path.exists():
         data = json.loads(path.read_text())
         return Baselines(data["equal"], data["best"], data["fixed"])
-    baselines = compute_baselines(pools)
+    baselines = compute_baselines(pools, executor=executor)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(baselines)))

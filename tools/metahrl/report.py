@@ -25,6 +25,7 @@ import numpy as np
 
 from tools.replay.figures import band, save_figure
 from tools.metahrl.experiments import JobResult, Setup, converged_at, trains
+from hil.executor import IN_THIS_PROCESS, Executor
 from tools.metahrl.protocol import Baselines, bootstrap_interval, load_or_compute
 
 COMPARED = ("meta-hrl", "drl", "tl", "mtl", "scratch")
@@ -349,13 +350,15 @@ def training_figure(jobs: Sequence[JobResult], setup: Setup, out: Path) -> Path:
     return save_figure(fig, out / "training.png")
 
 
-def write_report(jobs: Sequence[JobResult], setup: Setup, out: Path) -> Path:
+def write_report(jobs: Sequence[JobResult], setup: Setup, out: Path,
+                 executor: Executor = IN_THIS_PROCESS) -> Path:
     """report.md with the tables and figures of `setup` (the visible family) and of the
-    same setup on the hidden family, if it ran."""
-    baselines = load_or_compute(out, setup.pools)
+    same setup on the hidden family, if it ran; baselines not yet saved are searched on
+    `executor`."""
+    baselines = load_or_compute(out, setup.pools, executor)
     hidden = replace(setup, family="hidden")
     ran_hidden = any(j.setup == hidden for j in jobs)
-    hidden_baselines = load_or_compute(out, hidden.pools) if ran_hidden else None
+    hidden_baselines = load_or_compute(out, hidden.pools, executor) if ran_hidden else None
     training_figure(jobs, setup, out)
     figures(jobs, setup, baselines, out)
     sections = [
