@@ -1,12 +1,13 @@
 """`hil`: the command line.
 
-    hil run [CONFIG] [--agent NAME] [--rounds N] [--seed S] [--out DIR] [--resume RUN_DIR]
+    hil run [CONFIG...] [--agent NAME] [--rounds N] [--seed S] [--out DIR] [--resume RUN_DIR]
     hil check [CONFIG]
     hil bench [CONFIG] [--quick | --soak [--soak-rounds N]]
     hil replay [CONFIG] --scenario C --agents bsvbs,metbs,... --seeds N --rounds T --out DIR
-    hil metahrl --out DIR [--seeds N] [--iterations N] [--families visible,hidden]
+               [--executor local:N | dask-local:N | dask:HOST:PORT]
+    hil metahrl --out DIR [--seeds N] [--iterations N] [--families visible,hidden] [--executor ...]
     hil compare [CONFIG] --agents A B[:KEY=VALUE...] ... --seeds N --rounds R --out DIR
-    hil collect [CONFIG] --grid AXIS=V1,V2 ... [--dwell-rounds N] [--reps N] [--out DIR]
+    hil collect [CONFIG...] --grid AXIS=V1,V2 ... [--dwell-rounds N] [--reps N] [--out DIR]
     hil fit-power DATASET [--out CALIBRATION.yaml]
     hil keys DIR
     hil landscape DATASET [--calibration CAL] [--delta D ...]
@@ -19,8 +20,17 @@ interrupted run exits with 130 after its cleanup; anything else is a bug and kee
 
 from __future__ import annotations
 
-import argparse
 import os
+
+# One OpenBLAS thread (numpy's) unless the operator says otherwise: the agents' linear
+# algebra is small (BP-vRAN's per-round work is matrix-vector products over <= 1000 points),
+# where threads give nothing; measured on 2 cores (1000-point budget): bpvran_round_ms_5k
+# 1.48 ms with two threads, 1.38 ms with one; with the former 100-point GP, 14 ms and 4.3 ms.
+# Set here, in the program's entry module, before numpy loads OpenBLAS (which reads it
+# once); a library user of vbs-hil keeps their own setting.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
 import sys
 import threading
 import time
@@ -474,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     meta.set_defaults(func=cmd_metahrl)
 
     compare = sub.add_parser("compare", help="agents x seeds online through the run engine: "
-                             "mean reward, power, throughput, paired differences with 95 % "
+                             "mean reward, power, throughput, paired differences with 95 %% "
                              "intervals; compare.md, compare.json; resumable")
     compare.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
                          help="testbed config of every run (default: %(default)s)")

@@ -4,7 +4,7 @@ Three kinds of tests:
 - exact exchanges against `FakeMeter`, a stand-in in the spirit of pymeasure's
   `expected_protocol`: it answers only the commands it was given and logs every exchange,
   so a test compares the whole conversation with the real unit's transcript
-  (the project notes, FACTS.md "GW-Instek GPM-8213 remote control");
+  (GWInstek,GPM-8213,GES913349,V1.05, written out below);
 - static cases on pyvisa-sim meters (drivers/power/gpm8213-sim.yaml);
 - the window arithmetic on hand-made samples, with the expected means worked out by hand.
 The driver over a real socket (pyvisa-py) and its fault handling are in test_scpi_twin.py.
@@ -37,7 +37,7 @@ from hil.errors import MeterError
 SIM_FILE = Path(drivers.power.__file__).with_name("gpm8213-sim.yaml")
 LAN = "TCPIP0::192.0.2.10::23::SOCKET"
 
-# The real unit's transcript (FACTS.md).
+# A real unit's transcript (GWInstek,GPM-8213,GES913349, firmware V1.05).
 IDN_REAL = "GWInstek,GPM-8213,GES913349,V1.05"
 HEADER_REAL = "Urms,Irms,P,S,fU,PF,Q,fI"
 VALUE_REAL = ("127.58E+00,240.02E-03,17.688E+00,30.622E+00,59.993E+00,0.5776E+00,"

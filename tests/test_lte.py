@@ -1,6 +1,6 @@
 """LTE facts from TS 36.213 and the emulator's CQI/SNR link model built on them.
 
-Expected values are written out from the spec (via ../shared/FACTS.md) and from
+Expected values are written out from the spec's tables (TS 36.213) and from
 independent public transcriptions, never computed with the module under test.
 """
 
@@ -9,7 +9,7 @@ import pytest
 
 from drivers.emulated import lte
 
-# TS 36.213 Table 7.1.7.2.1-1 at N_PRB = 50 for I_TBS 0..26 (FACTS.md).
+# TS 36.213 Table 7.1.7.2.1-1 at N_PRB = 50 for I_TBS 0..26.
 TBS_AT_50_PRB = [1384, 1800, 2216, 2856, 3624, 4392, 5160, 6200, 6968, 7992, 8760, 9912,
                  11448, 12960, 14112, 15264, 16416, 18336, 19848, 21384, 22920, 25456,
                  27376, 28336, 30576, 31704, 36696]
@@ -22,7 +22,7 @@ TBS_AT_100_PRB = [2792, 3624, 4584, 5736, 7224, 8760, 10296, 12216, 14112, 15840
                   19848, 22920, 25456, 28336, 30576, 32856, 36696, 39232, 43816, 46888,
                   51024, 55056, 57336, 61664, 63776, 75376]
 
-# MCS 0..28 -> I_TBS and Qm, TS 36.213 Tables 7.1.7.1-1 (DL) and 8.6.1-1 (UL), as FACTS.md.
+# MCS 0..28 -> I_TBS and Qm, TS 36.213 Tables 7.1.7.1-1 (DL) and 8.6.1-1 (UL).
 DL_ITBS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 10, 11, 12, 13, 14, 15, 15, 16, 17, 18, 19, 20,
            21, 22, 23, 24, 25, 26]
 UL_ITBS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 19, 20,

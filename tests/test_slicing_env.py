@@ -112,7 +112,8 @@ def test_without_power_control_every_user_transmits_at_full_power():
 
 def test_loads_are_40_to_130_percent_of_what_each_du_carries():
     # per ms, error-free: at CQI 15 link adaptation picks MCS 27 (I_TBS 25: 31704 bits at
-    # 50 PRB, FACTS.md); the observation's scale is the top MCS (I_TBS 26: 36696 bits)
+    # 50 PRB, TS 36.213 Table 7.1.7.2.1-1); the observation's scale is the top MCS (I_TBS
+    # 26: 36696 bits)
     assert capacity_mbps(15.0, CAL) == pytest.approx(31.704)
     assert make_tasks(1, 6, seed=0)[0].capacity_mbps == pytest.approx(36.696)
     profiles = sample_profiles(30, 200, seed=5)

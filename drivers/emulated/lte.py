@@ -11,7 +11,8 @@ Two kinds of content live here:
   efficiency table);
 * a small link model built on them (CQI <-> SNR, the SNR each MCS needs, link adaptation)
   that the emulator uses in place of a real PHY. Its anchors are the CQI/SNR pairs the
-  BSvBS paper reports for its testbed (footnote 13; see ../shared/FACTS.md).
+  BSvBS paper reports for its testbed (Kalntis, Iosifidis, Kuipers, "Adaptive Resource
+  Allocation for Virtualized Base Stations in O-RAN with Online Learning", footnote 13).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Two entry points share every formula:
   environments at once (no queue memory, fading averaged), for offline replays and to know
   which policies the model makes best.
 
-Power has the published form (Ayala-Romero et al., ICC/INFOCOM 2021; see FACTS.md):
+Power has the published form (Ayala-Romero et al., ICC 2021 and INFOCOM 2021):
 ``P = idle + radio + P_dl(a, m) + P_ul(a, m) + r(a_u) * clip(g0(m_u) - snr_u, 0, span)``
 with ``P_x(a, m) = a * (c_a + c_am * m + c_amm * m^2) + c_aa * a^2`` (quadratic in airtime
 ``a`` and MCS ``m``), turbo-decoding effort that grows below the SNR threshold

@@ -73,8 +73,9 @@ EDGE_WAIT_MARGIN_S = 0.05
 SCPI_NAN = 9.9e37
 """SCPI's 'not a number' is 9.91E+37; the GPM-8213 prints NAN, but either means missing."""
 UPDATE_S = 1.0
-"""The meter updates its readings about once a second (FACTS.md): a reading stands for the
-time since the previous one, but never for more than this (or one poll, if longer)."""
+"""The meter updates its readings about once a second (as polled on a real unit): a reading
+stands for the time since the previous one, but never for more than this (or one poll, if
+longer)."""
 
 
 @dataclass(frozen=True, slots=True)

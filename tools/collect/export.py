@@ -1,6 +1,7 @@
 """Cells in the column layout of the public `dataset_dlul.csv`, so other tools can read them.
 
-The layout (FACTS.md; `tools/replay/dataset.py` reads it) has one row per configuration.
+The layout (Ayala-Romero et al.'s public dataset; `tools/replay/dataset.py` reads it) has
+one row per configuration.
 Mapping from `cells.parquet`:
 
 | dataset_dlul | from the cell | unit |

@@ -1,7 +1,7 @@
 """Least-squares fit of the published power-model form to a collected dataset.
 
-The form is the emulated vBS's (`drivers/emulated/model.py`, after Ayala-Romero et al.;
-FACTS.md), which is linear in every coefficient a calibration holds:
+The form is the emulated vBS's (`drivers/emulated/model.py`, after Ayala-Romero et al.,
+ICC 2021 and INFOCOM 2021), which is linear in every coefficient a calibration holds:
 
     P = idle + radio_fixed + radio_tx * 10^(g/10) * a_d
         + a_d (dl.a + dl.am m_d + dl.amm m_d^2) + dl.aa a_d^2          (same for the UL)

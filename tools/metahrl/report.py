@@ -6,7 +6,8 @@
     adaptation.png       held-out DUs: score after 0..30 shots, per method (visible family)
     adaptation-hidden.png  the same on the family with hidden per-DU slice weights
 
-The paper's figures are those of `../shared/FACTS.md` (arXiv 2512.13715 as summarised):
+The paper's figures (arXiv 2512.13715, "Meta Hierarchical Reinforcement Learning for
+Scalable Resource Management in O-RAN", as summarised in the seed document):
 +19.8 % management efficiency over DRL/TL/MTL; adaptive weighting 0.84 vs 0.78 normalised
 reward (Uniform-Meta) and 17 vs 28 shots; 7 -> 30 DUs: +69 % iterations, < 2 % reward
 variance. "Management efficiency" is not defined in the summary; we compare scores on

@@ -1,6 +1,6 @@
 """A loader for the public `dataset_dlul.csv` column layout, and a replay source built on it.
 
-The dataset of Ayala-Romero et al. (the BSvBS paper's testbed, FACTS.md) has one row per
+The dataset of Ayala-Romero et al. (the BSvBS paper's testbed) has one row per
 configuration held about a minute: the thresholds (`selected_mcs_dl/ul`,
 `selected_airtime_dl/ul`), the offered load and channel (`traffic_load_dl/ul`,
 `cqi_dl/ul`), what was delivered (`thr_dl/ul`) and the power (`pm_power`). We could not

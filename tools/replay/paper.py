@@ -1,4 +1,4 @@
-"""The BSvBS/MetBS paper's numbers (Sec. VI; FACTS.md) and how to compute ours beside them.
+"""The BSvBS/MetBS paper's numbers (Sec. VI) and how to compute ours beside them.
 
 Each claim names the scenario it was made in, the paper's value and where it is stated,
 and computes our figure from a replay when the agents it needs were run, with a verdict:
