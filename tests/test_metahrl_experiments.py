@@ -80,17 +80,19 @@ def test_methods_narrows_a_sweep_to_the_methods_named_and_refuses_unknown_ones(t
     assert "unknown ['maml']" in capsys.readouterr().err
 
 
-def test_jobs_run_in_parallel_processes_give_the_results_of_one_process(tmp_path, baselines):
+def test_jobs_give_the_same_results_in_one_process_in_local_workers_and_on_dask(tmp_path,
+                                                                               baselines):
     """A job depends on its method, seed and setup only, not on where it ran."""
     narrow = [*TINY[:-2], "--experiments", "compare", "--families", "hidden",
               "--methods", "meta-hrl,scratch"]
     results = {}
-    for jobs in ("1", "2"):
-        out = out_with(baselines, tmp_path / f"jobs{jobs}")
-        assert main(["metahrl", *narrow, "--executor", f"local:{jobs}", "--out", str(out)]) == 0
-        results[jobs] = {p.name: json.loads(p.read_text())["adapt_reward"]
-                         for p in (out / "jobs").glob("*.json")}
-    assert len(results["1"]) == 4 and results["1"] == results["2"]
+    for where in ("local:1", "local:2", "dask-local:2"):
+        out = out_with(baselines, tmp_path / where.replace(":", "-"))
+        assert main(["metahrl", *narrow, "--executor", where, "--out", str(out)]) == 0
+        results[where] = {p.name: json.loads(p.read_text())["adapt_reward"]
+                          for p in (out / "jobs").glob("*.json")}
+    assert len(results["local:1"]) == 4
+    assert results["local:1"] == results["local:2"] == results["dask-local:2"]
 
 
 def test_the_baselines_split_searches_give_the_same_numbers_on_parallel_workers():
