@@ -1,0 +1,155 @@
+"""The packages' layers and the imports between them (issue 21): imports go one way.
+
+    tools      the commands: replay, collect, metahrl, fit-power, ...
+    hil        the experiment: config, round engine, reward, recording, CLI
+    agents     learners (pure)          drivers   the testbed's I/O
+    (a shared base under agents and drivers, where the facts both need will live)
+
+A module may import its own package and the layers below it. Agents and drivers are
+siblings: neither imports the other. `python -m pytest tests/test_layers.py -s` prints
+the layers, every import that still goes the wrong way and every import loop.
+
+The imports in KNOWN_WRONG went the wrong way when this test was written; they are to go
+(issue 21: errors, validation and the radio/slice model to the base, the CLI and the
+benchmark runner above tools). The test fails on any other wrong import, and on a known one
+that is gone, so the list only shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).parents[1]
+LAYERS = {"tools": 3, "hil": 2, "agents": 1, "drivers": 1}
+"""Higher imports lower; equal numbers are siblings that must not import each other."""
+KNOWN_WRONG = {
+    ("agents.meta_hrl.env", "drivers.emulated.model"),
+    ("agents.meta_hrl.env", "drivers.emulated.slices"),
+    ("agents.meta_hrl.fixed", "drivers.emulated.lte"),
+    ("agents.meta_hrl.fixed", "drivers.emulated.slices"),
+    ("agents.meta_hrl.fixed_agent", "drivers.emulated.sliced_vbs"),
+    ("agents.meta_hrl.fixed_agent", "drivers.emulated.slices"),
+    ("agents.meta_hrl.online", "drivers.emulated.sliced_vbs"),
+    ("agents.meta_hrl.online", "drivers.emulated.slices"),
+    ("agents.registry", "hil.errors"),
+    ("drivers.emulated.meter", "hil.errors"),
+    ("drivers.emulated.model", "hil.validation"),
+    ("drivers.emulated.scenarios", "hil.errors"),
+    ("drivers.emulated.slices", "hil.testbed"),
+    ("drivers.emulated.sshd", "hil.errors"),
+    ("drivers.emulated.vbs", "hil"),
+    ("drivers.host.cpu_power", "hil.errors"),
+    ("drivers.power.gpm8213", "hil.errors"),
+    ("drivers.power.window_check", "hil.errors"),
+    ("drivers.rtctl.client", "hil.errors"),
+    ("drivers.rtctl.curve", "hil.errors"),
+    ("drivers.rtctl.messages", "hil.errors"),
+    ("drivers.rtctl.server", "hil.errors"),
+    ("drivers.srsran.conf", "hil.errors"),
+    ("drivers.srsran.process", "hil.errors"),
+    ("drivers.ssh.connect", "hil.errors"),
+    ("drivers.ssh.errors", "hil.errors"),
+    ("drivers.traffic.iperf3", "hil.errors"),
+    ("hil.bench", "tools.metahrl.bench"),
+    ("hil.bench", "tools.replay.bench"),
+    ("hil.cli", "tools.collect.command"),
+    ("hil.cli", "tools.collect.publish"),
+    ("hil.cli", "tools.collect.sweep"),
+    ("hil.cli", "tools.fit_power.command"),
+    ("hil.cli", "tools.landscape.command"),
+    ("hil.cli", "tools.metahrl.command"),
+    ("hil.cli", "tools.online_compare.command"),
+    ("hil.cli", "tools.replay.command"),
+    ("hil.cli", "tools.srsran.command"),
+}
+
+KNOWN_LOOPS = [
+    ["drivers.emulated.sliced_vbs", "drivers.emulated.vbs"],
+    ["hil.bench", "tools.metahrl.bench", "tools.replay.bench"],
+]
+"""Modules that import each other (at any depth of their code), as when this was written."""
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports() -> dict[str, set[str]]:
+    """Every project module and the project modules it imports (at any depth of its code;
+    `from package import module` counts as importing that module)."""
+    paths = {module_name(p): p for package in LAYERS
+             for p in sorted((REPO / package).rglob("*.py"))}
+    found: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in paths
+                            else node.module for a in node.names}
+        found[name] = {t for t in targets if t.split(".")[0] in LAYERS and t != name}
+    return found
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Groups of modules that import each other, directly or round a loop (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while (member := stack.pop()) != node:
+                group.append(member)
+            if group:
+                groups.append(sorted([node, *group]))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(groups)
+
+
+def goes_the_wrong_way(source: str, target: str) -> bool:
+    mine, theirs = source.split(".")[0], target.split(".")[0]
+    return mine != theirs and LAYERS[theirs] >= LAYERS[mine]
+
+
+def test_imports_go_down_the_layers_only():
+    graph = imports()
+    wrong = {(s, t) for s, targets in graph.items() for t in targets if goes_the_wrong_way(s, t)}
+    for package, layer in sorted(LAYERS.items(), key=lambda item: -item[1]):
+        print(f"layer {layer}: {package}")
+    for source, target in sorted(wrong):
+        print(f"  still wrong: {source} -> {target}")
+    assert wrong - KNOWN_WRONG == set(), "imports that go up or sideways (issue 21)"
+    assert KNOWN_WRONG - wrong == set(), "gone: take them off KNOWN_WRONG"
+
+
+def test_no_modules_import_each_other_round_a_loop():
+    found = cycles(imports())
+    for group in found:
+        print("  still a loop: " + " <-> ".join(group))
+    assert [g for g in found if g not in KNOWN_LOOPS] == [], "new import loops (issue 21)"
+    assert [g for g in KNOWN_LOOPS if g not in found] == [], "gone: take them off KNOWN_LOOPS"
+
+
+def test_the_checker_flags_an_import_that_goes_up_or_sideways():
+    assert goes_the_wrong_way("drivers.ssh.host", "hil.errors")
+    assert goes_the_wrong_way("agents.bsvbs", "drivers.emulated.model")
+    assert not goes_the_wrong_way("tools.replay.runner", "hil.executor")
+    assert not goes_the_wrong_way("hil.engine", "agents.base")
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
