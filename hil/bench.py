@@ -1,4 +1,5 @@
-"""`hil bench`: speed figures measured on this machine, one `name value unit` line each.
+"""The loop's speed figures for `hil bench` (whose runner, tools/bench.py, adds the
+commands'), measured on this machine, one `name value unit` line each.
 
 Benchmarks print figures; tests never assert on timing (shared CI machines are noisy).
 """
@@ -195,21 +196,3 @@ def bench_meter(quick: bool) -> Iterator[Figure]:
             yield f"meter_{name}{path}_valid_share", check.valid_share, "1"
             yield f"meter_{name}{path}_max_error_w", check.max_error_w, "W"
             yield f"meter_{name}{path}_coverage_mean", check.mean_coverage, "1"
-
-
-def run_benchmarks(config: Path, quick: bool = False) -> Iterator[Figure]:
-    """Every figure; the testbed ones on `config` (the default job's, whose BBU host is the
-    local sshd that `make bench` starts)."""
-    from tools.metahrl.bench import bench_metahrl  # here: they build on this module's Figure
-    from tools.replay.bench import bench_replay
-
-    yield from bench_bsvbs(quick)
-    yield from bench_bpvran(quick)
-    yield from bench_replay(quick)
-    yield from bench_metahrl(quick)
-    yield from bench_control(quick, config)
-    yield from bench_rounds(quick, config)
-    if not quick:
-        yield from bench_paper_horizon()
-    yield from bench_realtime_overhead(quick, config)
-    yield from bench_meter(quick)

@@ -77,7 +77,7 @@ def run_lab(command: str, lab: list[Member], options: list[str], console: Consol
         member.folder.parent.mkdir(parents=True, exist_ok=True)
         with member.log.open("ab") as log:  # the child keeps its own copy of the handle
             member.process = subprocess.Popen(
-                [sys.executable, "-m", "hil.cli", command, str(member.config), *options,
+                [sys.executable, "-m", "tools.cli", command, str(member.config), *options,
                  "--out", str(member.folder)], stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)  # a terminal's Ctrl-C reaches this process only
         console.print(f"{member.name}: {command} {member.config} -> {member.folder} "

@@ -314,7 +314,7 @@ def spawn(paths: list[Path], address: str, wait_s: float = 10.0) -> tuple[subpro
     if not host or not port.isdigit():
         raise ServeError(f"--serve {address!r}: expected HOST:PORT, e.g. 127.0.0.1:8765")
     token = None if host in LOOPBACK else secrets.token_urlsafe(16)
-    command = [sys.executable, "-m", "hil.cli", "serve", *map(str, paths), "--host", host,
+    command = [sys.executable, "-m", "tools.cli", "serve", *map(str, paths), "--host", host,
                "--port", port, *(["--token", token] if token else [])]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from hil.cli import main
+from tools.cli import main
 from testbed_yaml import write_config
 
 pytestmark = pytest.mark.e2e

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hil.cli import build_parser, main
+from tools.cli import build_parser, main
 
 
 def commands() -> list[str]:

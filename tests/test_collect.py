@@ -25,7 +25,7 @@ import pytest
 from agents.policy_space import PAPER_SPACE, PolicySpace
 from drivers.emulated.scenarios import make_scenario
 from drivers.srsran.conf import render_program
-from hil.cli import main
+from tools.cli import main
 from hil.config import load_config
 from hil.recorder import RunDirectory, read_rounds
 from hil.srsran import template_values
@@ -261,7 +261,7 @@ def test_the_same_command_after_a_finished_sweep_measures_nothing(collected):
 
 def collect_process(config: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "hil.cli", "collect", str(config), "--grid", *GRID,
+        [sys.executable, "-m", "tools.cli", "collect", str(config), "--grid", *GRID,
          "dl_load_mbps=10,32", "--dwell-rounds", "3", "--warmup-rounds", "1", "--out", str(out)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -13,7 +13,7 @@ from drivers.emulated.scenarios import make_scenario
 from drivers.emulated.vbs import EmulatedVbs, serve
 from drivers.rtctl.client import RtctlClient
 from drivers.rtctl.curve import ClientCurve, CurveKeyError, ServerCurve, create_keys
-from hil.cli import main
+from tools.cli import main
 from hil.errors import VbsUnreachableError
 from test_emulated_vbs import CALIBRATION
 from testbed_yaml import write_config

@@ -25,7 +25,7 @@ from drivers.emulated.scenarios import make_scenario
 from drivers.emulated.sshd import Sshd, free_port
 from drivers.emulated.sshd import stop as stop_sshd
 from drivers.ssh import SshHost
-from hil.cli import main
+from tools.cli import main
 from hil.config import load_config
 from hil.recorder import RunDirectory, read_rounds
 from hil.reward import RewardParams, reward
@@ -116,7 +116,7 @@ def test_resume_continues_a_finished_run_to_a_new_total(tmp_path):
 
 
 def hil_subprocess(config: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(config)], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "tools.cli", "run", str(config)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -29,7 +29,7 @@ from agents.policy_space import PAPER_SPACE
 from drivers.emulated import model
 from drivers.emulated.scenarios import Environment
 from drivers.emulated.model import load_calibration
-from hil.cli import main
+from tools.cli import main
 from tools.replay.environments import separable_caps
 from tools.fit_power.fit import (
     FitError,

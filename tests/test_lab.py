@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.cli import main
+from tools.cli import main
 from hil import lock
 from hil.config import load_config
 from hil.recorder import RunDirectory
@@ -84,7 +84,7 @@ def test_two_members_of_a_lab_on_one_testbed_the_second_is_refused(tmp_path, ssh
 def test_ctrl_c_on_a_lab_stops_every_testbed_cleanly_once(tmp_path):
     configs = two_testbeds(tmp_path, **{"clock.speedup": 20.0})
     lab = tmp_path / "lab"
-    proc = subprocess.Popen([sys.executable, "-m", "hil.cli", "run", *map(str, configs),
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", *map(str, configs),
                              "--rounds", "5000", "--out", str(lab)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60

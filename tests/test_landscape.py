@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from drivers.emulated.model import load_calibration
-from hil.cli import main
+from tools.cli import main
 from tools.collect.publish import publish
 from tools.collect.reading import read_sweep
 from tools.landscape.command import reward_params

@@ -51,22 +51,10 @@ KNOWN_WRONG = {
     ("drivers.ssh.connect", "hil.errors"),
     ("drivers.ssh.errors", "hil.errors"),
     ("drivers.traffic.iperf3", "hil.errors"),
-    ("hil.bench", "tools.metahrl.bench"),
-    ("hil.bench", "tools.replay.bench"),
-    ("hil.cli", "tools.collect.command"),
-    ("hil.cli", "tools.collect.publish"),
-    ("hil.cli", "tools.collect.sweep"),
-    ("hil.cli", "tools.fit_power.command"),
-    ("hil.cli", "tools.landscape.command"),
-    ("hil.cli", "tools.metahrl.command"),
-    ("hil.cli", "tools.online_compare.command"),
-    ("hil.cli", "tools.replay.command"),
-    ("hil.cli", "tools.srsran.command"),
 }
 
 KNOWN_LOOPS = [
     ["drivers.emulated.sliced_vbs", "drivers.emulated.vbs"],
-    ["hil.bench", "tools.metahrl.bench", "tools.replay.bench"],
 ]
 """Modules that import each other (at any depth of their code), as when this was written."""
 

@@ -14,7 +14,7 @@ import pytest
 
 import hil.lock
 from drivers.ssh import SshHost
-from hil.cli import main
+from tools.cli import main
 from hil.lock import LocalLockFiles, SshLockFiles
 
 from testbed_yaml import REPO, write_config
@@ -82,7 +82,7 @@ def test_the_holder_keeps_its_claim_fresh(files, monkeypatch):
 @pytest.mark.e2e
 def test_two_runs_on_one_testbed_the_second_is_refused(tmp_path, sshd):
     config = write_config(tmp_path, sshd=sshd, rounds=3000, **{"clock.speedup": 100.0})
-    first = subprocess.Popen([sys.executable, "-m", "hil.cli", "run", str(config)], cwd=REPO,
+    first = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", str(config)], cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60

@@ -220,7 +220,7 @@ def test_a_sigkilled_metahrl_run_resumes_decision_for_decision(tmp_path):
     choose again exactly the user caps recorded since its checkpoint (the engine checks)."""
     import signal
 
-    from hil.cli import main
+    from tools.cli import main
     from hil.recorder import read_rounds
     from test_e2e import hil_subprocess, wait_for_rounds
     from testbed_yaml import write_config

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hil.cli import main
+from tools.cli import main
 from tools.metahrl.experiments import Setup, converged_at
 from agents.meta_hrl.training import AdaptConfig
 from hil.executor import parse_executor

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from hil.cli import main
+from tools.cli import main
 from hil.recorder import RunDirectory, read_rounds
 from testbed_yaml import write_config
 from tools.online_compare.report import Comparison, RunFigures

@@ -3,7 +3,7 @@
 import pytest
 from testbed_yaml import write_config
 
-from hil.cli import main
+from tools.cli import main
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import yaml
 from agents.base import Context
 from agents.policy_space import PolicySpace
 from agents.registry import BANDITS, make_agent
-from hil.cli import main
+from tools.cli import main
 from hil.executor import parse_executor
 from hil.reward import RewardParams
 from tools.replay import metrics

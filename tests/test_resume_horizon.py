@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agents.registry import AGENTS, make_agent
-from hil.cli import main
+from tools.cli import main
 from hil.recorder import read_rounds
 
 from testbed_yaml import write_config

@@ -26,7 +26,7 @@ import zmq
 
 import hil.testbed
 from drivers.rtctl.client import RtctlClient
-from hil.cli import main
+from tools.cli import main
 from hil.recorder import read_rounds
 
 from testbed_yaml import write_config

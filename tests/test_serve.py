@@ -84,7 +84,7 @@ def test_a_live_run_is_followed_row_by_row_across_compactions_and_a_resume(tmp_p
                     return
                 time.sleep(0.05)
 
-        hil = [sys.executable, "-m", "hil.cli", "run"]
+        hil = [sys.executable, "-m", "tools.cli", "run"]
         follow_while(subprocess.Popen([*hil, str(config)], cwd=REPO))
         (run_dir,) = runs.iterdir()
         follow_while(subprocess.Popen([*hil, "--resume", str(run_dir), "--rounds", "450"],
@@ -237,7 +237,7 @@ def test_hil_run_serve_prints_the_live_view_and_a_taken_port_does_not_stop_the_r
     import socket
 
     from drivers.emulated.sshd import free_port
-    from hil.cli import main
+    from tools.cli import main
 
     config = write_config(tmp_path, rounds=50, **{"clock.speedup": 200.0})
     port = free_port()

@@ -30,7 +30,7 @@ import zmq.auth
 from drivers.rtctl.client import RtctlClient
 from drivers.rtctl.curve import ClientCurve, create_keys
 from drivers.rtctl.messages import WindowReply
-from hil.cli import main
+from tools.cli import main
 from hil.config import load_config
 from hil.errors import VbsUnreachableError
 from hil.probes import TrafficProbe

@@ -24,7 +24,7 @@ import yaml
 from drivers.srsran.conf import TEMPLATES
 from drivers.srsran.series import series_sha256
 from drivers.ssh import SshHost
-from hil.cli import main
+from tools.cli import main
 from hil.config import apply_overrides, load_config
 from hil.recorder import read_rounds
 from prerequisites import missing

@@ -1,1 +1,2 @@
-"""Offline tools on recorded or modelled data (see tools/README.md)."""
+"""The commands: the `hil` command line, the benchmark runner and the offline tools on
+recorded or modelled data (see tools/README.md)."""

@@ -1,4 +1,4 @@
-"""`hil collect` (arguments declared in hil/cli.py): sweep a policy grid across conditions.
+"""`hil collect` (arguments declared in tools/cli.py): sweep a policy grid across conditions.
 
     hil collect testbed_configs/zmq-emulated.yaml --grid dl_max_mcs=5,16,27 dl_prb_ratio=0.2,1
     hil collect CONFIG --grid paper dl_load_mbps=8,32 --dwell-rounds 60 --warmup-rounds 5 \

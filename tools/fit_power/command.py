@@ -1,4 +1,4 @@
-"""`hil fit-power DATASET...` (arguments declared in hil/cli.py): fit, report, write calibration.
+"""`hil fit-power DATASET...` (arguments declared in tools/cli.py): fit, report, write calibration.
 
     hil fit-power datasets/zmq-emulated                  (a `hil collect` sweep folder)
     hil fit-power datasets/lab/cells.parquet --base testbed_configs/calibration/emulated-nuc.yaml \

@@ -1,4 +1,4 @@
-"""`hil landscape DATASET` (arguments declared in hil/cli.py): the emulator's ranking of the
+"""`hil landscape DATASET` (arguments declared in tools/cli.py): the emulator's ranking of the
 policies beside a measured dataset's, per condition and reward weight.
 
     hil landscape datasets/measured/srsran-zmq                    (the committed dataset)

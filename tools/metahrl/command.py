@@ -1,4 +1,4 @@
-"""`hil metahrl` (arguments declared in hil/cli.py): the Meta-HRL experiments and their report.
+"""`hil metahrl` (arguments declared in tools/cli.py): the Meta-HRL experiments and their report.
 
     hil metahrl --out runs/metahrl                      (the full protocol, ~1 h on 2 cores)
     hil metahrl --experiments compare --families hidden --seeds 2 --out DIR

@@ -1,4 +1,4 @@
-"""`hil compare` (arguments declared in hil/cli.py): agents x seeds through `hil run`'s engine,
+"""`hil compare` (arguments declared in tools/cli.py): agents x seeds through `hil run`'s engine,
 then the paired table.
 
     hil compare testbed_configs/zmq-emulated-slices.yaml --agents metahrl \\

@@ -1,4 +1,4 @@
-"""`hil replay` (arguments declared in hil/cli.py): turning them into a replay, showing its
+"""`hil replay` (arguments declared in tools/cli.py): turning them into a replay, showing its
 progress, and writing the report.
 
     hil replay [CONFIG] --scenario C --agents bsvbs,metbs,... --seeds 10 --rounds 50000 --out DIR

@@ -1,4 +1,4 @@
-"""`hil srsran build` (arguments declared in hil/cli.py): the patched srsRAN, one command.
+"""`hil srsran build` (arguments declared in tools/cli.py): the patched srsRAN, one command.
 
     hil srsran build --source ~/srsRAN_4G             # a local checkout (any branch: the
                                                       # pinned commit is exported from it)

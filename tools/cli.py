@@ -240,7 +240,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from hil.bench import run_benchmarks
+    from tools.bench import run_benchmarks
     from hil.soak import soak
 
     figures = (soak(Path(args.config), args.soak_rounds) if args.soak
