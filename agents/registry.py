@@ -1,7 +1,7 @@
 """Agents by name, so that a config file can say `agent.name: bsvbs` and give its parameters.
 
 Configuration mistakes (unknown agent, unknown or invalid parameter) surface as
-`hil.errors.ConfigError`; the config loader knows the file and re-raises with its path.
+`hil.base.errors.ConfigError`; the config loader knows the file and re-raises with its path.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from agents.metbs import MetBS, child_seeds, resolve_eta
 from agents.random_agent import RandomAgent
 from agents.tsallis_inf import TsallisInf
 from agents.ucb_greedy import UCB1, Greedy
-from hil.errors import ConfigError
+from hil.base.errors import ConfigError
 
 AgentFactory = Callable[..., Agent]
 """Called as factory(n_actions, *, seed, horizon, **params)."""

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from hil.errors import HilError
+from hil.base.errors import HilError
 
 log = logging.getLogger(__name__)
 

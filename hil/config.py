@@ -21,9 +21,9 @@ from pydantic import Field, field_validator, model_validator
 from agents.policy_space import NAMED_SPACES, PAPER_SPACE, PolicySpace
 from agents.registry import AGENTS, agent_params
 from drivers.emulated.sshd import Sshd
-from hil.errors import ConfigError
+from hil.base.errors import ConfigError
 from hil.recorder import SEGMENT_ROWS
-from hil.validation import StrictModel, read_yaml, validate
+from hil.base.validation import StrictModel, read_yaml, validate
 
 
 class ClockConfig(StrictModel):

@@ -35,7 +35,7 @@ from agents.policy_space import Policy, PolicySpace
 from drivers.emulated import lte
 from drivers.protocols import PowerMeter, RanControl, RoundProbe
 from hil import reward as rw
-from hil.errors import HilError, ResumeError
+from hil.base.errors import HilError, ResumeError
 from hil.recorder import RoundRecorder, RunDirectory
 from hil.schema import POLICY_FIELDS
 

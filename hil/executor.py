@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from multiprocessing import connection, get_context
 from typing import Any, Generic, Literal, TypeVar
 
-from hil.errors import HilError
+from hil.base.errors import HilError
 
 J = TypeVar("J", bound=Hashable)
 R = TypeVar("R")

@@ -29,7 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hil.errors import RecorderError
+from hil.base.errors import RecorderError
 from hil.recorder import FIRST_ROW_KEY, START_ROWS_KEY, RunDirectory
 from hil.schema import ROUND_SCHEMA
 

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hil.errors import RecorderError
+from hil.base.errors import RecorderError
 from hil.follow import RunFollower
 from hil.recorder import META_NAME, RunDirectory
 

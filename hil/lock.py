@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Self
 
-from hil.errors import HilError
+from hil.base.errors import HilError
 
 from drivers.ssh.errors import ConnectionLostError
 

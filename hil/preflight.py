@@ -20,7 +20,7 @@ from drivers.power.gpm8213 import Gpm8213Meter
 from drivers.srsran.series import STAMP_FILE, Stamp, stale_reason
 from drivers.ssh import SshHost
 from hil.config import HilConfig, local_paths
-from hil.errors import HilError
+from hil.base.errors import HilError
 from hil.lock import testbed_lock
 from hil.srsran import Program, binary_path, home_of
 from hil.testbed import connect_host, start_testbed

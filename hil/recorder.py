@@ -60,7 +60,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hil.errors import RecorderError, ResumeError
+from hil.base.errors import RecorderError, ResumeError
 from hil.schema import ROUND_SCHEMA
 
 log = logging.getLogger(__name__)

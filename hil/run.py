@@ -24,7 +24,7 @@ from drivers.rtctl.messages import PROTOCOL_VERSION
 from hil import reward as rw
 from hil.config import HilConfig, config_from_dict, load_config
 from hil.engine import EngineParams, RoundCallback, RoundEngine, RoundTimes, RunOutcome
-from hil.errors import HilError, ResumeError
+from hil.base.errors import HilError, ResumeError
 from hil.lock import TestbedLock, testbed_lock
 from hil.recorder import RoundRecorder, RunDirectory
 from hil.testbed import start_testbed

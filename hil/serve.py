@@ -42,7 +42,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from hil.errors import HilError
+from hil.base.errors import HilError
 from hil.live import FollowedRun, find_runs
 
 log = logging.getLogger(__name__)

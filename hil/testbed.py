@@ -34,10 +34,10 @@ from drivers.rtctl.curve import ClientCurve
 from drivers.ssh import ConnectionLostError, SshError, SshHost
 from hil.config import HilConfig, HostConfig
 from hil import srsran
-from hil.errors import HilError
+from hil.base.repo import REPO
+from hil.base.errors import HilError
 from hil.probes import HostMetricsProbe, TrafficProbe, WatchdogProbe
 
-REPO = Path(__file__).resolve().parents[1]
 EMULATOR = "emulated-vbs"  # the process name on an SSH host
 IDLE_EXIT_S = 60.0
 ALIVE_CHECK_S = 1.0  # how often a thread asks the BBU host whether the emulated vBS runs

@@ -11,7 +11,7 @@ import pytest
 from agents.base import Agent, Context, Decision
 from agents.random_agent import RandomAgent
 from agents.registry import AGENTS, BANDITS, agent_params, make_agent
-from hil.errors import ConfigError
+from hil.base.errors import ConfigError
 
 N_ACTIONS = 30
 

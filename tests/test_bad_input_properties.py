@@ -18,7 +18,7 @@ from drivers.emulated.vbs import EmulatedVbs
 from drivers.rtctl.messages import ThresholdUpdate
 from drivers.rtctl.server import RtctlServer
 from hil.config import load_config
-from hil.errors import ConfigError, ThresholdError
+from hil.base.errors import ConfigError, ThresholdError
 from test_emulated_vbs import CALIBRATION, FakeClock
 from testbed_yaml import SHIPPED
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hil.bringup import Bringup, BringupError, Stage, Step
-from hil.errors import HilError
+from hil.base.errors import HilError
 
 
 class FakeProgram:

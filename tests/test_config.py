@@ -7,7 +7,7 @@ import pytest
 from agents.meta_hrl.env import heldout_task
 from hil.config import load_config
 from hil.run import build_agent
-from hil.errors import ConfigError
+from hil.base.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "testbed_configs" / "zmq-emulated.yaml"

@@ -14,7 +14,7 @@ from drivers.emulated.vbs import EmulatedVbs, serve
 from drivers.rtctl.client import RtctlClient
 from drivers.rtctl.curve import ClientCurve, CurveKeyError, ServerCurve, create_keys
 from tools.cli import main
-from hil.errors import VbsUnreachableError
+from hil.base.errors import VbsUnreachableError
 from test_emulated_vbs import CALIBRATION
 from testbed_yaml import write_config
 

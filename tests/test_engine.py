@@ -17,7 +17,7 @@ from agents.registry import make_agent
 from drivers.protocols import PowerReading
 from drivers.rtctl.messages import CapCounters, CellKpis, KpiWindow, Thresholds, WindowReply
 from hil.engine import EngineParams, RoundEngine
-from hil.errors import MeterError, ResumeError, VbsUnreachableError
+from hil.base.errors import MeterError, ResumeError, VbsUnreachableError
 from hil.recorder import RoundRecorder, RunDirectory
 from hil.reward import RewardParams
 

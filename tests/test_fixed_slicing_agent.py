@@ -15,7 +15,7 @@ from agents.meta_hrl.fixed_agent import FixedSlicingAgent, best_shares
 from agents.policy_space import PAPER_SPACE, Policy
 from agents.registry import agent_params, make_agent
 from drivers.emulated.sliced_vbs import du_profile
-from hil.errors import ConfigError
+from hil.base.errors import ConfigError
 from test_meta_hrl_agent import DU, context
 
 CELL_PRB = 50  # the calibration's cell: PRBs per TTI

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from hil.errors import RecorderError
+from hil.base.errors import RecorderError
 from hil.follow import RunFollower
 from hil.recorder import RoundRecorder, RunDirectory
 

@@ -32,7 +32,7 @@ from drivers.power.gpm8213 import (
     WindowMean,
     window_mean,
 )
-from hil.errors import MeterError
+from hil.base.errors import MeterError
 
 SIM_FILE = Path(drivers.power.__file__).with_name("gpm8213-sim.yaml")
 LAN = "TCPIP0::192.0.2.10::23::SOCKET"

@@ -16,7 +16,7 @@ import pytest
 from drivers.host.cpu_power import CpuPowerModel
 from drivers.host import metrics as metrics_module
 from drivers.host.metrics import HostMetrics
-from hil.errors import MeterError
+from hil.base.errors import MeterError
 
 BURN_CPU_S = 0.3
 TICK_SLACK_S = 0.03  # the kernel counts a process's CPU time in clock ticks

@@ -28,7 +28,7 @@ from drivers.traffic.iperf3 import (
     TrafficError,
     parse_iperf3_json,
 )
-from hil.errors import HilError
+from hil.base.errors import HilError
 from prerequisites import missing
 
 if shutil.which("iperf3") is None:

@@ -14,7 +14,7 @@ from agents.meta_hrl.agent import ONLINE_CONFIG, MetaHrlAgent, save_model
 from agents.meta_hrl.hrl import HrlConfig, HrlLearner
 from agents.policy_space import PAPER_SPACE, Policy
 from agents.registry import make_agent
-from hil.errors import ConfigError
+from hil.base.errors import ConfigError
 
 DU = {"n_ues": 6, "seed": 0}
 

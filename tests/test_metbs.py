@@ -15,7 +15,7 @@ from agents.metbs import MetBS, eta_for_horizon
 from agents.random_agent import RandomAgent
 from agents.registry import make_agent
 from agents.ucb_greedy import UCB1
-from hil.errors import ConfigError
+from hil.base.errors import ConfigError
 
 
 def same(a: Any, b: Any) -> bool:

@@ -7,7 +7,7 @@ import pytest
 
 from drivers.emulated import lte, model
 from drivers.emulated.scenarios import Environment, make_scenario
-from hil.errors import ConfigError
+from hil.base.errors import ConfigError
 
 CAL = model.load_calibration(
     Path(__file__).resolve().parents[1] / "testbed_configs" / "calibration" / "emulated-nuc.yaml")

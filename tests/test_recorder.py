@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import hil.recorder
-from hil.errors import RecorderError, ResumeError
+from hil.base.errors import RecorderError, ResumeError
 from hil.recorder import RoundRecorder, RunDirectory, read_rounds
 from hil.schema import ROUND_SCHEMA
 

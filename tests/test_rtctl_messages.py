@@ -29,7 +29,7 @@ from drivers.rtctl.messages import (
     decode_request,
     encode,
 )
-from hil.errors import ProtocolError, ThresholdError
+from hil.base.errors import ProtocolError, ThresholdError
 
 NAN, INF = float("nan"), float("inf")
 

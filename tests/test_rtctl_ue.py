@@ -34,7 +34,7 @@ from drivers.rtctl.messages import (
     decode_ue_request,
     encode,
 )
-from hil.errors import ProtocolError, ThresholdError, VbsUnreachableError
+from hil.base.errors import ProtocolError, ThresholdError, VbsUnreachableError
 
 SPEC = Path(__file__).resolve().parents[1] / "patches" / "PROTOCOL.md"
 KEY = "thresholds.ul_max_tx_power_dbm"

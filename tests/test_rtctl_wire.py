@@ -30,7 +30,7 @@ from drivers.rtctl.messages import (
     encode,
 )
 from drivers.rtctl.server import MAX_SIDS, REPLIES_PER_SID, RtctlServer
-from hil.errors import ThresholdError, VbsRejectedError, VbsUnreachableError
+from hil.base.errors import ThresholdError, VbsRejectedError, VbsUnreachableError
 
 TIMEOUT_S = 2.0  # generous: only a test that expects a timeout waits for it
 

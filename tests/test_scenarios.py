@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from drivers.emulated.scenarios import KindsOfC, make_scenario
-from hil.errors import ConfigError
+from hil.base.errors import ConfigError
 
 
 def test_scenario_a_is_static_at_the_testbed_maximum():

@@ -25,7 +25,7 @@ import pytest
 
 from drivers.power.gpm8213 import Gpm8213Meter, parse_values
 from drivers.power.scpi_twin import Fault, ScpiMeterTwin, nr3
-from hil.errors import MeterError
+from hil.base.errors import MeterError
 from prerequisites import missing
 from test_gpm8213 import HEADER_REAL, SETUP_REAL, wait_until
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from drivers.srsran.series import STAMP_FILE, Stamp, series_sha256
-from hil.errors import HilError
+from hil.base.errors import HilError
 from tools.srsran.build import BuildError, BuildPlan, build, sync_by_content
 
 MAIN = """#include <stdio.h>

@@ -32,7 +32,7 @@ from drivers.rtctl.curve import ClientCurve, create_keys
 from drivers.rtctl.messages import WindowReply
 from tools.cli import main
 from hil.config import load_config
-from hil.errors import VbsUnreachableError
+from hil.base.errors import VbsUnreachableError
 from hil.probes import TrafficProbe
 from hil.recorder import read_rounds
 from hil import testbed as hil_testbed

@@ -14,7 +14,7 @@ import yaml
 
 from drivers.srsran.conf import TEMPLATES, render_program
 from hil.config import HilConfig, load_config
-from hil.errors import ConfigError
+from hil.base.errors import ConfigError
 from hil.srsran import template_values
 
 from real_srsran import real_testbed_data, ue_test_config

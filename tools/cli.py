@@ -52,7 +52,7 @@ from rich.progress import (
 
 from agents.registry import AGENTS
 from drivers.srsran.series import DEFAULT_PREFIX
-from hil.errors import ConfigError, HilError
+from hil.base.errors import ConfigError, HilError
 from hil.executor import Executor, parse_executor
 
 if TYPE_CHECKING:

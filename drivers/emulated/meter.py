@@ -16,7 +16,7 @@ import zmq
 from drivers.power.gpm8213 import parse_values
 from drivers.power.scpi_twin import nr3
 from drivers.protocols import PowerReading, PowerSource
-from hil.errors import MeterError
+from hil.base.errors import MeterError
 
 IDN = "GWInstek,GPM-8213,EMULATED,V0"
 VALUE_QUERY = b":NUMERIC:NORMAL:VALUE?"

@@ -32,7 +32,7 @@ from pydantic import Field, field_validator, model_validator
 
 from drivers.emulated import lte
 from drivers.emulated.scenarios import Environment
-from hil.validation import StrictModel, load_yaml
+from hil.base.validation import StrictModel, load_yaml
 
 TTI_S = 1e-3
 BITS_PER_TTI_PER_MBPS = 1e6 * TTI_S

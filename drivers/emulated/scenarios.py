@@ -28,7 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hil.errors import ConfigError
+from hil.base.errors import ConfigError
 
 _BLOCK = 1024
 SCENARIOS = ("A", "B", "C", "C-iid", "mixed", "trace")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivers.emulated import lte, model
+from hil.base.repo import REPO
 
 SLICES = ("embb", "urllc", "mmtc")
 MAX_DELAY_MS = 1000.0
@@ -125,8 +126,6 @@ def sample_profiles(n_dus: int, n_ues: int, seed: int,
 
 
 def default_calibration() -> model.Calibration:
-    from hil.testbed import REPO  # the repository's calibration, found from the package
-
     return model.load_calibration(REPO / "testbed_configs/calibration/emulated-nuc.yaml")
 
 

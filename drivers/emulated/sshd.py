@@ -31,7 +31,7 @@ from typing import Any
 
 import psutil
 
-from hil.errors import HilError
+from hil.base.errors import HilError
 
 SSHD = Path("/usr/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")

@@ -18,7 +18,7 @@ import psutil
 
 from drivers.host.metrics import HostMetrics
 from drivers.protocols import PowerReading
-from hil.errors import MeterError
+from hil.base.errors import MeterError
 
 
 @dataclass

@@ -48,7 +48,7 @@ import pyvisa
 from pyvisa import constants
 
 from drivers.protocols import PowerReading
-from hil.errors import MeterError
+from hil.base.errors import MeterError
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from drivers.power.gpm8213 import Gpm8213Meter
 from drivers.power.scpi_twin import Fault, ScpiMeterTwin
-from hil.errors import MeterError
+from hil.base.errors import MeterError
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from drivers.rtctl.messages import (
     WindowReply,
     encode,
 )
-from hil.errors import ProtocolError, ThresholdError, VbsRejectedError, VbsUnreachableError
+from hil.base.errors import ProtocolError, ThresholdError, VbsRejectedError, VbsUnreachableError
 
 log = logging.getLogger(__name__)
 

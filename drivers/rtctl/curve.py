@@ -25,7 +25,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from hil.errors import HilError
+from hil.base.errors import HilError
 
 AUTHORIZED = "authorized_clients"
 

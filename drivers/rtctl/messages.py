@@ -38,7 +38,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from hil.errors import ProtocolError, ThresholdError
+from hil.base.errors import ProtocolError, ThresholdError
 
 PROTOCOL_VERSION = 1
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"

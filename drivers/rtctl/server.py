@@ -31,7 +31,7 @@ from drivers.rtctl.messages import (
     decode_request,
     encode,
 )
-from hil.errors import HilError
+from hil.base.errors import HilError
 
 log = logging.getLogger(__name__)
 

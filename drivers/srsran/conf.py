@@ -14,7 +14,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from hil.errors import ConfigError
+from hil.base.errors import ConfigError
 
 TEMPLATES = {
     "epc": ("epc.conf", "user_db.csv"),

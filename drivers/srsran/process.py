@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from drivers.protocols import ProcessHost
-from hil.errors import HilError
+from hil.base.errors import HilError
 
 log = logging.getLogger(__name__)
 

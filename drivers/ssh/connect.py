@@ -24,7 +24,7 @@ import paramiko
 from paramiko.pkey import UnknownKeyType
 
 from drivers.ssh.errors import AuthError, HostKeyError, SshError
-from hil.errors import HilError
+from hil.base.errors import HilError
 
 log = logging.getLogger(__name__)
 

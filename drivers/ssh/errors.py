@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drivers.protocols import CommandResult
-from hil.errors import HilError
+from hil.base.errors import HilError
 
 
 class SshError(HilError):

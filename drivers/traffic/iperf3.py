@@ -52,7 +52,7 @@ from shlex import quote
 from typing import Any
 
 from drivers.protocols import ProcessHost
-from hil.errors import HilError
+from hil.base.errors import HilError
 
 DEFAULT_PORT = 5201
 _SERVER_READY = "Server listening on"

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from agents.policy_space import PAPER_SPACE, PolicySpace
-from hil.errors import HilError
+from hil.base.errors import HilError
 from hil.schema import POLICY_FIELDS
 
 CONDITION_AXES = ("dl_load_mbps", "ul_load_mbps", "dl_cqi", "ul_cqi", "dl_snr_db", "ul_snr_db")

@@ -21,7 +21,7 @@ from typing import Any
 
 from drivers.srsran.series import STAMP_FILE, UPSTREAM_TAG
 from hil.config import HilConfig
-from hil.errors import HilError
+from hil.base.errors import HilError
 from hil.srsran import binary_path, home_of
 from hil.testbed import connect_host
 from tools.collect.plan import SweepPlan

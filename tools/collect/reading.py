@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from agents.policy_space import PolicySpace
-from hil.errors import HilError
+from hil.base.errors import HilError
 from hil.recorder import RunDirectory
 from tools.collect.schema import CELL_SCHEMA
 

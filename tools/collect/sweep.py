@@ -37,7 +37,7 @@ import numpy as np
 from agents.base import Context, Decision
 from agents.policy_space import PolicySpace
 from hil.config import HilConfig, ScenarioConfig
-from hil.errors import HilError
+from hil.base.errors import HilError
 from hil.recorder import RoundRecorder, RunDirectory
 from hil.engine import round_demand
 from hil.lock import testbed_lock

@@ -38,7 +38,7 @@ from scipy.special import ndtr
 
 from drivers.emulated import lte
 from drivers.emulated.model import Calibration, PowerParams, link_tables
-from hil.errors import HilError
+from hil.base.errors import HilError
 from hil.recorder import RunDirectory
 from tools.collect.schema import CELL_SCHEMA
 

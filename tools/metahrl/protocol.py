@@ -39,7 +39,7 @@ from agents.meta_hrl.fixed import (
     search_split,
 )
 from agents.meta_hrl.training import AdaptConfig
-from hil.errors import HilError
+from hil.base.errors import HilError
 from hil.executor import IN_THIS_PROCESS, Callbacks, Executor, run_jobs
 
 TRAIN_POOL_SEED = 0

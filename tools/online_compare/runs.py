@@ -24,7 +24,7 @@ import yaml
 from hil import run as runmod
 from hil.config import HilConfig, load_config
 from hil.engine import RoundCallback
-from hil.errors import HilError, ResumeError
+from hil.base.errors import HilError, ResumeError
 from hil.recorder import RunDirectory
 
 SPEC_NAME = "compare-spec.json"

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from agents.registry import agent_params, make_agent
-from hil.errors import HilError
+from hil.base.errors import HilError
 from hil.executor import (
     IN_THIS_PROCESS,
     Callbacks,

@@ -50,7 +50,7 @@ from drivers.srsran.series import (
     patch_files,
     series_sha256,
 )
-from hil.errors import HilError
+from hil.base.errors import HilError
 
 DEFAULT_WORK = Path("~/.cache/vbs-hil/srsran-build")
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hil.errors import ConfigError
+from hil.base.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
