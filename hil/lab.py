@@ -48,11 +48,15 @@ class Member:
     log: Path
     process: subprocess.Popen | None = None
     followed: FollowedRun | None = None
+    total: int | None = None
+    """Rows it will record (its run's rounds, its sweep's cells), read once it is found."""
 
     def follow(self) -> FollowedRun | None:
         """Its run (or sweep), once the process has created it."""
         if self.followed is None and (found := find_runs([self.folder])):
             self.followed = FollowedRun(found[-1])
+            meta = RunDirectory(found[-1]).read_meta()
+            self.total = meta.get("cells_total", meta.get("config", {}).get("rounds"))
         return self.followed
 
 
@@ -158,9 +162,7 @@ def _rows(member: Member) -> tuple[int, int | None]:
     if followed is None:
         return 0, None
     followed.refresh()
-    meta = RunDirectory(followed.path).read_meta()
-    total = meta.get("cells_total", meta.get("config", {}).get("rounds"))
-    return followed.totals.rows, total
+    return followed.totals.rows, member.total
 
 
 def results_table(lab: list[Member]) -> Table:
