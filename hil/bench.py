@@ -17,7 +17,7 @@ import numpy as np
 from agents.base import Context, Decision
 from agents.bpvran import BPVran, scale_context
 from agents.bsvbs import BSvBS
-from drivers.emulated.scenarios import make_scenario
+from hil.base.scenarios import make_scenario
 from hil.config import load_config
 from hil.testbed import REPO, start_testbed
 

@@ -22,8 +22,8 @@ from agents.policy_space import NAMED_SPACES, PAPER_SPACE, PolicySpace
 from agents.registry import AGENTS, agent_params
 from drivers.emulated.sshd import Sshd
 from hil.base.errors import ConfigError
-from hil.recorder import SEGMENT_ROWS
 from hil.base.validation import StrictModel, read_yaml, validate
+from hil.recorder import SEGMENT_ROWS
 
 
 class ClockConfig(StrictModel):
@@ -58,7 +58,7 @@ class ScenarioConfig(StrictModel):
 class DuConfig(StrictModel):
     """A DU whose users are in slices (eMBB, URLLC, mMTC): the emulator serves it and a
     scheduler over users (`metahrl`) expects it; drawn from the task distribution of
-    `drivers.emulated.slices` by its size and seed."""
+    `hil.base.slices` by its size and seed."""
 
     n_ues: int = Field(..., ge=3, le=200, description="users, at least one per slice")
     seed: int = Field(0, ge=0, description="which DU of the distribution")

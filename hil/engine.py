@@ -32,9 +32,9 @@ from typing import Any
 
 from agents.base import Agent, Context, Decision, UserReport
 from agents.policy_space import Policy, PolicySpace
-from drivers.emulated import lte
 from drivers.protocols import PowerMeter, RanControl, RoundProbe
 from hil import reward as rw
+from hil.base import lte
 from hil.base.errors import HilError, ResumeError
 from hil.recorder import RoundRecorder, RunDirectory
 from hil.schema import POLICY_FIELDS

@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.emulated.model import load_calibration
-from drivers.emulated.scenarios import make_scenario
 from drivers.power.gpm8213 import Gpm8213Meter
 from drivers.srsran.series import STAMP_FILE, Stamp, stale_reason
 from drivers.ssh import SshHost
-from hil.config import HilConfig, local_paths
 from hil.base.errors import HilError
+from hil.base.model import load_calibration
+from hil.base.scenarios import make_scenario
+from hil.config import HilConfig, local_paths
 from hil.lock import testbed_lock
 from hil.srsran import Program, binary_path, home_of
 from hil.testbed import connect_host, start_testbed

@@ -10,9 +10,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.emulated.scenarios import Scenario
 from drivers.host.metrics import HostMetrics
 from drivers.traffic.iperf3 import Iperf3Traffic, TrafficError
+from hil.base.scenarios import Scenario
 from hil.bringup import Bringup
 
 log = logging.getLogger(__name__)

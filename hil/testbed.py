@@ -24,18 +24,18 @@ from pathlib import Path
 from typing import Self, TypeVar
 
 from drivers.emulated.meter import EmulatedMeter
-from drivers.power.gpm8213 import Gpm8213Meter
-from drivers.emulated.scenarios import make_scenario
 from drivers.host.cpu_power import CpuPowerModel
 from drivers.host.metrics import HostMetrics
+from drivers.power.gpm8213 import Gpm8213Meter
 from drivers.protocols import PowerMeter, PowerReading, RanControl, RoundProbe
 from drivers.rtctl.client import RtctlClient
 from drivers.rtctl.curve import ClientCurve
 from drivers.ssh import ConnectionLostError, SshError, SshHost
-from hil.config import HilConfig, HostConfig
 from hil import srsran
-from hil.base.repo import REPO
 from hil.base.errors import HilError
+from hil.base.repo import REPO
+from hil.base.scenarios import make_scenario
+from hil.config import HilConfig, HostConfig
 from hil.probes import HostMetricsProbe, TrafficProbe, WatchdogProbe
 
 EMULATOR = "emulated-vbs"  # the process name on an SSH host
@@ -73,7 +73,7 @@ class Testbed:
 
 def emulator_command(cfg: HilConfig, python: str = sys.executable) -> list[str]:
     emu = cfg.vbs.emulator
-    cmd = [python, "-m", "drivers.emulated.vbs",
+    cmd = [python, "-m", "drivers.emulated",
            "--calibration", str(emu.calibration), "--scenario", emu.scenario.name,
            "--switch-epoch", str(emu.scenario.switch_epoch), "--seed", str(cfg.seed),
            "--round-s", str(cfg.round_s), "--speedup", str(cfg.clock.speedup),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from real_srsran import PREFIX, build_missing
 from sshd_fixture import sshd  # noqa: F401  (a real OpenSSH server: tests/sshd_fixture.py)
 

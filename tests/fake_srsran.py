@@ -71,7 +71,7 @@ def main() -> int:
     child = None
     if program == "enb":
         child = subprocess.Popen(
-            [sys.executable, "-m", "drivers.emulated.vbs", "--calibration",
+            [sys.executable, "-m", "drivers.emulated", "--calibration",
              str(REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml"),
              "--control", conf["rtctl"]["endpoint"], "--exit-with-parent"],
             cwd=REPO, stdout=subprocess.PIPE, text=True)

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prerequisites import missing
 
 from drivers.emulated.sshd import INSTALL_HINT, SSHD, Sshd
-from prerequisites import missing
 
 __all__ = ["Sshd", "sshd"]
 

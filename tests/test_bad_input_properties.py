@@ -12,15 +12,15 @@ from typing import Any
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from test_emulated_vbs import CALIBRATION, FakeClock
+from testbed_yaml import SHIPPED
 
-from drivers.emulated.scenarios import make_scenario
 from drivers.emulated.vbs import EmulatedVbs
 from drivers.rtctl.messages import ThresholdUpdate
 from drivers.rtctl.server import RtctlServer
-from hil.config import load_config
 from hil.base.errors import ConfigError, ThresholdError
-from test_emulated_vbs import CALIBRATION, FakeClock
-from testbed_yaml import SHIPPED
+from hil.base.scenarios import make_scenario
+from hil.config import load_config
 
 THRESHOLD_KEYS = ("dl_max_mcs", "ul_max_mcs", "dl_prb_ratio", "ul_prb_ratio", "dl_gain_db", "ue")
 

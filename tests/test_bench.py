@@ -4,9 +4,9 @@ speed is measured by the benchmark, never asserted in tests)."""
 import math
 
 import pytest
+from testbed_yaml import write_config
 
 from tools.cli import main
-from testbed_yaml import write_config
 
 pytestmark = pytest.mark.e2e
 

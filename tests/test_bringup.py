@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hil.bringup import Bringup, BringupError, Stage, Step
 from hil.base.errors import HilError
+from hil.bringup import Bringup, BringupError, Stage, Step
 
 
 class FakeProgram:

@@ -8,7 +8,6 @@ reproducible; the dataset carries its units and exports to the public dataset's 
 from __future__ import annotations
 
 import configparser
-
 import json
 import signal
 import subprocess
@@ -21,21 +20,20 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from testbed_yaml import REPO, write_config
 
 from agents.policy_space import PAPER_SPACE, PolicySpace
-from drivers.emulated.scenarios import make_scenario
 from drivers.srsran.conf import render_program
-from tools.cli import main
+from hil.base.scenarios import make_scenario
 from hil.config import load_config
 from hil.recorder import RunDirectory, read_rounds
 from hil.srsran import template_values
+from tools.cli import main
 from tools.collect.export import to_dlul
 from tools.collect.plan import Condition, PlanError, SweepPlan, parse_grid
 from tools.collect.schema import CELL_SCHEMA
 from tools.collect.sweep import block_config, check_testbed, summarise_cell
 from tools.replay.dataset import load_dlul
-
-from testbed_yaml import REPO, write_config
 
 SMALL = PolicySpace((0.0,), (5, 27), (0.2, 1.0), (5, 23), (1.0,))
 GRID = ["dl_max_mcs=5,27", "dl_prb_ratio=0.2,1", "ul_max_mcs=5,23", "ul_prb_ratio=1",

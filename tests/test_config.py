@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from agents.meta_hrl.env import heldout_task
+from hil.base.errors import ConfigError
 from hil.config import load_config
 from hil.run import build_agent
-from hil.base.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "testbed_configs" / "zmq-emulated.yaml"

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 import zmq.auth
+from test_emulated_vbs import CALIBRATION
+from testbed_yaml import write_config
 
-from drivers.emulated.scenarios import make_scenario
 from drivers.emulated.vbs import EmulatedVbs, serve
 from drivers.rtctl.client import RtctlClient
 from drivers.rtctl.curve import ClientCurve, CurveKeyError, ServerCurve, create_keys
-from tools.cli import main
 from hil.base.errors import VbsUnreachableError
-from test_emulated_vbs import CALIBRATION
-from testbed_yaml import write_config
+from hil.base.scenarios import make_scenario
+from tools.cli import main
 
 
 @pytest.fixture

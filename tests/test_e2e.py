@@ -18,19 +18,18 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+from testbed_yaml import REPO, write_config
 
 from agents.registry import make_agent
-from drivers.emulated import model
-from drivers.emulated.scenarios import make_scenario
 from drivers.emulated.sshd import Sshd, free_port
 from drivers.emulated.sshd import stop as stop_sshd
 from drivers.ssh import SshHost
-from tools.cli import main
+from hil.base import model
+from hil.base.scenarios import make_scenario
 from hil.config import load_config
 from hil.recorder import RunDirectory, read_rounds
 from hil.reward import RewardParams, reward
-
-from testbed_yaml import REPO, write_config
+from tools.cli import main
 
 pytestmark = pytest.mark.e2e
 SMALL_SPACE = {"dl_gain_db": [0.0], "dl_max_mcs": [5, 27], "dl_prb_ratio": [0.2, 1.0],
@@ -293,7 +292,7 @@ def test_an_emulator_left_on_the_ssh_host_is_replaced_at_the_next_start(tmp_path
 def test_an_emulator_with_no_controller_requests_exits_by_itself(tmp_path):
     cal = REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml"
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "drivers.emulated.vbs", "--calibration",
+    done = subprocess.run([sys.executable, "-m", "drivers.emulated", "--calibration",
                            str(cal), "--exit-when-idle-s", "0.5"], cwd=REPO, timeout=20,
                           capture_output=True, text=True)
     assert done.returncode == 0 and '"ready": true' in done.stdout

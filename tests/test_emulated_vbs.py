@@ -20,18 +20,18 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
+from testbed_yaml import write_config
 
-from drivers.emulated import lte
+import hil.testbed
 from drivers.emulated.meter import serve_meter_request
-from drivers.power.gpm8213 import parse_values
-from drivers.emulated.model import load_calibration
-from drivers.emulated.scenarios import Environment, Scenario, make_scenario
 from drivers.emulated.vbs import RNTI, EmulatedVbs, SteppedClock
+from drivers.power.gpm8213 import parse_values
 from drivers.rtctl.messages import Thresholds
 from drivers.rtctl.server import RtctlServer
-import hil.testbed
+from hil.base import lte
+from hil.base.model import load_calibration
+from hil.base.scenarios import Environment, Scenario, make_scenario
 from hil.config import load_config
-from testbed_yaml import write_config
 
 REPO = Path(__file__).resolve().parents[1]
 CALIBRATION = load_calibration(REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml")

@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -16,8 +16,8 @@ from agents.policy_space import PolicySpace
 from agents.registry import make_agent
 from drivers.protocols import PowerReading
 from drivers.rtctl.messages import CapCounters, CellKpis, KpiWindow, Thresholds, WindowReply
-from hil.engine import EngineParams, RoundEngine
 from hil.base.errors import MeterError, ResumeError, VbsUnreachableError
+from hil.engine import EngineParams, RoundEngine
 from hil.recorder import RoundRecorder, RunDirectory
 from hil.reward import RewardParams
 

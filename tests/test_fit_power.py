@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from testbed_yaml import REPO, write_config
 
 from agents.policy_space import PAPER_SPACE
-from drivers.emulated import model
-from drivers.emulated.scenarios import Environment
-from drivers.emulated.model import load_calibration
+from hil.base import model
+from hil.base.model import load_calibration
+from hil.base.scenarios import Environment
 from tools.cli import main
-from tools.replay.environments import separable_caps
 from tools.fit_power.fit import (
     FitError,
     expected_clip,
@@ -38,8 +38,7 @@ from tools.fit_power.fit import (
     power_coefficients,
     read_cells,
 )
-
-from testbed_yaml import REPO, write_config
+from tools.replay.environments import separable_caps
 
 NUC = REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml"
 TRUE_POWER = {"idle_w": 7.2, "radio_tx_w": 0.8,

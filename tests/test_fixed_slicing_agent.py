@@ -7,6 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
+from test_meta_hrl_agent import DU, context
 
 import agents.meta_hrl.fixed_agent as fixed_agent
 from agents.meta_hrl.env import DuSlicingEnv
@@ -14,9 +15,8 @@ from agents.meta_hrl.fixed import SliceSplit, run_scheduler, split_grid
 from agents.meta_hrl.fixed_agent import FixedSlicingAgent, best_shares
 from agents.policy_space import PAPER_SPACE, Policy
 from agents.registry import agent_params, make_agent
-from drivers.emulated.sliced_vbs import du_profile
 from hil.base.errors import ConfigError
-from test_meta_hrl_agent import DU, context
+from hil.base.slices import du_profile
 
 CELL_PRB = 50  # the calibration's cell: PRBs per TTI
 

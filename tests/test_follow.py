@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from round_rows import make_row
 
 from hil.base.errors import RecorderError
 from hil.follow import RunFollower
 from hil.recorder import RoundRecorder, RunDirectory
-
-from round_rows import make_row
 
 
 def rounds_of(tables: list[pa.Table]) -> list[int]:

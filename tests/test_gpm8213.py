@@ -27,9 +27,9 @@ import drivers.power
 from drivers.power.gpm8213 import (
     Gpm8213Meter,
     Sample,
+    WindowMean,
     integrated_mean,
     parse_values,
-    WindowMean,
     window_mean,
 )
 from hil.base.errors import MeterError

@@ -13,8 +13,8 @@ from subprocess import PIPE, Popen
 import psutil
 import pytest
 
-from drivers.host.cpu_power import CpuPowerModel
 from drivers.host import metrics as metrics_module
+from drivers.host.cpu_power import CpuPowerModel
 from drivers.host.metrics import HostMetrics
 from hil.base.errors import MeterError
 

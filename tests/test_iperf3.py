@@ -16,10 +16,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from subprocess import PIPE, STDOUT, Popen
+from typing import Any
 
 import pytest
+from prerequisites import missing
 
 from drivers.protocols import CommandResult
 from drivers.traffic.iperf3 import (
@@ -29,7 +30,6 @@ from drivers.traffic.iperf3 import (
     parse_iperf3_json,
 )
 from hil.base.errors import HilError
-from prerequisites import missing
 
 if shutil.which("iperf3") is None:
     missing("iperf3 not installed (Debian: apt-get install iperf3)", module=True)

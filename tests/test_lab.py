@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from testbed_yaml import write_config
 
-from tools.cli import main
 from hil import lock
 from hil.config import load_config
 from hil.recorder import RunDirectory
 from hil.serve import Runs
-from testbed_yaml import write_config
+from tools.cli import main
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).parents[1]

@@ -15,15 +15,14 @@ import json
 
 import numpy as np
 import pytest
+from testbed_yaml import REPO, write_config
 
-from drivers.emulated.model import load_calibration
+from hil.base.model import load_calibration
 from tools.cli import main
 from tools.collect.publish import publish
 from tools.collect.reading import read_sweep
 from tools.landscape.command import reward_params
 from tools.landscape.compare import compare
-
-from testbed_yaml import REPO, write_config
 
 MEASURED = REPO / "datasets" / "measured" / "srsran-zmq"
 FITTED = REPO / "testbed_configs" / "calibration" / "srsran-zmq.yaml"

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drivers.emulated import lte, model
-from drivers.emulated.model import Calibration, LinkAdaptation, PowerParams
+from hil.base import lte, model
+from hil.base.model import Calibration, LinkAdaptation, PowerParams
 from tools.fit_power.fit import FitError
 from tools.fit_power.link import fit_cqi_scale, fit_link_adaptation, link_points
 
@@ -54,7 +54,7 @@ def test_a_table_that_falls_is_refused_naming_it():
 
 
 def test_the_expected_round_follows_the_measured_link_adaptation():
-    from drivers.emulated.scenarios import Environment
+    from hil.base.scenarios import Environment
 
     env = Environment(np.array([[30.0]]), np.array([[20.0]]), np.array([[8.0]]),
                       np.array([[8.0]]))
@@ -105,7 +105,7 @@ def test_a_ue_at_fixed_total_power_has_more_snr_on_a_smaller_grant():
     assert gains[2] == pytest.approx(0.0)
     assert np.all(model.ul_grant_snr_gain_db(np.array([9, 48]), cell,
                                              model.ChannelParams()) == 0)
-    from drivers.emulated.scenarios import Environment
+    from hil.base.scenarios import Environment
 
     env = Environment(np.array([[1.0]]), np.array([[20.0]]), np.array([[8.0]]),
                       np.array([[6.0]]))

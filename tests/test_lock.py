@@ -11,13 +11,12 @@ import sys
 import time
 
 import pytest
+from testbed_yaml import REPO, write_config
 
 import hil.lock
 from drivers.ssh import SshHost
-from tools.cli import main
 from hil.lock import LocalLockFiles, SshLockFiles
-
-from testbed_yaml import REPO, write_config
+from tools.cli import main
 
 
 @pytest.fixture(params=["local", "ssh"])

@@ -7,7 +7,7 @@ independent public transcriptions, never computed with the module under test.
 import numpy as np
 import pytest
 
-from drivers.emulated import lte
+from hil.base import lte
 
 # TS 36.213 Table 7.1.7.2.1-1 at N_PRB = 50 for I_TBS 0..26.
 TBS_AT_50_PRB = [1384, 1800, 2216, 2856, 3624, 4392, 5160, 6200, 6968, 7992, 8760, 9912,

@@ -8,8 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
-from agents.base import Context, UserReport
 import agents.meta_hrl.agent as agent_module
+from agents.base import Context, UserReport
 from agents.meta_hrl.agent import ONLINE_CONFIG, MetaHrlAgent, save_model
 from agents.meta_hrl.hrl import HrlConfig, HrlLearner
 from agents.policy_space import PAPER_SPACE, Policy
@@ -195,10 +195,11 @@ class _Recorder:
 
 def test_a_fresh_run_prepares_its_agent_before_the_testbed_and_a_resumed_one_does_not(
         tmp_path):
+    from testbed_yaml import write_config
+
     from hil.config import load_config
     from hil.recorder import RunDirectory
     from hil.run import execute
-    from testbed_yaml import write_config
 
     cfg = load_config(write_config(tmp_path))
     fresh, agent = RunDirectory.create(tmp_path, "fresh"), _Recorder()
@@ -220,10 +221,11 @@ def test_a_sigkilled_metahrl_run_resumes_decision_for_decision(tmp_path):
     choose again exactly the user caps recorded since its checkpoint (the engine checks)."""
     import signal
 
-    from tools.cli import main
-    from hil.recorder import read_rounds
     from test_e2e import hil_subprocess, wait_for_rounds
     from testbed_yaml import write_config
+
+    from hil.recorder import read_rounds
+    from tools.cli import main
 
     config = write_config(tmp_path, rounds=60, **{
         "clock.speedup": 50.0, "recording.checkpoint_every": 20,

@@ -10,8 +10,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from agents.meta_hrl.env import DuSlicingEnv, allocate_prbs, heldout_task, make_tasks
-from drivers.emulated import lte, model
-from drivers.emulated.slices import (
+from hil.base import lte, model
+from hil.base.slices import (
     DuProfile,
     SlicedCell,
     SliceProfile,

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.cli import main
-from tools.metahrl.experiments import Setup, converged_at
 from agents.meta_hrl.training import AdaptConfig
 from hil.executor import parse_executor
+from tools.cli import main
+from tools.metahrl.experiments import Setup, converged_at
 from tools.metahrl.protocol import compute_baselines, load_or_compute
 from tools.metahrl.report import ABLATION, COMPARED
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.emulated import lte, model
-from drivers.emulated.scenarios import Environment, make_scenario
+from hil.base import lte, model
 from hil.base.errors import ConfigError
+from hil.base.scenarios import Environment, make_scenario
 
 CAL = model.load_calibration(
     Path(__file__).resolve().parents[1] / "testbed_configs" / "calibration" / "emulated-nuc.yaml")

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-
-from tools.cli import main
-from hil.recorder import RunDirectory, read_rounds
 from testbed_yaml import write_config
+
+from hil.recorder import RunDirectory, read_rounds
+from tools.cli import main
 from tools.online_compare.report import Comparison, RunFigures
 from tools.online_compare.runs import CompareError, Plan, check_out, parse_agent, specs
 

@@ -2,7 +2,6 @@
 under CI (tests/prerequisites.py)."""
 
 import pytest
-
 from prerequisites import missing
 
 

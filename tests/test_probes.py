@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.emulated.scenarios import make_scenario
+from drivers.host.metrics import HostMetrics
 from drivers.ssh import SshError
 from drivers.traffic.iperf3 import TrafficError
-from drivers.host.metrics import HostMetrics
+from hil.base.scenarios import make_scenario
 from hil.bringup import Bringup, Stage, Step
 from hil.probes import HostMetricsProbe, TrafficProbe, WatchdogProbe
 from hil.schema import ROUND_SCHEMA

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from round_rows import make_row
 
 import hil.recorder
 from hil.base.errors import RecorderError, ResumeError
 from hil.recorder import RoundRecorder, RunDirectory, read_rounds
 from hil.schema import ROUND_SCHEMA
 
-from round_rows import make_row
 
 def sparse_row(i: int) -> dict:
     """A row with only the non-nullable fields, like an invalid round."""

@@ -11,9 +11,9 @@ import yaml
 from agents.base import Context
 from agents.policy_space import PolicySpace
 from agents.registry import BANDITS, make_agent
-from tools.cli import main
 from hil.executor import parse_executor
 from hil.reward import RewardParams
+from tools.cli import main
 from tools.replay import metrics
 from tools.replay.environments import ModelSource, worst_kind_for_leader
 from tools.replay.paper import regret_less

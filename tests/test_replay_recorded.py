@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.emulated import lte
+from hil.base import lte
 from hil.config import config_from_dict
 from hil.recorder import RoundRecorder, RunDirectory
 from hil.reward import RewardParams

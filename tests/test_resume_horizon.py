@@ -10,12 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
+from testbed_yaml import write_config
 
 from agents.registry import AGENTS, make_agent
-from tools.cli import main
 from hil.recorder import read_rounds
-
-from testbed_yaml import write_config
+from tools.cli import main
 
 pytestmark = pytest.mark.e2e
 SMALL_SPACE = {"dl_gain_db": [0.0], "dl_max_mcs": [5, 27], "dl_prb_ratio": [0.2, 1.0],

@@ -23,13 +23,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import zmq
+from testbed_yaml import write_config
 
 import hil.testbed
 from drivers.rtctl.client import RtctlClient
-from tools.cli import main
 from hil.recorder import read_rounds
-
-from testbed_yaml import write_config
+from tools.cli import main
 
 pytestmark = pytest.mark.e2e
 ROUNDS = 300

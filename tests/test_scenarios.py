@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from drivers.emulated.scenarios import KindsOfC, make_scenario
 from hil.base.errors import ConfigError
+from hil.base.scenarios import KindsOfC, make_scenario
 
 
 def test_scenario_a_is_static_at_the_testbed_maximum():

@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from prerequisites import missing
+from test_gpm8213 import HEADER_REAL, SETUP_REAL, wait_until
 
 from drivers.power.gpm8213 import Gpm8213Meter, parse_values
 from drivers.power.scpi_twin import Fault, ScpiMeterTwin, nr3
 from hil.base.errors import MeterError
-from prerequisites import missing
-from test_gpm8213 import HEADER_REAL, SETUP_REAL, wait_until
 
 
 class ScriptedSource:

@@ -14,12 +14,11 @@ import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from round_rows import make_row
+from testbed_yaml import REPO, write_config
 
 from hil.recorder import RoundRecorder, RunDirectory, read_rounds
 from hil.serve import LiveServer
-
-from round_rows import make_row
-from testbed_yaml import REPO, write_config
 
 COUNTERS = ("hil_rounds", "hil_energy_joules", "hil_dl_bits", "hil_ul_bits",
             "hil_cap_violations", "hil_invalid_rounds")
@@ -271,8 +270,8 @@ def test_every_grafana_query_names_a_metric_hil_serve_exports(served_run):
 def test_a_dataset_sweep_is_followed_by_its_cells(tmp_path):
     """A `hil collect` folder records `cells`, not `rounds`, and its run.json comes first."""
     import pyarrow as pa
-
     from round_rows import START_UTC
+
     from tools.collect.schema import CELL_SCHEMA
 
     def cell(i: int) -> dict:

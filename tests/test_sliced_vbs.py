@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from drivers.emulated.sliced_vbs import FIRST_RNTI, SlicedVbs, du_profile, grant_prbs
-from drivers.rtctl.server import RtctlServer
 from test_emulated_vbs import CALIBRATION, FakeClock, ok
+
+from drivers.emulated.sliced_vbs import FIRST_RNTI, SlicedVbs, grant_prbs
+from drivers.rtctl.server import RtctlServer
+from hil.base.slices import du_profile
 
 WINDOW_TTI = 1000
 N_UES = 6

@@ -6,7 +6,6 @@ test_meta_hrl_env.py."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -17,8 +16,8 @@ from agents.meta_hrl.env import (
     allocate_prbs,
     make_tasks,
 )
-from drivers.emulated import lte, model
-from drivers.emulated.slices import (
+from hil.base import lte, model
+from hil.base.slices import (
     MAX_DELAY_MS,
     DuProfile,
     SlicedCell,

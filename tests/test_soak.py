@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import pytest
+from testbed_yaml import write_config
 
 from hil.soak import FD_GROWTH_BOUND, RSS_GROWTH_BOUND_MB, soak
-from testbed_yaml import write_config
 
 pytestmark = pytest.mark.e2e
 

@@ -26,19 +26,18 @@ import pytest
 import yaml
 import zmq
 import zmq.auth
+from real_srsran import MARKS, real_testbed_data
+from testbed_yaml import ssh_host_entry
 
 from drivers.rtctl.client import RtctlClient
 from drivers.rtctl.curve import ClientCurve, create_keys
 from drivers.rtctl.messages import WindowReply
-from tools.cli import main
-from hil.config import load_config
+from hil import testbed as hil_testbed
 from hil.base.errors import VbsUnreachableError
+from hil.config import load_config
 from hil.probes import TrafficProbe
 from hil.recorder import read_rounds
-from hil import testbed as hil_testbed
-
-from real_srsran import MARKS, real_testbed_data
-from testbed_yaml import ssh_host_entry
+from tools.cli import main
 
 pytestmark = MARKS
 N_PRB = 50

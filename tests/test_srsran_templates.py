@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from drivers.srsran.conf import TEMPLATES, render_program
-from hil.config import HilConfig, load_config
-from hil.base.errors import ConfigError
-from hil.srsran import template_values
-
 from real_srsran import real_testbed_data, ue_test_config
 from testbed_yaml import REPO
+
+from drivers.srsran.conf import TEMPLATES, render_program
+from hil.base.errors import ConfigError
+from hil.config import HilConfig, load_config
+from hil.srsran import template_values
 
 CONF_DIR = "/srv/hil/srsran"
 

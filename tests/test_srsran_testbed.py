@@ -20,18 +20,17 @@ from typing import Any
 
 import pytest
 import yaml
+from fake_srsran import install_fake_prefix
+from prerequisites import missing
+from testbed_yaml import REPO, ssh_host_entry
 
 from drivers.srsran.conf import TEMPLATES
 from drivers.srsran.series import series_sha256
 from drivers.ssh import SshHost
-from tools.cli import main
 from hil.config import apply_overrides, load_config
 from hil.recorder import read_rounds
-from prerequisites import missing
 from hil.srsran import ControlPath, radio_device
-
-from fake_srsran import install_fake_prefix
-from testbed_yaml import REPO, ssh_host_entry
+from tools.cli import main
 
 pytestmark = pytest.mark.e2e
 SHIPPED_SRSRAN = REPO / "testbed_configs" / "zmq-srsran.yaml"

@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from real_srsran import MARKS, binary, program_env, rtctl_endpoint, ue_test_config
 
 from drivers.rtctl.client import RtctlClient
 from drivers.rtctl.messages import UE, UeKpis, UeWindowReply, WindowReply
 from drivers.srsran.conf import TEMPLATES, render_program
 from hil.srsran import template_values
-
-from real_srsran import MARKS, binary, program_env, rtctl_endpoint, ue_test_config
 
 pytestmark = MARKS
 NETNS, UE_NETNS = "hil-uetest", "hil-uetest-ue"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from prerequisites import missing
 from sshd_fixture import Sshd
 
 from drivers.protocols import CommandResult, ProcessHost
@@ -30,7 +31,6 @@ from drivers.ssh import (
     SshHost,
 )
 from drivers.ssh.host import _home_relative
-from prerequisites import missing
 
 PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
 

@@ -54,7 +54,6 @@ from agents.meta_hrl.online import LiveDu
 from agents.meta_hrl.training import TrainConfig, Trainer, param_groups
 from agents.policy_space import PolicySpace
 
-
 POLICY_DELAY = TrainConfig().policy_delay
 ONLINE_CONFIG = HrlConfig(power_head=False)
 """The learner online: no per-user power (see the module's docstring)."""

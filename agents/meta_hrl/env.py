@@ -1,7 +1,7 @@
 """The multi-DU O-RAN slicing environment (gymnasium API): one `DuSlicingEnv` per DU, and a
 task distribution of DUs (`make_tasks`, `heldout_task`) for meta-learning across them.
 
-A step is `step_tti` TTIs of one DU (`drivers.emulated.slices`: the LTE TBS tables, the
+A step is `step_tti` TTIs of one DU (`hil.base.slices`: the LTE TBS tables, the
 calibration's power model). The action, in [-1, 1], is laid out as
 
     [slice scores (3), user PRB scores (n_ues), user power scores (n_ues)]
@@ -31,8 +31,8 @@ import gymnasium as gym
 import numpy as np
 
 from agents.base import UserReport
-from drivers.emulated import model
-from drivers.emulated.slices import (
+from hil.base import model
+from hil.base.slices import (
     SLICES,
     TOP_MCS,
     DuProfile,

@@ -28,8 +28,8 @@ from typing import Literal, Protocol
 import numpy as np
 
 from agents.meta_hrl.env import DuSlicingEnv, Episodes
-from drivers.emulated.lte import CQI_EFFICIENCY
-from drivers.emulated.slices import SLICES
+from hil.base.lte import CQI_EFFICIENCY
+from hil.base.slices import SLICES
 
 UserRule = Literal["equal", "queue"]
 # the per-user observation features the rules read (agents.meta_hrl.env.observe)

@@ -33,6 +33,7 @@ from typing import Any, cast, get_args
 import numpy as np
 
 from agents.base import Context, Decision, check_feedback, check_state
+from agents.meta_hrl.env import DuSlicingEnv
 from agents.meta_hrl.fixed import (
     LoadProportional,
     ProportionalFair,
@@ -41,11 +42,9 @@ from agents.meta_hrl.fixed import (
     UserRule,
     search_split,
 )
-from agents.meta_hrl.env import DuSlicingEnv
 from agents.meta_hrl.online import LiveDu
 from agents.policy_space import PolicySpace
-from drivers.emulated.sliced_vbs import du_profile
-from drivers.emulated.slices import SLICES
+from hil.base.slices import SLICES, du_profile
 
 RULES = ("equal", "constant", "best-constant", "load-proportional", "proportional-fair")
 SPLIT_RULES = ("equal", "constant", "best-constant")

@@ -25,8 +25,8 @@ import numpy as np
 from agents.base import Context, Decision, UserReport
 from agents.meta_hrl.env import DuSlicingEnv, allocate_prbs
 from agents.policy_space import Policy, PolicySpace
-from drivers.emulated.slices import SLICES, DuProfile
-from drivers.emulated.sliced_vbs import du_profile, user_rntis
+from drivers.emulated.sliced_vbs import user_rntis
+from hil.base.slices import SLICES, DuProfile, du_profile
 
 
 class LiveDu:

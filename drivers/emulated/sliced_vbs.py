@@ -2,7 +2,7 @@
 cap users (`hil run ... --agent metahrl`).
 
 It speaks rtctl v1 exactly like `drivers.emulated.vbs.EmulatedVbs` (same server, clock,
-windows and meter) but simulates one DU of `drivers.emulated.slices` instead of one user:
+windows and meter) but simulates one DU of `hil.base.slices` instead of one user:
 users get RNTIs FIRST_RNTI, FIRST_RNTI + 1, ... in slice order, and every `BLOCK_TTI` TTIs
 the cell grants PRBs as the thresholds allow:
 
@@ -21,20 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from drivers.emulated import model
-from drivers.emulated.slices import DuProfile, SlicedCell, StepKpis, sample_profiles
 from drivers.emulated.vbs import EmulatedVbs, TtiClock
 from drivers.rtctl.messages import CapCounters, CellKpis, Thresholds
+from hil.base import model
+from hil.base.slices import DuProfile, SlicedCell, StepKpis
 
 FIRST_RNTI = 70
 BLOCK_TTI = 100  # a 1 s round is 10 steps of the DU model (which costs ~0.3 ms a step)
 _ZERO = CapCounters(dl_mcs=0, dl_prb=0, ul_mcs=0, ul_prb=0)
-
-
-def du_profile(n_ues: int, seed: int) -> DuProfile:
-    """The DU a sliced emulator serves and a scheduler for it expects: the first DU that
-    `sample_profiles` draws for (n_ues, seed), so both sides agree from two numbers."""
-    return sample_profiles(1, n_ues, seed)[0]
 
 
 def user_rntis(profile: DuProfile) -> list[int]:

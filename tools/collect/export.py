@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drivers.emulated import lte
+from hil.base import lte
 
 DLUL_COLUMNS = {
     "selected_mcs_dl": "applied_dl_max_mcs", "selected_mcs_ul": "applied_ul_max_mcs",

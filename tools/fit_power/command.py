@@ -7,7 +7,7 @@
                     (several sweeps together; the link adaptation too: tools/fit_power/link.py)
 
 Prints each coefficient with its standard error beside the base calibration's, R^2 and RMSE;
-writes the calibration YAML (the schema of `drivers.emulated.model.Calibration`, so
+writes the calibration YAML (the schema of `hil.base.model.Calibration`, so
 `vbs.emulator.calibration` and the replays load it) and a residual plot beside it.
 """
 
@@ -22,7 +22,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from drivers.emulated.model import Calibration, load_calibration
+from hil.base.model import Calibration, load_calibration
 from hil.recorder import RunDirectory
 from tools.collect.reading import read_sweep
 from tools.fit_power.fit import FitError, PowerFit, fit_power, power_coefficients, read_cells

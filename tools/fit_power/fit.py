@@ -1,6 +1,6 @@
 """Least-squares fit of the published power-model form to a collected dataset.
 
-The form is the emulated vBS's (`drivers/emulated/model.py`, after Ayala-Romero et al.,
+The form is the emulated vBS's (`hil/base/model.py`, after Ayala-Romero et al.,
 ICC 2021 and INFOCOM 2021), which is linear in every coefficient a calibration holds:
 
     P = idle + radio_fixed + radio_tx * 10^(g/10) * a_d
@@ -36,9 +36,9 @@ import pandas as pd
 from scipy.optimize import lsq_linear
 from scipy.special import ndtr
 
-from drivers.emulated import lte
-from drivers.emulated.model import Calibration, PowerParams, link_tables
+from hil.base import lte
 from hil.base.errors import HilError
+from hil.base.model import Calibration, PowerParams, link_tables
 from hil.recorder import RunDirectory
 from tools.collect.schema import CELL_SCHEMA
 

@@ -8,7 +8,7 @@ the SNR of a grant depend on its size), each group gives one point: the median r
 CQI (UL: the CQI of the median UL SNR, on the channel's CQI scale) and the median MCS used. A point
 whose MCS sits at the cap is censored: link adaptation would have gone at least that high.
 The BLER it settles at is the median over the uncensored points (at least `MIN_BLER`).
-The table (`drivers.emulated.model.LinkAdaptation`) runs through the uncensored points,
+The table (`hil.base.model.LinkAdaptation`) runs through the uncensored points,
 from MCS 0 at CQI 0, held flat beyond the last point (or at the censoring cap, if that is
 higher), and is made non-decreasing.
 """
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from drivers.emulated import lte
-from drivers.emulated.model import ChannelParams, LinkAdaptation, snr_to_cqi
+from hil.base import lte
+from hil.base.model import ChannelParams, LinkAdaptation, snr_to_cqi
 from tools.fit_power.fit import FitError
 
 CQI_GRID = np.arange(16, dtype=float)
@@ -77,7 +77,7 @@ def link_points(cells: pd.DataFrame, channel: ChannelParams | None = None) -> li
 
 NUC_DB_PER_CQI = (2.0, 2.0)
 """dB per CQI step below and above the measured points (the NUC anchors' end slopes,
-`drivers.emulated.lte`): how the scale is continued where nothing was measured."""
+`hil.base.lte`): how the scale is continued where nothing was measured."""
 
 
 def fit_cqi_scale(cells: pd.DataFrame) -> tuple[float, ...] | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from drivers.emulated.model import load_calibration
+from hil.base.model import load_calibration
 from hil.reward import RewardParams
 from tools.collect.reading import Sweep, read_sweep
 from tools.landscape.compare import (

@@ -36,14 +36,14 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from agents.policy_space import PolicySpace
-from drivers.emulated.model import (
+from hil.base.model import (
     Calibration,
     expected_round,
     make_caps,
     snr_to_cqi,
     ul_grant_snr_gain_db,
 )
-from drivers.emulated.scenarios import Environment
+from hil.base.scenarios import Environment
 from hil.reward import UTILITY_MAX, RewardParams, reward
 
 MIN_SPEARMAN = 0.9

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from agents.policy_space import PolicySpace
-from drivers.emulated.scenarios import make_scenario
+from hil.base.scenarios import make_scenario
 from hil.reward import RewardParams, reward
 from tools.replay.environments import (
     RewardBlock,

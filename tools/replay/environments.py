@@ -12,7 +12,7 @@ in blocks of rounds, for each round
 - the power of every policy (W).
 
 `ModelEnvironment` computes these from the project's link and power model
-(`drivers.emulated.model.expected_round`) for any scenario. The model is separable: the DL
+(`hil.base.model.expected_round`) for any scenario. The model is separable: the DL
 outcome depends only on the DL thresholds, the UL outcome only on the UL ones, so the caps
 are laid out on their own axes (shape (g, m_d, b_d, 1, 1) and (1, 1, 1, m_u, b_u)) and the
 model evaluates 30 + 36 threshold combinations instead of 1080 per round; only power and
@@ -29,8 +29,8 @@ import numpy as np
 
 from agents.base import Context
 from agents.policy_space import PolicySpace
-from drivers.emulated.model import Calibration, expected_round, load_calibration, make_caps
-from drivers.emulated.scenarios import Environment, KindsOfC, Scenario, make_scenario
+from hil.base.model import Calibration, expected_round, load_calibration, make_caps
+from hil.base.scenarios import Environment, KindsOfC, Scenario, make_scenario
 from hil.reward import RewardParams, reward
 
 CONTEXT_FIELDS = ("dl_cqi", "ul_cqi", "dl_demand_mbps", "ul_demand_mbps")
@@ -169,7 +169,7 @@ class ModelEnvironment:
 
 class AdaptiveModelEnvironment(ModelEnvironment):
     """Scenario C with an adaptive adversary, through the model: each round holds both of
-    C's kinds (`drivers.emulated.scenarios.KindsOfC`); the runner realizes one per round
+    C's kinds (`hil.base.scenarios.KindsOfC`); the runner realizes one per round
     with `worst_kind_for_leader`."""
 
     adaptive = True

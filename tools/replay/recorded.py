@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from drivers.emulated import lte
-from drivers.emulated.model import load_calibration
-from drivers.emulated.scenarios import Environment
+from hil.base import lte
+from hil.base.model import load_calibration
+from hil.base.scenarios import Environment
 from hil.config import HilConfig, config_from_dict
 from hil.recorder import RunDirectory, read_rounds
 from hil.reward import RewardParams

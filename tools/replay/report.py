@@ -22,7 +22,7 @@ from tools.replay.recorded import RecordedRun, off_policy
 
 COMMON_DIFFERENCES = (
     "Our rewards are expected rewards of the project's link and power model "
-    "(`drivers/emulated/model.py`), not the paper's testbed dataset; every policy's reward is "
+    "(`hil/base/model.py`), not the paper's testbed dataset; every policy's reward is "
     "known each round, so regret is exact per seed rather than estimated. The reward weight "
     "delta, the power bounds and the policy space are the replay's (above), and decision "
     "times are measured on this machine."

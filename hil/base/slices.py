@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivers.emulated import lte, model
+from hil.base import lte, model
 from hil.base.repo import REPO
 
 SLICES = ("embb", "urllc", "mmtc")
@@ -123,6 +123,12 @@ def sample_profiles(n_dus: int, n_ues: int, seed: int,
         profiles.append(DuProfile(f"du{seed}-{g}", slices, cqi_mean,
                                   float(rng.uniform(0.5, 2.5)), float(rng.uniform(0.5, 2.0))))
     return profiles
+
+
+def du_profile(n_ues: int, seed: int) -> DuProfile:
+    """The DU a sliced emulated vBS serves (`vbs.emulator.du`): the first DU that
+    `sample_profiles` draws for (n_ues, seed), so both sides agree from two numbers."""
+    return sample_profiles(1, n_ues, seed)[0]
 
 
 def default_calibration() -> model.Calibration:

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from drivers.emulated import lte
-from drivers.emulated.scenarios import Environment
+from hil.base import lte
+from hil.base.scenarios import Environment
 from hil.base.validation import StrictModel, load_yaml
 
 TTI_S = 1e-3
@@ -87,7 +87,7 @@ class ChannelParams(StrictModel):
     snr_at_cqi_db: tuple[float, ...] | None = Field(
         None, min_length=16, max_length=16, description="the SNR (dB, on the testbed's own "
         "scale, e.g. srsRAN's channel emulator) at which the UE reports each CQI 0..15, "
-        "measured; none: the NUC testbed's anchors (drivers.emulated.lte)")
+        "measured; none: the NUC testbed's anchors (hil.base.lte)")
 
     @field_validator("snr_at_cqi_db")
     @classmethod
