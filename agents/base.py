@@ -29,6 +29,7 @@ class UserReport:
     dl_cqi: float
     dl_mcs: float
     dl_prb: float  # mean PRBs per TTI
+    qci: int | None = None  # of the user's default bearer: its slice (None: not reported)
 
 
 @dataclass(frozen=True)

@@ -337,6 +337,7 @@ def _per_user(decision: Decision, opened: dict[int, Any], closed: dict[int, Any]
         "ue_dl_cqi": [closed[r].dl_cqi_mean for r in rntis],
         "ue_dl_mcs": [closed[r].dl_mcs_mean for r in rntis],
         "ue_dl_prb": [closed[r].dl_prb_tti / (seconds * 1e3) for r in rntis],
+        "ue_qci": [closed[r].qci for r in rntis],
     }
 
 
@@ -344,8 +345,11 @@ def _context_from(row: dict[str, Any]) -> Context:
     """What a contextual agent may know before the next decision: the last valid round."""
     ul_snr = row.get("ul_snr_db")
     columns = ("ue_rnti", "ue_dl_demand_mbps", "ue_dl_rate_mbps", "ue_dl_backlog_bytes",
-               "ue_dl_cqi", "ue_dl_mcs", "ue_dl_prb")
-    users = tuple(UserReport(*values) for values in zip(*(row.get(c) or () for c in columns)))
+               "ue_dl_cqi", "ue_dl_mcs", "ue_dl_prb", "ue_qci")
+    n_users = len(row.get("ue_rnti") or ())
+    # runs recorded before the QCI was reported have no `ue_qci`: their users' QCIs are unknown
+    users = tuple(UserReport(*values) for values in zip(
+        *(row.get(c) or [None] * n_users for c in columns)))
     return Context(
         dl_cqi=row.get("dl_cqi"),
         ul_cqi=None if ul_snr is None else float(lte.snr_db_to_cqi(ul_snr)),

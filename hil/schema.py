@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def _field(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = True) -> pa.Field:
@@ -33,6 +33,8 @@ _PER_USER = [
     ("dl_cqi", pa.float64(), "1", "mean reported DL CQI"),
     ("dl_mcs", pa.float64(), "1", "mean DL MCS over TTIs with a grant"),
     ("dl_prb", pa.float64(), "PRB", "mean DL PRBs granted per TTI"),
+    ("qci", pa.int16(), "1", "QCI of the user's default bearer, which tells its slice "
+     "(null: the vBS did not report it)"),
 ]
 
 ROUND_SCHEMA = pa.schema(

@@ -15,7 +15,14 @@ from agents.base import Context, Decision
 from agents.policy_space import PolicySpace
 from agents.registry import make_agent
 from drivers.protocols import PowerReading
-from drivers.rtctl.messages import CapCounters, CellKpis, KpiWindow, Thresholds, WindowReply
+from drivers.rtctl.messages import (
+    CapCounters,
+    CellKpis,
+    KpiWindow,
+    Thresholds,
+    UserKpis,
+    WindowReply,
+)
 from hil.base.errors import MeterError, ResumeError, VbsUnreachableError
 from hil.engine import EngineParams, RoundEngine
 from hil.recorder import RoundRecorder, RunDirectory
@@ -35,6 +42,11 @@ def cell(dl_bits: int = 20_000_000, backlog_bytes: int = 0) -> CellKpis:
         ul_sched_tti=1000, dl_mcs_mean=20.0, ul_mcs_mean=15.0, dl_cqi_mean=12.0,
         ul_snr_mean=20.0, dl_backlog_bytes=backlog_bytes, ul_backlog_bytes=0, dl_bler=0.1,
         ul_bler=0.05, cap_hits=ZERO, violations=ZERO)
+
+
+def user(qci: int | None = 9, **kpis: int) -> UserKpis:
+    """One user's KPIs, as `cell` takes them, and the QCI of its default bearer."""
+    return UserKpis(**dict(cell(**kpis)), qci=qci)
 
 
 class FakeRan:
@@ -62,7 +74,7 @@ class FakeRan:
                            window=KpiWindow(tti_start=0, tti_end=nof_tti, nof_tti=nof_tti,
                                             wall_s=0.001),
                            cell=kpis,
-                           ue={} if detached else {70: cell(backlog_bytes=backlog_bytes)})
+                           ue={} if detached else {70: user(backlog_bytes=backlog_bytes)})
 
     def set(self, thresholds):
         round_index = len(self.sets)
@@ -259,7 +271,8 @@ class TwoUserRan(FakeRan):
 
     def _reply(self, nof_tti: int = 1000, backlog_bytes: int = 0) -> WindowReply:
         reply = super()._reply(nof_tti, backlog_bytes)
-        users = {70: cell(dl_bits=15_000_000), 71: cell(dl_bits=5_000_000, backlog_bytes=125)}
+        users = {70: user(dl_bits=15_000_000),
+                 71: user(qci=7, dl_bits=5_000_000, backlog_bytes=125)}
         return reply.model_copy(update={"ue": users})
 
 
@@ -275,8 +288,10 @@ def test_per_user_caps_are_applied_recorded_and_seen_by_the_next_decision(tmp_pa
     assert rows[0]["ue_dl_max_prb"] == [10, 0]
     assert rows[0]["ue_dl_rate_mbps"] == pytest.approx([15.0, 5.0])  # bits over 1000 TTIs
     assert rows[0]["ue_dl_backlog_bytes"] == [0, 125]
+    assert rows[0]["ue_qci"] == [9, 7]
     seen = agent.contexts[1].users
     assert [u.rnti for u in seen] == [70, 71] and seen[1].dl_rate_mbps == pytest.approx(5.0)
+    assert [u.qci for u in seen] == [9, 7]
     assert seen[0].dl_prb == pytest.approx(40.0)  # 40 000 PRB-TTIs over 1000 TTIs
 
 

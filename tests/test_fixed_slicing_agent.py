@@ -4,6 +4,7 @@ same reports-in, caps-out path as `metahrl`."""
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -67,7 +68,7 @@ def test_users_by_queue_give_an_idle_user_nothing():
     agent = build(rule="constant", shares=[0.5, 0.3, 0.2], users="queue")
     reports = list(context(0).users)
     idle = reports[0]
-    reports[0] = type(idle)(idle.rnti, idle.dl_demand_mbps, 0.0, 0, idle.dl_cqi, idle.dl_mcs, 0.0)
+    reports[0] = replace(idle, dl_rate_mbps=0.0, dl_backlog_bytes=0, dl_prb=0.0)
     caps = agent.select(type(context(0))(users=tuple(reports))).ue_dl_max_prb
     assert caps[idle.rnti] == 0 and sum(caps.values()) == CELL_PRB
 

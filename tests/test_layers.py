@@ -3,17 +3,13 @@
     tools      the commands: the `hil` command line, replay, collect, metahrl, ...
     hil        the experiment: config, round engine, reward, recording
     agents     learners (pure)          drivers   the testbed's I/O
-    hil.base   what every layer may use: errors, validated config loading (and `hil`'s
-               own __init__, which holds only the version)
+    hil.base   what every layer may use: errors, validated config loading, the LTE
+               tables, the radio/power, scenario and slice models (and `hil`'s own
+               __init__, which holds only the version)
 
 A module may import its own package and the layers below it. Agents and drivers are
 siblings: neither imports the other. `python -m pytest tests/test_layers.py -s` prints
-the layers, every import that still goes the wrong way and every import loop.
-
-The imports in KNOWN_WRONG went the wrong way when this test was written; they are to go
-(issue 21: errors, validation and the radio/slice model to the base, the CLI and the
-benchmark runner above tools). The test fails on any other wrong import, and on a known one
-that is gone, so the list only shrinks.
+the layers, and any import that goes the wrong way or round a loop.
 """
 
 from __future__ import annotations
@@ -26,12 +22,6 @@ LAYERS = {"tools": 3, "hil": 2, "agents": 1, "drivers": 1}
 """Higher imports lower; equal numbers are siblings that must not import each other."""
 BASE = ("hil.base", "hil")
 """Modules of the base layer (0): `hil.base` and its modules, and the `hil` package itself."""
-KNOWN_WRONG = {
-    ("agents.meta_hrl.online", "drivers.emulated.sliced_vbs"),
-}
-
-KNOWN_LOOPS: list[list[str]] = []
-"""Modules that import each other (at any depth of their code), as when this was written."""
 
 
 def module_name(path: Path) -> str:
@@ -105,17 +95,15 @@ def test_imports_go_down_the_layers_only():
     for package, level in [*sorted(LAYERS.items(), key=lambda item: -item[1]), ("hil.base", 0)]:
         print(f"layer {level}: {package}")
     for source, target in sorted(wrong):
-        print(f"  still wrong: {source} -> {target}")
-    assert wrong - KNOWN_WRONG == set(), "imports that go up or sideways (issue 21)"
-    assert KNOWN_WRONG - wrong == set(), "gone: take them off KNOWN_WRONG"
+        print(f"  wrong: {source} -> {target}")
+    assert wrong == set(), "imports that go up or sideways: move the shared code down"
 
 
 def test_no_modules_import_each_other_round_a_loop():
     found = cycles(imports())
     for group in found:
-        print("  still a loop: " + " <-> ".join(group))
-    assert [g for g in found if g not in KNOWN_LOOPS] == [], "new import loops (issue 21)"
-    assert [g for g in KNOWN_LOOPS if g not in found] == [], "gone: take them off KNOWN_LOOPS"
+        print("  loop: " + " <-> ".join(group))
+    assert found == [], "modules that import each other"
 
 
 def test_the_checker_flags_an_import_that_goes_up_or_sideways():

@@ -4,6 +4,7 @@ emulated vBS that serves users in slices."""
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from agents.meta_hrl.hrl import HrlConfig, HrlLearner
 from agents.policy_space import PAPER_SPACE, Policy
 from agents.registry import make_agent
 from hil.base.errors import ConfigError
+from hil.base.slices import SLICE_QCI, du_profile, slice_of_qci
 
 DU = {"n_ues": 6, "seed": 0}
 
@@ -23,15 +25,21 @@ def build(seed: int = 0, **params) -> MetaHrlAgent:
     return MetaHrlAgent(PAPER_SPACE.size, seed=seed, du=DU, policy_space=PAPER_SPACE, **params)
 
 
-def context(round_index: int) -> Context:
-    """Six users whose reports change with the round."""
+SLICE_OF_USER = du_profile(DU["n_ues"], DU["seed"]).user_slice
+
+
+def context(round_index: int, rntis: Sequence[int] = range(70, 76),
+            qcis: Sequence[int | None] | None = None) -> Context:
+    """Six users whose reports change with the round; user i has RNTI rntis[i] and, unless
+    given, the QCI of the DU's i-th user's slice."""
     rng = np.random.default_rng(round_index)
+    qcis = [SLICE_QCI[k] for k in SLICE_OF_USER] if qcis is None else qcis
     return Context(users=tuple(
-        UserReport(70 + i, dl_demand_mbps=float(rng.uniform(0.5, 6)),
+        UserReport(rntis[i], dl_demand_mbps=float(rng.uniform(0.5, 6)),
                    dl_rate_mbps=float(rng.uniform(0, 3)),
                    dl_backlog_bytes=int(rng.integers(0, 100_000)),
                    dl_cqi=float(rng.uniform(5, 15)), dl_mcs=float(rng.uniform(5, 28)),
-                   dl_prb=float(rng.uniform(0, 10))) for i in range(6)))
+                   dl_prb=float(rng.uniform(0, 10)), qci=qcis[i]) for i in range(len(rntis))))
 
 
 def play(agent: MetaHrlAgent, first: int, rounds: int) -> list[dict[int, int]]:
@@ -53,6 +61,35 @@ def test_each_round_caps_every_user_and_the_caps_share_the_cell():
                                                   PAPER_SPACE.ul_prb_ratio)))
     assert decision.action == PAPER_SPACE.index(loosest) and decision.prob == 1.0
     assert agent.probabilities()[decision.action] == 1.0
+
+
+def test_users_take_their_slice_s_places_by_the_qci_they_report_whatever_their_rntis():
+    agent = build()
+    rntis = [300, 120, 95, 4000, 71, 1200]  # srsENB numbers users as they attach
+    caps = agent.select(context(0, rntis)).ue_dl_max_prb
+    assert sorted(caps) == sorted(rntis) and sum(caps.values()) == 50
+    assert [slice_of_qci(u.qci) for u in sorted(context(0, rntis).users, key=lambda u: u.rnti)
+            ] == [SLICE_OF_USER[agent.live.rntis.index(r)] for r in sorted(rntis)]
+
+
+def test_a_user_keeps_its_place_while_unreported_and_a_place_waits_idle_for_its_user():
+    agent = build()
+    agent.select(context(0))
+    places = list(agent.live.rntis)
+    later = agent.select(Context(users=context(1).users[2:]))  # users 70 and 71 not reported
+    assert agent.live.rntis == places
+    assert set(later.ue_dl_max_prb) == set(range(70, 76))
+
+
+def test_a_user_without_a_slice_s_qci_or_a_free_place_is_left_uncapped_and_named():
+    agent = build()
+    qcis = [SLICE_QCI[k] for k in SLICE_OF_USER]
+    qcis[0] = None  # srsENB before the E-RAB setup
+    decision = agent.select(context(0, qcis=qcis))
+    assert 70 not in decision.ue_dl_max_prb and decision.info["unplaced_rntis"] == [70]
+    crowd = agent.select(context(1, rntis=range(80, 86)))  # six more, in the same slices:
+    assert crowd.info["unplaced_rntis"] == [81, 82, 83, 84, 85]  # 80 took 70's free place
+    assert set(crowd.ue_dl_max_prb) == {80, *range(71, 76)}
 
 
 def test_it_learns_online_from_the_rounds_it_played():
@@ -240,5 +277,7 @@ def test_a_sigkilled_metahrl_run_resumes_decision_for_decision(tmp_path):
     rounds = read_rounds(run_dir)
     assert rounds["round"].tolist() == list(range(60)) and rounds["valid"].all()
     caps = rounds["ue_dl_max_prb"]
-    assert all(len(c) == 6 and sum(c) == 50 for c in caps)
+    first = np.asarray(caps.iloc[0], dtype=float)  # no caps (NaN) before the users' first
+    assert len(first) == 6 and np.isnan(first).all()  # report: the agent knows none yet
+    assert all(len(c) == 6 and sum(c) == 50 for c in caps.iloc[1:])
     assert rounds["ue_rnti"].iloc[0].tolist() == list(range(70, 76))

@@ -23,6 +23,7 @@ from drivers.rtctl.messages import (
     Thresholds,
     ThresholdUpdate,
     UeCaps,
+    UserKpis,
     VbsIdentity,
     WindowReply,
     decode_reply,
@@ -218,6 +219,10 @@ def kpis(seed: int) -> CellKpis:
                     violations=CapCounters(dl_mcs=0, dl_prb=0, ul_mcs=0, ul_prb=0))
 
 
+def user(cell: CellKpis, qci: int | None) -> UserKpis:
+    return UserKpis(**dict(cell), qci=qci)
+
+
 REPLIES = [
     PingReply(v=1, sid="a", seq=1, ok=True, applied=Thresholds(dl_max_mcs=3),
               vbs=VbsIdentity(name="srsenb", version="23.11", protocol=1, boot_id="b-1",
@@ -225,7 +230,7 @@ REPLIES = [
     WindowReply(v=1, sid="a", seq=2, ok=True, applied_tti=12000,
                 applied=Thresholds(dl_prb_ratio=0.5, ue={70: UeCaps(weight=2.0)}),
                 window=KpiWindow(tti_start=11000, tti_end=12000, nof_tti=1000, wall_s=1.18),
-                cell=kpis(1), ue={70: kpis(2), 71: kpis(3)}),
+                cell=kpis(1), ue={70: user(kpis(2), qci=9), 71: user(kpis(3), qci=None)}),
     ErrorReply(v=1, sid=None, seq=None, ok=False,
                error=ErrorBody(code="bad_request", key=None, message="Invalid JSON")),
 ]
@@ -234,6 +239,18 @@ REPLIES = [
 @pytest.mark.parametrize("reply", REPLIES, ids=lambda r: type(r).__name__)
 def test_replies_round_trip_through_json(reply: Any) -> None:
     assert decode_reply(encode(reply)) == reply
+
+
+def test_a_user_s_qci_is_read_when_the_vbs_reports_it_and_unknown_when_it_does_not() -> None:
+    wire = json.loads(encode(REPLIES[1]))
+    assert wire["ue"]["70"]["qci"] == 9
+    del wire["ue"]["71"]["qci"]  # a vBS that does not know it yet leaves it out
+    reply = decode_reply(json.dumps(wire).encode())
+    assert isinstance(reply, WindowReply)
+    assert (reply.ue[70].qci, reply.ue[71].qci) == (9, None)
+    wire["ue"]["70"]["qci"] = 0  # QCIs are 1..255 (3GPP TS 23.203)
+    with pytest.raises(ProtocolError):
+        decode_reply(json.dumps(wire).encode())
 
 
 def test_applied_thresholds_show_every_key_with_null_for_uncapped() -> None:

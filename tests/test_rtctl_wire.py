@@ -26,6 +26,7 @@ from drivers.rtctl.messages import (
     Request,
     Thresholds,
     ThresholdUpdate,
+    UserKpis,
     decode_reply,
     encode,
 )
@@ -62,7 +63,7 @@ class RecordingBackend:
         self.tti_of_last_apply = self.tti
         return self.tti
 
-    def close_window(self) -> tuple[KpiWindow, CellKpis, dict[int, CellKpis]]:
+    def close_window(self) -> tuple[KpiWindow, CellKpis, dict[int, UserKpis]]:
         self.windows_closed += 1
         start, self.tti = self.tti, self.tti + 1000
         zero = CapCounters(dl_mcs=0, dl_prb=0, ul_mcs=0, ul_prb=0)

@@ -87,7 +87,7 @@ class MetaHrlAgent:
                         "pretrain_iterations": pretrain_iterations,
                         "lr": lr, "actor_lr_ratio": actor_lr_ratio, "batch_size": batch_size,
                         "updates_per_round": updates_per_round, "tau": tau, "explore": explore}
-        self.env, self.rntis = self.live.env, self.live.rntis
+        self.env = self.live.env
         self.learner = HrlLearner(ONLINE_CONFIG, seed=seed)
         self.params = self.learner.params()
         if model is not None:
@@ -165,7 +165,7 @@ class MetaHrlAgent:
                 "optimizer": _numpy_tree(self.optimizer.state_dict()),
                 "rollout": self.rollout.state_dict(), "pending": pending,
                 "rng": self.rng.bit_generator.state, "pretrain_seed": self._pretrain_seed,
-                "updates": self._updates}
+                "updates": self._updates, "live": self.live.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_state(state, self.name, self._config)
@@ -184,6 +184,8 @@ class MetaHrlAgent:
         # None once pretrained; states saved before pretraining was lazy hold pretrained
         # weights already
         self._pretrain_seed = state.get("pretrain_seed")
+        if "live" in state:  # states saved before users were placed from their reports
+            self.live.load_state_dict(state["live"])
 
 
 def save_model(learner: HrlLearner, path: Path) -> None:

@@ -103,10 +103,13 @@ class FixedSlicingAgent:
     def state_dict(self) -> dict[str, Any]:
         """The scheduler's fields (the searched split, PF's averages), deep-copied."""
         scheduler = None if self.scheduler is None else asdict(cast(Any, self.scheduler))
-        return {"agent": self.name, "config": self._config, "scheduler": scheduler}
+        return {"agent": self.name, "config": self._config, "scheduler": scheduler,
+                "live": self.live.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_state(state, self.name, self._config)
+        if "live" in state:  # states saved before users were placed from their reports
+            self.live.load_state_dict(state["live"])
         saved = state["scheduler"]
         if saved is None:
             self.scheduler = None

@@ -12,7 +12,8 @@ the cell grants PRBs as the thresholds allow:
   down, so the cell never grants more than its budget (violations stay 0);
 - the DL gain scales every user's transmit power (the model's power fraction).
 
-The window reports each user's KPIs under its RNTI and their sums as the cell's; the UL is
+The window reports each user's KPIs under its RNTI, with the QCI of its slice
+(`hil.base.slices.SLICE_QCI`), and their sums as the cell's; the UL is
 idle (this DU model is downlink only). MCS caps are accepted and echoed but not modelled
 here: the slicing model's link adaptation picks the MCS.
 """
@@ -22,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 
 from drivers.emulated.vbs import EmulatedVbs, TtiClock
-from drivers.rtctl.messages import CapCounters, CellKpis, Thresholds
+from drivers.rtctl.messages import CapCounters, CellKpis, Thresholds, UserKpis
 from hil.base import model
-from hil.base.slices import DuProfile, SlicedCell, StepKpis
+from hil.base.slices import SLICE_QCI, DuProfile, SlicedCell, StepKpis
 
 FIRST_RNTI = 70
 BLOCK_TTI = 100  # a 1 s round is 10 steps of the DU model (which costs ~0.3 ms a step)
@@ -108,9 +109,13 @@ class SlicedVbs(EmulatedVbs):
             self._tti += BLOCK_TTI
         return self._tti
 
-    def take_kpis(self) -> tuple[CellKpis, dict[int, CellKpis]]:
+    def take_kpis(self) -> tuple[CellKpis, dict[int, UserKpis]]:
+        """The cell's KPIs and each user's, with the QCI of its slice (how a scheduler on the
+        controller tells the user's slice, as it would from srsENB)."""
         s, self._users = self._users, _UserSums(self.profile.n_ues)
-        users = {r: _kpis(s, i, s.nof_tti, self._queue_bits[i]) for i, r in enumerate(self.rntis)}
+        qci = [SLICE_QCI[k] for k in self.profile.user_slice]
+        users = {r: UserKpis(**dict(_kpis(s, i, s.nof_tti, self._queue_bits[i])), qci=qci[i])
+                 for i, r in enumerate(self.rntis)}
         return _kpis(s, slice(None), s.nof_tti, self._queue_bits.sum()), users
 
 

@@ -30,10 +30,11 @@ import hil
 from drivers.emulated.meter import serve_meter_request
 from drivers.power.scpi_twin import ScpiMeterTwin
 from drivers.rtctl.curve import ServerCurve
-from drivers.rtctl.messages import CapCounters, CellKpis, KpiWindow, Thresholds
+from drivers.rtctl.messages import CapCounters, CellKpis, KpiWindow, Thresholds, UserKpis
 from drivers.rtctl.server import RtctlServer
 from hil.base import model
 from hil.base.scenarios import Environment, Scenario
+from hil.base.slices import SLICE_QCI
 
 log = logging.getLogger(__name__)
 RNTI = 70
@@ -213,7 +214,7 @@ class EmulatedVbs:
         self._window_ends_at_apply = True  # the server closes the window next: at this TTI
         return applied_tti
 
-    def close_window(self) -> tuple[KpiWindow, CellKpis, dict[int, CellKpis]]:
+    def close_window(self) -> tuple[KpiWindow, CellKpis, dict[int, UserKpis]]:
         # A `set` closes the window where its thresholds took effect (rtctl v1, 6.3): TTIs
         # after that already ran under the new thresholds and belong to the next window.
         if isinstance(self.clock, SteppedClock) and not self._window_ends_at_apply:
@@ -228,11 +229,12 @@ class EmulatedVbs:
         self._window_start = (tti, wall)
         return window, cell, users
 
-    def take_kpis(self) -> tuple[CellKpis, dict[int, CellKpis]]:
-        """The cell's and each user's KPIs of the window that closes; starts the next one."""
+    def take_kpis(self) -> tuple[CellKpis, dict[int, UserKpis]]:
+        """The cell's and each user's KPIs of the window that closes; starts the next one.
+        The one user is an eMBB user: its default bearer's QCI is eMBB's."""
         cell = self._cell_kpis(self._window)
         self._window = _Sums()
-        return cell, {RNTI: cell}
+        return cell, {RNTI: UserKpis(**dict(cell), qci=SLICE_QCI[0])}
 
     def _cell_kpis(self, s: _Sums) -> CellKpis:
         dl, ul = s.of("dl"), s.of("ul")

@@ -92,6 +92,7 @@ Prb = Annotated[int, Field(ge=0, le=MAX_PRB)]
 Weight = Annotated[float, Field(gt=0.0, le=MAX_WEIGHT)]
 TxPowerDbm = Annotated[float, Field(ge=MIN_TX_POWER_DBM, le=MAX_TX_POWER_DBM)]
 Count = Annotated[int, Field(ge=0)]
+Qci = Annotated[int, Field(ge=1, le=255)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Seconds = Annotated[float, Field(ge=0.0)]
 
@@ -464,6 +465,14 @@ class CellKpis(_ReplyPart):
     signalling_exempt: CapCounters = CapCounters(dl_mcs=0, dl_prb=0, ul_mcs=0, ul_prb=0)
 
 
+class UserKpis(CellKpis):
+    """One user's KPIs, and what the vBS knows of the user: the QCI of its default EPS bearer
+    (3GPP TS 23.203 table 6.1.7), which is how a slicing scheduler tells its slice; left out
+    (None) by a vBS that does not know it yet (srsENB: before the E-RAB setup)."""
+
+    qci: Qci | None = None
+
+
 class PingReply(_ReplyPart):
     v: Version
     sid: Sid
@@ -484,7 +493,7 @@ class WindowReply(_ReplyPart):
     applied_tti: Count
     window: KpiWindow
     cell: CellKpis
-    ue: dict[Rnti, CellKpis]
+    ue: dict[Rnti, UserKpis]
 
 
 class ErrorBody(_ReplyPart):

@@ -26,6 +26,7 @@ from drivers.rtctl.messages import (
     Request,
     RequestError,
     Thresholds,
+    UserKpis,
     VbsIdentity,
     WindowReply,
     decode_request,
@@ -56,7 +57,7 @@ class VbsBackend(Protocol):
     def defaults(self) -> Thresholds:
         """The thresholds the vBS was configured with; `reset` restores them."""
 
-    def close_window(self) -> tuple[KpiWindow, CellKpis, dict[int, CellKpis]]:
+    def close_window(self) -> tuple[KpiWindow, CellKpis, dict[int, UserKpis]]:
         """End the KPI window open since the last close, start the next one, return it."""
 
 

@@ -27,6 +27,12 @@ from hil.base import lte, model
 from hil.base.repo import REPO
 
 SLICES = ("embb", "urllc", "mmtc")
+SLICE_QCI = (9, 7, 8)
+"""The QCI of each slice's users' default bearer, how a vBS tells a slicing scheduler a user's
+slice (the EPC gives it per subscriber: srsEPC's user_db.csv). From 3GPP TS 23.203 table
+6.1.7: eMBB 9 (the default bearer: buffered video, TCP), URLLC 7 (100 ms delay budget:
+live video, interactive gaming), mMTC 8 (as 9 at a higher priority). A lab convention, not a
+standard's mapping: a lab that slices by other QCIs changes it here."""
 MAX_DELAY_MS = 1000.0
 TOP_MCS = lte.MAX_MCS
 
@@ -129,6 +135,12 @@ def du_profile(n_ues: int, seed: int) -> DuProfile:
     """The DU a sliced emulated vBS serves (`vbs.emulator.du`): the first DU that
     `sample_profiles` draws for (n_ues, seed), so both sides agree from two numbers."""
     return sample_profiles(1, n_ues, seed)[0]
+
+
+def slice_of_qci(qci: int | None) -> int | None:
+    """The slice (index into SLICES) of a user whose default bearer has this QCI; None if
+    the QCI is unknown or no slice's."""
+    return SLICE_QCI.index(qci) if qci in SLICE_QCI else None
 
 
 def default_calibration() -> model.Calibration:
