@@ -103,7 +103,25 @@ def assert_within_caps(window: WindowReply) -> None:
             assert prb_tti <= capped_tti * (ratio * N_PRB + 3) + min(exempt, sched_tti) * N_PRB
 
 
+def raw_get(endpoint: str) -> dict[str, Any]:
+    """One `get` on a socket of its own: the window reply as the eNB wrote it, unparsed."""
+    with zmq.Context() as context, context.socket(zmq.REQ) as socket:
+        socket.linger = 0
+        socket.connect(endpoint)
+        socket.send_json({"v": 1, "sid": "raw-json", "seq": 1, "op": "get"})
+        assert socket.poll(5000), f"no reply from {endpoint}"
+        return socket.recv_json()
+
+
 def test_caps_bind_in_the_real_scheduler_and_throughput_follows_them(testbed: hil_testbed.Testbed):
+    # the UE's entry names its default bearer's QCI (patch 0010; user_db.csv gives QCI 9);
+    # this get closes the settle window, which the first hold() would discard anyway
+    assert isinstance(testbed.ran, RtctlClient)
+    raw = raw_get(testbed.ran.endpoint)
+    active = [entry for entry in raw["ue"].values() if entry["dl_bits_acked"] > 0]
+    assert active and all(entry.get("qci") == 9 for entry in active), raw["ue"]
+    assert "qci" not in raw["cell"]
+
     uncapped = hold(testbed, {})
     dl_mcs = hold(testbed, {"dl_max_mcs": 10})
     dl_mcs_prb = hold(testbed, {"dl_max_mcs": 10, "dl_prb_ratio": 0.5})
