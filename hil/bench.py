@@ -17,9 +17,10 @@ import numpy as np
 from agents.base import Context, Decision
 from agents.bpvran import BPVran, scale_context
 from agents.bsvbs import BSvBS
+from hil.base.repo import REPO
 from hil.base.scenarios import make_scenario
 from hil.config import load_config
-from hil.testbed import REPO, start_testbed
+from hil.testbeds import start_testbed
 
 if TYPE_CHECKING:
     from hil.run import RunResult

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from agents.policy_space import NAMED_SPACES, PAPER_SPACE, PolicySpace
 from agents.registry import AGENTS, agent_params
@@ -146,6 +146,9 @@ class SrsranConfig(StrictModel):
     """srsEPC, srsENB (patched, see patches/srsRAN_4G) and srsUE, configured from templates."""
 
     templates: Path = Field(Path("srsran"), description="folder of .conf templates")
+    calibration: Path = Field(Path("calibration/srsran-zmq.yaml"), description=(
+        "the link and power model fitted to this testbed (`hil fit-power`); replays of its "
+        "recorded runs read it"))
     prefix: str | None = Field(None, description=(
         "where `hil srsran build` installed the patched programs on their hosts (bin/, lib/, "
         "its stamp): a `binary` given as a bare name is taken from <prefix>/bin. `~` is the "
@@ -177,8 +180,15 @@ class SrsranConfig(StrictModel):
         return self
 
 
-class VbsConfig(StrictModel):
-    kind: Literal["emulated", "srsran"] = "emulated"
+class VbsCommon(StrictModel):
+    """What every kind of vBS has: where it runs and how the controller reaches it.
+
+    Each kind (the union `VbsConfig`) adds its own section and says what it can do; its
+    bring-up, checks and sweep conditions are in the module `testbed_module` names (a
+    `hil.testbeds.TestbedKind`), so the engine, `hil check` and `hil collect` ask the kind
+    instead of testing `kind`.
+    """
+
     host: str | None = Field(None, description="a `hosts` entry to run on; none: this machine")
     # Port 0: the emulated vBS binds a free port and reports it (no clashes between runs).
     control_endpoint: str = "tcp://127.0.0.1:0"
@@ -186,17 +196,129 @@ class VbsConfig(StrictModel):
     retries: int = Field(3, ge=0, le=100)
     give_up_after_invalid_rounds: int = Field(
         30, ge=1, description="stop the run after this many invalid rounds in a row")
-    emulator: EmulatorConfig = EmulatorConfig()
-    srsran: SrsranConfig | None = None
     curve_dir: Path | None = Field(None, description="CURVE keys (`hil keys DIR`): encrypt rtctl "
                                    "and admit only authorized controllers, for lab networks; the "
                                    "vBS host (srsENB, patch 0009) needs the folder at this path")
 
-    @model_validator(mode="after")
-    def _srsran_is_described(self) -> VbsConfig:
-        if self.kind == "srsran" and self.srsran is None:
-            raise ValueError("vbs.kind srsran needs a `srsran:` section (epc, enb, ue, radio)")
-        return self
+    testbed_module: ClassVar[str]
+    """The module whose `TESTBED` brings this kind up (hil/testbeds/)."""
+    serves_meter: ClassVar[bool] = False
+    """It models its own power: a meter socket (meter.kind emulated) and a GPM-8213 SCPI twin."""
+    steps_clock: ClassVar[bool] = False
+    """Its clock can be stepped (clock.mode stepped)."""
+    has_ue: ClassVar[bool] = False
+    """A UE that iperf3 traffic can reach (traffic.kind iperf3)."""
+
+    @property
+    def calibration(self) -> Path:
+        """The link and power model of this testbed (the emulated vBS runs it; replays of a
+        recorded run and comparisons read it)."""
+        raise NotImplementedError
+
+    @property
+    def du(self) -> DuConfig | None:
+        """The DU of users in slices it serves, if it says (a scheduler over users needs it)."""
+        return None
+
+    def hosts_used(self) -> dict[str, str | None]:
+        """The `hosts` entries it runs on, by the key that names them."""
+        return {"vbs.host": self.host}
+
+    def local_paths(self) -> list[tuple[str, Path | None]]:
+        """Files and folders on this machine it needs, by key."""
+        return [("vbs.curve_dir", self.curve_dir)]
+
+    def demand_scenario(self, traffic: TrafficConfig) -> ScenarioConfig:
+        """The scenario whose demand its rounds serve."""
+        return traffic.scenario
+
+    def resolved(self, base: Path) -> Self:
+        """Its relative paths taken from `base` (the config file's folder)."""
+        return self.model_copy(update={"curve_dir": _under(base, self.curve_dir)})
+
+
+class EmulatedVbsConfig(VbsCommon):
+    """The emulated vBS (drivers/emulated): one user in a scenario, or a DU of users in
+    slices (`emulator.du`); it runs the calibration's link and power model."""
+
+    kind: Literal["emulated"] = "emulated"
+    emulator: EmulatorConfig = EmulatorConfig()
+
+    testbed_module: ClassVar[str] = "hil.testbeds.emulated"
+    serves_meter: ClassVar[bool] = True
+    steps_clock: ClassVar[bool] = True
+
+    @property
+    def calibration(self) -> Path:
+        return self.emulator.calibration
+
+    @property
+    def du(self) -> DuConfig | None:
+        return self.emulator.du
+
+    def demand_scenario(self, traffic: TrafficConfig) -> ScenarioConfig:
+        return self.emulator.scenario
+
+    def resolved(self, base: Path) -> Self:
+        emu = self.emulator
+        scenario = emu.scenario.model_copy(update={"trace": _under(base, emu.scenario.trace)})
+        emu = emu.model_copy(update={"calibration": _under(base, emu.calibration),
+                                     "scenario": scenario})
+        return super().resolved(base).model_copy(update={"emulator": emu})
+
+
+class SrsranVbsConfig(VbsCommon):
+    """Real srsRAN: srsEPC, the patched srsENB and srsUE over SSH (`srsran`)."""
+
+    kind: Literal["srsran"]
+    srsran: SrsranConfig
+
+    testbed_module: ClassVar[str] = "hil.testbeds.srsran"
+    has_ue: ClassVar[bool] = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_an_emulator(cls, data: Any) -> Any:
+        """Runs recorded before each kind had its own section (schema v7 and older) dumped an
+        `emulator` section for srsRAN too: it never applied, and is dropped."""
+        if isinstance(data, dict) and "emulator" in data:
+            data = {k: v for k, v in data.items() if k != "emulator"}
+        return data
+
+    @property
+    def calibration(self) -> Path:
+        return self.srsran.calibration
+
+    def hosts_used(self) -> dict[str, str | None]:
+        return {**super().hosts_used(),
+                **{f"vbs.srsran.{name}.host": getattr(self.srsran, name).host
+                   for name in ("epc", "enb", "ue")}}
+
+    def local_paths(self) -> list[tuple[str, Path | None]]:
+        return [("vbs.srsran.templates", self.srsran.templates), *super().local_paths()]
+
+    def resolved(self, base: Path) -> Self:
+        srs = self.srsran
+        prefix = srs.prefix
+        if prefix is not None and not prefix.startswith(("/", "~")):
+            prefix = str(base / prefix)
+        srs = srs.model_copy(update={"templates": _under(base, srs.templates), "prefix": prefix,
+                                     "calibration": _under(base, srs.calibration)})
+        return super().resolved(base).model_copy(update={"srsran": srs})
+
+
+def _vbs_kind(data: Any) -> str:
+    kind = data.get("kind", "emulated") if isinstance(data, dict) else getattr(data, "kind", "")
+    return f"kind={kind}"
+
+
+VbsConfig = Annotated[
+    Annotated[EmulatedVbsConfig, Tag("kind=emulated")]
+    | Annotated[SrsranVbsConfig, Tag("kind=srsran")],
+    Discriminator(_vbs_kind, custom_error_type="vbs_kind",
+                  custom_error_message="vbs.kind must be emulated or srsran")]
+"""The kinds of vBS: a new kind is a class here and its module in hil/testbeds/. (The tag,
+`kind=...`, is left out of the key an error names: hil.base.validation.dotted.)"""
 
 
 class TrafficConfig(StrictModel):
@@ -301,7 +423,7 @@ class HilConfig(StrictModel):
     rounds: int = Field(1000, ge=1)
     round_s: float = Field(1.0, gt=0, le=3600)
     clock: ClockConfig = ClockConfig()
-    vbs: VbsConfig = VbsConfig()
+    vbs: VbsConfig = EmulatedVbsConfig()
     meter: MeterConfig = MeterConfig()
     agent: AgentConfig = AgentConfig()
     # `paper`, `paper16` or the five lists; validated by PolicySpace (its errors name the field)
@@ -314,34 +436,41 @@ class HilConfig(StrictModel):
 
     @model_validator(mode="after")
     def _hosts_are_declared(self) -> HilConfig:
-        used = {"vbs.host": self.vbs.host}
-        if self.vbs.srsran is not None:
-            used |= {f"vbs.srsran.{name}.host": getattr(self.vbs.srsran, name).host
-                     for name in ("epc", "enb", "ue")}
         known = ", ".join(self.hosts) or "none declared"
-        for key, host in used.items():
+        for key, host in self.vbs.hosts_used().items():
             if host is not None and host not in self.hosts:
                 raise ValueError(f"{key} {host!r} is not in `hosts` ({known})")
-        if self.vbs.kind == "srsran" and self.meter.kind == "emulated":
-            raise ValueError("meter.kind emulated needs the emulated vBS; with srsRAN use "
+        return self
+
+    @model_validator(mode="after")
+    def _the_vbs_can_do_it(self) -> HilConfig:
+        """What the meter, clock, traffic and agent ask of the vBS, it can do."""
+        vbs = self.vbs
+        if self.meter.kind == "emulated" and not vbs.serves_meter:
+            raise ValueError(f"meter.kind emulated needs the emulated vBS; with {vbs.kind} use "
                              "gpm8213 (a real meter) or cpu_model")
-        if self.meter.kind == "gpm8213" and not self.meter.resource and self.vbs.kind != "emulated":
+        if self.meter.kind == "gpm8213" and not self.meter.resource and not vbs.serves_meter:
             raise ValueError("meter.resource is required for a real GPM-8213, e.g. "
                              "TCPIP0::192.168.1.50::23::SOCKET")
-        if self.clock.mode == "stepped" and (self.vbs.kind, self.meter.kind) != ("emulated",
-                                                                                 "emulated"):
+        if self.clock.mode == "stepped" and not (vbs.steps_clock and self.meter.kind == "emulated"):
             raise ValueError("clock.mode stepped needs vbs.kind emulated and meter.kind "
                              "emulated (only the emulator's clock can be stepped); use "
                              "accelerated with a speedup for other meters")
-        if self.traffic.kind == "iperf3" and self.vbs.kind != "srsran":
-            raise ValueError("traffic kind iperf3 needs vbs.kind srsran (a UE to send to)")
+        if self.traffic.kind == "iperf3" and not vbs.has_ue:
+            raise ValueError(f"traffic kind iperf3 needs a UE to send to (vbs.kind srsran); "
+                             f"vbs.kind {vbs.kind} has none")
         if ("du" in agent_params(self.agent.name) and "du" not in self.agent.params
-                and (self.vbs.kind != "emulated" or self.vbs.emulator.du is None)):
+                and vbs.du is None):
             raise ValueError(f"agent {self.agent.name} caps the users of a DU: give "
                              "vbs.emulator.du {n_ues: N, seed: S} (the emulator serves it), or "
                              "agent.params.du for a real vBS; see "
                              "testbed_configs/zmq-emulated-slices.yaml")
         return self
+
+    @property
+    def demand_scenario(self) -> ScenarioConfig:
+        """The scenario whose demand the rounds serve (the emulator's, or the traffic's)."""
+        return self.vbs.demand_scenario(self.traffic)
 
     @property
     def period_s(self) -> float:
@@ -377,24 +506,11 @@ def _host_paths(host: HostConfig, base: Path) -> HostConfig:
 def resolve_paths(cfg: HilConfig, base: Path) -> HilConfig:
     """Make every relative path in ``cfg`` relative to ``base`` (the config file's folder)."""
     hosts = {name: _host_paths(host, base) for name, host in cfg.hosts.items()}
-    emu = cfg.vbs.emulator
-    scenario = emu.scenario.model_copy(update={"trace": _under(base, emu.scenario.trace)})
-    emu = emu.model_copy(update={"calibration": _under(base, emu.calibration),
-                                 "scenario": scenario})
-    srsran = cfg.vbs.srsran
-    if srsran is not None:
-        prefix = srsran.prefix
-        if prefix is not None and not prefix.startswith(("/", "~")):
-            prefix = str(base / prefix)
-        srsran = srsran.model_copy(update={"templates": _under(base, srsran.templates),
-                                           "prefix": prefix})
     traffic_scenario = cfg.traffic.scenario
     traffic = cfg.traffic.model_copy(update={"scenario": traffic_scenario.model_copy(
         update={"trace": _under(base, traffic_scenario.trace)})})
-    return cfg.model_copy(update={
-        "hosts": hosts, "traffic": traffic,
-        "vbs": cfg.vbs.model_copy(update={"emulator": emu, "srsran": srsran,
-                                          "curve_dir": _under(base, cfg.vbs.curve_dir)})})
+    return cfg.model_copy(update={"hosts": hosts, "traffic": traffic,
+                                  "vbs": cfg.vbs.resolved(base)})
 
 
 def local_paths(cfg: HilConfig) -> list[tuple[str, Path]]:
@@ -406,9 +522,7 @@ def local_paths(cfg: HilConfig) -> list[tuple[str, Path]]:
             continue  # its keys are made when hil starts it
         paths += [(f"hosts.{name}.key_path", host.key_path),
                   (f"hosts.{name}.known_hosts_path", host.known_hosts_path)]
-    if cfg.vbs.kind == "srsran" and cfg.vbs.srsran is not None:
-        paths.append(("vbs.srsran.templates", cfg.vbs.srsran.templates))
-    paths.append(("vbs.curve_dir", cfg.vbs.curve_dir))
+    paths += cfg.vbs.local_paths()
     return [(key, path) for key, path in paths if path is not None]
 
 

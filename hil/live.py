@@ -178,9 +178,8 @@ class FollowedRun:
 
     def _load_agent(self) -> AgentView | None:
         from hil.config import config_from_dict
-        from hil.run import build_agent
-
         from hil.plots import probability_grid
+        from hil.run import build_agent
 
         try:
             meta = self._meta()

@@ -30,9 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Self
 
-from hil.base.errors import HilError
-
 from drivers.ssh.errors import ConnectionLostError
+from hil.base.errors import HilError
 
 if TYPE_CHECKING:
     from drivers.protocols import CommandResult
@@ -269,14 +268,16 @@ def testbed_lock(cfg: HilConfig, run: str) -> TestbedLock | None:
     """The claim a run of `cfg` must hold: on the vBS host (the emulator's, or srsENB's)
     over SSH, on this machine for a local srsRAN testbed or an emulator on a fixed port;
     none for a local emulator on a free port (each run starts its own)."""
-    from hil.testbed import connect_host
+    from hil.testbeds import kind_of
+    from hil.testbeds.common import connect_host
 
-    host_name = cfg.vbs.host if cfg.vbs.srsran is None else cfg.vbs.srsran.enb.host
+    kind = kind_of(cfg)
+    host_name = kind.lock_host(cfg)
     if host_name is not None:
         host = connect_host(host_name, cfg.hosts[host_name])  # same state_dir as its processes
         return TestbedLock(SshLockFiles(host), "testbed", f"{host_name} ({host.where})", run)
-    endpoint = cfg.vbs.control_endpoint
-    if cfg.vbs.kind == "emulated" and endpoint.endswith(":0"):
+    if not kind.shared_locally(cfg):
         return None
+    endpoint = cfg.vbs.control_endpoint
     name = "vbs-" + "".join(c if c.isalnum() else "_" for c in endpoint)
     return TestbedLock(LocalLockFiles(LOCAL_LOCKS), name, f"{endpoint} on this machine", run)

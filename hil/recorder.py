@@ -54,6 +54,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, Self
 
 import numpy as np
+
 # Imported up front: pyarrow would import it on the first row, stalling that round ~0.5 s.
 import pandas as pd
 import pyarrow as pa

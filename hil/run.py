@@ -22,12 +22,12 @@ from agents.base import Agent
 from agents.registry import agent_params, make_agent
 from drivers.rtctl.messages import PROTOCOL_VERSION
 from hil import reward as rw
+from hil.base.errors import HilError, ResumeError
 from hil.config import HilConfig, config_from_dict, load_config
 from hil.engine import EngineParams, RoundCallback, RoundEngine, RoundTimes, RunOutcome
-from hil.base.errors import HilError, ResumeError
 from hil.lock import TestbedLock, testbed_lock
 from hil.recorder import RoundRecorder, RunDirectory
-from hil.testbed import start_testbed
+from hil.testbeds import start_testbed
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,8 @@ def build_agent(cfg: HilConfig) -> Agent:
     known = agent_params(cfg.agent.name)
     if "policy_space" in known:  # BP-vRAN models the policies' values; Meta-HRL picks one
         params.setdefault("policy_space", cfg.policy_space)
-    if "du" in known and cfg.vbs.kind == "emulated" and cfg.vbs.emulator.du is not None:
-        params.setdefault("du", cfg.vbs.emulator.du.model_dump())  # the users it schedules
+    if "du" in known and cfg.vbs.du is not None:
+        params.setdefault("du", cfg.vbs.du.model_dump())  # the users it schedules
     horizon = cfg.agent.horizon or cfg.rounds
     return make_agent(cfg.agent.name, cfg.policy_space.size, seed=cfg.seed, horizon=horizon,
                       **params)

@@ -24,7 +24,7 @@ from drivers.srsran.process import SrsProcess
 from drivers.ssh import SshHost
 from drivers.traffic.iperf3 import Iperf3Traffic
 from hil.bringup import Bringup, Stage, Step
-from hil.config import HilConfig, RadioConfig, SrsProcessConfig, SrsranConfig
+from hil.config import HilConfig, RadioConfig, SrsProcessConfig, SrsranConfig, SrsranVbsConfig
 
 MME_ADDR = "127.0.1.100"
 """srsEPC's S1-MME and S1-U address (loopback alias, as srsRAN's examples)."""
@@ -53,8 +53,8 @@ FAILURES = (
 
 
 @dataclass
-class SrsranTestbed:
-    """What `hil.testbed` needs: the chain, the hosts to close, the eNB's control endpoint."""
+class SrsranProcesses:
+    """srsRAN ready to go up: the bring-up chain, the hosts to close, the traffic."""
 
     bringup: Bringup
     hosts: list[SshHost]
@@ -68,10 +68,15 @@ class SrsranTestbed:
                 host.close()
 
 
-def build(cfg: HilConfig, connect: Callable[[str], SshHost]) -> SrsranTestbed:
+def srsran_of(cfg: HilConfig) -> SrsranConfig:
+    """The `vbs.srsran` section of a srsRAN testbed's config."""
+    assert isinstance(cfg.vbs, SrsranVbsConfig), "a srsRAN testbed's config"
+    return cfg.vbs.srsran
+
+
+def build(cfg: HilConfig, connect: Callable[[str], SshHost]) -> SrsranProcesses:
     """Hosts connected, configs rendered, the bring-up chain ready to go `up`."""
-    srs = cfg.vbs.srsran
-    assert srs is not None  # vbs.kind srsran: the config validator requires the section
+    srs = srsran_of(cfg)
     hosts: dict[str, SshHost] = {}
     try:
         for name in dict.fromkeys((srs.enb.host, srs.ue.host)):
@@ -105,7 +110,7 @@ def build(cfg: HilConfig, connect: Callable[[str], SshHost]) -> SrsranTestbed:
         for host in hosts.values():
             host.close()
         raise
-    return SrsranTestbed(Bringup(steps, max_restarts=srs.max_restarts), list(hosts.values()),
+    return SrsranProcesses(Bringup(steps, max_restarts=srs.max_restarts), list(hosts.values()),
                          traffic)
 
 
@@ -202,8 +207,7 @@ def template_values(cfg: HilConfig, program: Program, conf_dir: str) -> dict[str
 
     `vbs.curve_dir` must exist at that path on the eNB host too, holding the server's secret
     key and authorized_clients/ (none: rtctl without CURVE)."""
-    srs = cfg.vbs.srsran
-    assert srs is not None
+    srs = srsran_of(cfg)
     radio, device = srs.radio, ("", "")
     gains = (0.0, 0.0)
     if program in ("enb", "ue"):

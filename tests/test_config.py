@@ -125,7 +125,7 @@ def test_a_scheduler_over_users_without_a_du_is_refused_naming_where_to_give_it(
     cfg = load_config(write(tmp_path, "name: x\nagent: {name: metahrl}\n"
                             "vbs: {emulator: {du: {n_ues: 6, seed: 2}}}\n"))
     agent = build_agent(cfg)
-    assert len(agent.rntis) == 6 and agent.env.profile == heldout_task(6, seed=2).profile
+    assert len(agent.live.rntis) == 6 and agent.env.profile == heldout_task(6, seed=2).profile
 
 
 def test_the_shipped_sliced_testbed_loads():

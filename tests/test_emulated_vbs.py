@@ -22,7 +22,7 @@ import psutil
 import pytest
 from testbed_yaml import write_config
 
-import hil.testbed
+import hil.testbeds
 from drivers.emulated.meter import serve_meter_request
 from drivers.emulated.vbs import RNTI, EmulatedVbs, SteppedClock
 from drivers.power.gpm8213 import parse_values
@@ -517,7 +517,7 @@ def test_the_meter_answers_in_gpm_units_and_nan_when_no_time_passed() -> None:
 def test_the_emulator_process_serves_rtctl_and_the_meter_and_exits_on_close(
         tmp_path: Path) -> None:
     before = {p.pid for p in psutil.Process().children()}
-    testbed = hil.testbed.start_testbed(load_config(write_config(tmp_path)), tmp_path)
+    testbed = hil.testbeds.start_testbed(load_config(write_config(tmp_path)), tmp_path)
     (emulator,) = [p for p in psutil.Process().children() if p.pid not in before]
     try:
         ping = testbed.ran.ping()
@@ -535,8 +535,8 @@ def test_a_bad_calibration_path_fails_start_up_naming_the_problem_and_the_log(
         tmp_path: Path) -> None:
     missing = tmp_path / "no-such-calibration.yaml"
     cfg = load_config(write_config(tmp_path, **{"vbs.emulator.calibration": str(missing)}))
-    with pytest.raises(hil.testbed.TestbedError) as error:
-        hil.testbed.start_testbed(cfg, tmp_path)
+    with pytest.raises(hil.testbeds.TestbedError) as error:
+        hil.testbeds.start_testbed(cfg, tmp_path)
     message = str(error.value)
     assert str(tmp_path / "emulator.log") in message
     assert str(missing) in message and "not found" in message

@@ -114,3 +114,33 @@ def test_the_checker_flags_an_import_that_goes_up_or_sideways():
     assert not goes_the_wrong_way("tools.replay.runner", "hil.executor")
     assert not goes_the_wrong_way("hil.engine", "agents.base")
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+KIND_MODULES = ("hil.config", "hil.srsran", "hil.testbeds")
+"""Where a kind of vBS is known: its config class and its modules (hil/testbeds/)."""
+
+
+def kind_specific_reads() -> list[str]:
+    """Code outside the kinds' modules that reads which kind runs or a kind's own section
+    (`cfg.vbs.kind`, `cfg.vbs.emulator`, `cfg.vbs.srsran`)."""
+    found = []
+    for package in LAYERS:
+        for path in sorted((REPO / package).rglob("*.py")):
+            module = module_name(path)
+            if module.startswith(KIND_MODULES):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if (isinstance(node, ast.Attribute) and node.attr in ("kind", "emulator", "srsran")
+                        and isinstance(node.value, ast.Attribute) and node.value.attr == "vbs"):
+                    found.append(f"{module}:{node.lineno} .vbs.{node.attr}")
+    return found
+
+
+def test_only_the_testbed_kinds_know_which_kind_of_vbs_runs():
+    """The engine, `hil check`, `hil collect` and the replays ask the kind
+    (hil.testbeds.kind_of) or the config's common methods, so a new kind of vBS is
+    its config class and one new module."""
+    found = kind_specific_reads()
+    for read in found:
+        print("  reads the kind: " + read)
+    assert found == []

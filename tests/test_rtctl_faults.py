@@ -25,7 +25,7 @@ import pytest
 import zmq
 from testbed_yaml import write_config
 
-import hil.testbed
+import hil.testbeds.emulated
 from drivers.rtctl.client import RtctlClient
 from hil.recorder import read_rounds
 from tools.cli import main
@@ -107,7 +107,7 @@ def test_lost_duplicated_and_late_replies_apply_nothing_twice_and_the_run_goes_o
         links.append(FaultyLink(endpoint))
         return RtctlClient(links[-1].endpoint, **options)
 
-    monkeypatch.setattr(hil.testbed, "RtctlClient", through_faulty_link)
+    monkeypatch.setattr(hil.testbeds.emulated, "RtctlClient", through_faulty_link)
     config = write_config(tmp_path, rounds=ROUNDS, **{
         "clock.speedup": SPEEDUP, "vbs.timeout_s": TIMEOUT_S, "vbs.retries": 3,
         "agent.name": "random"})

@@ -32,11 +32,12 @@ from testbed_yaml import ssh_host_entry
 from drivers.rtctl.client import RtctlClient
 from drivers.rtctl.curve import ClientCurve, create_keys
 from drivers.rtctl.messages import WindowReply
-from hil import testbed as hil_testbed
+from hil import testbeds as hil_testbed
 from hil.base.errors import VbsUnreachableError
 from hil.config import load_config
 from hil.probes import TrafficProbe
 from hil.recorder import read_rounds
+from hil.testbeds.srsran import control_endpoint
 from tools.cli import main
 
 pytestmark = MARKS
@@ -183,7 +184,7 @@ def test_the_patched_enb_serves_curve_only_to_the_authorized_controller(tmp_path
     cfg = load_config(real_srsran_config(tmp_path, sshd, **{"vbs.curve_dir": str(keys)}))
     with hil_testbed.start_testbed(cfg, tmp_path) as bed:  # its client holds the keys
         assert bed.ran.ping().ok
-        endpoint = hil_testbed.srsran_control_endpoint(cfg)
+        endpoint = control_endpoint(cfg)
         public, secret = zmq.auth.create_certificates(str(tmp_path), "intruder")
         intruder = ClientCurve(*zmq.auth.load_certificate(secret),
                                server_public=ClientCurve.from_dir(keys).server_public)

@@ -39,8 +39,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -240,8 +240,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from tools.bench import run_benchmarks
     from hil.soak import soak
+    from tools.bench import run_benchmarks
 
     figures = (soak(Path(args.config), args.soak_rounds) if args.soak
                else run_benchmarks(Path(args.config), quick=args.quick))

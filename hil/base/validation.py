@@ -22,9 +22,12 @@ class StrictModel(BaseModel):
 
 
 def dotted(loc: tuple[Any, ...]) -> str:
-    """('time', 'speedup') -> 'time.speedup'; list indices become [i]."""
+    """('time', 'speedup') -> 'time.speedup'; list indices become [i]. The tag of a
+    union's member (`kind=srsran`) is no key of the file and is left out."""
     out = ""
     for part in loc:
+        if isinstance(part, str) and "=" in part:
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 

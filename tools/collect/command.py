@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from hil.config import load_config
 from hil.progress import tracked
+from hil.testbeds import kind_of
 from tools.collect.plan import SweepPlan, parse_grid
 from tools.collect.sweep import DLUL_NAME, open_sweep, run_sweep
 
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     config_path = Path(args.config)
     cfg = load_config(config_path)
     space, conditions = parse_grid(args.grid, cfg.policy_space,
-                                   channel="cqi" if cfg.vbs.kind == "emulated" else "snr",
+                                   channel=kind_of(cfg).sweep_channel,
                                    rows=args.condition)
     plan = SweepPlan(space, conditions, reps=args.reps, dwell_rounds=args.dwell_rounds,
                      warmup_rounds=args.warmup_rounds, seed=args.seed,

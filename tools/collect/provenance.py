@@ -13,22 +13,15 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shlex
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drivers.srsran.series import STAMP_FILE, UPSTREAM_TAG
+from hil.base.repo import REPO
 from hil.config import HilConfig
-from hil.base.errors import HilError
-from hil.srsran import binary_path, home_of
-from hil.testbed import connect_host
+from hil.testbeds import kind_of
 from tools.collect.plan import SweepPlan
-
-REPO = Path(__file__).resolve().parents[2]
-MACHINE_SCRIPT = ("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2; nproc; uname -sr; "
-                  "hostname")
 
 
 def provenance(cfg: HilConfig, plan: SweepPlan) -> dict[str, Any]:
@@ -41,7 +34,7 @@ def provenance(cfg: HilConfig, plan: SweepPlan) -> dict[str, Any]:
                 "discarded at each block's start; cells in random order within blocks",
         "vbs_hil_commit": _git_commit(),
         "controller": _machine_here(),
-        "vbs": _vbs(cfg),
+        "vbs": kind_of(cfg).provenance(cfg),
         "meter": cfg.meter.model_dump(mode="json"),
         "conditions": [{"index": i, "label": c.label(), **c.__dict__}
                        for i, c in enumerate(plan.conditions)],
@@ -66,32 +59,6 @@ def _machine_here() -> dict[str, Any]:
     return {"hostname": platform.node(), "cpu_model": cpu, "cpus": os.cpu_count(),
             "kernel": f"{platform.system()} {platform.release()}",
             "python": platform.python_version()}
-
-
-def _vbs(cfg: HilConfig) -> dict[str, Any]:
-    if cfg.vbs.kind == "emulated":
-        return {"kind": "emulated", "calibration": str(cfg.vbs.emulator.calibration),
-                "host": cfg.vbs.host or "this machine"}
-    srs = cfg.vbs.srsran
-    assert srs is not None
-    out: dict[str, Any] = {"kind": "srsran", "host": srs.enb.host, "upstream_tag": UPSTREAM_TAG,
-                           "n_prb": srs.n_prb, "radio": srs.radio.kind,
-                           "dl_awgn_snr_db": srs.awgn_snr_db,
-                           "ul_awgn_snr_db": srs.ul_awgn_snr_db}
-    try:
-        with connect_host(srs.enb.host, cfg.hosts[srs.enb.host]) as host:
-            lines = host.run(MACHINE_SCRIPT, timeout_s=10).stdout.splitlines()
-            cpu, cpus, kernel, hostname = (lines + [""] * 4)[:4]
-            out["machine"] = {"hostname": hostname, "cpu_model": cpu.strip(),
-                              "cpus": int(cpus) if cpus.isdigit() else None, "kernel": kernel}
-            enb = binary_path(srs, "enb", home_of(host))
-            stamp = f"{enb.rsplit('/', 2)[0]}/{STAMP_FILE}"
-            read = host.run(f"cat {shlex.quote(stamp)}", timeout_s=10, check=False)
-            out["build"] = (json.loads(read.stdout) if read.exit_code == 0
-                            else f"no build stamp at {stamp}")
-    except (HilError, ValueError) as exc:
-        out["machine"] = f"not read: {exc}"
-    return out
 
 
 def _git_commit() -> str | None:

@@ -36,13 +36,14 @@ import numpy as np
 
 from agents.base import Context, Decision
 from agents.policy_space import PolicySpace
-from hil.config import HilConfig, ScenarioConfig
 from hil.base.errors import HilError
-from hil.recorder import RoundRecorder, RunDirectory
+from hil.config import HilConfig, ScenarioConfig
 from hil.engine import round_demand
 from hil.lock import testbed_lock
+from hil.recorder import RoundRecorder, RunDirectory
 from hil.run import execute
 from hil.schema import POLICY_FIELDS
+from hil.testbeds import kind_of
 from tools.collect.export import write_dlul_csv
 from tools.collect.plan import Cell, Condition, PlanError, SweepPlan
 from tools.collect.provenance import write_provenance
@@ -165,28 +166,15 @@ def block_config(cfg: HilConfig, condition: Condition, trace: Path, space: Polic
                          15.0 if condition.ul_cqi is None else condition.ul_cqi])
     scenario = ScenarioConfig(name="trace", trace=trace.resolve())
     update: dict[str, Any] = {"policy_space": space, "rounds": rounds}
-    if cfg.vbs.kind == "emulated":
-        update["vbs"] = cfg.vbs.model_copy(update={"emulator": cfg.vbs.emulator.model_copy(
-            update={"scenario": scenario})})
-    else:
-        update["traffic"] = cfg.traffic.model_copy(update={"scenario": scenario})
-        srs = cfg.vbs.srsran
-        assert srs is not None
-        channel = {key: value for key, value in (("awgn_snr_db", condition.dl_snr_db),
-                                                  ("ul_awgn_snr_db", condition.ul_snr_db))
-                   if value is not None}
-        update["vbs"] = cfg.vbs.model_copy(update={"srsran": srs.model_copy(update=channel)})
+    update |= kind_of(cfg).conditioned(cfg, scenario, condition.dl_snr_db,
+                                            condition.ul_snr_db)
     return cfg.model_copy(update=update)
 
 
 def check_testbed(cfg: HilConfig) -> None:
     """Refuse a testbed whose conditions a sweep cannot set, naming the config key."""
-    if cfg.vbs.kind == "emulated" and cfg.vbs.emulator.du is not None:
-        raise PlanError("vbs.emulator.du: a sweep measures the cell of one user; use a "
-                        "config without `du` (e.g. testbed_configs/zmq-emulated.yaml)")
-    if cfg.vbs.kind == "srsran" and cfg.traffic.kind == "none":
-        raise PlanError("traffic.kind is none: a sweep offers each condition's load through "
-                        "iperf3; set traffic.kind: iperf3")
+    if problem := kind_of(cfg).sweep_problem(cfg):
+        raise PlanError(problem)
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -209,8 +197,8 @@ def open_sweep(path: Path, cfg: HilConfig, config_path: Path, plan: SweepPlan) -
         raise SweepError(f"cannot create the sweep folder {path}: {exc.strerror or exc}") from exc
     sweep.write_meta({"kind": "vbs-hil sweep", "config_path": str(config_path),
                       "config": cfg.model_dump(mode="json"), "plan": plan.to_dict(),
-                      "calibration": (str(cfg.vbs.emulator.calibration.resolve())
-                                      if cfg.vbs.kind == "emulated" else None),
+                      "calibration": (str(calibration.resolve()) if (
+                          calibration := kind_of(cfg).model_calibration(cfg)) else None),
                       "cells_total": plan.n_cells, "start_utc": _now(), "status": "running"})
     write_provenance(path, cfg, plan)
     return sweep, set()

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from agents.meta_hrl.agent import save_model
+from agents.meta_hrl.env import FAMILIES
 from hil.executor import Callbacks, Executor, JobCounts, JobFailure, run_jobs
 from hil.progress import tracked
-from agents.meta_hrl.agent import save_model
 from tools.metahrl.experiments import (
     METHODS,
     JobResult,
@@ -33,7 +34,6 @@ from tools.metahrl.experiments import (
     train,
     trains,
 )
-from agents.meta_hrl.env import FAMILIES
 from tools.metahrl.report import ABLATION, COMPARED, WEIGHTINGS, write_report
 
 EXPERIMENTS = ("compare", "ablation", "scaling", "weightings")

@@ -17,17 +17,17 @@ held-out DUs after adaptation, and the gain in mean reward.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from tools.replay.figures import band, save_figure
-from tools.metahrl.experiments import JobResult, Setup, converged_at, trains
 from hil.executor import IN_THIS_PROCESS, Executor
+from tools.metahrl.experiments import JobResult, Setup, converged_at, trains
 from tools.metahrl.protocol import Baselines, bootstrap_interval, load_or_compute
+from tools.replay.figures import band, save_figure
 
 COMPARED = ("meta-hrl", "drl", "tl", "mtl", "scratch")
 ABLATION = ("uniform-meta",)

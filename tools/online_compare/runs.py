@@ -22,9 +22,9 @@ from typing import Any
 import yaml
 
 from hil import run as runmod
+from hil.base.errors import HilError, ResumeError
 from hil.config import HilConfig, load_config
 from hil.engine import RoundCallback
-from hil.base.errors import HilError, ResumeError
 from hil.recorder import RunDirectory
 
 SPEC_NAME = "compare-spec.json"

@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agents.policy_space import PAPER_SPACE
+from hil.base.repo import REPO
 from hil.bench import Figure
 from hil.config import RewardConfig
 from hil.executor import parse_executor
 from hil.reward import RewardParams
-from hil.testbed import REPO
 from tools.replay.environments import ModelSource
 from tools.replay.runner import ReplaySpec, run_job, run_replay, save_job
 

@@ -92,7 +92,7 @@ def _source(args: argparse.Namespace) -> Source:
         params = RewardParams(delta, cfg.reward.power_min_w, cfg.reward.power_max_w)
     except ValueError as exc:
         raise ReplayError(f"--delta: {exc}") from exc
-    switch_epoch = cfg.vbs.emulator.scenario.switch_epoch  # mixed: B, then C from this round
+    switch_epoch = cfg.demand_scenario.switch_epoch  # mixed: B, then C from this round
     space = cfg.policy_space
     if args.policy_space:
         if args.policy_space not in NAMED_SPACES:
@@ -105,7 +105,7 @@ def _source(args: argparse.Namespace) -> Source:
                               "round every round); a dataset replay takes A, B, C, C-iid, mixed")
         return DatasetSource(Path(args.dataset), args.scenario, space, params, switch_epoch,
                              parse_filters(args.dataset_filter))
-    return ModelSource(args.scenario, space, cfg.vbs.emulator.calibration, params,
+    return ModelSource(args.scenario, space, cfg.vbs.calibration, params,
                        switch_epoch)
 
 

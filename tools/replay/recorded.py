@@ -72,7 +72,7 @@ class RecordedRun:
 
     def environment(self) -> Environment:
         """The measured demand and channel of every valid round."""
-        cal = load_calibration(self.config.vbs.emulator.calibration)
+        cal = load_calibration(self.config.vbs.calibration)
         ul_cqi = lte.snr_db_to_cqi(self.rounds["ul_snr_db"].to_numpy()
                                    - cal.channel.ul_snr_offset_db)
         return Environment(self.rounds["dl_demand_mbps"].to_numpy(float),
@@ -83,7 +83,7 @@ class RecordedRun:
         cfg = self.config
         return ModelEnvironment(
             ArrayScenario(f"run {self.path.name}", self.environment()), cfg.policy_space,
-            load_calibration(cfg.vbs.emulator.calibration), self.params,
+            load_calibration(cfg.vbs.calibration), self.params,
             rounds_available=len(self.rounds),
             description=f"the measured demand and channel of run {self.path} "
                         f"({len(self.rounds)} valid rounds) through the link and power model")

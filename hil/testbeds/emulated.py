@@ -1,14 +1,12 @@
-"""Bring a testbed up from its config and hand the engine its capabilities.
-
-For the emulated testbed that means: start the emulated vBS as a separate process, on this
-machine or on a configured host over SSH (`vbs.host`), wait for the line in which it reports
-the endpoints it bound, connect the rtctl client and the meter. Teardown always stops the
-process, also after a crash of the controller's own code.
+"""The emulated vBS as a testbed: a separate process (`python -m drivers.emulated`) on this
+machine or on a configured host over SSH (`vbs.host`), restarted on the ports it had if it
+dies; the controller waits for the line in which it reports the endpoints it bound, then
+connects the rtctl client and the meter. Teardown always stops the process, also after a
+crash of the controller's own code.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -18,61 +16,115 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
-from drivers.emulated.meter import EmulatedMeter
-from drivers.host.cpu_power import CpuPowerModel
-from drivers.host.metrics import HostMetrics
-from drivers.power.gpm8213 import Gpm8213Meter
-from drivers.protocols import PowerMeter, PowerReading, RanControl, RoundProbe
 from drivers.rtctl.client import RtctlClient
-from drivers.rtctl.curve import ClientCurve
 from drivers.ssh import ConnectionLostError, SshError, SshHost
-from hil import srsran
-from hil.base.errors import HilError
+from hil.base.model import load_calibration
 from hil.base.repo import REPO
 from hil.base.scenarios import make_scenario
-from hil.config import HilConfig, HostConfig
-from hil.probes import HostMetricsProbe, TrafficProbe, WatchdogProbe
+from hil.config import EmulatedVbsConfig, HilConfig, ScenarioConfig
+from hil.testbeds import Check, Testbed, TestbedError, TestbedKind
+from hil.testbeds.common import (
+    as_seen_from_controller,
+    client_curve,
+    connect_host,
+    host_probes,
+    make_meter,
+)
 
 EMULATOR = "emulated-vbs"  # the process name on an SSH host
 IDLE_EXIT_S = 60.0
-ALIVE_CHECK_S = 1.0  # how often a thread asks the BBU host whether the emulated vBS runs
 """An emulated vBS on an SSH host exits after this long without a control request."""
+ALIVE_CHECK_S = 1.0  # how often a thread asks the BBU host whether the emulated vBS runs
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-class TestbedError(HilError):
-    """The testbed could not be brought up."""
+class EmulatedTestbed(TestbedKind):
+    """The emulated vBS (`vbs.kind: emulated`), one user or a DU of users in slices."""
 
+    checked_by_bringup: ClassVar[bool] = True
+    sweep_channel: ClassVar[Literal["cqi", "snr"]] = "cqi"
 
-@dataclass
-class Testbed:
-    ran: RanControl
-    meter: PowerMeter
-    stop_vbs: Callable[[], None]
-    probes: list[RoundProbe] = dataclasses.field(default_factory=list)
+    def start(self, cfg: HilConfig, log_dir: Path) -> Testbed:
+        def start(config: HilConfig) -> _Started:
+            if config.vbs.host is None:
+                return _start_local(config, log_dir)
+            return _start_over_ssh(config, config.vbs.host)
 
-    def close(self) -> None:
+        watchdog = EmulatorWatchdog(start(cfg), lambda ready: start(_on_ports_of(cfg, ready)))
         try:
-            self.ran.close()
-            self.meter.close()
-        finally:
-            self.stop_vbs()
+            ready = watchdog.ready
+            ran = RtctlClient(ready["control"], timeout_s=cfg.vbs.timeout_s,
+                              retries=cfg.vbs.retries, curve=client_curve(cfg))
+            meter = make_meter(cfg, ready)
+        except BaseException:
+            watchdog.stop()
+            raise
+        return Testbed(ran=ran, meter=meter, stop_vbs=watchdog.stop,
+                       probes=[watchdog, *host_probes(cfg)])
 
-    def __enter__(self) -> Self:
-        return self
+    def checks(self, cfg: HilConfig) -> Iterator[tuple[str, Check]]:
+        vbs = _emulated(cfg)
+        yield "calibration", lambda: _calibration(vbs)
+        yield "scenario", lambda: _scenario(cfg, vbs)
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def python_hosts(self, cfg: HilConfig) -> set[str]:
+        return {cfg.vbs.host} if cfg.vbs.host else set()
+
+    def lock_host(self, cfg: HilConfig) -> str | None:
+        return cfg.vbs.host
+
+    def shared_locally(self, cfg: HilConfig) -> bool:
+        """A local emulator on a free port (`:0`) is each run's own."""
+        return not cfg.vbs.control_endpoint.endswith(":0")
+
+    def conditioned(self, cfg: HilConfig, scenario: ScenarioConfig, dl_snr_db: float | None,
+                    ul_snr_db: float | None) -> dict[str, Any]:
+        """The emulator draws the condition's demand and CQIs from the one-row trace (it
+        models CQI, not a channel emulator's SNR)."""
+        vbs = _emulated(cfg)
+        return {"vbs": vbs.model_copy(update={"emulator": vbs.emulator.model_copy(
+            update={"scenario": scenario})})}
+
+    def sweep_problem(self, cfg: HilConfig) -> str | None:
+        if _emulated(cfg).emulator.du is not None:
+            return ("vbs.emulator.du: a sweep measures the cell of one user; use a config "
+                    "without `du` (e.g. testbed_configs/zmq-emulated.yaml)")
+        return None
+
+    def provenance(self, cfg: HilConfig) -> dict[str, Any]:
+        return {"kind": "emulated", "calibration": str(cfg.vbs.calibration),
+                "host": cfg.vbs.host or "this machine"}
+
+    def model_calibration(self, cfg: HilConfig) -> Path | None:
+        return cfg.vbs.calibration
+
+
+TESTBED = EmulatedTestbed()
+
+
+def _emulated(cfg: HilConfig) -> EmulatedVbsConfig:
+    assert isinstance(cfg.vbs, EmulatedVbsConfig), "an emulated testbed's config"
+    return cfg.vbs
+
+
+def _calibration(vbs: EmulatedVbsConfig) -> str:
+    cal = load_calibration(vbs.calibration)
+    return f"{vbs.calibration} ({cal.name})"
+
+
+def _scenario(cfg: HilConfig, vbs: EmulatedVbsConfig) -> str:
+    sc = vbs.emulator.scenario
+    make_scenario(sc.name, cfg.seed, trace_path=sc.trace, switch_epoch=sc.switch_epoch).epochs(0, 1)
+    return sc.name if sc.trace is None else f"{sc.name} ({sc.trace})"
 
 
 def emulator_command(cfg: HilConfig, python: str = sys.executable) -> list[str]:
-    emu = cfg.vbs.emulator
+    emu = _emulated(cfg).emulator
     cmd = [python, "-m", "drivers.emulated",
            "--calibration", str(emu.calibration), "--scenario", emu.scenario.name,
            "--switch-epoch", str(emu.scenario.switch_epoch), "--seed", str(cfg.seed),
@@ -94,61 +146,6 @@ def emulator_command(cfg: HilConfig, python: str = sys.executable) -> list[str]:
 def _bind_address(endpoint: str) -> str:
     """The address part of ``tcp://address:port`` (the twin binds where control binds)."""
     return endpoint.removeprefix("tcp://").rpartition(":")[0] or "127.0.0.1"
-
-
-def _as_seen_from_controller(ready: dict, hostname: str) -> dict:
-    """Endpoints an emulator on `hostname` bound to a wildcard address, with that host's name.
-
-    An emulator on a lab host binds e.g. ``tcp://0.0.0.0:5555`` to be reachable; the
-    controller connects to that host, not to 0.0.0.0.
-    """
-    def seen(value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        for wildcard in ("0.0.0.0", "*"):
-            value = value.replace(f"//{wildcard}:", f"//{hostname}:").replace(
-                f"::{wildcard}::", f"::{hostname}::")
-        return value
-    return {key: seen(value) for key, value in ready.items()}
-
-
-def make_meter(cfg: HilConfig, emulator_ready: dict) -> PowerMeter:
-    """The configured meter; a GPM-8213 without a resource is the emulated vBS's twin."""
-    if cfg.meter.kind == "cpu_model":
-        return CpuPowerModel(cfg.meter.idle_w, cfg.meter.per_core_w, cfg.meter.radio_w,
-                             process=cfg.meter.process)
-    if cfg.meter.kind == "gpm8213":
-        resource = cfg.meter.resource or emulator_ready.get("scpi_meter")
-        meter = Gpm8213Meter(resource, poll_s=cfg.meter.poll_s, timeout_s=cfg.meter.timeout_s,
-                             use_integrator=cfg.meter.use_integrator,
-                             min_coverage=cfg.meter.min_coverage)
-        return meter if cfg.clock.speedup == 1.0 else AcceleratedMeter(meter, cfg.clock.speedup)
-    return EmulatedMeter(emulator_ready["meter"], timeout_s=cfg.meter.timeout_s,
-                         stepped=cfg.clock.mode == "stepped")
-
-
-@dataclass
-class AcceleratedMeter:
-    """A wall-clock meter on an accelerated testbed: its windows in emulated time.
-
-    A GPM-8213 times its windows on the wall clock; when the emulated vBS runs `speedup`
-    times faster, a window of w wall seconds is w * speedup seconds of the testbed's time,
-    which is what energy is recorded in (the emulated meter counts TTIs already).
-    """
-
-    meter: PowerMeter
-    speedup: float
-
-    def start(self) -> None:
-        self.meter.start()
-
-    def stop(self) -> PowerReading:
-        reading = self.meter.stop()
-        return dataclasses.replace(reading, energy_j=reading.energy_j * self.speedup,
-                                   duration_s=reading.duration_s * self.speedup)
-
-    def close(self) -> None:
-        self.meter.close()
 
 
 def _ready_message(line: str) -> dict | None:
@@ -183,7 +180,7 @@ def _start_local(cfg: HilConfig, log_dir: Path) -> _Started:
 
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + cfg.vbs.emulator.startup_timeout_s
+    deadline = time.monotonic() + _emulated(cfg).emulator.startup_timeout_s
     while time.monotonic() < deadline:
         if sel.select(timeout=0.1) and (ready := _ready_message(proc.stdout.readline())):
             return ready, stop, lambda: proc.poll() is None
@@ -193,24 +190,10 @@ def _start_local(cfg: HilConfig, log_dir: Path) -> _Started:
             raise TestbedError(f"the emulated vBS exited during start-up: {tail} (log: {log_path})")
     stop()
     raise TestbedError(f"the emulated vBS did not report ready within "
-                       f"{cfg.vbs.emulator.startup_timeout_s} s (log: {log_path})")
+                       f"{_emulated(cfg).emulator.startup_timeout_s} s (log: {log_path})")
 
 
 # ----------------------------------------------------------------------- over SSH
-def connect_host(name: str, host: HostConfig) -> SshHost:
-    """An SSH session to the host; a local twin sshd (`local_sshd`) is started first unless
-    it runs, so that `hil run` works without `make` having started it."""
-    if host.local_sshd is not None:
-        from drivers.emulated.sshd import ensure_running  # OpenSSH's sshd: only for the twin
-
-        ensure_running(host.local_sshd, host.port)
-    return SshHost(
-        name, host.hostname, port=host.port, username=host.username,
-        key_path=None if host.key_path is None else str(host.key_path), use_agent=host.use_agent,
-        known_hosts_path=None if host.known_hosts_path is None else str(host.known_hosts_path),
-        trust_unknown_host=host.trust_unknown_host, state_dir=host.state_dir)
-
-
 def _start_over_ssh(cfg: HilConfig, host_name: str) -> _Started:
     """Started and tracked by the host's ProcessHost; its log stays on the host (`tail`).
 
@@ -248,19 +231,19 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> _Started:
             log.warning("stopping an emulated vBS left running on %s", host_name)
             host.stop(EMULATOR)
         host.start(EMULATOR, command, env={"PYTHONUNBUFFERED": "1"})
-        deadline = time.monotonic() + cfg.vbs.emulator.startup_timeout_s
+        deadline = time.monotonic() + _emulated(cfg).emulator.startup_timeout_s
         while time.monotonic() < deadline:
             for line in host.tail(EMULATOR, 20).splitlines():
                 if ready := _ready_message(line):
                     checker = _AliveChecker(alive, ALIVE_CHECK_S)
-                    return (_as_seen_from_controller(ready, cfg.hosts[host_name].hostname),
+                    return (as_seen_from_controller(ready, cfg.hosts[host_name].hostname),
                             stop, checker)
             if not host.is_running(EMULATOR):
                 raise TestbedError(f"the emulated vBS exited during start-up on {host_name}: "
                                    f"{host.tail(EMULATOR, 3).strip()}")
             time.sleep(0.05)
         raise TestbedError(f"the emulated vBS on {host_name} did not report ready within "
-                           f"{cfg.vbs.emulator.startup_timeout_s} s: "
+                           f"{_emulated(cfg).emulator.startup_timeout_s} s: "
                            f"{host.tail(EMULATOR, 3).strip()}")
     except BaseException:
         stop()
@@ -299,30 +282,6 @@ def _reconnecting(host: SshHost, call: Callable[[], _T]) -> _T:
         return call()
 
 
-# ----------------------------------------------------------------------- the testbed
-def start_testbed(cfg: HilConfig, log_dir: Path) -> Testbed:
-    """Bring up the testbed the config describes; on any failure, take down what came up."""
-    if cfg.vbs.kind == "srsran":
-        return _start_srsran(cfg)
-
-    def start(config: HilConfig) -> _Started:
-        if config.vbs.host is None:
-            return _start_local(config, log_dir)
-        return _start_over_ssh(config, config.vbs.host)
-
-    watchdog = EmulatorWatchdog(start(cfg), lambda ready: start(_on_ports_of(cfg, ready)))
-    try:
-        ready = watchdog.ready
-        ran = RtctlClient(ready["control"], timeout_s=cfg.vbs.timeout_s, retries=cfg.vbs.retries,
-                          curve=_client_curve(cfg))
-        meter = make_meter(cfg, ready)
-    except BaseException:
-        watchdog.stop()
-        raise
-    return Testbed(ran=ran, meter=meter, stop_vbs=watchdog.stop,
-                   probes=[watchdog, *_host_probes(cfg)])
-
-
 class EmulatorWatchdog:
     """Restarts a dead emulated vBS before the next round, on the ports it had, so that the
     rtctl client (a new socket per resend) and the meter (it reconnects) find it again.
@@ -356,7 +315,7 @@ def _on_ports_of(cfg: HilConfig, ready: dict) -> HilConfig:
     def pinned(endpoint: str, bound: str) -> str:
         return f"{endpoint.rpartition(':')[0]}:{bound.rpartition(':')[2]}"
 
-    emulator = cfg.vbs.emulator
+    emulator = _emulated(cfg).emulator
     if "scpi_meter" in ready:  # TCPIP0::host::PORT::SOCKET
         port = int(ready["scpi_meter"].split("::")[2])
         emulator = emulator.model_copy(update={"scpi_port": port})
@@ -367,39 +326,3 @@ def _on_ports_of(cfg: HilConfig, ready: dict) -> HilConfig:
     return cfg.model_copy(update={"vbs": vbs, "meter": meter})
 
 
-def _client_curve(cfg: HilConfig) -> ClientCurve | None:
-    return None if cfg.vbs.curve_dir is None else ClientCurve.from_dir(cfg.vbs.curve_dir)
-
-
-def _start_srsran(cfg: HilConfig) -> Testbed:
-    """srsEPC, srsENB, srsUE (and iperf3) up in order over SSH; the eNB's rtctl connected."""
-    testbed = srsran.build(cfg, lambda name: connect_host(name, cfg.hosts[name]))
-    try:
-        testbed.bringup.up()
-        ran = RtctlClient(srsran_control_endpoint(cfg), timeout_s=cfg.vbs.timeout_s,
-                          retries=cfg.vbs.retries, curve=_client_curve(cfg))
-        meter = make_meter(cfg, {})
-    except BaseException:
-        testbed.close()
-        raise
-    probes: list[RoundProbe] = [WatchdogProbe(testbed.bringup), *_host_probes(cfg)]
-    if testbed.traffic is not None:
-        sc = cfg.traffic.scenario
-        probes.append(TrafficProbe(testbed.traffic, make_scenario(
-            sc.name, cfg.seed, trace_path=sc.trace, switch_epoch=sc.switch_epoch)))
-    return Testbed(ran=ran, meter=meter, stop_vbs=testbed.close, probes=probes)
-
-
-def srsran_control_endpoint(cfg: HilConfig) -> str:
-    """Where the controller reaches the eNB's rtctl socket: its bind address, a wildcard
-    replaced by the eNB host's name."""
-    assert cfg.vbs.srsran is not None
-    hostname = cfg.hosts[cfg.vbs.srsran.enb.host].hostname
-    return _as_seen_from_controller({"control": cfg.vbs.srsran.rtctl_bind}, hostname)["control"]
-
-
-def _host_probes(cfg: HilConfig) -> list[RoundProbe]:
-    if not cfg.host_metrics.enabled:
-        return []
-    names = [cfg.host_metrics.process, cfg.host_metrics.ue_process]
-    return [HostMetricsProbe(HostMetrics(*[n for n in names if n]))]
