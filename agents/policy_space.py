@@ -9,19 +9,18 @@ Cartesian product of one tuple of values per dimension; agents only see the flat
 from __future__ import annotations
 
 import math
-import numbers
 import operator
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 import numpy as np
 
-MAX_MCS = 28
-"""Highest LTE MCS index (TS 36.213), for both DL and UL."""
+from hil.base.thresholds import POLICY
 
 
 class Policy(NamedTuple):
-    """One threshold policy, in the paper's order x = (P_d, M_d, B_d, M_u, B_u)."""
+    """One threshold policy, in the paper's order x = (P_d, M_d, B_d, M_u, B_u): the fields
+    of `hil.base.thresholds.POLICY` (a test holds the two to the same names and order)."""
 
     dl_gain_db: float
     dl_max_mcs: int
@@ -31,13 +30,7 @@ class Policy(NamedTuple):
 
     def to_thresholds(self) -> dict[str, Any]:
         """The thresholds as the control protocol names them, in plain Python types."""
-        return {
-            "dl_gain_db": float(self.dl_gain_db),
-            "dl_max_mcs": int(self.dl_max_mcs),
-            "dl_prb_ratio": float(self.dl_prb_ratio),
-            "ul_max_mcs": int(self.ul_max_mcs),
-            "ul_prb_ratio": float(self.ul_prb_ratio),
-        }
+        return {t.name: t.check(value) for t, value in zip(POLICY, self)}
 
 
 @dataclass(frozen=True)
@@ -55,16 +48,10 @@ class PolicySpace:
     ul_prb_ratio: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        checks = {
-            "dl_gain_db": _check_gain_db,
-            "dl_max_mcs": _check_mcs,
-            "dl_prb_ratio": _check_ratio,
-            "ul_max_mcs": _check_mcs,
-            "ul_prb_ratio": _check_ratio,
-        }
-        for name, check in checks.items():
+        for threshold in POLICY:  # the limits are the protocol's (hil/base/thresholds.py)
+            name = threshold.name
             try:
-                values = tuple(check(v) for v in getattr(self, name))
+                values = tuple(threshold.check(v) for v in getattr(self, name))
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"policy space {name}: {exc}") from None
             if not values:
@@ -108,34 +95,6 @@ class PolicySpace:
             *(np.asarray(getattr(self, f.name)) for f in fields(self)), indexing="ij"
         )
         return {f.name: grid.ravel() for f, grid in zip(fields(self), grids)}
-
-
-def _check_mcs(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"MCS must be an integer, got {value!r}")
-    if not 0 <= value <= MAX_MCS:
-        raise ValueError(f"MCS must be in 0..{MAX_MCS}, got {value!r}")
-    return int(value)
-
-
-def _check_ratio(value: Any) -> float:
-    value = _real(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"PRB ratio must be in [0, 1], got {value!r}")
-    return value
-
-
-def _check_gain_db(value: Any) -> float:
-    value = _real(value)
-    if not value <= 0.0:
-        raise ValueError(f"gain is relative to full power and must be <= 0 dB, got {value!r}")
-    return value
-
-
-def _real(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise TypeError(f"expected a finite number, got {value!r}")
-    return float(value)
 
 
 PAPER_SPACE = PolicySpace(

@@ -32,12 +32,13 @@ from typing import Any
 
 from agents.base import Agent, Context, Decision, UserReport
 from agents.policy_space import Policy, PolicySpace
-from drivers.protocols import PowerMeter, RanControl, RoundProbe
+from drivers.protocols import PowerMeter, PowerReading, RanControl, RoundProbe
+from drivers.rtctl.messages import Thresholds, UserKpis, WindowReply
 from hil import reward as rw
 from hil.base import lte
 from hil.base.errors import HilError, ResumeError
+from hil.base.thresholds import POLICY_FIELDS
 from hil.recorder import RoundRecorder, RunDirectory
-from hil.schema import POLICY_FIELDS
 
 RoundCallback = Callable[[dict[str, Any]], None]
 
@@ -105,7 +106,7 @@ def _thresholds(policy: Policy, decision: Decision) -> dict[str, Any]:
     return thresholds
 
 
-def _applied_matches(policy: Policy, decision: Decision, applied: Any) -> bool:
+def _applied_matches(policy: Policy, decision: Decision, applied: Thresholds) -> bool:
     cell = all(
         getattr(applied, key) is not None and math.isclose(getattr(applied, key), want)
         for key, want in policy.to_thresholds().items()
@@ -247,11 +248,11 @@ class RoundEngine:
             "policy_index": decision.action, "policy_prob": decision.prob,
             "invalid_reason": None, "valid": False,
         }
-        row.update({f"policy_{key}": value for key, value in zip(POLICY_FIELDS, policy)})
+        row.update({f"policy_{key}": value for key, value in policy._asdict().items()})
         return row
 
-    def _measure(self, row: dict[str, Any], policy: Policy, decision: Decision, opened: Any,
-                 closed: Any, reading: Any) -> None:
+    def _measure(self, row: dict[str, Any], policy: Policy, decision: Decision,
+                 opened: WindowReply, closed: WindowReply, reading: PowerReading) -> None:
         applied = opened.applied
         row["applied_tti"] = opened.applied_tti
         row.update({f"applied_{key}": getattr(applied, key) for key in POLICY_FIELDS})
@@ -319,7 +320,7 @@ def _recorded_user_caps(row: dict[str, Any]) -> dict[int, int] | None:
     return {r: c for r, c in zip(row["ue_rnti"], row["ue_dl_max_prb"]) if c is not None}
 
 
-def _per_user(decision: Decision, opened: dict[int, Any], closed: dict[int, Any],
+def _per_user(decision: Decision, opened: dict[int, UserKpis], closed: dict[int, UserKpis],
               seconds: float) -> dict[str, list[Any]]:
     """The `ue_*` columns: each reported user's DL over the window, and the cap asked for it."""
     rntis = sorted(closed)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from hil.base.thresholds import POLICY
+
 SCHEMA_VERSION = 8
 
 
@@ -16,13 +18,8 @@ def _field(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = 
     return pa.field(name, type_, nullable=nullable, metadata={"unit": unit, "doc": doc})
 
 
-_POLICY = [
-    ("dl_gain_db", pa.float64(), "dB", "DL cell gain relative to full power (<= 0)"),
-    ("dl_max_mcs", pa.int16(), "1", "DL maximum MCS (null: uncapped)"),
-    ("dl_prb_ratio", pa.float64(), "1", "DL maximum share of PRBs (null: uncapped)"),
-    ("ul_max_mcs", pa.int16(), "1", "UL maximum MCS (null: uncapped)"),
-    ("ul_prb_ratio", pa.float64(), "1", "UL maximum share of PRBs (null: uncapped)"),
-]
+_POLICY = [(t.name, pa.int16() if t.integer else pa.float64(), t.unit,
+            f"{t.meaning} (null: {t.null_means})") for t in POLICY]
 
 _PER_USER = [
     ("rnti", pa.int32(), "1", "the RNTIs the vBS reported"),
@@ -105,6 +102,3 @@ ROUND_SCHEMA = pa.schema(
     ],
     metadata={"schema": "vbs-hil.round", "schema_version": str(SCHEMA_VERSION)},
 )
-
-POLICY_FIELDS: tuple[str, ...] = tuple(n for n, *_ in _POLICY)
-"""The threshold keys of a policy, in the paper's order x = (P_d, M_d, B_d, M_u, B_u)."""

@@ -57,7 +57,7 @@ def test_no_grid_is_the_configs_space_under_scenario_a_and_paper_is_the_1080():
 @pytest.mark.parametrize("item, message", [
     ("dl_mcs=5", "unknown axis 'dl_mcs'"),
     ("dl_max_mcs=5,x", "numbers separated by commas"),
-    ("dl_max_mcs=29", "dl_max_mcs: MCS must be in 0..28"),
+    ("dl_max_mcs=29", "dl_max_mcs: must be in 0..28"),
     ("dl_prb_ratio", "write axis=v1,v2"),
     ("dl_cqi=16", "a CQI is at most 15"),
     ("dl_load_mbps=-1", "finite and >= 0"),

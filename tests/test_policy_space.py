@@ -5,10 +5,14 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from agents.policy_space import PAPER_SPACE, Policy, PolicySpace
-from hil.schema import POLICY_FIELDS
+from drivers.rtctl.messages import ThresholdUpdate
+from hil.base.errors import ThresholdError
+from hil.base.thresholds import POLICY, POLICY_FIELDS
+from hil.schema import ROUND_SCHEMA
 
 SMALL = PolicySpace(
     dl_gain_db=(0.0, -6.0),
@@ -32,6 +36,29 @@ def test_paper_space_is_the_evaluation_grid_of_the_bsvbs_paper():
 def test_policy_fields_are_the_recorded_threshold_keys_in_the_papers_order():
     assert Policy._fields == POLICY_FIELDS
     assert tuple(f for f in PolicySpace.__dataclass_fields__) == POLICY_FIELDS
+
+
+@pytest.mark.parametrize("threshold", POLICY, ids=lambda t: t.name)
+def test_the_policy_space_and_the_protocol_take_the_same_values_of_each_threshold(threshold):
+    """Both read hil/base/thresholds.py: a policy the space allows, the vBS accepts."""
+    step = 1 if threshold.integer else 0.5
+    for value, ok in ((threshold.low, True), (threshold.high, True),
+                      (threshold.low - step, False), (threshold.high + step, False)):
+        value = int(value) if threshold.integer else float(value)
+        grid = {f: getattr(SMALL, f) for f in POLICY_FIELDS} | {threshold.name: (value,)}
+        in_space = _accepts(PolicySpace, **grid)
+        at_vbs = _accepts(ThresholdUpdate.parse, {threshold.name: value})
+        assert in_space == at_vbs == ok, (threshold.name, value)
+    field = ROUND_SCHEMA.field(f"policy_{threshold.name}")
+    assert pa.types.is_integer(field.type) == threshold.integer
+
+
+def _accepts(make, *args, **kwargs) -> bool:
+    try:
+        make(*args, **kwargs)
+    except (ValueError, TypeError, ThresholdError):
+        return False
+    return True
 
 
 def test_indices_run_in_c_order_over_p_d_m_d_b_d_m_u_b_u():

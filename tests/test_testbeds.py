@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from hil import testbeds
 from hil.base.errors import ConfigError
 from hil.config import EmulatedVbsConfig, SrsranVbsConfig, load_config
-from hil import testbeds
 from hil.testbeds import kind_of
 from hil.testbeds.emulated import EmulatedTestbed
 from hil.testbeds.srsran import SrsranTestbed

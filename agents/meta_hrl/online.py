@@ -20,8 +20,8 @@ counterpart.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 from dataclasses import fields
+from typing import Any
 
 import numpy as np
 

@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Self
 
 import zmq
 
@@ -28,6 +28,7 @@ from drivers.rtctl.messages import (
     Op,
     Peer,
     PingReply,
+    PingT,
     Request,
     ThresholdUpdate,
     UePingReply,
@@ -35,6 +36,7 @@ from drivers.rtctl.messages import (
     UeThresholdUpdate,
     UeWindowReply,
     WindowReply,
+    WindowT,
     encode,
 )
 from hil.base.errors import ProtocolError, ThresholdError, VbsRejectedError, VbsUnreachableError
@@ -44,14 +46,17 @@ log = logging.getLogger(__name__)
 _Reply = PingReply | WindowReply | UePingReply | UeWindowReply | ErrorReply
 
 
-class RtctlClient:
+class RtctlClient(Generic[PingT, WindowT]):
     """The engine's `RanControl` over rtctl v1. One session (`sid`); not thread-safe.
 
     `peer` says who listens at `endpoint` (default: that peer's default endpoint): the vBS
-    (`ENB`) or a UE (`UE`). Each call blocks for at most `(retries + 1) * timeout_s`.
+    (`ENB`) or a UE (`UE`); its replies are that peer's. Each call blocks for at most
+    `(retries + 1) * timeout_s`.
     """
 
-    def __init__(self, endpoint: str | None = None, *, peer: Peer = ENB, timeout_s: float = 0.5,
+    def __init__(self, endpoint: str | None = None, *,
+                 peer: Peer[PingT, WindowT] = ENB,  # type: ignore[assignment]  # mypy#3737
+                 timeout_s: float = 0.5,
                  retries: int = 3, context: zmq.Context | None = None,
                  curve: ClientCurve | None = None) -> None:
         if timeout_s <= 0 or retries < 0:
@@ -66,15 +71,15 @@ class RtctlClient:
         self._curve = curve  # CURVE keys on a lab network (drivers.rtctl.curve)
         self._socket: zmq.Socket | None = None
 
-    def ping(self) -> PingReply | UePingReply:
+    def ping(self) -> PingT:
         """Identity and thresholds in force; leaves the KPI window open."""
         return self._call("ping", self.peer.ping_reply)
 
-    def get(self) -> WindowReply | UeWindowReply:
+    def get(self) -> WindowT:
         """Close the KPI window; thresholds unchanged."""
         return self._call("get", self.peer.window_reply)
 
-    def set(self, thresholds: Mapping[str, Any]) -> WindowReply | UeWindowReply:
+    def set(self, thresholds: Mapping[str, Any]) -> WindowT:
         """Change the given thresholds (None uncaps), then close the window.
 
         Validated here first with the peer's own rules: a bad value raises ThresholdError
@@ -83,7 +88,7 @@ class RtctlClient:
         return self._call("set", self.peer.window_reply,
                           self.peer.thresholds.parse(dict(thresholds)))
 
-    def reset(self) -> WindowReply | UeWindowReply:
+    def reset(self) -> WindowT:
         """Restore the peer's configured thresholds, then close the window."""
         return self._call("reset", self.peer.window_reply)
 

@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -39,13 +39,11 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from hil.base.errors import ProtocolError, ThresholdError
+from hil.base.thresholds import MAX_MCS, MAX_PRB, MIN_GAIN_DB, POLICY, USER_PRB
 
 PROTOCOL_VERSION = 1
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
-MAX_MCS = 28
-MAX_PRB = 110
 MAX_RNTI = 65523
-MIN_GAIN_DB = -40.0
 MAX_WEIGHT = 1000.0
 MAX_SEQ = 2**63 - 1
 MAX_REQUEST_BYTES = 65536
@@ -357,16 +355,12 @@ _UE_ALLOWED: dict[tuple[str, ...], str] = {
 }
 _ENB_ALLOWED: dict[tuple[str, ...], str] = {
     **_ENVELOPE_ALLOWED,
-    ("thresholds", "dl_max_mcs"): f"an integer 0..{MAX_MCS}, or null (uncapped)",
-    ("thresholds", "ul_max_mcs"): f"an integer 0..{MAX_MCS}, or null (uncapped)",
-    ("thresholds", "dl_prb_ratio"): "a number 0..1, or null (uncapped)",
-    ("thresholds", "ul_prb_ratio"): "a number 0..1, or null (uncapped)",
-    ("thresholds", "dl_gain_db"): f"a number {MIN_GAIN_DB:g}..0 (dB), or null (0 dB)",
+    **{("thresholds", t.name): t.describe() for t in POLICY},
     ("thresholds", "ue"): "an object keyed by RNTI, or null (remove all per-user caps)",
     ("thresholds", "ue", "<rnti>", "[key]"): f"an RNTI as a decimal string 1..{MAX_RNTI}",
     ("thresholds", "ue", "<rnti>"): "an object of per-user caps, or null (remove them)",
-    ("thresholds", "ue", "<rnti>", "dl_max_prb"): f"an integer 0..{MAX_PRB}, or null (uncapped)",
-    ("thresholds", "ue", "<rnti>", "ul_max_prb"): f"an integer 0..{MAX_PRB}, or null (uncapped)",
+    ("thresholds", "ue", "<rnti>", "dl_max_prb"): USER_PRB.describe(),
+    ("thresholds", "ue", "<rnti>", "ul_max_prb"): USER_PRB.describe(),
     ("thresholds", "ue", "<rnti>", "weight"):
         f"a number > 0 and <= {MAX_WEIGHT:g}, or null (default weight 1)",
 }
@@ -610,9 +604,14 @@ def _decode_reply(raw: bytes, adapter: TypeAdapter[Any]) -> Any:
 # ---- the two peers
 
 
+PingT = TypeVar("PingT", PingReply, UePingReply)
+WindowT = TypeVar("WindowT", WindowReply, UeWindowReply)
+
+
 @dataclass(frozen=True)
-class Peer:
-    """What a client needs to talk to one kind of rtctl v1 peer; the rest is common."""
+class Peer(Generic[PingT, WindowT]):
+    """What a client needs to talk to one kind of rtctl v1 peer, and the replies it gets
+    from it; the rest is common."""
 
     name: str
     """How messages to the operator name it."""
@@ -621,12 +620,14 @@ class Peer:
     default_endpoint: str
     request: type[Request | UeRequest]
     thresholds: type[ThresholdUpdate | UeThresholdUpdate]
-    ping_reply: type[PingReply | UePingReply]
-    window_reply: type[WindowReply | UeWindowReply]
+    ping_reply: type[PingT]
+    window_reply: type[WindowT]
     decode_reply: Callable[[bytes], Any]
 
 
-ENB = Peer("vBS", "srsenb or the emulator", DEFAULT_ENDPOINT, Request, ThresholdUpdate,
-           PingReply, WindowReply, decode_reply)
-UE = Peer("UE", "srsue", UE_DEFAULT_ENDPOINT, UeRequest, UeThresholdUpdate, UePingReply,
-          UeWindowReply, decode_ue_reply)
+ENB: Peer[PingReply, WindowReply] = Peer(
+    "vBS", "srsenb or the emulator", DEFAULT_ENDPOINT, Request, ThresholdUpdate, PingReply,
+    WindowReply, decode_reply)
+UE: Peer[UePingReply, UeWindowReply] = Peer(
+    "UE", "srsue", UE_DEFAULT_ENDPOINT, UeRequest, UeThresholdUpdate, UePingReply,
+    UeWindowReply, decode_ue_reply)

@@ -21,11 +21,11 @@ from typing import Literal
 
 import numpy as np
 
+from hil.base.thresholds import MAX_MCS, MAX_PRB
+
 Direction = Literal["dl", "ul"]
 
-MAX_MCS = 28
 N_ITBS = 27
-MAX_PRB = 110
 
 # ----------------------------------------------------------------------------- spec tables
 # MCS -> I_TBS, TS 36.213 Table 7.1.7.1-1 (PDSCH) and Table 8.6.1-1 (PUSCH). The repeated

@@ -32,7 +32,7 @@ import numpy as np
 
 from agents.policy_space import PAPER_SPACE, PolicySpace
 from hil.base.errors import HilError
-from hil.schema import POLICY_FIELDS
+from hil.base.thresholds import POLICY_FIELDS
 
 CONDITION_AXES = ("dl_load_mbps", "ul_load_mbps", "dl_cqi", "ul_cqi", "dl_snr_db", "ul_snr_db")
 CHANNEL_AXES = {"cqi": ("dl_cqi", "ul_cqi"), "snr": ("dl_snr_db", "ul_snr_db")}

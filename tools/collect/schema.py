@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from hil.schema import POLICY_FIELDS, ROUND_SCHEMA
+from hil.base.thresholds import POLICY_FIELDS
+from hil.schema import ROUND_SCHEMA
 
 CELL_SCHEMA_VERSION = 3
 

@@ -37,12 +37,12 @@ import numpy as np
 from agents.base import Context, Decision
 from agents.policy_space import PolicySpace
 from hil.base.errors import HilError
+from hil.base.thresholds import POLICY_FIELDS
 from hil.config import HilConfig, ScenarioConfig
 from hil.engine import round_demand
 from hil.lock import testbed_lock
 from hil.recorder import RoundRecorder, RunDirectory
 from hil.run import execute
-from hil.schema import POLICY_FIELDS
 from hil.testbeds import kind_of
 from tools.collect.export import write_dlul_csv
 from tools.collect.plan import Cell, Condition, PlanError, SweepPlan
