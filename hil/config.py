@@ -23,7 +23,7 @@ from agents.registry import AGENTS, agent_params
 from drivers.emulated.sshd import Sshd
 from hil.base.errors import ConfigError
 from hil.base.validation import StrictModel, read_yaml, validate
-from hil.recorder import SEGMENT_ROWS
+from hil.journal import SEGMENT_ROWS
 
 
 class ClockConfig(StrictModel):
@@ -413,7 +413,7 @@ class RecordingConfig(StrictModel):
     out_dir: Path = Path("runs")
     checkpoint_every: int = Field(500, ge=1, description="rounds between checkpoints")
     segment_rows: int = Field(SEGMENT_ROWS, ge=1, description="rows of a live run's journal "
-                              "compacted into each Parquet segment (hil/recorder.py)")
+                              "compacted into each Parquet segment (hil/journal.py)")
     plot: bool = True
 
 

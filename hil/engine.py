@@ -38,7 +38,8 @@ from hil import reward as rw
 from hil.base import lte
 from hil.base.errors import HilError, ResumeError
 from hil.base.thresholds import POLICY_FIELDS
-from hil.recorder import RoundRecorder, RunDirectory
+from hil.journal import RoundRecorder
+from hil.recorder import RunDirectory
 
 RoundCallback = Callable[[dict[str, Any]], None]
 

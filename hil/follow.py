@@ -1,7 +1,7 @@
 """Following a run directory while it is written: every recorded row once, in order.
 
 Why a reader of its own: `hil serve` shows a run live from another process, so it cannot
-ask the recorder; it reads what the recorder writes (hil/recorder.py), which changes under
+ask the recorder; it reads what the recorder writes (hil/journal.py), which changes under
 it in three ways:
 
 - the journal grows by one Arrow message per row, the last possibly cut short mid-write:
@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hil.base.errors import RecorderError
-from hil.recorder import FIRST_ROW_KEY, START_ROWS_KEY, RunDirectory
+from hil.journal import FIRST_ROW_KEY, START_ROWS_KEY
+from hil.recorder import RunDirectory
 from hil.schema import ROUND_SCHEMA
 
 

@@ -25,8 +25,9 @@ from hil import reward as rw
 from hil.base.errors import HilError, ResumeError
 from hil.config import HilConfig, config_from_dict, load_config
 from hil.engine import EngineParams, RoundCallback, RoundEngine, RoundTimes, RunOutcome
+from hil.journal import RoundRecorder
 from hil.lock import TestbedLock, testbed_lock
-from hil.recorder import RoundRecorder, RunDirectory
+from hil.recorder import RunDirectory
 from hil.testbeds import start_testbed
 
 

@@ -1,6 +1,6 @@
 """`hil bench --soak`: many accelerated rounds of a testbed with the controller's resident
 memory and open file descriptors sampled, so that a leak shows as growth, and the size of
-the live journal, which segment compaction (hil/recorder.py) keeps bounded.
+the live journal, which segment compaction (hil/journal.py) keeps bounded.
 
 The first sample is taken after WARM_UP_ROUNDS (imports, buffers and the recorder's first
 batches settle); then one every `sample_every` rounds. A soak passes when the end is within

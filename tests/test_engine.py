@@ -25,7 +25,8 @@ from drivers.rtctl.messages import (
 )
 from hil.base.errors import MeterError, ResumeError, VbsUnreachableError
 from hil.engine import EngineParams, RoundEngine
-from hil.recorder import RoundRecorder, RunDirectory
+from hil.journal import RoundRecorder
+from hil.recorder import RunDirectory
 from hil.reward import RewardParams
 
 SPACE = PolicySpace(dl_gain_db=(0.0,), dl_max_mcs=(5, 27), dl_prb_ratio=(0.5, 1.0),

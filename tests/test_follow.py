@@ -10,7 +10,8 @@ from round_rows import make_row
 
 from hil.base.errors import RecorderError
 from hil.follow import RunFollower
-from hil.recorder import RoundRecorder, RunDirectory
+from hil.journal import RoundRecorder
+from hil.recorder import RunDirectory
 
 
 def rounds_of(tables: list[pa.Table]) -> list[int]:

@@ -18,9 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 from round_rows import make_row
 
-import hil.recorder
+import hil.journal
 from hil.base.errors import RecorderError, ResumeError
-from hil.recorder import RoundRecorder, RunDirectory, read_rounds
+from hil.journal import RoundRecorder
+from hil.recorder import RunDirectory, read_rounds
 from hil.schema import ROUND_SCHEMA
 
 
@@ -60,7 +61,8 @@ CHILD = textwrap.dedent(
     """
     import pickle, sys, time
     from pathlib import Path
-    from hil.recorder import RoundRecorder, RunDirectory
+    from hil.journal import RoundRecorder
+    from hil.recorder import RunDirectory
     run_dir, rows = RunDirectory(Path(sys.argv[1])), pickle.load(sys.stdin.buffer)
     if sys.argv[2] == "resume":
         recorder = RoundRecorder.resume(run_dir, fsync_every_s=3600.0)
@@ -387,9 +389,9 @@ def test_journal_is_fsynced_at_most_every_fsync_every_s(
 ) -> None:
     clock_s = [100.0]
     fsyncs = []
-    monkeypatch.setattr(hil.recorder, "monotonic", lambda: clock_s[0])
+    monkeypatch.setattr(hil.journal, "monotonic", lambda: clock_s[0])
     recorder = RoundRecorder(run_dir, fsync_every_s=1.0)
-    monkeypatch.setattr(hil.recorder.os, "fsync", fsyncs.append)
+    monkeypatch.setattr(hil.journal.os, "fsync", fsyncs.append)
     for i in range(8):  # 0.25 s apart: 2 s in all
         clock_s[0] += 0.25
         recorder.append(make_row(i))
@@ -404,13 +406,13 @@ def test_a_failed_background_fsync_is_raised_by_the_next_append_naming_the_journ
     run_dir: RunDirectory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock_s = [100.0]
-    monkeypatch.setattr(hil.recorder, "monotonic", lambda: clock_s[0])
+    monkeypatch.setattr(hil.journal, "monotonic", lambda: clock_s[0])
     recorder = RoundRecorder(run_dir, fsync_every_s=1.0)
 
     def failing_fsync(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(hil.recorder.os, "fsync", failing_fsync)
+    monkeypatch.setattr(hil.journal.os, "fsync", failing_fsync)
     clock_s[0] += 2.0
     recorder.append(make_row(0))  # asks the fsync thread, which fails
     recorder._fsync.wait()

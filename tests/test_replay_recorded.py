@@ -10,7 +10,8 @@ import pytest
 
 from hil.base import lte
 from hil.config import config_from_dict
-from hil.recorder import RoundRecorder, RunDirectory
+from hil.journal import RoundRecorder
+from hil.recorder import RunDirectory
 from hil.reward import RewardParams
 from tools.replay.environments import ModelSource
 from tools.replay.recorded import RecordedRun, RecordedSource, off_policy

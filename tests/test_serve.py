@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from round_rows import make_row
 from testbed_yaml import REPO, write_config
 
-from hil.recorder import RoundRecorder, RunDirectory, read_rounds
+from hil.journal import RoundRecorder
+from hil.recorder import RunDirectory, read_rounds
 from hil.serve import LiveServer
 
 COUNTERS = ("hil_rounds", "hil_energy_joules", "hil_dl_bits", "hil_ul_bits",

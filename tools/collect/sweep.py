@@ -40,8 +40,9 @@ from hil.base.errors import HilError
 from hil.base.thresholds import POLICY_FIELDS
 from hil.config import HilConfig, ScenarioConfig
 from hil.engine import round_demand
+from hil.journal import RoundRecorder
 from hil.lock import testbed_lock
-from hil.recorder import RoundRecorder, RunDirectory
+from hil.recorder import RunDirectory
 from hil.run import execute
 from hil.testbeds import kind_of
 from tools.collect.export import write_dlul_csv
