@@ -25,7 +25,7 @@ from testbed_yaml import write_config
 import hil.testbeds
 from drivers.emulated.meter import serve_meter_request
 from drivers.emulated.vbs import RNTI, EmulatedVbs, SteppedClock
-from drivers.power.gpm8213 import parse_values
+from drivers.power.gpm8213_scpi import parse_values
 from drivers.rtctl.messages import Thresholds
 from drivers.rtctl.server import RtctlServer
 from hil.base import lte

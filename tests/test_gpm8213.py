@@ -24,14 +24,9 @@ import pyvisa
 from pyvisa import constants
 
 import drivers.power
-from drivers.power.gpm8213 import (
-    Gpm8213Meter,
-    Sample,
-    WindowMean,
-    integrated_mean,
-    parse_values,
-    window_mean,
-)
+from drivers.power.gpm8213 import Gpm8213Meter
+from drivers.power.gpm8213_scpi import parse_values
+from drivers.power.windows import Sample, WindowMean, integrated_mean, window_mean
 from hil.base.errors import MeterError
 
 SIM_FILE = Path(drivers.power.__file__).with_name("gpm8213-sim.yaml")

@@ -25,7 +25,8 @@ import pytest
 from prerequisites import missing
 from test_gpm8213 import HEADER_REAL, SETUP_REAL, wait_until
 
-from drivers.power.gpm8213 import Gpm8213Meter, parse_values
+from drivers.power.gpm8213 import Gpm8213Meter
+from drivers.power.gpm8213_scpi import parse_values
 from drivers.power.scpi_twin import Fault, ScpiMeterTwin, nr3
 from hil.base.errors import MeterError
 

@@ -13,7 +13,7 @@ import math
 
 import zmq
 
-from drivers.power.gpm8213 import parse_values
+from drivers.power.gpm8213_scpi import parse_values
 from drivers.power.scpi_twin import nr3
 from drivers.protocols import PowerReading, PowerSource
 from hil.base.errors import MeterError

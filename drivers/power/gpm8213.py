@@ -40,55 +40,41 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyvisa
 from pyvisa import constants
 
+from drivers.power.gpm8213_scpi import (
+    HEADER_NAMES,
+    INTEGRATOR_ITEMS,
+    INTEGRATOR_SETUP,
+    ITEMS,
+    TERMINATION,
+    VALUE_QUERY,
+    BadReply,
+    header_matches,
+    is_gpm8213,
+    parse_values,
+)
+from drivers.power.windows import Sample, WindowMean, integrated_mean, window_mean
 from drivers.protocols import PowerReading
 from hil.base.errors import MeterError
 
 logger = logging.getLogger(__name__)
 
-ITEMS = ("U", "I", "P", "S", "FU", "LAMBDA", "Q", "FI")
-"""The numeric items of the real unit's transcript."""
-INTEGRATOR_ITEMS = ("U", "I", "P", "S", "FU", "LAMBDA", "WH", "TIME")
-"""Same count (the unit is known to take 8 items); WH and TIME replace Q and fI."""
-HEADER_NAMES = {"U": "Urms", "I": "Irms", "P": "P", "S": "S", "FU": "fU", "LAMBDA": "PF",
-                "Q": "Q", "FI": "fI", "WH": "WH", "TIME": "Time"}
-"""What ``:NUMERIC:NORMAL:HEADER?`` names each item (U..FI as seen on a real unit)."""
-INTEGRATOR_SETUP = (":INTEGrate:STOP", ":INTEGrate:RESet", ":INTEGrate:MODE MANual",
-                    ":INTEGrate:FUNCtion WATT", ":INTEGrate:STARt")
-"""Integrate watts from zero until told to stop (no timer)."""
-VALUE_QUERY = ":NUMERIC:NORMAL:VALUE?"
-TERMINATION = "\r\n"
 BACKOFF_MAX_S = 10.0
 END_READ_BELOW = 0.8
 """A window its readings cover less than this is read once more at its end (a faulty meter:
 the tail may be what saves it); better covered ones skip that exchange."""
 EDGE_WAIT_MARGIN_S = 0.05
 """How much longer than one poll `stop()` waits for the reading at a window's end."""
-SCPI_NAN = 9.9e37
-"""SCPI's 'not a number' is 9.91E+37; the GPM-8213 prints NAN, but either means missing."""
 UPDATE_S = 1.0
 """The meter updates its readings about once a second (as polled on a real unit): a reading
 stands for the time since the previous one, but never for more than this (or one poll, if
 longer)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One answered value query: monotonic time of its reply, the items we use (NaN:
-    missing), and when the query was sent (the meter's values are from between the two)."""
-
-    t_s: float
-    power_w: float
-    energy_wh: float = math.nan
-    integrated_s: float = math.nan
-    session: int = 0
-    sent_s: float = -math.inf
 
 
 @dataclass(frozen=True)
@@ -104,78 +90,6 @@ class MeterStats:
     integrator: bool
 
 
-@dataclass(frozen=True)
-class WindowMean:
-    """A window's mean power from the readings that cover it."""
-
-    power_w: float
-    coverage: float  # share of the window the valid readings stand for
-    samples: int     # valid readings that cover part of it
-
-
-def window_mean(samples: Sequence[Sample], t0_s: float, t1_s: float,
-                max_span_s: float) -> WindowMean | None:
-    """Time-weighted mean power of the valid readings that cover the window (t0_s, t1_s].
-
-    A reading taken at t stands for (max(previous reading, t - max_span_s), t]. One whose
-    interval begins before t0_s mixes the previous round's power and is left out; the
-    others weigh by the part of their interval inside the window, so the first reading
-    after t1_s counts for the window's tail. NaN readings cut their successor's interval
-    too, so the time they stand for counts for nothing and lowers the coverage. None if no
-    valid reading covers any of the window.
-    """
-    previous_t = -math.inf
-    weighted, covered_s, count = 0.0, 0.0, 0
-    for sample in samples:
-        begin = max(sample.t_s - max_span_s, previous_t)
-        end = min(sample.t_s, t1_s)
-        previous_t = sample.t_s
-        if begin >= t1_s:
-            break
-        if begin < t0_s or end <= begin or not math.isfinite(sample.power_w):
-            continue
-        weighted += sample.power_w * (end - begin)
-        covered_s += end - begin
-        count += 1
-    if not count:
-        return None
-    return WindowMean(weighted / covered_s, min(1.0, covered_s / (t1_s - t0_s)), count)
-
-
-def integrated_mean(samples: Sequence[Sample], t0_s: float, t1_s: float,
-                    max_lag_s: float) -> WindowMean | None:
-    """Mean power from the integrator over the window (t0_s, t1_s]: per session (a
-    reconnect resets the integrator), the energy and integrated time between its first
-    valid reading asked for at or after t0_s and its last one answered by t1_s + max_lag_s
-    (the driver reads at the end edge and waits that long); their sums give the mean.
-
-    The meter's values come from between a query and its reply, so a session surely
-    integrates from its first reply to its last query: the coverage is the share of the
-    window those spans hold. A reading asked for before t0_s may hold energy from before
-    the window and opens nothing. None if no session's integrator advanced.
-    """
-    spans: dict[int, tuple[Sample, Sample]] = {}
-    for s in samples:
-        if (s.sent_s >= t0_s and s.t_s <= t1_s + max_lag_s and math.isfinite(s.energy_wh)
-                and math.isfinite(s.integrated_s)):
-            first = spans.get(s.session, (s, s))[0]
-            spans[s.session] = (first, s)
-    energy_wh = integrated_s = covered_s = 0.0
-    for first, last in spans.values():
-        if last.integrated_s > first.integrated_s and last.energy_wh >= first.energy_wh:
-            energy_wh += last.energy_wh - first.energy_wh
-            integrated_s += last.integrated_s - first.integrated_s
-            covered_s += max(0.0, min(last.sent_s, t1_s) - first.t_s)
-    if integrated_s <= 0.0:
-        return None
-    return WindowMean(energy_wh * 3600.0 / integrated_s,
-                      min(1.0, covered_s / (t1_s - t0_s)), 2 * len(spans))
-
-
-class _BadReply(MeterError):
-    """A line that is not what the query asks for (noise, a lost sync, a wrong item count)."""
-
-
 class _Dropped(MeterError):
     """The meter closed the connection."""
 
@@ -189,29 +103,6 @@ def _lan_socket(instrument: Any) -> socket.socket | None:
     if not isinstance(sock, socket.socket) or getattr(raw, "_pending_buffer", b""):
         return None
     return sock
-
-
-def parse_values(line: str, count: int) -> list[float]:
-    """The NR3 numbers of a value reply; NAN (or SCPI's 9.91E+37) becomes NaN."""
-    fields = _strip_echo(line).split(",")
-    if len(fields) != count:
-        raise _BadReply(f"expected {count} values, got {len(fields)}: {line[:80]!r}")
-    try:
-        values = [float(f) for f in fields]
-    except ValueError:
-        raise _BadReply(f"not a list of numbers: {line[:80]!r}") from None
-    return [v if math.isfinite(v) and abs(v) < SCPI_NAN else math.nan for v in values]
-
-
-def _strip_echo(line: str) -> str:
-    """Drop a command header the meter echoes when ``:COMMunicate:HEADer`` is on."""
-    line = line.strip()
-    return line.split(" ", 1)[-1] if line.startswith(":") else line
-
-
-def _is_gpm8213(idn: str) -> bool:
-    fields = idn.split(",")
-    return len(fields) >= 2 and fields[1].strip().upper() == "GPM-8213"
 
 
 @dataclass
@@ -369,7 +260,7 @@ class Gpm8213Meter:
         instrument = self._rm.open_resource(self.resource, **self._open_kwargs())
         try:
             idn = instrument.query("*IDN?").strip()
-            if not _is_gpm8213(idn):
+            if not is_gpm8213(idn):
                 raise MeterError(f"power meter {self.resource} answered *IDN? with {idn!r}, "
                                  "not a GPM-8213; check the meter's address or port")
             items = INTEGRATOR_ITEMS if self.use_integrator else ITEMS
@@ -391,17 +282,15 @@ class Gpm8213Meter:
 
     def _check_header(self, reply: str, items: tuple[str, ...]) -> bool:
         """MeterError unless the meter names the items we set; True if WH and TIME took too."""
-        names = [n.strip() for n in _strip_echo(reply).split(",")]
-        wanted = [HEADER_NAMES[item] for item in items]
-        core = [k for k, item in enumerate(items) if item not in ("WH", "TIME")]
-        if len(names) != len(items) or any(names[k].upper() != wanted[k].upper() for k in core):
+        core, took = header_matches(reply, items)
+        if not core:
             raise MeterError(
                 f"power meter {self.resource}: the numeric items did not take effect "
                 f"(:NUMERIC:NORMAL:HEADER? answered {reply.strip()!r}, expected "
-                f"{','.join(wanted)!r}); is the meter in remote mode with headers off?")
+                f"{','.join(HEADER_NAMES[item] for item in items)!r}); is the meter in remote "
+                "mode with headers off?")
         if not self.use_integrator:
             return False
-        took = all(names[k].upper() == wanted[k].upper() for k in range(len(items)))
         if not took:
             logger.warning("power meter %s: no integrator items (header %r); using the polled "
                            "samples for energy", self.resource, reply.strip())
@@ -504,7 +393,7 @@ class Gpm8213Meter:
 def _error_kind(exc: BaseException) -> str:
     if isinstance(exc, _Dropped):
         return "dropped"
-    if isinstance(exc, _BadReply):
+    if isinstance(exc, BadReply):
         return "garbage"
     if isinstance(exc, pyvisa.VisaIOError) and exc.error_code == constants.StatusCode.error_timeout:
         return "timeout"

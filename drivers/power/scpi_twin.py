@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from drivers.power.gpm8213 import HEADER_NAMES, ITEMS
+from drivers.power.gpm8213_scpi import HEADER_NAMES, ITEMS
 from drivers.protocols import PowerSource
 
 logger = logging.getLogger(__name__)
