@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from subprocess import PIPE, STDOUT, Popen
 from typing import Any
@@ -111,19 +112,54 @@ def free_port_pair() -> int:
 
 
 @contextlib.contextmanager
-def one_off_server(port: int) -> Iterator[None]:
-    """`iperf3 -s -1` on loopback, returned once it listens."""
-    server = Popen(["iperf3", "-s", "-1", "-B", LOOPBACK, "-p", str(port), "--forceflush"],
-                   stdout=PIPE, stderr=STDOUT, text=True)
+def one_off_server(port: int) -> Iterator[Callable[[], None]]:
+    """`iperf3 -s -1` on loopback, returned once it listens, reporting every 0.1 s; yields a
+    call that returns once data has flowed (the server's first report of an interval)."""
+    server = Popen(["iperf3", "-s", "-1", "-B", LOOPBACK, "-p", str(port), "-i", "0.1",
+                    "--forceflush"], stdout=PIPE, stderr=STDOUT, text=True)
+    assert server.stdout is not None
+    lines = server.stdout
+
+    def wait_for_data() -> None:
+        for line in lines:
+            if (report := INTERVAL.search(line)) and not report.group(1).startswith("0.00 "):
+                return
+        raise AssertionError("the iperf3 server ended before it reported any data")
+
     try:
-        assert server.stdout is not None
-        for line in server.stdout:
+        for line in lines:
             if "Server listening" in line:
                 break
-        yield
+        yield wait_for_data
     finally:
         server.kill()
         server.wait()
+
+
+INTERVAL = re.compile(r"\d+\.\d+-\d+\.\d+\s+sec\s+(\d+(?:\.\d+)? \w?Bytes)")
+"""An iperf3 interval report (`[  5]   0.00-0.10   sec  48.1 KBytes ...`): its transfer."""
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    """Return once `condition()` holds; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:g} s: {what}")
+        time.sleep(0.02)
+
+
+def flows_begun(traffic: Iperf3Traffic, *hosts: LocalHost) -> int:
+    """How many flows have begun their test so far: the servers log each data connection."""
+    names = [f"iperf3-{traffic.port}-dl-server", f"iperf3-{traffic.port + 1}-ul-server"]
+    return sum(host.tail(name, 100_000).count(" connected to ") for host in set(hosts)
+               for name in names)
+
+
+def wait_for_flows(traffic: Iperf3Traffic, hosts: tuple[LocalHost, ...], count: int) -> None:
+    """Return once `count` flows have begun in all (a client stopped before its test began
+    leaves no report)."""
+    wait_until(lambda: flows_begun(traffic, *hosts) >= count, f"{count} iperf3 flows begun")
 
 
 def client_report(port: int, *args: str) -> str:
@@ -190,11 +226,11 @@ def test_an_iperf3_error_is_reported_with_its_message() -> None:
         parse_iperf3_json(client_report(port, "-u", "-b", "1M", "-t", "1"))
 
 
-def interrupted_report(port: int, *args: str) -> str:
+def interrupted_report(port: int, data_flowed: Callable[[], None], *args: str) -> str:
     """The report of a client SIGTERMed while its UDP flow ran (as a round's flow ends)."""
     client = Popen(["iperf3", "-c", LOOPBACK, "-p", str(port), "-u", "-b", "4M", "-t", "30",
                     "-J", *args], stdout=PIPE, text=True)
-    time.sleep(0.5)
+    data_flowed()
     client.send_signal(signal.SIGTERM)
     stdout, _ = client.communicate(timeout=10)
     return stdout
@@ -202,8 +238,8 @@ def interrupted_report(port: int, *args: str) -> str:
 
 def test_an_interrupted_receiving_client_still_reports_what_arrived() -> None:
     port = free_port_pair()
-    with one_off_server(port):
-        result = parse_iperf3_json(interrupted_report(port, "-R"))
+    with one_off_server(port) as data_flowed:
+        result = parse_iperf3_json(interrupted_report(port, data_flowed, "-R"))
 
     assert result.interrupted and result.reverse
     assert result.target_rate_mbps == pytest.approx(4.0)
@@ -213,8 +249,8 @@ def test_an_interrupted_receiving_client_still_reports_what_arrived() -> None:
 def test_an_interrupted_sending_client_is_refused_since_its_receiver_figures_are_void(
         ) -> None:
     port = free_port_pair()
-    with one_off_server(port):
-        text = interrupted_report(port)
+    with one_off_server(port) as data_flowed:
+        text = interrupted_report(port, data_flowed)
 
     assert json.loads(text)["end"]["sum_received"]["bytes"] == 0  # what iperf3 does
     with pytest.raises(TrafficError, match="-R"):
@@ -253,9 +289,10 @@ def test_each_demand_runs_flows_at_its_rates_and_the_next_one_returns_their_figu
     traffic.start()
 
     assert traffic.set_demand(8.0, 2.0) is None
-    time.sleep(0.6)
+    wait_for_flows(traffic, hosts, 2)
+    time.sleep(0.5)  # half a second of traffic: the rate measured is over a span this long
     first = traffic.set_demand(3.0, 0.0)
-    time.sleep(0.4)
+    wait_for_flows(traffic, hosts, 3)
     second = traffic.stop()
 
     assert first is not None and first.dl is not None and first.ul is not None
@@ -276,7 +313,7 @@ def test_clients_sharing_a_host_start_as_one_process_so_neither_waits_behind_the
     traffic = traffic_between((host, host), tmp_path)
     traffic.start()
     traffic.set_demand(2.0, 1.0)
-    time.sleep(0.6)
+    wait_for_flows(traffic, (host,), 2)
 
     clients = [name for name in host.running() if name.endswith("-clients")]
     assert clients == [f"iperf3-{traffic.port}-clients"]
@@ -296,7 +333,7 @@ def test_a_demand_that_does_not_change_keeps_its_flow_running(
 
     assert traffic.set_demand(2.0, 0.0) is None  # nothing ended
     assert ue.pid_of("-clients") == pid
-    time.sleep(0.5)  # the flow gets going (a client stopped before its test began has no report)
+    wait_for_flows(traffic, hosts, 1)
     changed = traffic.set_demand(2.5, 0.0)
     assert changed is not None and changed.dl is not None
     assert changed.dl.target_rate_mbps == 2.0
@@ -310,10 +347,11 @@ def test_a_flow_that_died_is_started_again_at_the_next_demand(
     traffic = traffic_between(hosts, tmp_path)
     traffic.start()
     traffic.set_demand(2.0, 0.0)
-    time.sleep(0.5)
+    wait_for_flows(traffic, hosts, 1)
     dead = ue.pid_of("-clients")
     os.killpg(dead, signal.SIGTERM)
-    time.sleep(0.3)
+    wait_until(lambda: not any(n.endswith("-clients") for n in ue.running()),
+               "the killed client's exit")
 
     ended = traffic.set_demand(2.0, 0.0)
 
@@ -328,10 +366,11 @@ def test_a_flow_that_died_beside_a_living_one_restarts_both(
     traffic = traffic_between((host, host), tmp_path)
     traffic.start()
     traffic.set_demand(2.0, 1.0)
-    time.sleep(0.6)
+    wait_for_flows(traffic, (host,), 2)
     ul_client = f"^iperf3 -c {LOOPBACK} -p {traffic.port + 1} -u"  # not the shell around it
     subprocess.run(["pkill", "-TERM", "-f", ul_client], check=True)
-    time.sleep(0.3)
+    wait_until(lambda: subprocess.run(["pgrep", "-f", ul_client]).returncode != 0,
+               "the killed UL client's exit")
 
     ended = traffic.set_demand(2.0, 1.0)
 
@@ -346,7 +385,7 @@ def test_a_kept_flow_is_renewed_before_its_time_limit(
     traffic = traffic_between(hosts, tmp_path, flow_limit_s=10, clock=lambda: now_s[0])
     traffic.start()
     traffic.set_demand(1.0, 0.0)
-    time.sleep(0.3)
+    wait_for_flows(traffic, hosts, 1)
 
     now_s[0] += 10 - RENEW_BEFORE_LIMIT_S - 0.1
     assert traffic.set_demand(1.0, 0.0) is None
