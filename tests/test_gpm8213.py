@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import queue
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 import pyvisa
 from pyvisa import constants
+from waiting import wait_until
 
 import drivers.power
 from drivers.power.gpm8213 import Gpm8213Meter
@@ -51,15 +51,6 @@ SETUP_REAL = [
     (":NUMERIC:NORMAL:HEADER?", HEADER_REAL),
 ]
 VALUE_QUERY = ":NUMERIC:NORMAL:VALUE?"
-
-
-def wait_until(condition: Callable[[], bool], what: str, limit_s: float = 5.0) -> None:
-    """Poll `condition`; the limit only keeps a broken driver from hanging the suite."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.002)
 
 
 def values_line(power_w: float) -> str:
@@ -186,7 +177,8 @@ def window_over(meter: Gpm8213Meter, fake: FakeMeter, *lines: str | RaiseOnPoll)
     before = handled(meter)
     meter.start()
     fake.feed(edge, *lines)
-    wait_until(lambda: handled(meter) >= before + 1 + len(lines), "the fed lines to be polled")
+    wait_until(lambda: handled(meter) >= before + 1 + len(lines), "the fed lines polled",
+               poll_s=0.002)
     return meter.stop()
 
 
@@ -359,7 +351,7 @@ def test_a_simulated_meter_on_lan_or_serial_reads_the_real_units_power(open_mete
     meter = open_meter(pyvisa.ResourceManager(f"{SIM_FILE}@sim"), resource)
     meter.start()
     polled = meter.stats().polls
-    wait_until(lambda: meter.stats().polls >= polled + 3, "three polls")
+    wait_until(lambda: meter.stats().polls >= polled + 3, "three polls", poll_s=0.002)
     reading = meter.stop()
 
     assert reading.power_w == pytest.approx(17.688)
@@ -372,7 +364,7 @@ def test_a_simulated_meter_without_readings_fails_every_window(open_meter):
     meter = open_meter(pyvisa.ResourceManager(f"{SIM_FILE}@sim"), resource)
     meter.start()
     polled = meter.stats().polls
-    wait_until(lambda: meter.stats().polls >= polled + 2, "two polls")
+    wait_until(lambda: meter.stats().polls >= polled + 2, "two polls", poll_s=0.002)
     with pytest.raises(MeterError) as err:
         meter.stop()
     assert resource in str(err.value)

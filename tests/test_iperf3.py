@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from prerequisites import missing
+from waiting import wait_until
 
 from drivers.protocols import CommandResult
 from drivers.traffic.iperf3 import (
@@ -138,15 +139,6 @@ def one_off_server(port: int) -> Iterator[Callable[[], None]]:
 
 INTERVAL = re.compile(r"\d+\.\d+-\d+\.\d+\s+sec\s+(\d+(?:\.\d+)? \w?Bytes)")
 """An iperf3 interval report (`[  5]   0.00-0.10   sec  48.1 KBytes ...`): its transfer."""
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
-    """Return once `condition()` holds; fail naming `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:g} s: {what}")
-        time.sleep(0.02)
 
 
 def flows_begun(traffic: Iperf3Traffic, *hosts: LocalHost) -> int:

@@ -12,13 +12,14 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 from prerequisites import missing
 from sshd_fixture import Sshd
+from waiting import wait_until
 
 from drivers.protocols import CommandResult, ProcessHost
 from drivers.ssh import (
@@ -39,14 +40,6 @@ PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
 def host(sshd: Sshd) -> Iterator[SshHost]:
     with SshHost("bbu", **sshd.host_params()) as ssh_host:
         yield ssh_host
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition still false after {timeout_s} s")
-        time.sleep(0.02)
 
 
 def alive(pid: int) -> bool:
@@ -104,7 +97,7 @@ def test_run_timeout_raises_and_kills_the_command_with_its_children(
     with pytest.raises(CommandTimeoutError, match="within 0.5 s on host bbu"):
         host.run(f"sleep 30 & echo $$ $! > {pids}; wait", timeout_s=0.5)
     shell_pid, child_pid = map(int, pids.read_text().split())
-    wait_until(lambda: not alive(shell_pid) and not alive(child_pid))
+    wait_until(lambda: not alive(shell_pid) and not alive(child_pid), "both processes gone")
     assert host.run("echo still usable").stdout == "still usable\n"
 
 
@@ -159,7 +152,7 @@ def test_start_runs_detached_logs_output_and_stop_ends_it(host: SshHost) -> None
     pid = host.start("ticker", "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.05; done")
     assert host.is_running("ticker")
     assert os.getsid(pid) == pid  # its own session: closing SSH does not hang it up
-    wait_until(lambda: "tick 3" in host.tail("ticker"))
+    wait_until(lambda: "tick 3" in host.tail("ticker"), "tick 3 logged")
     last_two = host.tail("ticker", 2).splitlines()
     assert len(last_two) == 2 and all(line.startswith("tick ") for line in last_two)
 
@@ -190,20 +183,20 @@ def test_the_pid_of_a_single_program_is_the_program_itself(host: SshHost,
 def test_a_command_that_needs_a_shell_runs_as_written(host: SshHost, command: str,
                                                       output: str) -> None:
     host.start("shelled", command)
-    wait_until(lambda: not host.is_running("shelled"))
+    wait_until(lambda: not host.is_running("shelled"), "shelled exited")
     assert host.tail("shelled") == output
 
 
 def test_start_passes_environment_values_literally(host: SshHost) -> None:
     value = "it's $(echo injected) `echo this` $HOME"
     host.start("env-echo", 'printf "%s\\n" "$GREETING"', env={"GREETING": value})
-    wait_until(lambda: not host.is_running("env-echo"))
+    wait_until(lambda: not host.is_running("env-echo"), "env-echo exited")
     assert host.tail("env-echo") == value + "\n"
 
 
 def test_a_process_that_crashes_is_not_running_and_keeps_its_log(host: SshHost) -> None:
     pid = host.start("crasher", "echo about to fail; exit 3")
-    wait_until(lambda: not host.is_running("crasher"))
+    wait_until(lambda: not host.is_running("crasher"), "crasher exited")
     assert not alive(pid)
     assert "about to fail" in host.tail("crasher")
     host.stop("crasher")  # nothing to stop: no error
@@ -221,7 +214,7 @@ def test_a_dead_process_left_as_a_zombie_is_not_running(host: SshHost) -> None:
     pid = None
     try:
         pid = host.start("zombie", "sleep 0.3; exit 3")
-        wait_until(lambda: psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+        wait_until(lambda: psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, "a zombie")
         assert not host.is_running("zombie")
     finally:
         libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
@@ -232,9 +225,9 @@ def test_a_dead_process_left_as_a_zombie_is_not_running(host: SshHost) -> None:
 def test_restarting_keeps_the_previous_log_beside_the_new_one(host: SshHost,
                                                               sshd: Sshd) -> None:
     host.start("once", "echo first run")
-    wait_until(lambda: not host.is_running("once"))
+    wait_until(lambda: not host.is_running("once"), "once exited")
     host.start("once", "echo second run")
-    wait_until(lambda: not host.is_running("once"))
+    wait_until(lambda: not host.is_running("once"), "once exited")
     assert host.tail("once") == "second run\n"
     assert (sshd.root / "state" / "once.log.1").read_text() == "first run\n"
 
@@ -268,18 +261,18 @@ def test_start_refuses_a_second_process_under_a_running_name(host: SshHost) -> N
 
 def test_stop_ends_the_children_of_a_shell_command_too(host: SshHost) -> None:
     pid = host.start("family", "sleep 30 & echo child $!; wait")
-    wait_until(lambda: "child" in host.tail("family"))
+    wait_until(lambda: "child" in host.tail("family"), "the child logged")
     child_pid = int(host.tail("family").split()[1])
     assert alive(child_pid)
     host.stop("family", timeout_s=2)
     assert not alive(pid)
-    wait_until(lambda: not alive(child_pid))
+    wait_until(lambda: not alive(child_pid), "the child gone")
 
 
 def test_stop_kills_a_process_that_ignores_sigterm(host: SshHost,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     pid = host.start("stubborn", "trap '' TERM; echo ready; while :; do sleep 0.05; done")
-    wait_until(lambda: "ready" in host.tail("stubborn"))
+    wait_until(lambda: "ready" in host.tail("stubborn"), "stubborn ready")
     with caplog.at_level(logging.WARNING):
         host.stop("stubborn", timeout_s=0.3)
     assert not alive(pid)
@@ -417,7 +410,7 @@ def test_a_connection_dropped_during_a_command_raises_connection_lost(
     started = tmp_path / "started"
 
     def kill_sshd_once_the_command_runs() -> None:
-        wait_until(started.exists)
+        wait_until(started.exists, "the command started")
         sshd.kill()
 
     killer = threading.Thread(target=kill_sshd_once_the_command_runs)
