@@ -222,14 +222,7 @@ def test_usb_cdc_resource_is_opened_8n1():
 
 
 INTEGRATOR_SETUP = [
-    ("*IDN?", IDN_REAL),
-    (":NUMERIC:NORMAL:NUMBER 8", None),
-    (":NUMERIC:NORMAL:ITEM1 U", None),
-    (":NUMERIC:NORMAL:ITEM2 I", None),
-    (":NUMERIC:NORMAL:ITEM3 P", None),
-    (":NUMERIC:NORMAL:ITEM4 S", None),
-    (":NUMERIC:NORMAL:ITEM5 FU", None),
-    (":NUMERIC:NORMAL:ITEM6 LAMBDA", None),
+    *SETUP_REAL[:8],  # the same session, but WH and TIME in place of Q and fI
     (":NUMERIC:NORMAL:ITEM7 WH", None),
     (":NUMERIC:NORMAL:ITEM8 TIME", None),
     (":NUMERIC:NORMAL:HEADER?", "Urms,Irms,P,S,fU,PF,WH,Time"),

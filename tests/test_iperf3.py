@@ -275,11 +275,26 @@ def traffic_between(hosts: tuple[LocalHost, LocalHost], report_dir: Path, *,
                          report_dir=str(report_dir), **options)
 
 
-def test_each_demand_runs_flows_at_its_rates_and_the_next_one_returns_their_figures(
-        hosts: tuple[LocalHost, LocalHost], tmp_path: Path) -> None:
-    traffic = traffic_between(hosts, tmp_path)
-    traffic.start()
+@pytest.fixture
+def traffic(hosts: tuple[LocalHost, LocalHost], tmp_path: Path) -> Iterator[Iperf3Traffic]:
+    """Traffic between a core and a UE host, its servers listening; closed after the test."""
+    started = traffic_between(hosts, tmp_path)
+    started.start()
+    yield started
+    started.close()
 
+
+@pytest.fixture
+def shared_traffic(shared_host: LocalHost, tmp_path: Path) -> Iterator[Iperf3Traffic]:
+    """Traffic whose core and UE sides share one host (as on a ZMQ testbed)."""
+    started = traffic_between((shared_host, shared_host), tmp_path)
+    started.start()
+    yield started
+    started.close()
+
+
+def test_each_demand_runs_flows_at_its_rates_and_the_next_one_returns_their_figures(
+        hosts: tuple[LocalHost, LocalHost], traffic: Iperf3Traffic, tmp_path: Path) -> None:
     assert traffic.set_demand(8.0, 2.0) is None
     wait_for_flows(traffic, hosts, 2)
     time.sleep(0.5)  # half a second of traffic: the rate measured is over a span this long
@@ -300,10 +315,8 @@ def test_each_demand_runs_flows_at_its_rates_and_the_next_one_returns_their_figu
 
 
 def test_clients_sharing_a_host_start_as_one_process_so_neither_waits_behind_the_other(
-        shared_host: LocalHost, tmp_path: Path) -> None:
-    host = shared_host
-    traffic = traffic_between((host, host), tmp_path)
-    traffic.start()
+        shared_host: LocalHost, shared_traffic: Iperf3Traffic) -> None:
+    host, traffic = shared_host, shared_traffic
     traffic.set_demand(2.0, 1.0)
     wait_for_flows(traffic, (host,), 2)
 
@@ -312,14 +325,11 @@ def test_clients_sharing_a_host_start_as_one_process_so_neither_waits_behind_the
     both = traffic.stop()
     assert both is not None and both.dl is not None and both.ul is not None
     assert both.dl.received_bytes > 0 and both.ul.received_bytes > 0
-    traffic.close()
 
 
 def test_a_demand_that_does_not_change_keeps_its_flow_running(
-        hosts: tuple[LocalHost, LocalHost], tmp_path: Path) -> None:
+        hosts: tuple[LocalHost, LocalHost], traffic: Iperf3Traffic) -> None:
     _, ue = hosts
-    traffic = traffic_between(hosts, tmp_path)
-    traffic.start()
     traffic.set_demand(2.0, 0.0)
     pid = ue.pid_of("-clients")
 
@@ -330,14 +340,11 @@ def test_a_demand_that_does_not_change_keeps_its_flow_running(
     assert changed is not None and changed.dl is not None
     assert changed.dl.target_rate_mbps == 2.0
     assert ue.pid_of("-clients") != pid
-    traffic.close()
 
 
 def test_a_flow_that_died_is_started_again_at_the_next_demand(
-        hosts: tuple[LocalHost, LocalHost], tmp_path: Path) -> None:
+        hosts: tuple[LocalHost, LocalHost], traffic: Iperf3Traffic) -> None:
     _, ue = hosts
-    traffic = traffic_between(hosts, tmp_path)
-    traffic.start()
     traffic.set_demand(2.0, 0.0)
     wait_for_flows(traffic, hosts, 1)
     dead = ue.pid_of("-clients")
@@ -349,14 +356,11 @@ def test_a_flow_that_died_is_started_again_at_the_next_demand(
 
     assert ended is not None and ended.dl is not None and ended.dl.interrupted
     assert ue.pid_of("-clients") != dead
-    traffic.close()
 
 
 def test_a_flow_that_died_beside_a_living_one_restarts_both(
-        shared_host: LocalHost, tmp_path: Path) -> None:
-    host = shared_host
-    traffic = traffic_between((host, host), tmp_path)
-    traffic.start()
+        shared_host: LocalHost, shared_traffic: Iperf3Traffic) -> None:
+    host, traffic = shared_host, shared_traffic
     traffic.set_demand(2.0, 1.0)
     wait_for_flows(traffic, (host,), 2)
     ul_client = f"^iperf3 -c {LOOPBACK} -p {traffic.port + 1} -u"  # not the shell around it
@@ -368,7 +372,6 @@ def test_a_flow_that_died_beside_a_living_one_restarts_both(
 
     assert ended is not None and ended.ul is not None and ended.dl is not None
     assert traffic.set_demand(2.0, 1.0) is None  # both run again
-    traffic.close()
 
 
 def test_a_kept_flow_is_renewed_before_its_time_limit(
