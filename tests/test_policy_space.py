@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 
 import numpy as np
@@ -9,8 +10,9 @@ import pyarrow as pa
 import pytest
 
 from agents.policy_space import PAPER_SPACE, Policy, PolicySpace
-from drivers.rtctl.messages import ThresholdUpdate
+from drivers.rtctl.messages import Thresholds, ThresholdUpdate
 from hil.base.errors import ThresholdError
+from hil.base.model import make_caps
 from hil.base.thresholds import POLICY, POLICY_FIELDS
 from hil.schema import ROUND_SCHEMA
 
@@ -36,6 +38,10 @@ def test_paper_space_is_the_evaluation_grid_of_the_bsvbs_paper():
 def test_policy_fields_are_the_recorded_threshold_keys_in_the_papers_order():
     assert Policy._fields == POLICY_FIELDS
     assert tuple(f for f in PolicySpace.__dataclass_fields__) == POLICY_FIELDS
+    for protocol in (Thresholds, ThresholdUpdate):  # the vBS's keys: the policy's and `ue`
+        assert set(protocol.model_fields) == {*POLICY_FIELDS, "ue"}
+    caps = set(inspect.signature(make_caps).parameters) - {"cell", "ue_dl_max_prb", "ue_ul_max_prb"}
+    assert caps == set(POLICY_FIELDS)  # the emulator's caps take the same thresholds
 
 
 @pytest.mark.parametrize("threshold", POLICY, ids=lambda t: t.name)

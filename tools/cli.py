@@ -53,6 +53,7 @@ from rich.progress import (
 from agents.registry import AGENTS
 from drivers.srsran.series import DEFAULT_PREFIX
 from hil.base.errors import ConfigError, HilError
+from hil.base.thresholds import POLICY_FIELDS
 from hil.executor import Executor, parse_executor
 
 if TYPE_CHECKING:
@@ -503,8 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"testbed config (default: {DEFAULT_CONFIG}); several: one sweep "
                          "per testbed at once, in --out/<testbed name> (hil/lab.py)")
     collect.add_argument("--grid", nargs="*", default=[], metavar="AXIS=V1,V2",
-                         help="policy axes (dl_gain_db, dl_max_mcs, dl_prb_ratio, ul_max_mcs, "
-                         "ul_prb_ratio; default: the config's policy space, `paper` for the "
+                         help=f"policy axes ({', '.join(POLICY_FIELDS)}; default: the config's "
+                         "policy space, `paper` for the "
                          "1080) and condition axes (dl_load_mbps, ul_load_mbps; dl_cqi, ul_cqi on "
                          "the emulated vBS; dl_snr_db, ul_snr_db on srsRAN; default 32, 23, 15, "
                          "15, the config's SNRs)")

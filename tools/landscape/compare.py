@@ -44,6 +44,7 @@ from hil.base.model import (
     ul_grant_snr_gain_db,
 )
 from hil.base.scenarios import Environment
+from hil.base.thresholds import POLICY_FIELDS
 from hil.reward import UTILITY_MAX, RewardParams, reward
 
 MIN_SPEARMAN = 0.9
@@ -150,7 +151,7 @@ def compare(cells: pd.DataFrame, space: PolicySpace, cal: Calibration,
         mean = by_policy[["dl_rate_mbps", "ul_rate_mbps", power]].mean()
         caps = make_caps(cal.cell, **{name: np.array([space.policy(int(i))[k]
                                                        for i in index])
-                                      for k, name in enumerate(_CAP_NAMES)})
+                                      for k, name in enumerate(POLICY_FIELDS)})
         outcome = expected_round(caps, env.map(lambda a: a[:, None]), cal)
         label = _label(group.iloc[0], env)
         for p in params:
@@ -172,10 +173,6 @@ def _reward(env: Environment, p: RewardParams, dl_rate_mbps: object, ul_rate_mbp
                      np.asarray(ul_rate_mbps, float), env.ul_demand_mbps[0],
                      np.asarray(power_w, float), p)
     return np.asarray(f, float)
-
-
-_CAP_NAMES = ("dl_gain_db", "dl_max_mcs", "dl_prb_ratio", "ul_max_mcs", "ul_prb_ratio")
-"""`make_caps`'s keywords, in the order of a policy's fields."""
 
 
 def _reward_se(by_policy: pd.core.groupby.DataFrameGroupBy, env: Environment,
