@@ -7,8 +7,8 @@ goes and the core goes last; `watch`, called between rounds, finds a step whose 
 died, takes down the steps after it (they lost what they stood on) and brings them all up
 again, at most `max_restarts` times per run, then gives up with the reason.
 
-The steps are plain callables, so the machine is tested without srsRAN; `hil.srsran`
-builds the srsRAN chain from a config.
+The steps are plain callables, so the machine is tested without srsRAN;
+`hil.testbeds.srsran_processes` builds the srsRAN chain from a config.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ conftest.py); once selected, a missing prerequisite (root, iperf3) fails them.
 SCTP (S1AP needs it) needs an SCTP-over-TCP shim; a lab host does not.
 
 The configs are the shipped `testbed_configs/zmq-srsran.yaml` with only what a test must
-change, rendered by `hil.srsran.template_values` like every bring-up: tests/
+change, rendered by `hil.testbeds.srsran_processes.template_values` like every bring-up: tests/
 test_srsran_templates.py renders them in every CI run, so a template placeholder that one
 of them lacks fails there, not only on a machine with the build.
 """

@@ -27,7 +27,7 @@ from drivers.srsran.conf import render_program
 from hil.base.scenarios import make_scenario
 from hil.config import load_config
 from hil.recorder import RunDirectory, read_rounds
-from hil.srsran import template_values
+from hil.testbeds.srsran_processes import template_values
 from tools.cli import main
 from tools.collect.export import to_dlul
 from tools.collect.plan import Condition, PlanError, SweepPlan, parse_grid

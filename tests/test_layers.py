@@ -116,7 +116,7 @@ def test_the_checker_flags_an_import_that_goes_up_or_sideways():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-KIND_MODULES = ("hil.config", "hil.srsran", "hil.testbeds")
+KIND_MODULES = ("hil.config", "hil.testbeds")
 """Where a kind of vBS is known: its config class and its modules (hil/testbeds/)."""
 
 

@@ -1,8 +1,8 @@
 """Every srsRAN template renders, in every CI run, with the values each of its callers
 builds: the bring-up of each shipped srsRAN testbed, and the configs the real-srsRAN tests
-run (tests/real_srsran.py). All of them go through `hil.srsran.template_values`, so a
-placeholder added to a template without a value fails here at once, not only on a machine
-with the patched build."""
+run (tests/real_srsran.py). All of them go through
+`hil.testbeds.srsran_processes.template_values`, so a placeholder added to a template
+without a value fails here at once, not only on a machine with the patched build."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from testbed_yaml import REPO
 from drivers.srsran.conf import TEMPLATES, render_program
 from hil.base.errors import ConfigError
 from hil.config import HilConfig, load_config
-from hil.srsran import template_values
+from hil.testbeds.srsran_processes import template_values
 
 CONF_DIR = "/srv/hil/srsran"
 

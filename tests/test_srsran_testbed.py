@@ -29,7 +29,7 @@ from drivers.srsran.series import series_sha256
 from drivers.ssh import SshHost
 from hil.config import apply_overrides, load_config
 from hil.recorder import read_rounds
-from hil.srsran import ControlPath, radio_device
+from hil.testbeds.srsran_processes import ControlPath, radio_device
 from tools.cli import main
 
 pytestmark = pytest.mark.e2e

@@ -29,7 +29,7 @@ from real_srsran import MARKS, binary, program_env, rtctl_endpoint, ue_test_conf
 from drivers.rtctl.client import RtctlClient
 from drivers.rtctl.messages import UE, UeKpis, UeWindowReply, WindowReply
 from drivers.srsran.conf import TEMPLATES, render_program
-from hil.srsran import template_values
+from hil.testbeds.srsran_processes import template_values
 
 pytestmark = MARKS
 NETNS, UE_NETNS = "hil-uetest", "hil-uetest-ue"

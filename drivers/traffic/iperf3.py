@@ -31,8 +31,9 @@ demand that changes every round (scenarios B, C) restarts them every round, a sh
 without traffic each time. Starting together is not enough on its own (measured: 200
 rounds of scenario A on the ZMQ testbed, one direction never connected), because a restart
 meets what the ended flows left queued (hundreds of kB in the UE's UL buffer under a tight
-UL cap). Where core and UE share a host, `hil.srsran.ControlPath` therefore carries the TCP
-control connections over a veth pair beside the LTE link, and only the UDP flows cross it
+UL cap). Where core and UE share a host, `hil.testbeds.srsran_processes.ControlPath`
+therefore carries the TCP control connections over a veth pair beside the LTE link, and
+only the UDP flows cross it
 (then both directions carried demand in 57-60 of 60 rounds). Without it, a direction that
 fails to connect is logged and retried at the next restart; hence the long default
 `flow_limit_s`.

@@ -1,6 +1,7 @@
 """Real srsRAN as a testbed: srsEPC, the patched srsENB and srsUE (and iperf3) brought up in
-order over SSH (`hil.srsran`), the eNB's rtctl socket connected; checked program by program
-(patched, built from this checkout's series) and radio by radio before a run.
+order over SSH (`hil.testbeds.srsran_processes`), the eNB's rtctl socket connected; checked
+program by program (patched, built from this checkout's series) and radio by radio before a
+run.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ from drivers.protocols import RoundProbe
 from drivers.rtctl.client import RtctlClient
 from drivers.srsran.series import STAMP_FILE, UPSTREAM_TAG, Stamp, stale_reason
 from drivers.ssh import SshHost
-from hil import srsran
 from hil.base.errors import HilError
 from hil.base.scenarios import make_scenario
 from hil.config import HilConfig, ScenarioConfig
 from hil.probes import TrafficProbe, WatchdogProbe
-from hil.srsran import Program, binary_path, home_of, srsran_of
-from hil.testbeds import Check, Testbed, TestbedKind
+from hil.testbeds import Check, Testbed, TestbedKind, srsran_processes
 from hil.testbeds.common import (
     as_seen_from_controller,
     client_curve,
@@ -29,6 +28,7 @@ from hil.testbeds.common import (
     host_probes,
     make_meter,
 )
+from hil.testbeds.srsran_processes import Program, binary_path, home_of, srsran_of
 
 BUILD_HINT = ("build and install it with `hil srsran build --source <srsRAN_4G checkout>` "
               "(README, \"Real srsRAN\") on that host")
@@ -45,7 +45,7 @@ class SrsranTestbed(TestbedKind):
     def start(self, cfg: HilConfig, log_dir: Path) -> Testbed:
         """srsEPC, srsENB, srsUE (and iperf3) up in order over SSH; the eNB's rtctl
         connected."""
-        testbed = srsran.build(cfg, lambda name: connect_host(name, cfg.hosts[name]))
+        testbed = srsran_processes.build(cfg, lambda name: connect_host(name, cfg.hosts[name]))
         try:
             testbed.bringup.up()
             ran = RtctlClient(control_endpoint(cfg), timeout_s=cfg.vbs.timeout_s,
