@@ -32,6 +32,7 @@ from hil.base.model import load_calibration
 from hil.base.scenarios import Environment
 from tools.cli import main
 from tools.fit_power.fit import (
+    TERMS,
     FitError,
     expected_clip,
     fit_power,
@@ -41,6 +42,9 @@ from tools.fit_power.fit import (
 from tools.replay.environments import separable_caps
 
 NUC = REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml"
+README_GRID = ["dl_max_mcs=5,27", "dl_prb_ratio=0.2,1", "ul_max_mcs=5,23", "ul_prb_ratio=0.2,1",
+               "dl_cqi=15,7"]
+"""The grid of the README's first `hil collect`."""
 TRUE_POWER = {"idle_w": 7.2, "radio_tx_w": 0.8,
               "dl": {"a_w": 0.9, "am_w": 0.03, "amm_w": 0.002, "aa_w": 0.0},
               "ul": {"a_w": 0.5, "am_w": 0.08, "amm_w": 0.001, "aa_w": 0.0},
@@ -62,6 +66,19 @@ def true_calibration(tmp_path: Path, fading_sigma_db: float | None = None) -> Pa
     return path
 
 
+def with_power(cells: pd.DataFrame, cal: model.Calibration, noise_w: float = 0.0,
+               seed: int = 0) -> pd.DataFrame:
+    """The cells with the emulator's `power_w` at their airtime, MCS and SNR, plus white
+    noise of `noise_w`, as a meter would add."""
+    n_prb = cal.cell.nof_prb
+    power = model.power_w(
+        cells["dl_prb"].to_numpy() / n_prb, cells["dl_mcs"].to_numpy(),
+        cells["ul_prb"].to_numpy() / n_prb, cells["ul_mcs"].to_numpy().astype(np.int64),
+        cells["ul_snr_db"].to_numpy(), cells["applied_dl_gain_db"].to_numpy(), cal.power)
+    noise = np.random.default_rng(seed).normal(0.0, noise_w, len(cells)) if noise_w else 0.0
+    return cells.assign(power_w=power + noise)
+
+
 def synthetic_cells(cal: model.Calibration, n: int, seed: int = 0) -> pd.DataFrame:
     """Cells whose power is the emulator's own `power_w` at constant airtime, MCS and SNR."""
     rng = np.random.default_rng(seed)
@@ -73,12 +90,7 @@ def synthetic_cells(cal: model.Calibration, n: int, seed: int = 0) -> pd.DataFra
         "ul_snr_db": rng.uniform(0, 30, n), "applied_dl_gain_db": rng.choice([0.0, -3.0, -6.0], n),
         "failed": False})
     frame["applied_ul_max_mcs"] = frame["ul_mcs"]
-    n_prb = cal.cell.nof_prb
-    frame["power_w"] = model.power_w(
-        frame["dl_prb"].to_numpy() / n_prb, frame["dl_mcs"].to_numpy(),
-        frame["ul_prb"].to_numpy() / n_prb, frame["ul_mcs"].to_numpy().astype(np.int64),
-        frame["ul_snr_db"].to_numpy(), frame["applied_dl_gain_db"].to_numpy(), cal.power)
-    return frame
+    return with_power(frame, cal)
 
 
 def test_the_fit_inverts_the_emulators_power_formula_exactly(tmp_path):
@@ -100,6 +112,25 @@ def test_a_coefficient_the_dataset_cannot_determine_is_held_at_the_base_value(tm
     fit = fit_power(cells, base)
     assert fit.held == {"radio_tx_w": base.power.radio_tx_w}
     assert fit.calibration.power.radio_tx_w == base.power.radio_tx_w
+
+
+def test_a_term_whose_column_is_almost_zero_is_held_not_fitted_to_the_residuals(tmp_path):
+    """Far above every decoding threshold the UL decoding terms add ~nothing: an exact-rank
+    test admits them and fits any value; they are held instead."""
+    truth = load_calibration(true_calibration(tmp_path))
+    cells = with_power(synthetic_cells(truth, 200).assign(ul_snr_db=45.0), truth, noise_w=0.001)
+    fit = fit_power(cells, truth)
+    assert set(fit.held) == {"ul_decode.r0_w_per_db", "ul_decode.r1_w_per_db"}
+
+
+def test_terms_the_cells_cannot_tell_apart_are_held_and_the_rest_hold_the_truth(tmp_path):
+    truth = load_calibration(true_calibration(tmp_path, fading_sigma_db=0.0))
+    cells = synthetic_cells(truth, 200).assign(dl_mcs=16.0)  # one DL MCS: a, a m, a m^2 alike
+    fit = fit_power(with_power(cells, truth, noise_w=0.001), truth)
+    assert {"dl.am_w", "dl.amm_w"} <= set(fit.held)
+    true = power_coefficients(truth.power)
+    for key, (low, high) in fit.interval.items():
+        assert low <= true[key] <= high, key
 
 
 def test_too_few_cells_for_the_coefficients_is_an_error_saying_to_collect_more(tmp_path):
@@ -126,6 +157,30 @@ def test_the_expected_shortfall_is_the_average_of_the_clip_over_fading():
         monte_carlo = np.clip(x - 1.5 * z, 0, 10).mean()
         assert expected_clip(np.array(x), 10.0, 1.5) == pytest.approx(monte_carlo, abs=0.01)
     assert expected_clip(np.array([-1.0, 3.0, 12.0]), 10.0, 0.0).tolist() == [0.0, 3.0, 10.0]
+
+
+@pytest.mark.e2e
+def test_the_readme_grid_fits_what_it_determines_and_holds_and_names_the_rest(tmp_path, capsys):
+    """The README's first dataset (32 cells, one UL channel, CQI 15): the UL decoding terms
+    add next to nothing there and are held, not fitted (an exact-rank test once fitted
+    r0 37x off with a tiny standard error); so are the terms two values per axis cannot
+    separate. Each held one is named with what would determine it."""
+    truth_path = true_calibration(tmp_path)
+    config = write_config(tmp_path, **{"clock.speedup": 200.0,
+                                       "vbs.emulator.calibration": str(truth_path)})
+    out = tmp_path / "try"
+    assert main(["collect", str(config), "--grid", *README_GRID, "--out", str(out)]) == 0
+    assert main(["fit-power", str(out)]) == 0  # the base: the calibration the sweep ran
+    report = " ".join(capsys.readouterr().err.split())
+    fit = fit_power(read_cells(out)[0], load_calibration(truth_path))
+    assert set(fit.held) == {"dl.aa_w", "ul.amm_w", "ul.aa_w", "radio_tx_w",
+                             "ul_decode.r0_w_per_db", "ul_decode.r1_w_per_db"}
+    for key in fit.held:
+        assert f"{key}: needs {TERMS[[t.key for t in TERMS].index(key)].needs}" in report
+    truth = power_coefficients(load_calibration(truth_path).power)
+    for key in ("idle_w", "ul.a_w", "ul.am_w"):
+        low, high = fit.interval[key]
+        assert low <= truth[key] <= high, key
 
 
 @pytest.mark.parametrize("name, message", [("data.csv", "cells.parquet"),

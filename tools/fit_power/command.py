@@ -6,8 +6,9 @@
     hil fit-power SWEEP [SWEEP...] --fit-link --power enb_cpu_model_w --out CAL.yaml
                     (several sweeps together; the link adaptation too: tools/fit_power/link.py)
 
-Prints each coefficient with its standard error beside the base calibration's, R^2 and RMSE;
-writes the calibration YAML (the schema of `hil.base.model.Calibration`, so
+Prints each coefficient the dataset determines with its 95 % interval beside the base
+calibration's, and each one it does not with what would determine it; R^2 and RMSE; writes
+the calibration YAML (the schema of `hil.base.model.Calibration`, so
 `vbs.emulator.calibration` and the replays load it) and a residual plot beside it.
 """
 
@@ -25,7 +26,15 @@ from rich.table import Table
 from hil.base.model import Calibration, load_calibration
 from hil.recorder import RunDirectory
 from tools.collect.reading import read_sweep
-from tools.fit_power.fit import FitError, PowerFit, fit_power, power_coefficients, read_cells
+from tools.fit_power.fit import (
+    DETERMINED_W,
+    TERMS,
+    FitError,
+    PowerFit,
+    fit_power,
+    power_coefficients,
+    read_cells,
+)
 from tools.fit_power.link import (
     fit_cqi_scale,
     fit_link_adaptation,
@@ -34,6 +43,7 @@ from tools.fit_power.link import (
 )
 from tools.fit_power.plot import residual_figure
 
+NEEDS = {term.key: term.needs for term in TERMS}
 BUNDLED_BASE = Path(__file__).resolve().parents[2] / "testbed_configs/calibration/emulated-nuc.yaml"
 
 
@@ -49,11 +59,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out) if args.out else folder / "calibration.yaml"
     console.print(_table(fit, power_coefficients(base.power), base_path.name))
     console.print(f"R^2 {fit.r2:.5f}, RMSE {fit.rmse_w * 1000:.2f} mW over {fit.n_cells} cells "
-                  f"({fit.dropped_cells} failed or incomplete left out)", highlight=False)
+                  f"({fit.dropped_cells} failed or incomplete left out); intervals and the "
+                  f"choice of coefficients assume a noise of {fit.noise_w * 1000:.2g} mW",
+                  highlight=False)
     if fit.held:
-        console.print("[yellow]held at the base calibration's values (the dataset does not "
-                      f"determine them): {', '.join(fit.held)}; widen the grid (more PRB ratios, "
-                      "DL gains, UL channel conditions) to fit them")
+        console.print("[yellow]held at the base calibration's values, since the dataset does "
+                      f"not determine them to {DETERMINED_W * 1000:g} mW:")
+        for key in fit.held:
+            console.print(f"[yellow]  {key}: needs {NEEDS[key]}", highlight=False)
     write_calibration(fit, out, source=" ".join(args.dataset), base_path=base_path,
                       power=args.power)
     png = residual_figure(fit, f"{name}: power fit on {fit.n_cells} cells",
@@ -116,10 +129,11 @@ def _sweep_calibration(folder: Path) -> Path | None:
 
 def _table(fit: PowerFit, base: dict[str, float], base_name: str) -> Table:
     table = Table(title="power model fit", title_justify="left")
-    for column in ("coefficient", "fitted", "std. error", f"base ({base_name})"):
+    for column in ("coefficient", "fitted", "95 % interval", f"base ({base_name})"):
         table.add_column(column, justify="left" if column == "coefficient" else "right")
     for key, value in fit.fitted.items():
-        table.add_row(key, f"{value:.5g}", f"{fit.stderr[key]:.2g}", f"{base[key]:.5g}")
+        low, high = fit.interval[key]
+        table.add_row(key, f"{value:.5g}", f"{low:.4g} .. {high:.4g}", f"{base[key]:.5g}")
     for key, value in fit.held.items():
         table.add_row(key, f"{value:.5g} (held)", "", f"{base[key]:.5g}")
     return table
@@ -133,6 +147,8 @@ def write_calibration(fit: PowerFit, path: Path, *, source: Path | str, base_pat
               f"RMSE {fit.rmse_w:.4f} W.\n"
               f"# Cell, radio_fixed_w and ul_decode margin/span from {base_path}; channel "
               "from there too unless a link adaptation is fitted (its `source` says).\n")
+    header += "".join(f"# {key}: 95 % interval {low:.6g} .. {high:.6g}\n"
+                      for key, (low, high) in fit.interval.items())
     if fit.held:
         header += f"# Held at the base's values (not determined): {', '.join(fit.held)}.\n"
     body = yaml.safe_dump(fit.calibration.model_dump(mode="json"), sort_keys=False)

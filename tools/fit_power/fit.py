@@ -16,10 +16,21 @@ and the split of the constant between `idle_w` and `radio_fixed_w` cannot be tol
 a meter on the supply; they are kept from a base calibration and the constant is reported
 as `idle_w`.
 
-A coefficient the dataset cannot determine (its column adds nothing to the rank: e.g. one
-DL gain only, so the radio term is a multiple of the DL airtime term) is held at the base
-calibration's value and reported as held. Coefficients the calibration schema requires to be
->= 0 are fitted with that bound (`scipy.optimize.lsq_linear`).
+Which coefficients a dataset determines is decided by what the fit could not tell apart,
+not by an exact rank: a coefficient is determined when its 95 % interval, from the design
+and the noise (the meter's resolution, the cells' own spread, or what the model misses
+with every term the cells can tell apart, whichever is largest), moves the modelled power by at most DETERMINED_W anywhere in the
+operating envelope (airtime 0..1, MCS 0..28, the decoding shortfall 0..span: a term's
+`reach`). Coefficients are admitted in `TERMS` order while every admitted one stays
+determined; the others are held at the base calibration's value and named with what would
+determine them (`Term.needs`). So two nearly collinear terms (one UL CQI: the decoding
+terms move together) are held, and so is a term whose column is almost zero (no decoding
+effort at CQI 15), rather than fitted to the residuals. Coefficients the calibration
+schema requires to be >= 0 are fitted with that bound (`scipy.optimize.lsq_linear`).
+
+Each fitted coefficient gets a 95 % interval: the wider of the classical one (the design and
+the noise) and a bootstrap over the cells (resampled within each condition), which sees the
+model's mismatch with the testbed that the residuals' size alone does not.
 
 Window means stand in for means of products (mean(a m) = mean(a) mean(m) holds when every
 scheduled TTI gets the same PRBs, as under a full buffer), so a fit is exact for saturated
@@ -28,6 +39,7 @@ cells and slightly biased for partly loaded ones; `hil fit-power` shows the resi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,20 +61,43 @@ class FitError(HilError):
     """A dataset the power model cannot be fitted to."""
 
 
+METER_RESOLUTION_W = 0.001
+"""The GPM-8213 shows watts to five digits: 1 mW between 10 and 100 W. No fit is told its
+coefficients more finely than this noise allows."""
+DETERMINED_W = 0.05
+"""A coefficient is determined when its 95 % interval moves the modelled power by at most
+this anywhere in the operating envelope: 50 mW, 1 % of the 5 W a reward's power scale spans
+(testbed_configs/zmq-srsran.yaml: 9..14 W), and what tests/test_fit_power.py asks of a
+fitted calibration's expected power over the paper's policies."""
+Z_95 = 1.959964
+BOOTSTRAP_DRAWS = 200
+
+
 @dataclass(frozen=True)
 class Term:
     key: str  # the coefficient in `PowerParams`, dotted
     lower: float  # bound from the calibration schema
+    reach: float  # the most its column holds in the operating envelope (NaN: the span)
+    needs: str  # what a dataset needs to determine it
 
 
+_MCS2 = float(lte.MAX_MCS ** 2)
 TERMS = (
-    Term("idle_w", -np.inf),  # idle + radio_fixed; checked > 0 once split
-    Term("dl.a_w", -np.inf), Term("dl.am_w", -np.inf), Term("dl.amm_w", -np.inf),
-    Term("dl.aa_w", -np.inf),
-    Term("ul.a_w", -np.inf), Term("ul.am_w", -np.inf), Term("ul.amm_w", -np.inf),
-    Term("ul.aa_w", -np.inf),
-    Term("radio_tx_w", 0.0),
-    Term("ul_decode.r0_w_per_db", 0.0), Term("ul_decode.r1_w_per_db", 0.0),
+    Term("idle_w", -np.inf, 1.0, "any cells"),  # idle + radio_fixed; checked > 0 once split
+    Term("dl.a_w", -np.inf, 1.0, "two DL PRB ratios"),
+    Term("dl.am_w", -np.inf, lte.MAX_MCS, "two DL MCS caps (or DL CQIs)"),
+    Term("dl.amm_w", -np.inf, _MCS2, "three DL MCS caps, far apart"),
+    Term("dl.aa_w", -np.inf, 1.0, "three DL PRB ratios"),
+    Term("ul.a_w", -np.inf, 1.0, "two UL PRB ratios"),
+    Term("ul.am_w", -np.inf, lte.MAX_MCS, "two UL MCS caps (or UL CQIs)"),
+    Term("ul.amm_w", -np.inf, _MCS2, "three UL MCS caps, far apart"),
+    Term("ul.aa_w", -np.inf, 1.0, "three UL PRB ratios"),
+    Term("radio_tx_w", 0.0, 1.0, "two DL gains (dl_gain_db)"),
+    Term("ul_decode.r0_w_per_db", 0.0, np.nan,
+         "a UL channel below the top UL MCS's threshold (ul_cqi 9 or lower; on srsRAN "
+         "ul_snr_db)"),
+    Term("ul_decode.r1_w_per_db", 0.0, np.nan,
+         "a low UL channel (ul_cqi 9 or lower) under two UL PRB ratios"),
 )
 """Every coefficient the fit can determine, in the order a rank check admits them: the
 radio's transmit share comes after the DL airtime terms, so a dataset with one DL gain (the
@@ -75,11 +110,13 @@ class PowerFit:
     calibration: Calibration
     fitted: dict[str, float]
     stderr: dict[str, float]
+    interval: dict[str, tuple[float, float]]  # 95 %, of every fitted coefficient
     held: dict[str, float]  # coefficient -> the base value it was held at
     observed_w: np.ndarray
     predicted_w: np.ndarray
     n_cells: int
     dropped_cells: int
+    noise_w: float  # the noise the intervals and the choice of coefficients assume
 
     @property
     def residual_w(self) -> np.ndarray:
@@ -144,9 +181,9 @@ def usable_cells(cells: pd.DataFrame, power_column: str = "power_w") -> pd.DataF
 
 
 def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted",
-              power_column: str = "power_w") -> PowerFit:
-    """Fit every determinable coefficient to the watts in `power_column`; the rest are held
-    at `base`'s values."""
+              power_column: str = "power_w", seed: int = 0) -> PowerFit:
+    """Fit every coefficient the cells determine to the watts in `power_column`; the rest
+    are held at `base`'s values. `seed` draws the bootstrap."""
     cells = cells.copy()
     for direction in ("dl", "ul"):  # no grant, no MCS: the value does not matter (a = 0)
         idle = cells[f"{direction}_prb"].astype(float) == 0
@@ -154,48 +191,124 @@ def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted",
     usable = usable_cells(cells, power_column)
     a = design_matrix(usable, base)
     y = usable[power_column].to_numpy(float)
+    reach = term_reach(base)
     base_values = power_coefficients(base.power)
-    admitted = _identifiable(a)
-    if len(y) <= len(admitted):
-        raise FitError(f"{len(y)} usable cells for {len(admitted)} coefficients: collect more "
-                       "cells (a wider grid, more conditions)")
+    # The noise: the meter's, the cells' own, or what the model misses when it may use
+    # every term the cells can tell apart at all, whichever is largest.
+    separable = determined(a, reach, 0.0)
+    if len(y) <= len(separable):
+        raise FitError(f"{len(y)} usable cells for {len(separable)} coefficients: collect "
+                       "more cells (a wider grid, more conditions)")
+    _, full = _solver(a, separable, base_values)(np.arange(len(y)), y)
+    noise = max(cell_noise_w(usable, power_column), float(np.sqrt(np.mean((y - full) ** 2))))
+    admitted = determined(a, reach, noise)
+    if not admitted:
+        raise FitError(f"a noise of {noise * 1000:.3g} mW leaves no coefficient determined "
+                       f"by these {len(y)} cells: collect more cells (a wider grid, more "
+                       "dwell rounds)")
+    solve = _solver(a, admitted, base_values)
+    theta, predicted = solve(np.arange(len(y)), y)
+    keys = [TERMS[i].key for i in admitted]
+    stderr = dict(zip(keys, (noise * np.sqrt(_variance_factors(a[:, admitted]))).tolist()))
+    draws = _bootstrap(solve, y, _strata(usable), seed)
+    interval = {key: (min(float(np.percentile(draws[:, j], 2.5)),
+                          float(theta[j] - Z_95 * stderr[key])),
+                      max(float(np.percentile(draws[:, j], 97.5)),
+                          float(theta[j] + Z_95 * stderr[key])))
+                for j, key in enumerate(keys)}
+    fitted = {key: float(v) for key, v in zip(keys, theta)}
     held = {t.key: base_values[t.key] for i, t in enumerate(TERMS) if i not in admitted}
-    fixed = np.array([base_values[t.key] if i not in admitted else 0.0
-                      for i, t in enumerate(TERMS)])
-    target = y - a @ fixed
-    cols = a[:, admitted]
-    lower = np.array([TERMS[i].lower for i in admitted])
-    solution = lsq_linear(cols, target, bounds=(lower, np.full(len(admitted), np.inf)))
-    theta = solution.x
-    predicted = cols @ theta + a @ fixed
-    dof = max(len(y) - len(admitted), 1)
-    sigma2 = float(np.sum((y - predicted) ** 2)) / dof
-    cov = sigma2 * np.linalg.pinv(cols.T @ cols)
-    fitted = {TERMS[i].key: float(v) for i, v in zip(admitted, theta)}
-    stderr = {TERMS[i].key: float(np.sqrt(max(cov[j, j], 0.0))) for j, i in enumerate(admitted)}
     fitted["idle_w"] -= base.power.radio_fixed_w
+    low, high = interval["idle_w"]
+    interval["idle_w"] = (low - base.power.radio_fixed_w, high - base.power.radio_fixed_w)
     if fitted["idle_w"] <= 0:
         raise FitError(f"the fitted idle power is {fitted['idle_w']:.2f} W after taking the "
                        f"base calibration's radio_fixed_w = {base.power.radio_fixed_w} W: "
                        "the base does not belong to this testbed (pass --base)")
     power = _unflatten(base.power, fitted)
     calibration = base.model_copy(update={"name": name, "power": power})
-    return PowerFit(calibration, fitted, stderr, held, y, predicted, len(y),
-                    len(cells) - len(usable))
+    return PowerFit(calibration, fitted, stderr, interval, held, y, predicted, len(y),
+                    len(cells) - len(usable), noise)
 
 
-def _identifiable(a: np.ndarray) -> list[int]:
-    """Columns, in `TERMS` order, that each raise the rank of those before them."""
-    scale = np.linalg.norm(a, axis=0)
-    scaled = a / np.where(scale > 0, scale, 1.0)
+def term_reach(base: Calibration) -> np.ndarray:
+    """Each term's `reach`; the decoding terms' is the base's shortfall span (dB)."""
+    span = base.power.ul_decode.span_db
+    return np.array([span if np.isnan(t.reach) else t.reach for t in TERMS])
+
+
+def cell_noise_w(cells: pd.DataFrame, power_column: str = "power_w") -> float:
+    """The noise of a cell's mean power: the median of the cells' own standard errors (their
+    spread over the dwell rounds), never below the meter's resolution."""
+    var = f"{power_column}_var"
+    if var not in cells.columns or "n_samples" not in cells.columns:
+        return METER_RESOLUTION_W
+    se = np.sqrt(cells[var].astype(float) / cells["n_samples"].clip(lower=1).astype(float))
+    finite = se[np.isfinite(se)]
+    return max(METER_RESOLUTION_W, float(np.median(finite)) if len(finite) else 0.0)
+
+
+def determined(a: np.ndarray, reach: np.ndarray, noise_w: float) -> list[int]:
+    """The columns of `a` whose coefficients the cells determine (module docstring), in
+    `TERMS` order: each is admitted if, with it, every admitted coefficient's 95 % interval
+    under `noise_w` moves the power by at most DETERMINED_W within its `reach` (with no
+    noise: if the columns can be told apart at all)."""
     admitted: list[int] = []
     for i in range(a.shape[1]):
-        if scale[i] == 0:
+        if not np.any(a[:, i]):
             continue
-        trial = scaled[:, [*admitted, i]]
-        if np.linalg.matrix_rank(trial, tol=1e-8 * np.sqrt(len(a))) == len(admitted) + 1:
-            admitted.append(i)
+        trial = [*admitted, i]
+        factors = _variance_factors(a[:, trial])
+        if np.all(np.isfinite(factors)) and np.all(
+                Z_95 * noise_w * np.sqrt(factors) * reach[trial] <= DETERMINED_W):
+            admitted = trial
     return admitted
+
+
+def _variance_factors(cols: np.ndarray) -> np.ndarray:
+    """diag((A^T A)^-1): each coefficient's variance per unit noise variance; inf where the
+    columns cannot be told apart (decomposed with unit-norm columns, so scale is no issue)."""
+    scale = np.linalg.norm(cols, axis=0)
+    _, singular, vt = np.linalg.svd(cols / scale, full_matrices=False)
+    if singular[-1] < 1e-9 * singular[0]:
+        return np.full(cols.shape[1], np.inf)
+    return np.sum((vt.T / singular) ** 2, axis=1) / scale ** 2
+
+
+_Solve = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _solver(a: np.ndarray, admitted: list[int], base_values: dict[str, float]) -> _Solve:
+    """A bounded least-squares fit of the admitted coefficients on chosen rows, the held
+    ones at the base's values: (rows, watts) -> (coefficients, power predicted for all)."""
+    fixed = np.array([base_values[t.key] if i not in admitted else 0.0
+                      for i, t in enumerate(TERMS)])
+    held_w = a @ fixed
+    cols = a[:, admitted]
+    bounds = (np.array([TERMS[i].lower for i in admitted]), np.full(len(admitted), np.inf))
+
+    def solve(rows: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        theta = lsq_linear(cols[rows], (y - held_w)[rows], bounds=bounds).x
+        return theta, cols @ theta + held_w
+
+    return solve
+
+
+def _strata(cells: pd.DataFrame) -> list[np.ndarray]:
+    """Row numbers by dataset and condition (a resample keeps each one's share)."""
+    keys = [c for c in ("dataset", "condition") if c in cells.columns]
+    if not keys:
+        return [np.arange(len(cells))]
+    codes = pd.factorize(cells[keys].astype(str).agg("/".join, axis=1))[0]
+    return [np.flatnonzero(codes == c) for c in np.unique(codes)]
+
+
+def _bootstrap(solve: _Solve, y: np.ndarray, strata: list[np.ndarray], seed: int) -> np.ndarray:
+    """The coefficients of BOOTSTRAP_DRAWS fits to cells resampled within each stratum."""
+    rng = np.random.default_rng(seed)
+    return np.array([
+        solve(np.concatenate([rng.choice(s, len(s)) for s in strata]), y)[0]
+        for _ in range(BOOTSTRAP_DRAWS)])
 
 
 def power_coefficients(power: PowerParams) -> dict[str, float]:
