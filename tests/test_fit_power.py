@@ -36,6 +36,7 @@ from tools.fit_power.fit import (
     FitError,
     expected_clip,
     fit_power,
+    la_spread,
     power_coefficients,
     read_cells,
 )
@@ -89,6 +90,7 @@ def synthetic_cells(cal: model.Calibration, n: int, seed: int = 0) -> pd.DataFra
         "ul_mcs": rng.integers(0, 24, n).astype(float),
         "ul_snr_db": rng.uniform(0, 30, n), "applied_dl_gain_db": rng.choice([0.0, -3.0, -6.0], n),
         "failed": False})
+    frame["applied_dl_max_mcs"] = frame["dl_mcs"]  # the caps set the MCS: no spread
     frame["applied_ul_max_mcs"] = frame["ul_mcs"]
     return with_power(frame, cal)
 
@@ -125,7 +127,8 @@ def test_a_term_whose_column_is_almost_zero_is_held_not_fitted_to_the_residuals(
 
 def test_terms_the_cells_cannot_tell_apart_are_held_and_the_rest_hold_the_truth(tmp_path):
     truth = load_calibration(true_calibration(tmp_path, fading_sigma_db=0.0))
-    cells = synthetic_cells(truth, 200).assign(dl_mcs=16.0)  # one DL MCS: a, a m, a m^2 alike
+    cells = synthetic_cells(truth, 200).assign(dl_mcs=16.0, applied_dl_max_mcs=16.0)  # one
+    # DL MCS: a, a m and a m^2 alike
     fit = fit_power(with_power(cells, truth, noise_w=0.001), truth)
     assert {"dl.am_w", "dl.amm_w"} <= set(fit.held)
     true = power_coefficients(truth.power)
@@ -181,6 +184,23 @@ def test_the_readme_grid_fits_what_it_determines_and_holds_and_names_the_rest(tm
     for key in ("idle_w", "ul.a_w", "ul.am_w"):
         low, high = fit.interval[key]
         assert low <= truth[key] <= high, key
+
+
+@pytest.mark.parametrize("direction, cap, mean_snr_db", [("dl", 28, 8.0), ("dl", 16, 12.0),
+                                                         ("ul", 23, 10.0), ("ul", 23, 30.0)])
+def test_the_mcs_spread_of_a_window_is_that_of_link_adaptation_under_fading(direction, cap,
+                                                                            mean_snr_db):
+    """From a window's mean MCS alone, the MCS over its TTIs as the emulator draws them."""
+    cal = load_calibration(NUC)
+    tables = model.link_tables(cal.channel)
+    pick = tables.dl_mcs if direction == "dl" else tables.ul_mcs
+    snr = mean_snr_db + cal.channel.fading_sigma_db * np.random.default_rng(4).standard_normal(
+        200_000)
+    drawn = np.minimum(pick(snr), cap).astype(float)
+    values, probability = la_spread(np.array([drawn.mean()]), np.array([float(cap)]),
+                                    direction, cal)
+    assert np.sum(probability * values) == pytest.approx(drawn.mean(), abs=1e-6)
+    assert np.sum(probability * values ** 2) == pytest.approx(np.mean(drawn ** 2), rel=0.01)
 
 
 @pytest.mark.parametrize("name, message", [("data.csv", "cells.parquet"),

@@ -17,16 +17,17 @@ a meter on the supply; they are kept from a base calibration and the constant is
 as `idle_w`.
 
 Which coefficients a dataset determines is decided by what the fit could not tell apart,
-not by an exact rank: a coefficient is determined when its 95 % interval, from the design
-and the noise (the meter's resolution, the cells' own spread, or what the model misses
-with every term the cells can tell apart, whichever is largest), moves the modelled power by at most DETERMINED_W anywhere in the
-operating envelope (airtime 0..1, MCS 0..28, the decoding shortfall 0..span: a term's
-`reach`). Coefficients are admitted in `TERMS` order while every admitted one stays
-determined; the others are held at the base calibration's value and named with what would
-determine them (`Term.needs`). So two nearly collinear terms (one UL CQI: the decoding
-terms move together) are held, and so is a term whose column is almost zero (no decoding
-effort at CQI 15), rather than fitted to the residuals. Coefficients the calibration
-schema requires to be >= 0 are fitted with that bound (`scipy.optimize.lsq_linear`).
+not by an exact rank. A coefficient is determined when its 95 % interval moves the modelled
+power by at most DETERMINED_W anywhere in the operating envelope (airtime 0..1, MCS 0..28,
+the decoding shortfall 0..span: a term's `reach`), the interval coming from the design and
+the noise: the meter's resolution, the cells' own spread, or what the model misses with
+every term the cells can tell apart, whichever is largest. Coefficients are admitted in
+`TERMS` order while every admitted one stays determined; the others are held at the base
+calibration's value and named with what would determine them (`Term.needs`). So two
+nearly collinear terms (one UL CQI: the decoding terms move together) are held, and so is
+a term whose column is almost zero (no decoding effort at CQI 15), rather than fitted to
+the residuals. Coefficients the calibration schema requires to be >= 0 are fitted with
+that bound (`scipy.optimize.lsq_linear`).
 
 Each fitted coefficient gets a 95 % interval: the wider of the classical one (the design and
 the noise) and a bootstrap over the cells (resampled within each condition), which sees the
@@ -133,26 +134,84 @@ class PowerFit:
 
 
 def design_matrix(cells: pd.DataFrame, base: Calibration) -> np.ndarray:
-    """One column per `TERMS` entry: the power per unit of that coefficient, per cell."""
+    """One column per `TERMS` entry: the power per unit of that coefficient, per cell.
+
+    Window means stand for means over TTIs; the MCS's spread within a window is not
+    measured, so the terms that are not linear in it (m^2, the decoding shortfall) take
+    their mean over the MCS link adaptation picks from TTI to TTI (`la_spread`)."""
     n_prb = base.cell.nof_prb
     dec = base.power.ul_decode
     a_d = cells["dl_prb"].to_numpy(float) / n_prb
     a_u = cells["ul_prb"].to_numpy(float) / n_prb
     m_d, m_u = cells["dl_mcs"].to_numpy(float), cells["ul_mcs"].to_numpy(float)
     gain = cells["applied_dl_gain_db"].to_numpy(float)
-    required = np.interp(m_u, _UL_MCS, link_tables(base.channel).required_snr_db[1])
-    # Where link adaptation picks the MCS (below the cap), it follows the SNR of a few TTIs
-    # before, so the shortfall spreads with two independent fades, not one.
-    adapting = ~(m_u >= cells["applied_ul_max_mcs"].to_numpy(float) - 0.5)  # NaN: uncapped
-    sigma = base.channel.fading_sigma_db * np.where(adapting, np.sqrt(2.0), 1.0)
-    below = expected_clip(required + dec.margin_db - cells["ul_snr_db"].to_numpy(float),
-                          dec.span_db, sigma)
+    mcs_d, p_d = la_spread(m_d, cells["applied_dl_max_mcs"].to_numpy(float), "dl", base)
+    mcs_u, p_u = la_spread(m_u, cells["applied_ul_max_mcs"].to_numpy(float), "ul", base)
+    # The shortfall of each TTI: the SNR its MCS needs against that TTI's own fade.
+    required = link_tables(base.channel).required_snr_db[1][mcs_u]
+    shortfall = expected_clip(
+        required + dec.margin_db - cells["ul_snr_db"].to_numpy(float)[:, None], dec.span_db,
+        base.channel.fading_sigma_db)
+    below = np.sum(p_u * shortfall, axis=1)
     return np.column_stack([
         np.ones_like(a_d),
-        a_d, a_d * m_d, a_d * m_d ** 2, a_d ** 2,
-        a_u, a_u * m_u, a_u * m_u ** 2, a_u ** 2,
+        a_d, a_d * m_d, a_d * np.sum(p_d * mcs_d ** 2, axis=1), a_d ** 2,
+        a_u, a_u * m_u, a_u * np.sum(p_u * mcs_u ** 2, axis=1), a_u ** 2,
         10 ** (gain / 10) * a_d, (a_u > 0) * below, a_u * below,
     ])
+
+
+def la_spread(mean_mcs: np.ndarray, cap: np.ndarray, direction: lte.Direction,
+              base: Calibration) -> tuple[np.ndarray, np.ndarray]:
+    """The MCS of a window's TTIs as a distribution, per cell: values (n, k) and their
+    probabilities (n, k), from the window's mean MCS and its cap (NaN: uncapped).
+
+    Where link adaptation picks the MCS (below the cap), it follows the faded SNR from TTI
+    to TTI; the base calibration's fading and link adaptation give, for every mean SNR, the
+    capped MCS at each of `_NODES` fades, and the window's
+    mean MCS picks the mean SNR (interpolated between two tabulated ones)."""
+    tables = link_tables(base.channel)
+    pick = tables.dl_mcs if direction == "dl" else tables.ul_mcs
+    la = pick(_MEAN_SNR_DB[:, None] + base.channel.fading_sigma_db * _NODES[None, :])
+    mean_mcs = np.asarray(mean_mcs, float)
+    cap = np.where(np.isfinite(cap), cap, lte.MAX_MCS)
+    values = np.empty((len(mean_mcs), 2 * len(_NODES)), dtype=np.int64)
+    probability = np.empty(values.shape)
+    for c in np.unique(cap):
+        rows = np.flatnonzero(cap == c)
+        capped = np.minimum(la, int(c))
+        # The tabulated mean MCS never falls with the SNR, but stays level where every
+        # fade gives one MCS: a mean between two levels lies between the last row of the
+        # lower level and the next row.
+        means, first_row = np.unique(capped @ _WEIGHTS, return_index=True)
+        level = np.clip(np.searchsorted(means, mean_mcs[rows], side="right") - 1, 0,
+                        len(means) - 1)
+        upper = np.minimum(level + 1, len(means) - 1)
+        step = np.where(upper > level, means[upper] - means[level], 1.0)
+        frac = np.clip((mean_mcs[rows] - means[level]) / step, 0.0, 1.0)
+        low = np.where(upper > level, first_row[upper] - 1, first_row[level])
+        high = np.minimum(low + 1, len(_MEAN_SNR_DB) - 1)
+        frac = frac[:, None]
+        values[rows] = np.concatenate([capped[low], capped[high]], axis=1)
+        probability[rows] = np.concatenate([(1 - frac) * _WEIGHTS, frac * _WEIGHTS], axis=1)
+        # A mean the table cannot give (link adaptation never picks it: a measured table of
+        # another testbed) has no spread to model: the two MCS around it, in proportion.
+        outside = rows[(mean_mcs[rows] < means[0] - 1e-9) | (mean_mcs[rows] > means[-1] + 1e-9)]
+        lower = np.floor(mean_mcs[outside])
+        values[outside] = np.where(np.arange(values.shape[1]) == 0, lower[:, None],
+                                   np.minimum(lower + 1, lte.MAX_MCS)[:, None])
+        upper_share = (mean_mcs[outside] - lower)[:, None] / (values.shape[1] - 1)
+        probability[outside] = np.where(np.arange(values.shape[1]) == 0,
+                                        1 - upper_share * (values.shape[1] - 1), upper_share)
+    return values, probability
+
+
+_NODES = np.linspace(-6.0, 6.0, 241)
+_WEIGHTS = np.exp(-0.5 * _NODES ** 2) / np.sum(np.exp(-0.5 * _NODES ** 2))
+"""A standard normal fade on an even grid (link adaptation is a step function of the SNR,
+which Gauss-Hermite nodes would sample too coarsely)."""
+_MEAN_SNR_DB = np.arange(-20.0, 50.0, 0.1)
+"""The mean SNRs `la_spread` tabulates: far beyond CQI 1 and CQI 15 both ways."""
 
 
 def expected_clip(x: np.ndarray, span: float, sigma: np.ndarray | float) -> np.ndarray:
@@ -171,7 +230,8 @@ def expected_clip(x: np.ndarray, span: float, sigma: np.ndarray | float) -> np.n
 def usable_cells(cells: pd.DataFrame, power_column: str = "power_w") -> pd.DataFrame:
     """Cells that were measured (not failed) and have every column the fit reads."""
     measured = (power_column, *MEASURED[1:])
-    missing = [c for c in (*measured, "applied_ul_max_mcs") if c not in cells.columns]
+    missing = [c for c in (*measured, "applied_dl_max_mcs", "applied_ul_max_mcs")
+               if c not in cells.columns]
     if missing:
         raise FitError(f"the dataset has no column(s) {', '.join(missing)}; fit-power reads "
                        "the cells.parquet of `hil collect`")
