@@ -22,8 +22,11 @@ import pyarrow.parquet as pq
 import pytest
 from testbed_yaml import REPO, write_config
 
+import hil.testbeds.emulated
 from agents.policy_space import PAPER_SPACE, PolicySpace
+from drivers.rtctl.client import RtctlClient
 from drivers.srsran.conf import render_program
+from hil.base.errors import VbsUnreachableError
 from hil.base.scenarios import make_scenario
 from hil.config import load_config
 from hil.recorder import RunDirectory, read_rounds
@@ -31,6 +34,7 @@ from hil.testbeds.srsran_processes import template_values
 from tools.cli import main
 from tools.collect.export import to_dlul
 from tools.collect.plan import Condition, PlanError, SweepPlan, parse_grid
+from tools.collect.reading import read_sweep
 from tools.collect.schema import CELL_SCHEMA
 from tools.collect.sweep import block_config, check_testbed, summarise_cell
 from tools.replay.dataset import load_dlul
@@ -223,6 +227,36 @@ def test_a_sweep_records_every_cell_with_units_and_a_dataset_the_replays_read(tm
                  "--rounds", "300", "--executor", "local:1",
                  "--out", str(tmp_path / "replay")]) == 0
     assert (tmp_path / "replay" / "report.md").exists()
+
+
+@pytest.mark.e2e
+def test_a_cell_that_failed_is_measured_again_at_the_end_and_its_last_attempt_counts(
+        tmp_path, monkeypatch):
+    """The vBS does not answer one `get` (a dwell round of the first block's second cell):
+    that cell fails, and the retry block at the sweep's end measures it again."""
+    gets = [0]
+
+    class OneLostGet(RtctlClient):
+        def get(self):  # type: ignore[override]
+            gets[0] += 1
+            if gets[0] == 6:  # the first `get` discards a window; 3 rounds per cell
+                raise VbsUnreachableError("no reply (injected)")
+            return super().get()
+
+    monkeypatch.setattr(hil.testbeds.emulated, "RtctlClient", OneLostGet)
+    config = write_config(tmp_path, **{"clock.speedup": 200.0})
+    out = tmp_path / "sweep"
+    assert collect(config, out) == 0
+
+    recorded = sweep_cells(out)  # every attempt, as measured
+    assert len(recorded) == 17 and recorded["failed"].sum() == 1
+    (again,) = recorded.loc[recorded["failed"], "cell_id"]
+    assert recorded.loc[recorded["cell_id"] == again, "attempt"].tolist() == [1, 2]
+    cells = read_sweep(out).cells  # one row per cell: its last attempt
+    assert len(cells) == 16 and not cells["failed"].any()
+    assert len(load_dlul(out / "dataset_dlul.csv", PAPER_SPACE).rows) == 16
+    assert json.loads((out / "run.json").read_text())["cells_failed"] == 0
+    assert len(list((out / "blocks").iterdir())) == 3  # two conditions, one retry block
 
 
 @pytest.mark.e2e

@@ -287,7 +287,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
                                   "dwell_rounds": "--dwell-rounds",
                                   "warmup_rounds": "--warmup-rounds",
                                   "block_warmup_rounds": "--block-warmup-rounds",
-                                  "reps": "--reps", "seed": "--seed"})
+                                  "reps": "--reps", "seed": "--seed", "retries": "--retries"})
         return _run_lab("collect", args, options, "datasets")
     args.config = args.config[0]
     return run(args, console)
@@ -521,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="rounds discarded at the start of each block, while a testbed "
                          "just brought up settles (default: %(default)s)")
     collect.add_argument("--reps", type=int, default=1, help="repetitions of each cell")
+    collect.add_argument("--retries", type=int, default=1, metavar="N",
+                         help="measure a failed cell again at the sweep's end, up to N more "
+                         "times (default: %(default)s)")
     collect.add_argument("--seed", type=int, default=0, help="seed of the measuring order")
     collect.add_argument("--out", help="sweep folder; the same command continues a sweep "
                          "in it (default: datasets/<config name>; for several configs the "

@@ -41,21 +41,29 @@ def run(args: argparse.Namespace, console: Console) -> int:
                   f"{len(done)} already measured; {plan.rounds_per_cell} rounds per cell "
                   f"({plan.warmup_rounds} warm-up), at least {wall_s:.0f} s to go",
                   highlight=False)
-    failed = 0
+    failed: set[str] = set()
+    retried = 0
     with tracked(console, "cells", "measured", plan.n_cells, len(done)) as progress:
 
         def on_cell(row: dict) -> None:
-            nonlocal failed
-            failed += row["failed"]
-            progress.advance()
+            nonlocal retried
+            if row["failed"]:
+                failed.add(row["cell_id"])
+            else:
+                failed.discard(row["cell_id"])
+            if row["attempt"] == 1:
+                progress.advance()
+            else:  # a failed cell measured again at the sweep's end
+                retried += 1
 
         t0 = time.monotonic()
-        result = run_sweep(cfg, plan, sweep, done, on_cell=on_cell)
+        result = run_sweep(cfg, plan, sweep, done, on_cell=on_cell, retries=args.retries)
     measured = result.cells_done - (plan.n_cells - todo)
     console.print(f"{result.status}: {escape(result.reason)}", highlight=False)
-    console.print(f"{measured} cells measured in {time.monotonic() - t0:.1f} s ({failed} failed); "
-                  f"{result.cells_done}/{result.cells_total} in the sweep, "
-                  f"{result.cells_failed} of them failed", highlight=False)
+    console.print(f"{measured} cells measured in {time.monotonic() - t0:.1f} s ({retried} "
+                  f"measured again, {len(failed)} failed); {result.cells_done}/"
+                  f"{result.cells_total} in the sweep, {result.cells_failed} of them failed",
+                  highlight=False)
     console.print(f"dataset: {out / 'cells.parquet'} (units in the schema), "
                   f"{out / DLUL_NAME} (dataset_dlul layout)", highlight=False)
     if result.status != "completed":

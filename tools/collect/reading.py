@@ -20,7 +20,7 @@ import pandas as pd
 from agents.policy_space import PolicySpace
 from hil.base.errors import HilError
 from hil.recorder import RunDirectory
-from tools.collect.schema import CELL_SCHEMA
+from tools.collect.schema import CELL_SCHEMA, last_attempts
 
 POWER_SOURCES = ("power_w", "enb_cpu_model_w")
 
@@ -75,5 +75,5 @@ def read_sweep(path: Path) -> Sweep:
     meta = sweep.read_meta()
     provenance_path = path / "provenance.json"
     provenance = json.loads(provenance_path.read_text()) if provenance_path.exists() else None
-    return Sweep(path, sweep.read_rounds(CELL_SCHEMA).to_pandas(),
+    return Sweep(path, last_attempts(sweep.read_rounds(CELL_SCHEMA)).to_pandas(),
                  PolicySpace(**meta["plan"]["space"]), meta, provenance)

@@ -13,7 +13,7 @@ import pyarrow as pa
 from hil.base.thresholds import POLICY_FIELDS
 from hil.schema import ROUND_SCHEMA
 
-CELL_SCHEMA_VERSION = 3
+CELL_SCHEMA_VERSION = 4
 
 _MEASURED = [  # (round column, also its variance?)
     ("power_w", True), ("rapl_power_w", True), ("dl_rate_mbps", True), ("ul_rate_mbps", True),
@@ -77,6 +77,8 @@ CELL_SCHEMA = pa.schema(
         _field("violations", pa.int64(), "TTI", "TTIs in which a grant exceeded a cap (sum)"),
         _field("testbed_restarts", pa.int64(), "1", "processes restarted during the cell"),
         _field("failed", pa.bool_(), "1", "a dwell round was invalid", nullable=False),
+        _field("attempt", pa.int64(), "1", "which measurement of the cell this is, from 1: a "
+               "failed cell is measured again at the sweep's end; its last row is its own"),
         _field("failed_reason", pa.string(), "", "the first invalid round's reason"),
         _field("block", pa.string(), "", "run directory of the rounds (under blocks/)",
                nullable=False),
@@ -87,3 +89,12 @@ CELL_SCHEMA = pa.schema(
     ],
     metadata={"schema": "vbs-hil.cell", "schema_version": str(CELL_SCHEMA_VERSION)},
 )
+
+
+def last_attempts(table: pa.Table) -> pa.Table:
+    """The table with one row per cell, its last: a cell that failed and was measured again
+    keeps its earlier rows in the journal (nothing recorded is rewritten), and those are
+    not its result."""
+    ids = table.column("cell_id").to_pylist()
+    last = {cell_id: i for i, cell_id in enumerate(ids)}
+    return table if len(last) == len(ids) else table.take(sorted(last.values()))

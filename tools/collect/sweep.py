@@ -48,7 +48,7 @@ from hil.testbeds import kind_of
 from tools.collect.export import write_dlul_csv
 from tools.collect.plan import Cell, Condition, PlanError, SweepPlan
 from tools.collect.provenance import write_provenance
-from tools.collect.schema import CELL_SCHEMA, MEASURED_MEANS, MEASURED_VARS
+from tools.collect.schema import CELL_SCHEMA, MEASURED_MEANS, MEASURED_VARS, last_attempts
 
 CellCallback = Callable[[dict[str, Any]], None]
 DLUL_NAME = "dataset_dlul.csv"
@@ -107,7 +107,7 @@ class ScheduleAgent:
 
 # ----------------------------------------------------------------------------- one cell
 def summarise_cell(cell: Cell, plan: SweepPlan, rows: list[dict[str, Any]], *, block: str,
-                   round_s: float) -> dict[str, Any]:
+                   round_s: float, attempt: int = 1) -> dict[str, Any]:
     """The cell's row from its rounds (warm-up first): means and variances over the valid
     dwell rounds; failed, with the first reason, if any dwell round was invalid."""
     condition = plan.conditions[cell.condition]
@@ -128,7 +128,7 @@ def summarise_cell(cell: Cell, plan: SweepPlan, rows: list[dict[str, Any]], *, b
         "round_s": round_s, "n_samples": len(valid),
         "violations": sum(r.get("violations") or 0 for r in valid),
         "testbed_restarts": _restarts_during(rows),
-        "failed": bool(invalid),
+        "failed": bool(invalid), "attempt": attempt,
         "failed_reason": (f"round {invalid[0]['round']}: {invalid[0]['invalid_reason']}"
                           if invalid else None),
         "block": block, "first_round": rows[0]["round"], "time_utc": rows[0]["time_utc"],
@@ -214,9 +214,12 @@ def _plan_difference(recorded: Any, plan: SweepPlan) -> str:
 
 
 def run_sweep(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, done: set[str], *,
-              on_cell: CellCallback | None = None) -> SweepResult:
-    """Measure every cell not in `done`, block by block; always closes the table and writes
-    the CSV export, also when interrupted or failed."""
+              on_cell: CellCallback | None = None, retries: int = 1) -> SweepResult:
+    """Measure every cell not in `done`, block by block, then each failed cell again, up to
+    `retries` more times; always closes the table and writes the CSV export, also when
+    interrupted or failed."""
+    if retries < 0:
+        raise PlanError(f"--retries must be 0 or more, got {retries}")
     check_testbed(cfg)
     recorder = (RoundRecorder.resume(sweep, CELL_SCHEMA) if sweep.journal_path.exists()
                 or sweep.parquet_path.exists() else RoundRecorder(sweep, CELL_SCHEMA))
@@ -231,9 +234,12 @@ def run_sweep(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, done: set[st
             else:
                 status, reason = _run_blocks(cfg, plan, sweep, recorder, done, on_cell,
                                              (status, reason))
+                if status == "completed":
+                    status, reason = _retry_failed(cfg, plan, sweep, recorder, done, on_cell,
+                                                   retries, (status, reason))
     finally:
         recorder.close()
-        table = sweep.read_rounds(CELL_SCHEMA)
+        table = last_attempts(sweep.read_rounds(CELL_SCHEMA))
         write_dlul_csv(table.to_pandas(), sweep.path / DLUL_NAME)
         failed = sum(table.column("failed").to_pylist())
         sweep.update_meta(status=status if len(done) < plan.n_cells else "completed",
@@ -254,9 +260,31 @@ def _run_blocks(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, recorder: 
     return completed
 
 
+def _retry_failed(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory,
+                  recorder: RoundRecorder, done: set[str], on_cell: CellCallback | None,
+                  retries: int, completed: tuple[str, str]) -> tuple[str, str]:
+    """Measure the cells whose last attempt failed again, one block per condition (in plan
+    order), while they have attempts left: `retries` beyond the first."""
+    for _ in range(retries):
+        again = [r for r in last_attempts(sweep.read_rounds(CELL_SCHEMA)).to_pylist()
+                 if r["failed"] and (r["attempt"] or 1) <= retries]
+        if not again:
+            break
+        attempts = {r["cell_id"]: (r["attempt"] or 1) + 1 for r in again}
+        blocks: dict[int, list[Cell]] = {}
+        for r in sorted(again, key=lambda r: r["order"]):
+            blocks.setdefault(r["condition"], []).append(
+                Cell(r["order"], r["condition"], r["policy_index"], r["rep"]))
+        for cells in blocks.values():
+            outcome = _run_block(cfg, plan, sweep, cells, recorder, done, on_cell, attempts)
+            if outcome[0] != "completed":
+                return outcome
+    return completed
+
+
 def _run_block(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, cells: list[Cell],
-               recorder: RoundRecorder, done: set[str],
-               on_cell: CellCallback | None) -> tuple[str, str]:
+               recorder: RoundRecorder, done: set[str], on_cell: CellCallback | None,
+               attempts: dict[str, int] | None = None) -> tuple[str, str]:
     condition = plan.conditions[cells[0].condition]
     run_dir = RunDirectory.create(sweep.path / "blocks", f"condition-{cells[0].condition}")
     rpc, settle = plan.rounds_per_cell, plan.block_warmup_rounds
@@ -275,7 +303,8 @@ def _run_block(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, cells: list
             return
         cell = cells[(row["round"] - settle) // rpc]
         cell_row = summarise_cell(cell, plan, rows, block=run_dir.path.name,
-                                  round_s=block_cfg.round_s)
+                                  round_s=block_cfg.round_s,
+                                  attempt=(attempts or {}).get(cell.cell_id, 1))
         recorder.append(cell_row)
         done.add(cell.cell_id)
         rows.clear()
@@ -301,7 +330,7 @@ def rebuild_cells(path: Path) -> int:
     sweep = RunDirectory(path, table="cells")
     meta = sweep.read_meta()
     plan = SweepPlan.from_dict(meta["plan"])
-    old = sweep.read_rounds(CELL_SCHEMA).to_pylist()
+    old = last_attempts(sweep.read_rounds(CELL_SCHEMA)).to_pylist()
     by_block: dict[str, list[dict[str, Any]]] = {}
     rows = []
     for cell_row in sorted(old, key=lambda r: r["order"]):
@@ -314,7 +343,8 @@ def rebuild_cells(path: Path) -> int:
         cell = Cell(cell_row["order"], cell_row["condition"], cell_row["policy_index"],
                     cell_row["rep"])
         rows.append(summarise_cell(cell, plan, rounds, block=block,
-                                   round_s=cell_row["round_s"]))
+                                   round_s=cell_row["round_s"],
+                                   attempt=cell_row.get("attempt") or 1))
     sweep.parquet_path.unlink()
     with RoundRecorder(sweep, CELL_SCHEMA) as recorder:
         for row in rows:

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from scipy.optimize import lsq_linear
 from scipy.special import ndtr
 
@@ -53,7 +54,7 @@ from hil.base import lte
 from hil.base.errors import HilError
 from hil.base.model import Calibration, PowerParams, link_tables
 from hil.recorder import RunDirectory
-from tools.collect.schema import CELL_SCHEMA
+from tools.collect.schema import CELL_SCHEMA, last_attempts
 
 _UL_MCS = np.arange(lte.MAX_MCS + 1)
 
@@ -402,9 +403,9 @@ def read_cells(path: Path) -> tuple[pd.DataFrame, Path]:
         sweep = RunDirectory(path, table="cells")
         if not (sweep.parquet_path.exists() or sweep.journal_path.exists()):
             raise FitError(f"{path} holds no cells.parquet: is it a `hil collect` sweep folder?")
-        return sweep.read_rounds(CELL_SCHEMA).to_pandas(), path
+        return last_attempts(sweep.read_rounds(CELL_SCHEMA)).to_pandas(), path
     if path.suffix == ".parquet" and path.exists():
-        return pd.read_parquet(path), path.parent
+        return last_attempts(pq.read_table(path)).to_pandas(), path.parent
     if path.suffix == ".csv":
         raise FitError(f"{path}: fit-power reads a sweep's cells.parquet, which has the PRBs "
                        "and MCS used; the dataset_dlul layout has only the caps")
