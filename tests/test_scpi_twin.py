@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 from prerequisites import missing
-from test_gpm8213 import HEADER_REAL, SETUP_REAL, wait_until
+from test_gpm8213 import HEADER_REAL, SETUP_REAL
+from waiting import wait_until
 
 from drivers.power.gpm8213 import Gpm8213Meter
 from drivers.power.gpm8213_scpi import parse_values
@@ -201,7 +202,7 @@ def open_meter() -> Iterator[Callable[..., Gpm8213Meter]]:
 
 def after_polls(meter: Gpm8213Meter, count: int) -> None:
     polled = meter.stats().polls
-    wait_until(lambda: meter.stats().polls >= polled + count, f"{count} more polls")
+    wait_until(lambda: meter.stats().polls >= polled + count, f"{count} more polls", poll_s=0.002)
 
 
 def measure(meter: Gpm8213Meter, polls: int = 3):
@@ -255,7 +256,7 @@ def test_after_a_fault_the_driver_reconnects_and_measures_again(make_twin, open_
 
     meter.start()
     twin.inject(fault)
-    wait_until(lambda: meter.stats().connects == 2, "a reconnect")
+    wait_until(lambda: meter.stats().connects == 2, "a reconnect", poll_s=0.002)
     after_polls(meter, 2)
     during = meter.stop()  # the fault cost the time it stood for; the rest is measured
     after = measure(meter)
@@ -297,9 +298,10 @@ def test_a_meter_switched_off_and_on_again_is_measured_again(make_twin, open_met
     port = twin.address[1]
 
     twin.close()
-    wait_until(lambda: meter.stats().errors.get("connect", 0) >= 2, "refused reconnects")
+    wait_until(lambda: meter.stats().errors.get("connect", 0) >= 2, "refused reconnects",
+               poll_s=0.002)
     make_twin(source, port=port).start()
-    wait_until(lambda: meter.stats().connects == 2, "a reconnect to the new twin")
+    wait_until(lambda: meter.stats().connects == 2, "a reconnect to the new twin", poll_s=0.002)
 
     assert measure(meter).power_w == pytest.approx(12.5)
 
@@ -314,11 +316,12 @@ def test_a_meter_back_after_a_long_outage_is_found_by_the_next_window(make_twin,
     port = twin.address[1]
 
     twin.close()
-    wait_until(lambda: meter.stats().errors.get("connect", 0) >= 7, "the backoff to grow")
+    wait_until(lambda: meter.stats().errors.get("connect", 0) >= 7, "the backoff to grow",
+               poll_s=0.002)
     make_twin(source, port=port).start()  # the backoff is now >= 2.5 s (0.02 s doubled 7x)
     meter.start()
     wait_until(lambda: meter.stats().connects == 2, "a reconnect at the window's edge",
-               limit_s=1.0)
+               timeout_s=1.0, poll_s=0.002)
     after_polls(meter, 2)
     assert meter.stop().power_w == pytest.approx(12.5)
 
