@@ -167,7 +167,8 @@ def test_the_readme_grid_fits_what_it_determines_and_holds_and_names_the_rest(tm
     """The README's first dataset (32 cells, one UL channel, CQI 15): the UL decoding terms
     add next to nothing there and are held, not fitted (an exact-rank test once fitted
     r0 37x off with a tiny standard error); so are the terms two values per axis cannot
-    separate. Each held one is named with what would determine it."""
+    separate. Each held one is named with what would determine it, and the others' intervals
+    hold the truth."""
     truth_path = true_calibration(tmp_path)
     config = write_config(tmp_path, **{"clock.speedup": 200.0,
                                        "vbs.emulator.calibration": str(truth_path)})
@@ -181,9 +182,13 @@ def test_the_readme_grid_fits_what_it_determines_and_holds_and_names_the_rest(tm
     for key in fit.held:
         assert f"{key}: needs {TERMS[[t.key for t in TERMS].index(key)].needs}" in report
     truth = power_coefficients(load_calibration(truth_path).power)
-    for key in ("idle_w", "ul.a_w", "ul.am_w"):
-        low, high = fit.interval[key]
+    for key, (low, high) in fit.interval.items():
         assert low <= truth[key] <= high, key
+    # `hil collect --check-fit` said so before measuring
+    assert main(["collect", str(config), "--grid", *README_GRID, "--check-fit"]) == 0
+    checked = " ".join(capsys.readouterr().err.split())
+    assert all(f"{key}: held" in checked for key in fit.held)
+    assert f"would determine: {', '.join(fit.fitted)}" in checked
 
 
 @pytest.mark.parametrize("direction, cap, mean_snr_db", [("dl", 28, 8.0), ("dl", 16, 12.0),
@@ -219,10 +224,10 @@ def test_a_collected_emulated_dataset_gives_back_the_true_calibration(tmp_path, 
     config = write_config(tmp_path, **{"clock.speedup": 200.0,
                                        "vbs.emulator.calibration": str(truth_path)})
     out = tmp_path / "sweep"
-    assert main(["collect", str(config), "--grid", "dl_max_mcs=5,16,27",
-                 "dl_prb_ratio=0.2,0.6,1", "ul_max_mcs=5,14,23", "ul_prb_ratio=0.2,0.6,1",
-                 "dl_gain_db=0,-6", "ul_cqi=15,9", "--dwell-rounds", "1", "--warmup-rounds", "1",
-                 "--out", str(out)]) == 0
+    grid = ["dl_max_mcs=5,16,27", "dl_prb_ratio=0.2,0.6,1", "ul_max_mcs=5,14,23",
+            "ul_prb_ratio=0.2,0.6,1", "dl_gain_db=0,-6", "ul_cqi=15,9"]
+    assert main(["collect", str(config), "--grid", *grid, "--dwell-rounds", "1",
+                 "--warmup-rounds", "1", "--out", str(out)]) == 0
     fitted_path = tmp_path / "fitted.yaml"
     assert main(["fit-power", str(out), "--base", str(NUC), "--out", str(fitted_path)]) == 0
     report = capsys.readouterr().err
@@ -242,6 +247,8 @@ def test_a_collected_emulated_dataset_gives_back_the_true_calibration(tmp_path, 
             assert fitted[key] == pytest.approx(true, rel=tolerance), key
     fit = fit_power(read_cells(out)[0], load_calibration(NUC))
     assert fit.rmse_w < 0.010 and fit.held == {}
+    assert main(["collect", str(config), "--grid", *grid, "--check-fit"]) == 0
+    assert "every coefficient of the power model" in capsys.readouterr().err
     expected = [model.expected_round(
         separable_caps(PAPER_SPACE, cal), Environment(*(np.array(v) for v in condition)), cal
     ).power_w for cal in (load_calibration(truth_path), load_calibration(fitted_path))

@@ -287,7 +287,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
                                   "dwell_rounds": "--dwell-rounds",
                                   "warmup_rounds": "--warmup-rounds",
                                   "block_warmup_rounds": "--block-warmup-rounds",
-                                  "reps": "--reps", "seed": "--seed", "retries": "--retries"})
+                                  "reps": "--reps", "seed": "--seed", "retries": "--retries",
+                                  "check_fit": "--check-fit"})
         return _run_lab("collect", args, options, "datasets")
     args.config = args.config[0]
     return run(args, console)
@@ -521,6 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="rounds discarded at the start of each block, while a testbed "
                          "just brought up settles (default: %(default)s)")
     collect.add_argument("--reps", type=int, default=1, help="repetitions of each cell")
+    collect.add_argument("--check-fit", action="store_true",
+                         help="measure nothing: say which power-model coefficients the plan's "
+                         "cells would let `hil fit-power` determine (predicted with the "
+                         "testbed's calibration) and what the others need")
     collect.add_argument("--retries", type=int, default=1, metavar="N",
                          help="measure a failed cell again at the sweep's end, up to N more "
                          "times (default: %(default)s)")

@@ -16,11 +16,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from hil.base.model import load_calibration
 from hil.config import load_config
 from hil.progress import tracked
 from hil.testbeds import kind_of
 from tools.collect.plan import SweepPlan, parse_grid
 from tools.collect.sweep import DLUL_NAME, open_sweep, run_sweep
+from tools.fit_power.design import plan_determines
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -32,6 +34,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     plan = SweepPlan(space, conditions, reps=args.reps, dwell_rounds=args.dwell_rounds,
                      warmup_rounds=args.warmup_rounds, seed=args.seed,
                      block_warmup_rounds=args.block_warmup_rounds)
+    if args.check_fit:
+        return _check_fit(plan, cfg.vbs.calibration, console)
     out = Path(args.out) if args.out else Path("datasets") / cfg.name
     sweep, done = open_sweep(out, cfg, config_path, plan)
     todo = plan.n_cells - len(done)
@@ -69,4 +73,16 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if result.status != "completed":
         console.print("[yellow]run the same command again to measure the remaining cells")
         return 130 if result.status == "interrupted" else 1
+    return 0
+
+
+def _check_fit(plan: SweepPlan, calibration: Path, console: Console) -> int:
+    """`--check-fit`: what the plan's cells would determine, measuring nothing."""
+    determined, held = plan_determines(plan, load_calibration(calibration))
+    console.print(f"{plan.n_cells} cells; predicted with {calibration}, `hil fit-power` would "
+                  f"determine: {', '.join(determined)}", highlight=False)
+    for key, needs in held.items():
+        console.print(f"[yellow]  {key}: held; needs {needs}", highlight=False)
+    if not held:
+        console.print("every coefficient of the power model", highlight=False)
     return 0
