@@ -18,6 +18,8 @@ true coefficients within the tolerances stated here:
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,9 @@ NUC = REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml"
 README_GRID = ["dl_max_mcs=5,27", "dl_prb_ratio=0.2,1", "ul_max_mcs=5,23", "ul_prb_ratio=0.2,1",
                "dl_cqi=15,7"]
 """The grid of the README's first `hil collect`."""
+DRIFT_W_PER_HOUR = 36.0
+"""10 mW a second: a sweep of seconds at 200 x drifts by about 0.1 W, a day-long sweep of
+a real testbed by a slow drift of 0.1 W per hour alike."""
 TRUE_POWER = {"idle_w": 7.2, "radio_tx_w": 0.8,
               "dl": {"a_w": 0.9, "am_w": 0.03, "amm_w": 0.002, "aa_w": 0.0},
               "ul": {"a_w": 0.5, "am_w": 0.08, "amm_w": 0.001, "aa_w": 0.0},
@@ -189,6 +194,41 @@ def test_the_readme_grid_fits_what_it_determines_and_holds_and_names_the_rest(tm
     checked = " ".join(capsys.readouterr().err.split())
     assert all(f"{key}: held" in checked for key in fit.held)
     assert f"would determine: {', '.join(fit.fitted)}" in checked
+
+
+@pytest.mark.e2e
+def test_a_drift_aware_sweep_measures_the_drift_and_the_fit_takes_it_out(tmp_path, capsys):
+    """The emulated vBS's power drifts by DRIFT_W_PER_HOUR of wall time (a warming BBU):
+    a sweep whose conditions each come in three blocks, each opening with a reference
+    cell, reports that drift within 20 %, and the fit, with the drift beside the
+    coefficients, gets the truth back where a fit that ignores the drift does not."""
+    truth_path = true_calibration(tmp_path)
+    data = yaml.safe_load(truth_path.read_text())
+    since_s = time.time()
+    data["drift"] = {"w_per_hour": DRIFT_W_PER_HOUR, "since_unix_s": since_s}
+    truth_path.write_text(yaml.safe_dump(data))
+    config = write_config(tmp_path, **{"clock.speedup": 200.0,
+                                       "vbs.emulator.calibration": str(truth_path)})
+    out = tmp_path / "drifting"
+    assert main(["collect", str(config), "--grid", *README_GRID, "--blocks-per-condition", "3",
+                 "--out", str(out)]) == 0
+    drift = json.loads((out / "run.json").read_text())["drift"]
+    assert drift["references"] == 6
+    assert drift["w_per_hour"] == pytest.approx(DRIFT_W_PER_HOUR, rel=0.2)
+    assert "drift: " in capsys.readouterr().err
+
+    cells = read_cells(out)[0]
+    truth = power_coefficients(load_calibration(truth_path).power)
+    first_s = pd.to_datetime(cells["dwell_mid_utc"], utc=True).min().timestamp()
+    truth["idle_w"] += DRIFT_W_PER_HOUR * (first_s - since_s) / 3600  # idle at the first cell
+    with_drift = fit_power(cells, load_calibration(truth_path))
+    assert with_drift.drift is not None
+    assert with_drift.drift[1] <= DRIFT_W_PER_HOUR <= with_drift.drift[2]
+    for key, (low, high) in with_drift.interval.items():
+        assert low <= truth[key] <= high, key
+    without = fit_power(cells, load_calibration(truth_path), drift=False)
+    assert any(not low <= truth[key] <= high for key, (low, high) in without.interval.items())
+    assert without.rmse_w > 5 * with_drift.rmse_w
 
 
 @pytest.mark.parametrize("direction, cap, mean_snr_db", [("dl", 28, 8.0), ("dl", 16, 12.0),

@@ -288,6 +288,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
                                   "warmup_rounds": "--warmup-rounds",
                                   "block_warmup_rounds": "--block-warmup-rounds",
                                   "reps": "--reps", "seed": "--seed", "retries": "--retries",
+                                  "blocks_per_condition": "--blocks-per-condition",
+                                  "reference_policy": "--reference-policy",
                                   "check_fit": "--check-fit"})
         return _run_lab("collect", args, options, "datasets")
     args.config = args.config[0]
@@ -522,6 +524,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="rounds discarded at the start of each block, while a testbed "
                          "just brought up settles (default: %(default)s)")
     collect.add_argument("--reps", type=int, default=1, help="repetitions of each cell")
+    collect.add_argument("--blocks-per-condition", type=int, default=1, metavar="K",
+                         help="deal each condition's cells into K blocks, all blocks in random "
+                         "order, each opening with a reference cell, so that the sweep "
+                         "measures drift over its time (default: %(default)s)")
+    collect.add_argument("--reference-policy", type=int, metavar="INDEX",
+                         help="the policy a reference cell measures (default with K > 1: the "
+                         "grid's last, every cap at its loosest)")
     collect.add_argument("--check-fit", action="store_true",
                          help="measure nothing: say which power-model coefficients the plan's "
                          "cells would let `hil fit-power` determine (predicted with the "

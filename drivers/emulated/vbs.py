@@ -191,6 +191,9 @@ class EmulatedVbs:
                 self._caps, self._env_per_tti(self._tti, stop), self._state, self._rng, self.cal)
             self._window.add(kpis)
             self._meter.add(kpis)
+            if self.cal.drift is not None:
+                self._meter.energy_j += (self.cal.drift.power_w(time.time())
+                                         * kpis.nof_tti * model.TTI_S)
             self._tti = stop
         return self._tti
 

@@ -124,6 +124,18 @@ class PowerParams(StrictModel):
     ul_decode: DecodePower = DecodePower()
 
 
+class PowerDrift(StrictModel):
+    """A slow drift of the power, as a warming BBU or a meter's creeping offset would show:
+    a test knob of the emulated vBS (drift-aware sweeps, tests/test_collect.py). It follows
+    the wall clock, so it carries on across the emulator processes of a sweep's blocks."""
+
+    w_per_hour: float = Field(..., description="added power per hour of wall time")
+    since_unix_s: float = Field(..., ge=0, description="when the drift starts (Unix time)")
+
+    def power_w(self, now_unix_s: float) -> float:
+        return self.w_per_hour * max(now_unix_s - self.since_unix_s, 0.0) / 3600.0
+
+
 class Calibration(StrictModel):
     """Everything the model needs about one testbed's hardware and channel."""
 
@@ -131,6 +143,7 @@ class Calibration(StrictModel):
     cell: CellParams = CellParams()
     channel: ChannelParams = ChannelParams()
     power: PowerParams
+    drift: PowerDrift | None = Field(None, description="emulated vBS only: a power drift")
 
 
 def load_calibration(path: Path) -> Calibration:

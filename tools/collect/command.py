@@ -31,9 +31,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
     space, conditions = parse_grid(args.grid, cfg.policy_space,
                                    channel=kind_of(cfg).sweep_channel,
                                    rows=args.condition)
+    reference = (args.reference_policy if args.reference_policy is not None
+                 else space.size - 1 if args.blocks_per_condition > 1 else None)
     plan = SweepPlan(space, conditions, reps=args.reps, dwell_rounds=args.dwell_rounds,
                      warmup_rounds=args.warmup_rounds, seed=args.seed,
-                     block_warmup_rounds=args.block_warmup_rounds)
+                     block_warmup_rounds=args.block_warmup_rounds,
+                     blocks_per_condition=args.blocks_per_condition, reference_policy=reference)
     if args.check_fit:
         return _check_fit(plan, cfg.vbs.calibration, console)
     out = Path(args.out) if args.out else Path("datasets") / cfg.name
@@ -68,6 +71,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
                   f"measured again, {len(failed)} failed); {result.cells_done}/"
                   f"{result.cells_total} in the sweep, {result.cells_failed} of them failed",
                   highlight=False)
+    if result.drift is not None:
+        console.print(f"drift: {result.drift.describe()}", highlight=False)
     console.print(f"dataset: {out / 'cells.parquet'} (units in the schema), "
                   f"{out / DLUL_NAME} (dataset_dlul layout)", highlight=False)
     if result.status != "completed":

@@ -70,15 +70,20 @@ class Condition:
 
 @dataclass(frozen=True)
 class Cell:
-    """One measurement: `policy_index` of the plan's space under condition `condition`."""
+    """One measurement: `policy_index` of the plan's space under condition `condition`; a
+    reference cell (`reference_block`: its block's number) measures the plan's reference
+    policy again at the start of a block, so that the sweep sees drift over time."""
 
     order: int  # position in the plan's measuring order
     condition: int
     policy_index: int
     rep: int
+    reference_block: int | None = None
 
     @property
     def cell_id(self) -> str:
+        if self.reference_block is not None:
+            return f"c{self.condition}-p{self.policy_index}-ref{self.reference_block}"
         return f"c{self.condition}-p{self.policy_index}-r{self.rep}"
 
 
@@ -91,11 +96,17 @@ class SweepPlan:
     warmup_rounds: int
     seed: int
     block_warmup_rounds: int = 0
+    blocks_per_condition: int = 1
+    reference_policy: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("reps", "dwell_rounds"):
+        for name in ("reps", "dwell_rounds", "blocks_per_condition"):
             if getattr(self, name) < 1:
                 raise PlanError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.reference_policy is not None and not (
+                0 <= self.reference_policy < self.space.size):
+            raise PlanError(f"--reference-policy must be a policy index 0..{self.space.size - 1}"
+                            f", got {self.reference_policy}")
         if self.warmup_rounds < 0 or self.block_warmup_rounds < 0:
             raise PlanError("--warmup-rounds and --block-warmup-rounds must be 0 or more")
 
@@ -104,32 +115,54 @@ class SweepPlan:
         return self.warmup_rounds + self.dwell_rounds
 
     @property
+    def n_blocks(self) -> int:
+        return len(self.conditions) * self.blocks_per_condition
+
+    @property
     def n_cells(self) -> int:
-        return self.space.size * len(self.conditions) * self.reps
+        """Every cell, the reference cells (one per block) included."""
+        references = self.n_blocks if self.reference_policy is not None else 0
+        return self.space.size * len(self.conditions) * self.reps + references
 
     def blocks(self) -> list[list[Cell]]:
-        """Every cell, grouped by condition, in measuring order (deterministic in `seed`)."""
+        """Every cell in measuring order (deterministic in `seed`): each condition's cells
+        in random order, dealt into `blocks_per_condition` blocks, and all blocks in random
+        order, so that drift over the sweep's time is not one condition's; each block starts
+        with a reference cell if the plan has a reference policy."""
         rng = np.random.default_rng(self.seed)
-        order = itertools.count()
-        blocks = []
+        dealt = []
         for condition in rng.permutation(len(self.conditions)):
             pairs = [(p, r) for p in range(self.space.size) for r in range(self.reps)]
-            blocks.append([Cell(next(order), int(condition), *pairs[i])
-                           for i in rng.permutation(len(pairs))])
-        return blocks
+            shuffled = [pairs[i] for i in rng.permutation(len(pairs))]
+            dealt += [(int(condition), shuffled[k::self.blocks_per_condition])
+                      for k in range(self.blocks_per_condition)]
+        if self.blocks_per_condition > 1:
+            dealt = [dealt[i] for i in rng.permutation(len(dealt))]
+        order = itertools.count()
+        blocks = []
+        for number, (condition, pairs) in enumerate(dealt):
+            reference = ([Cell(next(order), condition, self.reference_policy, 0, number)]
+                         if self.reference_policy is not None else [])
+            blocks.append(reference + [Cell(next(order), condition, *pair) for pair in pairs])
+        return [b for b in blocks if b]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; `from_dict(to_dict())` gives an equal plan (sweep.json keeps it)."""
         return {"space": {f.name: list(getattr(self.space, f.name)) for f in fields(self.space)},
                 "conditions": [asdict(c) for c in self.conditions], "reps": self.reps,
                 "dwell_rounds": self.dwell_rounds, "warmup_rounds": self.warmup_rounds,
-                "seed": self.seed, "block_warmup_rounds": self.block_warmup_rounds}
+                "seed": self.seed, "block_warmup_rounds": self.block_warmup_rounds,
+                **({"blocks_per_condition": self.blocks_per_condition}
+                   if self.blocks_per_condition != 1 else {}),
+                **({"reference_policy": self.reference_policy}
+                   if self.reference_policy is not None else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepPlan:
         return cls(PolicySpace(**data["space"]), tuple(Condition(**c) for c in data["conditions"]),
                    data["reps"], data["dwell_rounds"], data["warmup_rounds"], data["seed"],
-                   data.get("block_warmup_rounds", 0))
+                   data.get("block_warmup_rounds", 0), data.get("blocks_per_condition", 1),
+                   data.get("reference_policy"))
 
 
 def parse_grid(items: list[str], base: PolicySpace, *, channel: str,

@@ -53,6 +53,8 @@ CELL_SCHEMA = pa.schema(
         _field("policy_index", pa.int64(), "1", "index of the policy in the plan's grid",
                nullable=False),
         _field("rep", pa.int64(), "1", "repetition from 0", nullable=False),
+        _field("reference_block", pa.int64(), "1", "a reference cell: the plan's reference "
+               "policy measured again at the start of this block (null: a cell of the grid)"),
         *[_from_round(n) for n in _ROUND_POLICY],
         _field("cond_dl_load_mbps", pa.float64(), "Mb/s", "DL load offered (condition)"),
         _field("cond_ul_load_mbps", pa.float64(), "Mb/s", "UL load offered (condition)"),
@@ -86,6 +88,9 @@ CELL_SCHEMA = pa.schema(
                nullable=False),
         _field("time_utc", pa.timestamp("us", tz="UTC"), "us", "wall clock at the cell's start",
                nullable=False),
+        _field("dwell_mid_utc", pa.timestamp("us", tz="UTC"), "us", "wall clock in the middle "
+               "of the cell's dwell rounds, when its means were measured (drift is fitted "
+               "against it)"),
     ],
     metadata={"schema": "vbs-hil.cell", "schema_version": str(CELL_SCHEMA_VERSION)},
 )

@@ -27,8 +27,8 @@ import csv
 import math
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from hil.lock import testbed_lock
 from hil.recorder import RunDirectory
 from hil.run import execute
 from hil.testbeds import kind_of
+from tools.collect.drift import Drift, reference_drift
 from tools.collect.export import write_dlul_csv
 from tools.collect.plan import Cell, Condition, PlanError, SweepPlan
 from tools.collect.provenance import write_provenance
@@ -66,6 +67,7 @@ class SweepResult:
     cells_done: int
     cells_total: int
     cells_failed: int
+    drift: Drift | None = None  # from the reference cells, if the plan has them
 
 
 class ScheduleAgent:
@@ -118,6 +120,7 @@ def summarise_cell(cell: Cell, plan: SweepPlan, rows: list[dict[str, Any]], *, b
     row: dict[str, Any] = {
         "cell_id": cell.cell_id, "order": cell.order, "condition": cell.condition,
         "policy_index": cell.policy_index, "rep": cell.rep,
+        "reference_block": cell.reference_block,
         **{f"policy_{k}": v for k, v in zip(POLICY_FIELDS, policy)},
         **{f"applied_{k}": valid[-1].get(f"applied_{k}") if valid else None
            for k in POLICY_FIELDS},
@@ -132,6 +135,7 @@ def summarise_cell(cell: Cell, plan: SweepPlan, rows: list[dict[str, Any]], *, b
         "failed_reason": (f"round {invalid[0]['round']}: {invalid[0]['invalid_reason']}"
                           if invalid else None),
         "block": block, "first_round": rows[0]["round"], "time_utc": rows[0]["time_utc"],
+        "dwell_mid_utc": _middle([r["time_utc"] for r in dwell]),
     }
     for name in MEASURED_MEANS:
         values = _values(valid, name)
@@ -140,6 +144,15 @@ def summarise_cell(cell: Cell, plan: SweepPlan, rows: list[dict[str, Any]], *, b
         values = _values(valid, name)
         row[f"{name}_var"] = float(np.var(values, ddof=1)) if values.size >= 2 else None
     return row
+
+
+def _middle(starts: list[datetime]) -> datetime | None:
+    """The middle of rounds that started at `starts` (one round apart): their mean start,
+    plus half a round."""
+    if not starts:
+        return None
+    step = (starts[-1] - starts[0]) / (len(starts) - 1) if len(starts) > 1 else timedelta(0)
+    return starts[0] + (starts[-1] - starts[0]) / 2 + step / 2
 
 
 def _values(rows: list[dict[str, Any]], name: str) -> np.ndarray:
@@ -242,10 +255,11 @@ def run_sweep(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, done: set[st
         table = last_attempts(sweep.read_rounds(CELL_SCHEMA))
         write_dlul_csv(table.to_pandas(), sweep.path / DLUL_NAME)
         failed = sum(table.column("failed").to_pylist())
+        drift = reference_drift(table.to_pandas())
         sweep.update_meta(status=status if len(done) < plan.n_cells else "completed",
                           reason=reason, cells_done=len(done), cells_failed=failed,
-                          stop_utc=_now())
-    return SweepResult(sweep.path, status, reason, len(done), plan.n_cells, failed)
+                          drift=None if drift is None else asdict(drift), stop_utc=_now())
+    return SweepResult(sweep.path, status, reason, len(done), plan.n_cells, failed, drift)
 
 
 def _run_blocks(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory, recorder: RoundRecorder,
@@ -273,8 +287,7 @@ def _retry_failed(cfg: HilConfig, plan: SweepPlan, sweep: RunDirectory,
         attempts = {r["cell_id"]: (r["attempt"] or 1) + 1 for r in again}
         blocks: dict[int, list[Cell]] = {}
         for r in sorted(again, key=lambda r: r["order"]):
-            blocks.setdefault(r["condition"], []).append(
-                Cell(r["order"], r["condition"], r["policy_index"], r["rep"]))
+            blocks.setdefault(r["condition"], []).append(_cell_of(r))
         for cells in blocks.values():
             outcome = _run_block(cfg, plan, sweep, cells, recorder, done, on_cell, attempts)
             if outcome[0] != "completed":
@@ -340,8 +353,7 @@ def rebuild_cells(path: Path) -> int:
                                RunDirectory(path / "blocks" / block).read_rounds().to_pylist()]
         first = cell_row["first_round"]
         rounds = by_block[block][first:first + plan.rounds_per_cell]
-        cell = Cell(cell_row["order"], cell_row["condition"], cell_row["policy_index"],
-                    cell_row["rep"])
+        cell = _cell_of(cell_row)
         rows.append(summarise_cell(cell, plan, rounds, block=block,
                                    round_s=cell_row["round_s"],
                                    attempt=cell_row.get("attempt") or 1))
@@ -350,6 +362,12 @@ def rebuild_cells(path: Path) -> int:
         for row in rows:
             recorder.append(row)
     return len(rows)
+
+
+def _cell_of(row: dict[str, Any]) -> Cell:
+    """The plan's cell a recorded row measured."""
+    return Cell(row["order"], row["condition"], row["policy_index"], row["rep"],
+                row.get("reference_block"))
 
 
 def _with_demand(row: dict[str, Any]) -> dict[str, Any]:

@@ -62,6 +62,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
                   f"({fit.dropped_cells} failed or incomplete left out); intervals and the "
                   f"choice of coefficients assume a noise of {fit.noise_w * 1000:.2g} mW",
                   highlight=False)
+    if fit.drift is not None:
+        console.print(f"drift over the sweep: {_drift(fit.drift)}, fitted beside the "
+                      "coefficients and left out of the calibration", highlight=False)
     if fit.held:
         console.print("[yellow]held at the base calibration's values, since the dataset does "
                       f"not determine them to {DETERMINED_W * 1000:g} mW:")
@@ -149,6 +152,8 @@ def write_calibration(fit: PowerFit, path: Path, *, source: Path | str, base_pat
               "from there too unless a link adaptation is fitted (its `source` says).\n")
     header += "".join(f"# {key}: 95 % interval {low:.6g} .. {high:.6g}\n"
                       for key, (low, high) in fit.interval.items())
+    if fit.drift is not None:
+        header += f"# A drift of {_drift(fit.drift)} over the sweep was fitted and removed.\n"
     if fit.held:
         header += f"# Held at the base's values (not determined): {', '.join(fit.held)}.\n"
     body = yaml.safe_dump(fit.calibration.model_dump(mode="json"), sort_keys=False)
@@ -158,3 +163,8 @@ def write_calibration(fit: PowerFit, path: Path, *, source: Path | str, base_pat
     except OSError as exc:
         raise FitError(f"cannot write {path}: {exc.strerror or exc}; choose another --out") from exc
     return path
+
+
+def _drift(drift: tuple[float, float, float]) -> str:
+    value, low, high = drift
+    return f"{value * 1000:+.1f} mW/h (95 %: {low * 1000:+.1f} .. {high * 1000:+.1f})"

@@ -54,6 +54,7 @@ from hil.base import lte
 from hil.base.errors import HilError
 from hil.base.model import Calibration, PowerParams, link_tables
 from hil.recorder import RunDirectory
+from tools.collect.drift import hours_since_start
 from tools.collect.schema import CELL_SCHEMA, last_attempts
 
 _UL_MCS = np.arange(lte.MAX_MCS + 1)
@@ -119,6 +120,7 @@ class PowerFit:
     n_cells: int
     dropped_cells: int
     noise_w: float  # the noise the intervals and the choice of coefficients assume
+    drift: tuple[float, float, float] | None = None  # W per hour and its 95 % interval
 
     @property
     def residual_w(self) -> np.ndarray:
@@ -242,9 +244,13 @@ def usable_cells(cells: pd.DataFrame, power_column: str = "power_w") -> pd.DataF
 
 
 def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted",
-              power_column: str = "power_w", seed: int = 0) -> PowerFit:
+              power_column: str = "power_w", seed: int = 0,
+              drift: bool | None = None) -> PowerFit:
     """Fit every coefficient the cells determine to the watts in `power_column`; the rest
-    are held at `base`'s values. `seed` draws the bootstrap."""
+    are held at `base`'s values. `seed` draws the bootstrap. With `drift` (default: when
+    the sweep measured reference cells in several blocks of a condition) the power may also
+    drift linearly over the sweep's time, and that drift is fitted and left out of the
+    calibration."""
     cells = cells.copy()
     for direction in ("dl", "ul"):  # no grant, no MCS: the value does not matter (a = 0)
         idle = cells[f"{direction}_prb"].astype(float) == 0
@@ -254,23 +260,26 @@ def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted",
     y = usable[power_column].to_numpy(float)
     reach = term_reach(base)
     base_values = power_coefficients(base.power)
+    hours = hours_since_start(usable) if (
+        drift_identifiable(usable) if drift is None else drift) else None
     # The noise: the meter's, the cells' own, or what the model misses when it may use
     # every term the cells can tell apart at all, whichever is largest.
     separable = determined(a, reach, 0.0)
     if len(y) <= len(separable):
         raise FitError(f"{len(y)} usable cells for {len(separable)} coefficients: collect "
                        "more cells (a wider grid, more conditions)")
-    _, full = _solver(a, separable, base_values)(np.arange(len(y)), y)
+    _, full = _solver(a, separable, base_values, hours)(np.arange(len(y)), y)
     noise = max(cell_noise_w(usable, power_column), float(np.sqrt(np.mean((y - full) ** 2))))
     admitted = determined(a, reach, noise)
     if not admitted:
         raise FitError(f"a noise of {noise * 1000:.3g} mW leaves no coefficient determined "
                        f"by these {len(y)} cells: collect more cells (a wider grid, more "
                        "dwell rounds)")
-    solve = _solver(a, admitted, base_values)
+    solve = _solver(a, admitted, base_values, hours)
     theta, predicted = solve(np.arange(len(y)), y)
-    keys = [TERMS[i].key for i in admitted]
-    stderr = dict(zip(keys, (noise * np.sqrt(_variance_factors(a[:, admitted]))).tolist()))
+    keys = [TERMS[i].key for i in admitted] + ([DRIFT_KEY] if hours is not None else [])
+    cols = a[:, admitted] if hours is None else np.column_stack([a[:, admitted], hours])
+    stderr = dict(zip(keys, (noise * np.sqrt(_variance_factors(cols))).tolist()))
     draws = _bootstrap(solve, y, _strata(usable), seed)
     interval = {key: (min(float(np.percentile(draws[:, j], 2.5)),
                           float(theta[j] - Z_95 * stderr[key])),
@@ -278,6 +287,8 @@ def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted",
                           float(theta[j] + Z_95 * stderr[key])))
                 for j, key in enumerate(keys)}
     fitted = {key: float(v) for key, v in zip(keys, theta)}
+    drift_fit = (fitted.pop(DRIFT_KEY), *interval.pop(DRIFT_KEY)) if hours is not None else None
+    stderr.pop(DRIFT_KEY, None)
     held = {t.key: base_values[t.key] for i, t in enumerate(TERMS) if i not in admitted}
     fitted["idle_w"] -= base.power.radio_fixed_w
     low, high = interval["idle_w"]
@@ -287,9 +298,21 @@ def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted",
                        f"base calibration's radio_fixed_w = {base.power.radio_fixed_w} W: "
                        "the base does not belong to this testbed (pass --base)")
     power = _unflatten(base.power, fitted)
-    calibration = base.model_copy(update={"name": name, "power": power})
+    calibration = base.model_copy(update={"name": name, "power": power, "drift": None})
     return PowerFit(calibration, fitted, stderr, interval, held, y, predicted, len(y),
-                    len(cells) - len(usable), noise)
+                    len(cells) - len(usable), noise, drift_fit)
+
+
+DRIFT_KEY = "drift_w_per_hour"
+
+
+def drift_identifiable(cells: pd.DataFrame) -> bool:
+    """Whether the cells can tell drift from the conditions: some condition was measured in
+    blocks at different times (the reference cells of a drift-aware sweep say so)."""
+    if "reference_block" not in cells.columns:
+        return False
+    refs = cells[cells["reference_block"].notna()]
+    return bool((refs.groupby("condition")["reference_block"].nunique() > 1).any())
 
 
 def term_reach(base: Calibration) -> np.ndarray:
@@ -339,14 +362,17 @@ def _variance_factors(cols: np.ndarray) -> np.ndarray:
 _Solve = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def _solver(a: np.ndarray, admitted: list[int], base_values: dict[str, float]) -> _Solve:
-    """A bounded least-squares fit of the admitted coefficients on chosen rows, the held
-    ones at the base's values: (rows, watts) -> (coefficients, power predicted for all)."""
+def _solver(a: np.ndarray, admitted: list[int], base_values: dict[str, float],
+            hours: np.ndarray | None = None) -> _Solve:
+    """A bounded least-squares fit of the admitted coefficients (and a drift in W per hour
+    of `hours`, if given) on chosen rows, the held ones at the base's values: (rows, watts)
+    -> (coefficients, power predicted for all)."""
     fixed = np.array([base_values[t.key] if i not in admitted else 0.0
                       for i, t in enumerate(TERMS)])
     held_w = a @ fixed
-    cols = a[:, admitted]
-    bounds = (np.array([TERMS[i].lower for i in admitted]), np.full(len(admitted), np.inf))
+    cols = a[:, admitted] if hours is None else np.column_stack([a[:, admitted], hours])
+    lower = [TERMS[i].lower for i in admitted] + ([-np.inf] if hours is not None else [])
+    bounds = (np.array(lower), np.full(len(lower), np.inf))
 
     def solve(rows: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         theta = lsq_linear(cols[rows], (y - held_w)[rows], bounds=bounds).x
