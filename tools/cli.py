@@ -301,9 +301,11 @@ def _options(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
     options: list[str] = []
     for name, flag in flags.items():
         value = getattr(args, name)
-        if value is None or value == []:
+        if value is None or value is False or value == []:
             continue
-        if name == "grid":
+        if value is True:
+            options.append(flag)
+        elif name == "grid":
             options += [flag, *value]
         elif name == "condition":
             options += [part for item in value for part in (flag, item)]
