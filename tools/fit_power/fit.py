@@ -7,14 +7,15 @@ ICC 2021 and INFOCOM 2021), which is linear in every coefficient a calibration h
         + a_d (dl.a + dl.am m_d + dl.amm m_d^2) + dl.aa a_d^2          (same for the UL)
         + (ul_decode.r0 * [a_u > 0] + ul_decode.r1 * a_u) * below(m_u, snr_u)
 
-with airtimes `a` = PRBs per TTI / cell PRBs, `m` the mean MCS, `g` the DL gain, and
-``below = clip(required_snr_ul(m_u) + margin - snr_u, 0, span)`` averaged over the per-TTI
-fading of the base calibration (`expected_clip`; twice the variance where link adaptation,
-not the cap, sets the MCS, since it follows the SNR of a few TTIs earlier). Each cell of a dataset
-gives one equation from its dwell-round means. The nonlinear shape parameters (margin, span)
-and the split of the constant between `idle_w` and `radio_fixed_w` cannot be told apart by
-a meter on the supply; they are kept from a base calibration and the constant is reported
-as `idle_w`.
+with airtimes `a` = PRBs per TTI / cell PRBs, `m` the MCS, `g` the DL gain, and
+``below = clip(required_snr_ul(m_u) + margin - snr_u, 0, span)``. A window reports the
+mean MCS only; where link adaptation, not the cap, picks it, it moves with the fading from
+TTI to TTI, so m^2 and `below` are taken as their means over that spread (`la_spread`, from
+the base calibration's fading and link adaptation; `below` also over the TTI's own fade,
+`expected_clip`). Each cell of a dataset gives one equation from its dwell-round means.
+The nonlinear shape parameters (margin, span) and the split of the constant between
+`idle_w` and `radio_fixed_w` cannot be told apart by a meter on the supply; they are kept
+from a base calibration and the constant is reported as `idle_w`.
 
 Which coefficients a dataset determines is decided by what the fit could not tell apart,
 not by an exact rank. A coefficient is determined when its 95 % interval moves the modelled
@@ -33,9 +34,11 @@ Each fitted coefficient gets a 95 % interval: the wider of the classical one (th
 the noise) and a bootstrap over the cells (resampled within each condition), which sees the
 model's mismatch with the testbed that the residuals' size alone does not.
 
-Window means stand in for means of products (mean(a m) = mean(a) mean(m) holds when every
-scheduled TTI gets the same PRBs, as under a full buffer), so a fit is exact for saturated
-cells and slightly biased for partly loaded ones; `hil fit-power` shows the residuals.
+Window means still stand in for means of products of airtime and MCS (mean(a m) =
+mean(a) mean(m) holds when every scheduled TTI gets the same PRBs, as under a full
+buffer), so a fit is exact for saturated cells and slightly biased for partly loaded ones:
+measured on the 324-cell grid, the UL MCS and decoding terms by 1-4 %, more than their
+intervals show (issue 22); `hil fit-power` shows the residuals.
 """
 
 from __future__ import annotations
@@ -57,7 +60,6 @@ from hil.recorder import RunDirectory
 from tools.collect.drift import hours_since_start
 from tools.collect.schema import CELL_SCHEMA, last_attempts
 
-_UL_MCS = np.arange(lte.MAX_MCS + 1)
 
 
 class FitError(HilError):
