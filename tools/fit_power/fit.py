@@ -283,11 +283,12 @@ def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted",
     cols = a[:, admitted] if hours is None else np.column_stack([a[:, admitted], hours])
     stderr = dict(zip(keys, (noise * np.sqrt(_variance_factors(cols))).tolist()))
     draws = _bootstrap(solve, y, _strata(usable), seed)
-    interval = {key: (min(float(np.percentile(draws[:, j], 2.5)),
-                          float(theta[j] - Z_95 * stderr[key])),
+    lower = [TERMS[i].lower for i in admitted] + ([-np.inf] if hours is not None else [])
+    interval = {key: (max(lower[j], min(float(np.percentile(draws[:, j], 2.5)),
+                                        float(theta[j] - Z_95 * stderr[key]))),
                       max(float(np.percentile(draws[:, j], 97.5)),
                           float(theta[j] + Z_95 * stderr[key])))
-                for j, key in enumerate(keys)}
+                for j, key in enumerate(keys)}  # within the schema's bounds
     fitted = {key: float(v) for key, v in zip(keys, theta)}
     drift_fit = (fitted.pop(DRIFT_KEY), *interval.pop(DRIFT_KEY)) if hours is not None else None
     stderr.pop(DRIFT_KEY, None)
