@@ -48,6 +48,9 @@ NUC = REPO / "testbed_configs" / "calibration" / "emulated-nuc.yaml"
 README_GRID = ["dl_max_mcs=5,27", "dl_prb_ratio=0.2,1", "ul_max_mcs=5,23", "ul_prb_ratio=0.2,1",
                "dl_cqi=15,7"]
 """The grid of the README's first `hil collect`."""
+FULL_GRID = ["dl_max_mcs=5,16,27", "dl_prb_ratio=0.2,0.6,1", "ul_max_mcs=5,14,23",
+             "ul_prb_ratio=0.2,0.6,1", "dl_gain_db=0,-6", "ul_cqi=15,9"]
+"""The README's 324-cell grid."""
 DRIFT_W_PER_HOUR = 36.0
 """10 mW a second: a sweep of seconds at 200 x drifts by about 0.1 W, a day-long sweep of
 a real testbed by a slow drift of 0.1 W per hour alike."""
@@ -168,6 +171,24 @@ def test_the_expected_shortfall_is_the_average_of_the_clip_over_fading():
 
 
 @pytest.mark.e2e
+def test_the_full_grid_on_the_shipped_calibration_determines_all_and_each_interval_holds_it(
+        tmp_path):
+    """The README's 324-cell sweep of the shipped emulated testbed (srsran-zmq.yaml): every
+    coefficient determined, every true value within its interval."""
+    shipped = REPO / "testbed_configs" / "calibration" / "srsran-zmq.yaml"
+    config = write_config(tmp_path, **{"clock.speedup": 200.0,
+                                       "vbs.emulator.calibration": str(shipped)})
+    out = tmp_path / "full"
+    assert main(["collect", str(config), "--grid", *FULL_GRID, "--dwell-rounds", "3",
+                 "--warmup-rounds", "1", "--out", str(out)]) == 0
+    fit = fit_power(read_cells(out)[0], load_calibration(shipped))
+    assert fit.held == {}
+    truth = power_coefficients(load_calibration(shipped).power)
+    for key, (low, high) in fit.interval.items():
+        assert low <= truth[key] <= high, key
+
+
+@pytest.mark.e2e
 def test_the_readme_grid_fits_what_it_determines_and_holds_and_names_the_rest(tmp_path, capsys):
     """The README's first dataset (32 cells, one UL channel, CQI 15): the UL decoding terms
     add next to nothing there and are held, not fitted (an exact-rank test once fitted
@@ -264,9 +285,7 @@ def test_a_collected_emulated_dataset_gives_back_the_true_calibration(tmp_path, 
     config = write_config(tmp_path, **{"clock.speedup": 200.0,
                                        "vbs.emulator.calibration": str(truth_path)})
     out = tmp_path / "sweep"
-    grid = ["dl_max_mcs=5,16,27", "dl_prb_ratio=0.2,0.6,1", "ul_max_mcs=5,14,23",
-            "ul_prb_ratio=0.2,0.6,1", "dl_gain_db=0,-6", "ul_cqi=15,9"]
-    assert main(["collect", str(config), "--grid", *grid, "--dwell-rounds", "1",
+    assert main(["collect", str(config), "--grid", *FULL_GRID, "--dwell-rounds", "1",
                  "--warmup-rounds", "1", "--out", str(out)]) == 0
     fitted_path = tmp_path / "fitted.yaml"
     assert main(["fit-power", str(out), "--base", str(NUC), "--out", str(fitted_path)]) == 0
@@ -287,7 +306,7 @@ def test_a_collected_emulated_dataset_gives_back_the_true_calibration(tmp_path, 
             assert fitted[key] == pytest.approx(true, rel=tolerance), key
     fit = fit_power(read_cells(out)[0], load_calibration(NUC))
     assert fit.rmse_w < 0.010 and fit.held == {}
-    assert main(["collect", str(config), "--grid", *grid, "--check-fit"]) == 0
+    assert main(["collect", str(config), "--grid", *FULL_GRID, "--check-fit"]) == 0
     assert "every coefficient of the power model" in capsys.readouterr().err
     expected = [model.expected_round(
         separable_caps(PAPER_SPACE, cal), Environment(*(np.array(v) for v in condition)), cal
