@@ -144,6 +144,17 @@ def test_terms_the_cells_cannot_tell_apart_are_held_and_the_rest_hold_the_truth(
         assert low <= true[key] <= high, key
 
 
+def test_a_base_the_cells_refute_is_not_held_its_terms_are_fitted_and_named_loose(tmp_path):
+    """Noisy cells (0.1 W, as a real testbed's) determine few terms to 50 mW; holding the
+    rest at the values of another testbed's calibration would bend the fit, so they are
+    fitted too and named as not determined."""
+    truth = load_calibration(true_calibration(tmp_path))
+    cells = with_power(synthetic_cells(truth, 400), truth, noise_w=0.1)
+    fit = fit_power(cells, load_calibration(NUC))
+    assert fit.loose and fit.held == {}
+    assert fit.rmse_w == pytest.approx(0.1, rel=0.15)
+
+
 def test_too_few_cells_for_the_coefficients_is_an_error_saying_to_collect_more(tmp_path):
     truth = load_calibration(true_calibration(tmp_path, fading_sigma_db=0.0))
     with pytest.raises(FitError, match="collect more"):

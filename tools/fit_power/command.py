@@ -65,6 +65,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if fit.drift is not None:
         console.print(f"drift over the sweep: {_drift(fit.drift)}, fitted beside the "
                       "coefficients and left out of the calibration", highlight=False)
+    if fit.loose:
+        console.print("[yellow]the cells refute the base calibration's values of the terms "
+                      f"they do not determine to {DETERMINED_W * 1000:g} mW, so those are fitted "
+                      "too; their intervals say how loosely:")
+        for key in fit.loose:
+            console.print(f"[yellow]  {key}: to determine it, {NEEDS[key]}", highlight=False)
     if fit.held:
         console.print("[yellow]held at the base calibration's values, since the dataset does "
                       f"not determine them to {DETERMINED_W * 1000:g} mW:")
@@ -154,6 +160,8 @@ def write_calibration(fit: PowerFit, path: Path, *, source: Path | str, base_pat
                       for key, (low, high) in fit.interval.items())
     if fit.drift is not None:
         header += f"# A drift of {_drift(fit.drift)} over the sweep was fitted and removed.\n"
+    if fit.loose:
+        header += f"# Fitted but not determined (wide intervals): {', '.join(fit.loose)}.\n"
     if fit.held:
         header += f"# Held at the base's values (not determined): {', '.join(fit.held)}.\n"
     body = yaml.safe_dump(fit.calibration.model_dump(mode="json"), sort_keys=False)

@@ -24,7 +24,9 @@ the decoding shortfall 0..span: a term's `reach`), the interval coming from the 
 the noise: the meter's resolution, the cells' own spread, or what the model misses with
 every term the cells can tell apart, whichever is largest. Coefficients are admitted in
 `TERMS` order while every admitted one stays determined; the others are held at the base
-calibration's value and named with what would determine them (`Term.needs`). So two
+calibration's value and named with what would determine them (`Term.needs`), unless the
+cells refute those values (an F test, HELD_P): then the base is another testbed's, and
+every term the cells can tell apart is fitted, the undetermined ones named as such. So two
 nearly collinear terms (one UL CQI: the decoding terms move together) are held, and so is
 a term whose column is almost zero (no decoding effort at CQI 15), rather than fitted to
 the residuals. Coefficients the calibration schema requires to be >= 0 are fitted with
@@ -44,12 +46,13 @@ intervals show (issue 22); `hil fit-power` shows the residuals.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from scipy import stats
 from scipy.optimize import lsq_linear
 from scipy.special import ndtr
 
@@ -123,6 +126,7 @@ class PowerFit:
     dropped_cells: int
     noise_w: float  # the noise the intervals and the choice of coefficients assume
     drift: tuple[float, float, float] | None = None  # W per hour and its 95 % interval
+    loose: list[str] = field(default_factory=list)  # fitted, but not determined (see fit_power)
 
     @property
     def residual_w(self) -> np.ndarray:
@@ -279,6 +283,16 @@ def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted",
                        "dwell rounds)")
     solve = _solver(a, admitted, base_values, hours)
     theta, predicted = solve(np.arange(len(y)), y)
+    loose: list[str] = []
+    if _contradicted(y, predicted, full, len(separable) - len(admitted),
+                     len(y) - len(separable) - (hours is not None)):
+        # The cells refute the base's values of the terms held: a base of another testbed.
+        # Holding them would bend the determined ones; fit every term the cells can tell
+        # apart, and name those not determined to DETERMINED_W.
+        loose = [TERMS[i].key for i in separable if i not in admitted]
+        admitted = separable
+        solve = _solver(a, admitted, base_values, hours)
+        theta, predicted = solve(np.arange(len(y)), y)
     keys = [TERMS[i].key for i in admitted] + ([DRIFT_KEY] if hours is not None else [])
     cols = a[:, admitted] if hours is None else np.column_stack([a[:, admitted], hours])
     stderr = dict(zip(keys, (noise * np.sqrt(_variance_factors(cols))).tolist()))
@@ -303,7 +317,7 @@ def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted",
     power = _unflatten(base.power, fitted)
     calibration = base.model_copy(update={"name": name, "power": power, "drift": None})
     return PowerFit(calibration, fitted, stderr, interval, held, y, predicted, len(y),
-                    len(cells) - len(usable), noise, drift_fit)
+                    len(cells) - len(usable), noise, drift_fit, loose)
 
 
 DRIFT_KEY = "drift_w_per_hour"
@@ -316,6 +330,25 @@ def drift_identifiable(cells: pd.DataFrame) -> bool:
         return False
     refs = cells[cells["reference_block"].notna()]
     return bool((refs.groupby("condition")["reference_block"].nunique() > 1).any())
+
+
+HELD_P = 0.01
+"""The held terms are refuted when holding them raises the residuals this improbably
+(an F test of the held values against fitting them)."""
+
+
+def _contradicted(y: np.ndarray, held_fit: np.ndarray, full_fit: np.ndarray, n_held: int,
+                  dof: int) -> bool:
+    """Whether the cells refute the held terms' values: the residuals with them held exceed
+    those with them fitted by more than noise makes likely (F test at HELD_P)."""
+    if n_held <= 0 or dof <= 0:
+        return False
+    rss_held = float(np.sum((y - held_fit) ** 2))
+    rss_full = float(np.sum((y - full_fit) ** 2))
+    if rss_full <= 0.0:
+        return rss_held > 0.0
+    f = ((rss_held - rss_full) / n_held) / (rss_full / dof)
+    return bool(f > stats.f.ppf(1.0 - HELD_P, n_held, dof))
 
 
 def term_reach(base: Calibration) -> np.ndarray:
