@@ -30,7 +30,8 @@ class Policy(NamedTuple):
 
     def to_thresholds(self) -> dict[str, Any]:
         """The thresholds as the control protocol names them, in plain Python types."""
-        return {t.name: t.check(value) for t, value in zip(POLICY, self)}
+        return {t.name: int(value) if t.integer else float(value)
+                for t, value in zip(POLICY, self)}  # checked when the space was made
 
 
 @dataclass(frozen=True)

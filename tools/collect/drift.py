@@ -32,6 +32,15 @@ def hours_since_start(cells: pd.DataFrame) -> np.ndarray:
     return ((t - t.min()).dt.total_seconds() / 3600.0).to_numpy(float)
 
 
+def drift_identifiable(cells: pd.DataFrame) -> bool:
+    """Whether the cells can tell drift from the conditions: some condition was measured in
+    blocks at different times (the reference cells of a drift-aware sweep say so)."""
+    if "reference_block" not in cells.columns:
+        return False
+    refs = cells[cells["reference_block"].notna()]
+    return bool((refs.groupby("condition")["reference_block"].nunique() > 1).any())
+
+
 def reference_drift(cells: pd.DataFrame, power_column: str = "power_w") -> Drift | None:
     """Least squares of the reference cells' power on time, with a level per condition;
     None without enough of them (two blocks of some condition at different times)."""

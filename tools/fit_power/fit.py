@@ -60,7 +60,7 @@ from hil.base import lte
 from hil.base.errors import HilError
 from hil.base.model import Calibration, PowerParams, link_tables
 from hil.recorder import RunDirectory
-from tools.collect.drift import hours_since_start
+from tools.collect.drift import drift_identifiable, hours_since_start
 from tools.collect.schema import CELL_SCHEMA, last_attempts
 
 
@@ -206,12 +206,12 @@ def la_spread(mean_mcs: np.ndarray, cap: np.ndarray, direction: lte.Direction,
         # A mean the table cannot give (link adaptation never picks it: a measured table of
         # another testbed) has no spread to model: the two MCS around it, in proportion.
         outside = rows[(mean_mcs[rows] < means[0] - 1e-9) | (mean_mcs[rows] > means[-1] + 1e-9)]
-        lower = np.floor(mean_mcs[outside])
-        values[outside] = np.where(np.arange(values.shape[1]) == 0, lower[:, None],
-                                   np.minimum(lower + 1, lte.MAX_MCS)[:, None])
-        upper_share = (mean_mcs[outside] - lower)[:, None] / (values.shape[1] - 1)
-        probability[outside] = np.where(np.arange(values.shape[1]) == 0,
-                                        1 - upper_share * (values.shape[1] - 1), upper_share)
+        below = np.floor(mean_mcs[outside])
+        values[outside] = below[:, None]
+        values[outside, 1] = np.minimum(below + 1, lte.MAX_MCS)
+        probability[outside] = 0.0
+        probability[outside, 1] = mean_mcs[outside] - below
+        probability[outside, 0] = 1.0 - probability[outside, 1]
     return values, probability
 
 
@@ -297,7 +297,7 @@ def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted",
     cols = a[:, admitted] if hours is None else np.column_stack([a[:, admitted], hours])
     stderr = dict(zip(keys, (noise * np.sqrt(_variance_factors(cols))).tolist()))
     draws = _bootstrap(solve, y, _strata(usable), seed)
-    lower = [TERMS[i].lower for i in admitted] + ([-np.inf] if hours is not None else [])
+    lower = _lower_bounds(admitted, hours)
     interval = {key: (max(lower[j], min(float(np.percentile(draws[:, j], 2.5)),
                                         float(theta[j] - Z_95 * stderr[key]))),
                       max(float(np.percentile(draws[:, j], 97.5)),
@@ -321,15 +321,6 @@ def fit_power(cells: pd.DataFrame, base: Calibration, *, name: str = "fitted",
 
 
 DRIFT_KEY = "drift_w_per_hour"
-
-
-def drift_identifiable(cells: pd.DataFrame) -> bool:
-    """Whether the cells can tell drift from the conditions: some condition was measured in
-    blocks at different times (the reference cells of a drift-aware sweep say so)."""
-    if "reference_block" not in cells.columns:
-        return False
-    refs = cells[cells["reference_block"].notna()]
-    return bool((refs.groupby("condition")["reference_block"].nunique() > 1).any())
 
 
 HELD_P = 0.01
@@ -407,14 +398,20 @@ def _solver(a: np.ndarray, admitted: list[int], base_values: dict[str, float],
                       for i, t in enumerate(TERMS)])
     held_w = a @ fixed
     cols = a[:, admitted] if hours is None else np.column_stack([a[:, admitted], hours])
-    lower = [TERMS[i].lower for i in admitted] + ([-np.inf] if hours is not None else [])
-    bounds = (np.array(lower), np.full(len(lower), np.inf))
+    lower = _lower_bounds(admitted, hours)
+    bounds = (lower, np.full(len(lower), np.inf))
 
     def solve(rows: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         theta = lsq_linear(cols[rows], (y - held_w)[rows], bounds=bounds).x
         return theta, cols @ theta + held_w
 
     return solve
+
+
+def _lower_bounds(admitted: list[int], hours: np.ndarray | None) -> np.ndarray:
+    """The schema's lower bound of each fitted coefficient, and none for a drift."""
+    return np.array([TERMS[i].lower for i in admitted] + ([-np.inf] if hours is not None
+                                                          else []))
 
 
 def _strata(cells: pd.DataFrame) -> list[np.ndarray]:
