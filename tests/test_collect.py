@@ -36,7 +36,7 @@ from tools.collect.export import to_dlul
 from tools.collect.plan import Condition, PlanError, SweepPlan, parse_grid
 from tools.collect.reading import read_sweep
 from tools.collect.schema import CELL_SCHEMA
-from tools.collect.sweep import block_config, check_testbed, summarise_cell
+from tools.collect.sweep import block_config, check_testbed, summarise_cell, sweep_clock
 from tools.replay.dataset import load_dlul
 
 SMALL = PolicySpace((0.0,), (5, 27), (0.2, 1.0), (5, 23), (1.0,))
@@ -384,6 +384,24 @@ def test_a_condition_s_snrs_reach_srsran_s_channel_emulators(tmp_path):
                                    template_values(block, "enb", "/x"))["enb.conf"])
     assert (enb["channel.dl"]["enable"], enb["channel.dl.awgn"]["snr"]) == ("true", "9.0")
     assert (enb["channel.ul"]["enable"], enb["channel.ul.awgn"]["snr"]) == ("true", "-20.0")
+
+
+def test_a_sweep_steps_an_accelerated_emulator_and_leaves_other_clocks_alone():
+    """Accelerated, the meter's and rtctl's windows lie `speedup` times their wall skew apart
+    in TTIs (tools/collect/sweep.py, `sweep_clock`): a sweep of the emulated vBS steps it
+    and reads its own meter, the GPM-8213 twin's included; real hardware is untouched."""
+    shipped = load_config(REPO / "testbed_configs" / "zmq-emulated.yaml")
+    assert (shipped.clock.mode, shipped.meter.kind, shipped.meter.resource) == (
+        "accelerated", "gpm8213", None)
+    stepped = sweep_clock(shipped)
+    assert (stepped.clock.mode, stepped.clock.speedup, stepped.meter.kind) == (
+        "stepped", 1.0, "emulated")
+    for path in ("zmq-srsran.yaml", "b210-lab.yaml"):
+        cfg = load_config(REPO / "testbed_configs" / path)
+        assert sweep_clock(cfg) is cfg
+    realtime = load_config(REPO / "testbed_configs" / "zmq-emulated.yaml",
+                           {"clock.mode": "realtime", "clock.speedup": 1.0})
+    assert sweep_clock(realtime) is realtime
 
 
 def test_a_testbed_whose_conditions_a_sweep_cannot_set_is_refused_naming_the_key(tmp_path):

@@ -21,7 +21,7 @@ from hil.config import load_config
 from hil.progress import tracked
 from hil.testbeds import kind_of
 from tools.collect.plan import SweepPlan, parse_grid
-from tools.collect.sweep import DLUL_NAME, open_sweep, run_sweep
+from tools.collect.sweep import DLUL_NAME, open_sweep, run_sweep, sweep_clock
 from tools.fit_power.design import plan_determines
 
 
@@ -40,13 +40,19 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.check_fit:
         return _check_fit(plan, cfg.vbs.calibration, console)
     out = Path(args.out) if args.out else Path("datasets") / cfg.name
+    if (stepped := sweep_clock(cfg)) is not cfg:
+        console.print(f"clock: stepped for the sweep, not accelerated x{cfg.clock.speedup:g} "
+                      "(the meter's and rtctl's windows are then the same TTIs)",
+                      highlight=False)
+        cfg = stepped
     sweep, done = open_sweep(out, cfg, config_path, plan)
     todo = plan.n_cells - len(done)
     wall_s = todo * plan.rounds_per_cell * cfg.period_s
     console.print(f"sweep [bold]{escape(str(out))}[/]: {space.size} policies x "
                   f"{len(conditions)} condition(s) x {plan.reps} rep(s) = {plan.n_cells} cells, "
                   f"{len(done)} already measured; {plan.rounds_per_cell} rounds per cell "
-                  f"({plan.warmup_rounds} warm-up), at least {wall_s:.0f} s to go",
+                  f"({plan.warmup_rounds} warm-up), "
+                  + (f"at least {wall_s:.0f} s to go" if wall_s else "as fast as it simulates"),
                   highlight=False)
     failed: set[str] = set()
     retried = 0
