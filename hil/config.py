@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Self
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
@@ -22,6 +22,7 @@ from agents.policy_space import NAMED_SPACES, PAPER_SPACE, PolicySpace
 from agents.registry import AGENTS, agent_params
 from drivers.emulated.sshd import Sshd
 from hil.base.errors import ConfigError
+from hil.base.network import is_network_endpoint
 from hil.base.validation import StrictModel, read_yaml, validate
 from hil.journal import SEGMENT_ROWS
 
@@ -180,6 +181,21 @@ class SrsranConfig(StrictModel):
         return self
 
 
+class ControlSocket(NamedTuple):
+    """A socket that takes commands for the vBS: where it binds, on which host."""
+
+    key: str  # the config key that sets it
+    endpoint: str
+    host: str | None  # the `hosts` entry it binds on (None: this machine)
+    curve: bool  # whether the program behind it can do CURVE (`vbs.curve_dir`)
+
+
+CURVE_FIX = ("make keys with `hil keys DIR`, set `vbs.curve_dir: DIR` and install the vBS's "
+             "half with `hil keys --install CONFIG` (README, \"A lab network\")")
+PLAINTEXT_FIX = (f"{CURVE_FIX}; or, on a network only the testbed is on, set "
+                 "`vbs.allow_plaintext_control: true`")
+
+
 class VbsCommon(StrictModel):
     """What every kind of vBS has: where it runs and how the controller reaches it.
 
@@ -196,9 +212,17 @@ class VbsCommon(StrictModel):
     retries: int = Field(3, ge=0, le=100)
     give_up_after_invalid_rounds: int = Field(
         30, ge=1, description="stop the run after this many invalid rounds in a row")
-    curve_dir: Path | None = Field(None, description="CURVE keys (`hil keys DIR`): encrypt rtctl "
-                                   "and admit only authorized controllers, for lab networks; the "
-                                   "vBS host (srsENB, patch 0009) needs the folder at this path")
+    curve_dir: Path | None = Field(None, description=(
+        "the controller's CURVE keys (`hil keys DIR`): rtctl encrypted, the vBS's public key "
+        "pinned, only authorized controllers admitted; required for a control socket bound "
+        "off loopback"))
+    server_curve_dir: str | None = Field(None, description=(
+        "the vBS's half of the keys on its host (server keypair, authorized_clients/), "
+        "which `hil keys --install CONFIG` fills; `~` is that host user's home. None: "
+        "`curve_dir`'s own path (the vBS on this machine)"))
+    allow_plaintext_control: bool = Field(False, description=(
+        "let a control socket bound off loopback run without CURVE (anyone who reaches it "
+        "can set or reset the vBS); `hil check` warns on every run"))
 
     testbed_module: ClassVar[str]
     """The module whose `TESTBED` brings this kind up (hil/testbeds/)."""
@@ -208,6 +232,44 @@ class VbsCommon(StrictModel):
     """Its clock can be stepped (clock.mode stepped)."""
     has_ue: ClassVar[bool] = False
     """A UE that iperf3 traffic can reach (traffic.kind iperf3)."""
+
+    @model_validator(mode="after")
+    def _off_loopback_needs_curve(self) -> Self:
+        """A control socket another machine can reach takes commands only over CURVE, unless
+        plaintext is allowed in so many words."""
+        if self.allow_plaintext_control:
+            return self
+        for socket in self.control_sockets():
+            if not is_network_endpoint(socket.endpoint):
+                continue
+            if not socket.curve:
+                raise ValueError(
+                    f"{socket.key} {socket.endpoint} is reachable from the network, and this "
+                    "program's rtctl has no CURVE: bind it to 127.0.0.1 (hil reaches it on its "
+                    "host), or on a network only the testbed is on set "
+                    "`vbs.allow_plaintext_control: true`")
+            if self.curve_dir is None:
+                raise ValueError(
+                    f"{socket.key} {socket.endpoint} is reachable from the network, so anyone "
+                    "there could set the vBS's thresholds or reset it; vbs.curve_dir is not "
+                    f"set: {PLAINTEXT_FIX}")
+        return self
+
+    def control_sockets(self) -> list[ControlSocket]:
+        """Every socket that takes commands for this vBS."""
+        return []
+
+    def server_host(self) -> str | None:
+        """The `hosts` entry the rtctl server (the vBS) runs on; None: this machine."""
+        return self.host
+
+    def server_keys_at(self, home: str) -> str | None:
+        """The vBS's key folder on its host, a leading ``~`` made `home` (programs do not
+        expand it); None without CURVE."""
+        if self.curve_dir is None:
+            return None
+        folder = self.server_curve_dir or str(self.curve_dir)
+        return f"{home.rstrip('/')}/{folder[2:]}" if folder.startswith("~/") else folder
 
     @property
     def calibration(self) -> Path:
@@ -248,6 +310,9 @@ class EmulatedVbsConfig(VbsCommon):
     serves_meter: ClassVar[bool] = True
     steps_clock: ClassVar[bool] = True
 
+    def control_sockets(self) -> list[ControlSocket]:
+        return [ControlSocket("vbs.control_endpoint", self.control_endpoint, self.host, True)]
+
     @property
     def calibration(self) -> Path:
         return self.emulator.calibration
@@ -284,6 +349,14 @@ class SrsranVbsConfig(VbsCommon):
         if isinstance(data, dict) and "emulator" in data:
             data = {k: v for k, v in data.items() if k != "emulator"}
         return data
+
+    def control_sockets(self) -> list[ControlSocket]:
+        srs = self.srsran
+        return [ControlSocket("vbs.srsran.rtctl_bind", srs.rtctl_bind, srs.enb.host, True),
+                ControlSocket("vbs.srsran.ue.rtctl_bind", srs.ue.rtctl_bind, srs.ue.host, False)]
+
+    def server_host(self) -> str | None:
+        return self.srsran.enb.host
 
     @property
     def calibration(self) -> Path:

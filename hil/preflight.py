@@ -12,13 +12,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from drivers.power.gpm8213 import Gpm8213Meter
 from hil.base.errors import HilError
 from hil.config import HilConfig, local_paths
 from hil.lock import testbed_lock
-from hil.testbeds import Check, kind_of, start_testbed
+from hil.testbeds import Check, Warn, kind_of, start_testbed
 from hil.testbeds.common import connect_host
+from hil.testbeds.keys import control_checks
 
 MAX_CLOCK_OFFSET_S = 0.1
 
@@ -26,14 +28,21 @@ MAX_CLOCK_OFFSET_S = 0.1
 @dataclass(frozen=True)
 class CheckResult:
     name: str
-    ok: bool
+    level: Literal["ok", "warn", "fail"]
     detail: str
+
+    @property
+    def ok(self) -> bool:
+        """Nothing to fix before a run (a warning is a risk chosen in the config)."""
+        return self.level != "fail"
 
 
 def _files(cfg: HilConfig) -> str:
     """Every file and folder the config names for this machine is here."""
     wanted = local_paths(cfg)
-    missing = [f"{key} {path}" for key, path in wanted if not path.exists()]
+    missing = [f"{key} {path}" + (f" (make the keys with `hil keys {path}`)"
+                                  if key == "vbs.curve_dir" else "")
+               for key, path in wanted if not path.exists()]
     if missing:
         raise HilError(f"not found: {'; '.join(missing)}. Relative paths in a config are taken "
                        "from its own folder, so a copy elsewhere loses them: give absolute "
@@ -97,6 +106,7 @@ def checks(cfg: HilConfig) -> Iterator[tuple[str, Check]]:
     for name in cfg.hosts:
         yield f"host {name}", lambda name=name: _host(cfg, name, name in python_hosts)
     yield from kind.checks(cfg)
+    yield from control_checks(cfg)
     if cfg.meter.kind == "gpm8213" and cfg.meter.resource:
         yield "meter", lambda: _meter(cfg)
     yield "testbed lock", lambda: _lock(cfg)
@@ -107,6 +117,9 @@ def checks(cfg: HilConfig) -> Iterator[tuple[str, Check]]:
 def run_checks(cfg: HilConfig) -> Iterator[CheckResult]:
     for name, check in checks(cfg):
         try:
-            yield CheckResult(name, True, check())
+            found = check()
         except HilError as exc:
-            yield CheckResult(name, False, str(exc))
+            yield CheckResult(name, "fail", str(exc))
+            continue
+        yield (CheckResult(name, "warn", found.detail) if isinstance(found, Warn)
+               else CheckResult(name, "ok", found))

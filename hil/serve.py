@@ -43,6 +43,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from hil.base.errors import HilError
+from hil.base.network import is_loopback_host
 from hil.live import FollowedRun, find_runs
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,6 @@ REFRESH_S = 0.5
 PAGE = Path(__file__).with_name("live_page.html")
 PAGE_LIMIT = 1000
 MAX_LIMIT = 10_000
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class ServeError(HilError):
@@ -273,7 +273,7 @@ class LiveServer:
         if missing:
             raise ServeError(f"no such path: {', '.join(missing)}; give run directories or "
                              "the folder that holds them (runs/)")
-        if host not in LOOPBACK and token is None:
+        if not is_loopback_host(host) and token is None:
             token = secrets.token_urlsafe(16)
         self.token = token
         self.runs = Runs(paths)
@@ -313,7 +313,7 @@ def spawn(paths: list[Path], address: str, wait_s: float = 10.0) -> tuple[subpro
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise ServeError(f"--serve {address!r}: expected HOST:PORT, e.g. 127.0.0.1:8765")
-    token = None if host in LOOPBACK else secrets.token_urlsafe(16)
+    token = None if is_loopback_host(host) else secrets.token_urlsafe(16)
     command = [sys.executable, "-m", "tools.cli", "serve", *map(str, paths), "--host", host,
                "--port", port, *(["--token", token] if token else [])]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

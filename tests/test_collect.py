@@ -381,7 +381,7 @@ def test_a_condition_s_snrs_reach_srsran_s_channel_emulators(tmp_path):
                                            ul_snr_db=-20.0), tmp_path / "b.csv", SMALL, rounds=4)
     enb = configparser.ConfigParser(interpolation=None)
     enb.read_string(render_program(block.vbs.srsran.templates, "enb",
-                                   template_values(block, "enb", "/x"))["enb.conf"])
+                                   template_values(block, "enb", "/x", "/home/lab"))["enb.conf"])
     assert (enb["channel.dl"]["enable"], enb["channel.dl.awgn"]["snr"]) == ("true", "9.0")
     assert (enb["channel.ul"]["enable"], enb["channel.ul.awgn"]["snr"]) == ("true", "-20.0")
 

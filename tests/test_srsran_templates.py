@@ -20,6 +20,7 @@ from hil.config import HilConfig, load_config
 from hil.testbeds.srsran_processes import template_values
 
 CONF_DIR = "/srv/hil/srsran"
+HOME = "/home/lab"
 
 
 def shipped(name: str) -> HilConfig:
@@ -46,7 +47,7 @@ CALLERS = {
 def rendered(cfg: HilConfig, program: str) -> dict[str, str]:
     assert cfg.vbs.srsran is not None
     return render_program(cfg.vbs.srsran.templates, program,
-                          template_values(cfg, program, CONF_DIR))
+                          template_values(cfg, program, CONF_DIR, HOME))
 
 
 def ini(text: str) -> configparser.ConfigParser:
@@ -72,8 +73,16 @@ def test_the_enb_config_turns_rtctl_on_and_points_at_its_other_files(tmp_path):
     assert conf["rtctl"]["curve_dir"] == str(tmp_path / "keys")
     assert conf["enb_files"]["rr_config"] == f"{CONF_DIR}/rr.conf"
     assert conf["channel.dl.awgn"]["snr"] == "30.0"
-    assert conf["rf"]["device_name"] == "zmq" and "tx_port=tcp://*:2000" in \
+    assert conf["rf"]["device_name"] == "zmq" and "tx_port=tcp://127.0.0.1:2000" in \
         conf["rf"]["device_args"]
+
+
+def test_on_a_lab_the_enb_reads_its_keys_from_the_folder_they_were_installed_to():
+    """b210-lab.yaml: srsENB's key folder is `vbs.server_curve_dir` with `~` made the BBU
+    user's home (srsENB expands nothing), not the controller's `vbs.curve_dir`."""
+    conf = ini(rendered(shipped("b210-lab.yaml"), "enb")["enb.conf"])
+    assert conf["rtctl"]["curve_dir"] == f"{HOME}/.vbs-hil/curve"
+    assert conf["rtctl"]["endpoint"] == "tcp://192.168.10.11:5555"
 
 
 def test_the_ue_config_turns_on_the_ue_profile_of_rtctl_and_the_test_gains(tmp_path):

@@ -62,7 +62,7 @@ def srsran_config(tmp_path: Path, sshd: Any, **changes: Any) -> Path:
     return path
 
 
-def test_zmq_radios_cross_their_ports_and_b210s_are_picked_by_serial():
+def test_zmq_radios_cross_their_ports_on_loopback_when_they_can_and_b210s_by_serial():
     cfg = load_config(REPO / "testbed_configs" / "b210-lab.yaml")
     assert radio_device(cfg.vbs.srsran.radio, "enb", "x") == (
         "UHD", "type=b200,serial=30AD123,clock=internal")
@@ -71,6 +71,8 @@ def test_zmq_radios_cross_their_ports_and_b210s_are_picked_by_serial():
     assert "rx_port=tcp://ue-host:2001" in radio_device(zmq, "enb", "ue-host")[1]
     assert "tx_port=tcp://*:2001" in radio_device(zmq, "ue", "bbu")[1]
     assert "rx_port=tcp://bbu:2000" in radio_device(zmq, "ue", "bbu")[1]
+    one_host = radio_device(zmq, "enb", "localhost")[1]  # nothing for the network to reach
+    assert "tx_port=tcp://127.0.0.1:2000" in one_host and "rx_port=tcp://localhost:2001" in one_host
 
 
 # ------------------------------------------------------------------ over SSH, with doubles

@@ -83,7 +83,8 @@ def rendered_confs(conf_dir: Path) -> dict[str, Path]:
     confs = {}
     for program in TEMPLATES:
         files = render_program(cfg.vbs.srsran.templates, program,
-                               template_values(cfg, program, str(conf_dir)))
+                               template_values(cfg, program, str(conf_dir),
+                                                               str(Path.home())))
         for name, text in files.items():
             (conf_dir / name).write_text(text)
         confs[program] = conf_dir / TEMPLATES[program][0]

@@ -132,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             Path(args.out) if args.out else None)
     console.print(f"run directory: [bold]{run_dir.path}[/]")
     _note_pure_exploration(cfg)
+    _warn_plaintext_control(cfg)
     with _live_view(run_dir.path, args.serve):
         return _run_and_summarise(args, cfg, run_dir)
 
@@ -210,6 +211,17 @@ def _run_and_summarise(args: argparse.Namespace, cfg: HilConfig, run_dir: RunDir
     return {"completed": 0, "interrupted": 130}.get(status, 1)
 
 
+def _warn_plaintext_control(cfg) -> None:
+    """`vbs.allow_plaintext_control` is a risk the operator chose: said on every run."""
+    from hil.base.network import is_network_endpoint
+
+    for socket in cfg.vbs.control_sockets():
+        if is_network_endpoint(socket.endpoint) and not (socket.curve and cfg.vbs.curve_dir):
+            console.print(f"[yellow]warning: {socket.key} {socket.endpoint} takes commands in "
+                          "plaintext from the network (vbs.allow_plaintext_control)",
+                          highlight=False)
+
+
 def _note_pure_exploration(cfg) -> None:
     """Lemma 1 gives gamma = 1 (uniform play) when T < K ln K / (e - 1): say so up front."""
     from agents.bsvbs import gamma_for_horizon
@@ -230,9 +242,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     cfg = load_config(Path(args.config))
     failed = 0
+    marks = {"ok": "[green]ok  [/]", "warn": "[yellow]WARN[/]", "fail": "[red]FAIL[/]"}
     for result in run_checks(cfg):
         failed += not result.ok
-        mark = "[green]ok  [/]" if result.ok else "[red]FAIL[/]"
+        mark = marks[result.level]
         console.print(f"{mark}  {result.name}: {escape(result.detail)}", soft_wrap=True,
                       highlight=False)
     console.print(f"{args.config}: " + ("ready" if not failed else f"{failed} problem(s) to fix"),
@@ -259,11 +272,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     from drivers.rtctl.curve import create_keys
+    from hil.config import load_config
+    from hil.testbeds.keys import install
 
-    for path in create_keys(Path(args.directory)):
-        console.print(str(path), highlight=False)
-    console.print("keep *.key_secret private: the server's on the vBS host, the client's with "
-                  "hil; set `vbs.curve_dir` to this folder on both sides")
+    if args.directory is None and args.install is None:
+        console.print("give a folder to make keys in (hil keys DIR), or --install CONFIG")
+        return 2
+    if args.directory is not None:
+        for path in create_keys(Path(args.directory)):
+            console.print(str(path), highlight=False)
+        console.print("set `vbs.curve_dir` to this folder; where the vBS runs on another "
+                      "host, set `vbs.server_curve_dir` and run `hil keys --install CONFIG`",
+                      highlight=False)
+    if args.install is not None:
+        for where in install(load_config(Path(args.install))):
+            console.print(f"installed {where}", highlight=False)
+        console.print("the server's secret now lives on the vBS's host only", highlight=False)
     return 0
 
 
@@ -448,8 +472,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(func=cmd_replay)
 
     keys = sub.add_parser("keys", help="make CURVE keys for rtctl on a lab network "
-                          "(`vbs.curve_dir`)")
-    keys.add_argument("directory", help="folder for the keypairs and authorized_clients/")
+                          "(`vbs.curve_dir`), or install the vBS's half on its host")
+    keys.add_argument("directory", nargs="?",
+                      help="folder to make the keypairs and authorized_clients/ in")
+    keys.add_argument("--install", metavar="CONFIG",
+                      help="copy the server keypair (secret 0600) and authorized_clients/ of "
+                           "the config's vbs.curve_dir to vbs.server_curve_dir on the vBS's "
+                           "host over SFTP, then delete the server's secret here")
     keys.set_defaults(func=cmd_keys)
 
     meta = sub.add_parser("metahrl", help="Meta-HRL experiments (baselines, ablation, scaling) "

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     serve(vbs, args.control, args.meter, stop, on_ready=ready, scpi_meter=args.scpi_meter,
           exit_with_parent=args.exit_with_parent, idle_exit_s=args.exit_when_idle_s,
-          curve=ServerCurve(args.curve_dir) if args.curve_dir else None)
+          curve=ServerCurve(args.curve_dir.expanduser()) if args.curve_dir else None)
     return 0
 
 

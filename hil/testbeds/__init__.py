@@ -22,7 +22,15 @@ from hil.base.errors import HilError
 if TYPE_CHECKING:  # types only: hil.config names the kinds' modules, it imports none
     from hil.config import HilConfig, ScenarioConfig
 
-Check = Callable[[], str]
+@dataclass(frozen=True)
+class Warn:
+    """What a check found that works but that the operator must hear on every run (a
+    risk they chose), printed as a WARN line."""
+
+    detail: str
+
+
+Check = Callable[[], "str | Warn"]
 """A check of `hil check`: returns what it found, or raises HilError saying what to fix."""
 
 

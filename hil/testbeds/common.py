@@ -31,6 +31,11 @@ def connect_host(name: str, host: HostConfig) -> SshHost:
         trust_unknown_host=host.trust_unknown_host, state_dir=host.state_dir)
 
 
+def home_of(host: SshHost) -> str:
+    """The host user's home directory (programs started there do not expand ``~``)."""
+    return host.run("cd && pwd", timeout_s=10).stdout.strip()
+
+
 def as_seen_from_controller(ready: dict, hostname: str) -> dict:
     """Endpoints an emulator on `hostname` bound to a wildcard address, with that host's name.
 

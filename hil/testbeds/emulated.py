@@ -136,8 +136,8 @@ def emulator_command(cfg: HilConfig, python: str = sys.executable) -> list[str]:
         cmd += ["--trace", str(emu.scenario.trace)]
     if emu.du is not None:
         cmd += ["--du-ues", str(emu.du.n_ues), "--du-seed", str(emu.du.seed)]
-    if cfg.vbs.curve_dir is not None:
-        cmd += ["--curve-dir", str(cfg.vbs.curve_dir)]
+    if (server_keys := cfg.vbs.server_keys_at("~")) is not None:
+        cmd += ["--curve-dir", server_keys]  # `~` is expanded where the emulator runs
     if cfg.meter.kind == "gpm8213" and not cfg.meter.resource:
         cmd += ["--scpi-meter", f"{_bind_address(cfg.vbs.control_endpoint)}:{emu.scpi_port}"]
     return cmd

@@ -25,10 +25,11 @@ from hil.testbeds.common import (
     as_seen_from_controller,
     client_curve,
     connect_host,
+    home_of,
     host_probes,
     make_meter,
 )
-from hil.testbeds.srsran_processes import Program, binary_path, home_of, srsran_of
+from hil.testbeds.srsran_processes import Program, binary_path, srsran_of
 
 BUILD_HINT = ("build and install it with `hil srsran build --source <srsRAN_4G checkout>` "
               "(README, \"Real srsRAN\") on that host")

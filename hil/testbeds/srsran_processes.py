@@ -25,6 +25,7 @@ from drivers.ssh import SshHost
 from drivers.traffic.iperf3 import Iperf3Traffic
 from hil.bringup import Bringup, Stage, Step
 from hil.config import HilConfig, RadioConfig, SrsProcessConfig, SrsranConfig, SrsranVbsConfig
+from hil.testbeds.common import home_of
 
 MME_ADDR = "127.0.1.100"
 """srsEPC's S1-MME and S1-U address (loopback alias, as srsRAN's examples)."""
@@ -85,10 +86,11 @@ def build(cfg: HilConfig, connect: Callable[[str], SshHost]) -> SrsranProcesses:
 
         def program(name: str, kind: Program) -> SrsProcess:
             process: SrsProcessConfig = getattr(srs, kind)
-            host, conf_dir = hosts[process.host], dirs[process.host]
-            files = render_program(srs.templates, kind, template_values(cfg, kind, conf_dir))
-            return SrsProcess(name=name, host=host,
-                              binary=binary_path(srs, kind, home_of(host)),
+            host, conf_dir, home = hosts[process.host], dirs[process.host], home_of(
+                hosts[process.host])
+            files = render_program(srs.templates, kind,
+                                   template_values(cfg, kind, conf_dir, home))
+            return SrsProcess(name=name, host=host, binary=binary_path(srs, kind, home),
                               conf_path=f"{conf_dir}/{kind}.conf", ready=READY[name],
                               files={f"{conf_dir}/{file}": text for file, text in files.items()},
                               failures=FAILURES, args=process.args, env=process.env,
@@ -122,11 +124,6 @@ def binary_path(srs: SrsranConfig, program: Program, home: str) -> str:
     if srs.prefix is not None and "/" not in binary:
         binary = f"{srs.prefix.rstrip('/')}/bin/{binary}"
     return f"{home.rstrip('/')}/{binary[2:]}" if binary.startswith("~/") else binary
-
-
-def home_of(host: SshHost) -> str:
-    """The host user's home directory."""
-    return host.run("cd && pwd", timeout_s=10).stdout.strip()
 
 
 @dataclass(frozen=True)
@@ -189,6 +186,8 @@ def radio_device(radio: RadioConfig, end: Literal["enb", "ue"], peer: str) -> tu
 
     ZMQ: each end sends on its own port and receives on the other's; the eNB stops when its
     UE disconnects (``fail_on_disconnect``), so a dead UE shows as a dead eNB, not a hang.
+    Both ends on one host (`peer` "localhost") send on loopback only: anyone who reached a
+    ZMQ radio port could take or inject the cell's samples.
     """
     if radio.kind == "uhd":
         serial = radio.enb_serial if end == "enb" else radio.ue_serial
@@ -196,17 +195,20 @@ def radio_device(radio: RadioConfig, end: Literal["enb", "ue"], peer: str) -> tu
     own, other = ((radio.zmq_enb_tx_port, radio.zmq_ue_tx_port) if end == "enb"
                   else (radio.zmq_ue_tx_port, radio.zmq_enb_tx_port))
     fail = "fail_on_disconnect=true," if end == "enb" else ""
-    return "zmq", (f"{fail}tx_port=tcp://*:{own},rx_port=tcp://{peer}:{other},id={end},"
+    bind = "127.0.0.1" if peer == "localhost" else "*"
+    return "zmq", (f"{fail}tx_port=tcp://{bind}:{own},rx_port=tcp://{peer}:{other},id={end},"
                    f"base_srate={ZMQ_BASE_SRATE}")
 
 
-def template_values(cfg: HilConfig, program: Program, conf_dir: str) -> dict[str, object]:
+def template_values(cfg: HilConfig, program: Program, conf_dir: str,
+                    home: str) -> dict[str, object]:
     """The values `program`'s templates are rendered with, all from the config; `conf_dir`
-    is where its files go on its host. The bring-up and every test that renders the
-    templates call this, so a new placeholder without a value fails everywhere at once.
+    is where its files go on its host, `home` the host user's home. The bring-up and every
+    test that renders the templates call this, so a new placeholder without a value fails
+    everywhere at once.
 
-    `vbs.curve_dir` must exist at that path on the eNB host too, holding the server's secret
-    key and authorized_clients/ (none: rtctl without CURVE)."""
+    With CURVE, srsENB reads the server's keys from `vbs.server_curve_dir` (`hil keys
+    --install` puts them there), or from `vbs.curve_dir`'s path on a one-machine testbed."""
     srs = srsran_of(cfg)
     radio, device = srs.radio, ("", "")
     gains = (0.0, 0.0)
@@ -228,7 +230,7 @@ def template_values(cfg: HilConfig, program: Program, conf_dir: str) -> dict[str
         "ul_awgn_snr_db": 30.0 if srs.ul_awgn_snr_db is None else srs.ul_awgn_snr_db,
         "ul_awgn_signal_power_dbfs": srs.ul_awgn_signal_power_dbfs,
         "rtctl_bind": srs.rtctl_bind, "ue_rtctl_bind": srs.ue.rtctl_bind,
-        "rtctl_curve_dir": "" if cfg.vbs.curve_dir is None else cfg.vbs.curve_dir,
+        "rtctl_curve_dir": cfg.vbs.server_keys_at(home) or "",
         "ue_imsi": sim.imsi, "ue_key": sim.key, "ue_opc": sim.opc, "ue_imei": sim.imei,
         "ue_ip": srs.ue.ip, "netns": srs.ue.netns or "",
     }
