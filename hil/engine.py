@@ -130,6 +130,8 @@ class RoundEngine:
         self.next_round = 0  # the first round not yet recorded
         self.times = RoundTimes()
         self._t_origin = time.monotonic()
+        self._invalid_in_a_row = 0
+        self._last_invalid_reason: str | None = None
 
     # ------------------------------------------------------------------ resume
     def replay(self, rows: list[dict[str, Any]]) -> None:
@@ -156,28 +158,42 @@ class RoundEngine:
     # ------------------------------------------------------------------ the loop
     def run(self, first_round: int, last_round: int, stop: threading.Event) -> RunOutcome:
         """Rounds first_round .. last_round-1; returns after the round in flight when stopped."""
-        period = self.params.period_s
         next_start = time.monotonic()
         self.next_round = k = first_round
-        invalid_in_a_row = 0
         while k < last_round:
             if stop.is_set():
                 return RunOutcome("interrupted", "stopped by signal", k)
-            row, next_start, busy_s = self._round(k, next_start, period)
-            t0 = time.perf_counter()
-            self.recorder.append(row)
-            self.next_round = k = k + 1
-            if k % self.params.checkpoint_every == 0:
-                self.checkpoint(k)
-            self.times.add("record", t0)
-            if self.on_round:
-                self.on_round(row)
-            self.times.end_round(busy_s + time.perf_counter() - t0)
-            invalid_in_a_row = 0 if row["valid"] else invalid_in_a_row + 1
-            if invalid_in_a_row >= self.params.give_up_after_invalid:
-                return RunOutcome("failed", f"{invalid_in_a_row} invalid rounds in a row; the "
-                                  f"last: {row['invalid_reason']}", k)
+            row, next_start = self.play_round(next_start)
+            k = self.next_round
+            if (reason := self.giving_up()) is not None:
+                return RunOutcome("failed", reason, k)
         return RunOutcome("completed", f"ran {last_round} rounds", k)
+
+    def play_round(self, start_nominal: float) -> tuple[dict[str, Any], float]:
+        """Round `next_round`, nominally starting at `start_nominal` (monotonic): played,
+        recorded (on disk before this returns), checkpointed when due. Returns its row and
+        the next round's nominal start."""
+        k = self.next_round
+        row, next_start, busy_s = self._round(k, start_nominal, self.params.period_s)
+        t0 = time.perf_counter()
+        self.recorder.append(row)
+        self.next_round = k + 1
+        if self.next_round % self.params.checkpoint_every == 0:
+            self.checkpoint(self.next_round)
+        self.times.add("record", t0)
+        if self.on_round:
+            self.on_round(row)
+        self.times.end_round(busy_s + time.perf_counter() - t0)
+        self._invalid_in_a_row = 0 if row["valid"] else self._invalid_in_a_row + 1
+        self._last_invalid_reason = row["invalid_reason"]
+        return row, next_start
+
+    def giving_up(self) -> str | None:
+        """Why the testbed is taken for not working (too many invalid rounds in a row)."""
+        if self._invalid_in_a_row < self.params.give_up_after_invalid:
+            return None
+        return (f"{self._invalid_in_a_row} invalid rounds in a row; the last: "
+                f"{self._last_invalid_reason}")
 
     def checkpoint(self, next_round: int) -> None:
         self.run_dir.save_checkpoint({"round": next_round, "agent": self.agent.state_dict(),

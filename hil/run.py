@@ -28,7 +28,7 @@ from hil.engine import EngineParams, RoundCallback, RoundEngine, RoundTimes, Run
 from hil.journal import RoundRecorder
 from hil.lock import TestbedLock, testbed_lock
 from hil.recorder import RunDirectory
-from hil.testbeds import start_testbed
+from hil.testbeds import Testbed, start_testbed
 
 
 @dataclass(frozen=True)
@@ -131,66 +131,18 @@ def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
 
     The run holds its testbed's lock (hil/lock.py) while it lasts; a caller that holds it
     already, for several runs (a dataset sweep's blocks), passes `take_lock=False`.
-    `agent` replaces the configured one (a dataset sweep plays its plan through it). An
-    agent's optional `prepare()` (work it does once before its first decision, such as
-    Meta-HRL's pretraining) is called for a fresh run before the testbed starts: done inside
-    the first round it would leave the vBS idle, and an emulated one exits after a minute
-    without requests. A resumed run does not call it: the checkpoint holds its result.
+    `agent` replaces the configured one (a dataset sweep plays its plan through it).
     """
-    try:
-        agent = agent if agent is not None else build_agent(cfg)
-        first_round, replay_rows, checkpoint = 0, [], None
-        if resume:
-            checkpoint = run_dir.load_checkpoint()
-            if checkpoint is None:
-                raise ResumeError(f"{run_dir.checkpoint_path} not found: nothing to resume from")
-            try:
-                agent.load_state_dict(checkpoint["agent"])
-            except ValueError as exc:
-                raise ResumeError(f"{run_dir.path}: the saved agent does not fit this one: "
-                                  f"{exc}") from None
-            rows = run_dir.read_rounds().to_pylist()
-            replay_rows = [r for r in rows if r["round"] >= checkpoint["round"]]
-            first_round = checkpoint["round"] + len(replay_rows)
-            recorder = RoundRecorder.resume(run_dir, keep_rounds_below=first_round,
-                                            segment_rows=cfg.recording.segment_rows)
-        else:
-            prepare = getattr(agent, "prepare", None)  # once per fresh run, e.g. pretraining:
-            if prepare is not None:                    # before the testbed, which would idle
-                prepare()
-            recorder = RoundRecorder(run_dir, segment_rows=cfg.recording.segment_rows)
-    except BaseException as exc:  # run.json must not stay at `running`
-        run_dir.update_meta(stop_utc=_now(), exit={
-            "status": "failed", "reason": str(exc) if isinstance(exc, HilError)
-            else f"internal error: {exc!r}", "defaults_restored": "no testbed"})
-        raise
-
-    outcome = RunOutcome("failed", "did not start", first_round)
-    testbed = None
-    engine: RoundEngine | None = None
-    lock: TestbedLock | None = None
+    live = LiveRun(cfg, run_dir, resume=resume, agent=agent, on_round=on_round,
+                   take_lock=take_lock)
+    outcome = RunOutcome("failed", "did not start", live.first_round)
     # From here on the first SIGINT/SIGTERM asks for a clean stop, during start-up too.
     with stop_on_signals() as stop:
         try:
-            lock = testbed_lock(cfg, str(run_dir.path)) if take_lock else None
-            if lock is not None:
-                lock.acquire()
-            testbed = start_testbed(cfg, run_dir.path)
-            identity = testbed.ran.ping()
-            run_dir.update_meta(vbs=identity.vbs.model_dump(mode="json"))
-            engine = RoundEngine(
-                space=cfg.policy_space, agent=agent, ran=testbed.ran, meter=testbed.meter,
-                run_dir=run_dir, recorder=recorder, on_round=on_round, probes=testbed.probes,
-                params=EngineParams(period_s=cfg.period_s,
-                                    checkpoint_every=cfg.recording.checkpoint_every,
-                                    give_up_after_invalid=cfg.vbs.give_up_after_invalid_rounds,
-                                    reward=rw.RewardParams(**cfg.reward.model_dump())))
-            if checkpoint is not None:
-                engine.context = checkpoint.get("context", engine.context)
-            engine.replay(replay_rows)
+            engine = live.start()
             if on_start:
-                on_start(first_round, cfg.rounds)
-            outcome = engine.run(first_round, cfg.rounds, stop)
+                on_start(live.first_round, cfg.rounds)
+            outcome = engine.run(live.first_round, cfg.rounds, stop)
         except KeyboardInterrupt:
             outcome = RunOutcome("interrupted", "second interrupt: stopped at once",
                                  outcome.next_round)
@@ -200,12 +152,93 @@ def execute(cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
             outcome = RunOutcome("failed", f"internal error: {exc!r}", outcome.next_round)
             raise
         finally:
-            try:
-                _shutdown(run_dir, recorder, testbed, engine, outcome)
-            finally:
-                if lock is not None:
-                    lock.release()
-    return RunResult(run_dir, outcome, agent, cfg, None if engine is None else engine.times)
+            live.close(outcome)
+    return RunResult(run_dir, outcome, live.agent, cfg,
+                     None if live.engine is None else live.engine.times)
+
+
+class LiveRun:
+    """A run's pieces from its agent to its testbed: built, started (the lock taken, the
+    testbed up, the engine ready to play rounds), and closed (`_shutdown`: the vBS's
+    defaults restored, everything persisted, the testbed stopped, the lock released).
+
+    `execute` plays it to the end; the gymnasium environment (hil/gym.py) plays it one
+    round per `step`. An agent's optional `prepare()` (work it does once before its first
+    decision, such as Meta-HRL's pretraining) is called for a fresh run here, before the
+    testbed starts: done inside the first round it would leave the vBS idle, and an emulated
+    one exits after a minute without requests. A resumed run does not call it: the
+    checkpoint holds its result.
+    """
+
+    def __init__(self, cfg: HilConfig, run_dir: RunDirectory, *, resume: bool,
+                 agent: Agent | None = None, on_round: RoundCallback | None = None,
+                 take_lock: bool = True) -> None:
+        self.cfg, self.run_dir, self.on_round, self.take_lock = cfg, run_dir, on_round, take_lock
+        self.testbed: Testbed | None = None
+        self.engine: RoundEngine | None = None
+        self.lock: TestbedLock | None = None
+        self.first_round, self._replay_rows = 0, []
+        self._checkpoint: dict[str, Any] | None = None
+        try:
+            self.agent = agent if agent is not None else build_agent(cfg)
+            if resume:
+                self._checkpoint = checkpoint = run_dir.load_checkpoint()
+                if checkpoint is None:
+                    raise ResumeError(f"{run_dir.checkpoint_path} not found: nothing to resume "
+                                      "from")
+                try:
+                    self.agent.load_state_dict(checkpoint["agent"])
+                except ValueError as exc:
+                    raise ResumeError(f"{run_dir.path}: the saved agent does not fit this one: "
+                                      f"{exc}") from None
+                rows = run_dir.read_rounds().to_pylist()
+                self._replay_rows = [r for r in rows if r["round"] >= checkpoint["round"]]
+                self.first_round = checkpoint["round"] + len(self._replay_rows)
+                self.recorder = RoundRecorder.resume(run_dir, keep_rounds_below=self.first_round,
+                                                     segment_rows=cfg.recording.segment_rows)
+            else:
+                prepare = getattr(self.agent, "prepare", None)
+                if prepare is not None:
+                    prepare()
+                self.recorder = RoundRecorder(run_dir, segment_rows=cfg.recording.segment_rows)
+        except BaseException as exc:  # run.json must not stay at `running`
+            run_dir.update_meta(stop_utc=_now(), exit={
+                "status": "failed", "reason": str(exc) if isinstance(exc, HilError)
+                else f"internal error: {exc!r}", "defaults_restored": "no testbed"})
+            raise
+
+    def start(self) -> RoundEngine:
+        """The lock taken, the testbed up, the engine built and brought to the last recorded
+        round; on failure, what came up stays for `close` to take down."""
+        cfg = self.cfg
+        self.lock = testbed_lock(cfg, str(self.run_dir.path)) if self.take_lock else None
+        if self.lock is not None:
+            self.lock.acquire()
+        self.testbed = start_testbed(cfg, self.run_dir.path)
+        identity = self.testbed.ran.ping()
+        self.run_dir.update_meta(vbs=identity.vbs.model_dump(mode="json"))
+        self.engine = RoundEngine(
+            space=cfg.policy_space, agent=self.agent, ran=self.testbed.ran,
+            meter=self.testbed.meter, run_dir=self.run_dir, recorder=self.recorder,
+            on_round=self.on_round, probes=self.testbed.probes,
+            params=EngineParams(period_s=cfg.period_s,
+                                checkpoint_every=cfg.recording.checkpoint_every,
+                                give_up_after_invalid=cfg.vbs.give_up_after_invalid_rounds,
+                                reward=rw.RewardParams(**cfg.reward.model_dump())))
+        if self._checkpoint is not None:
+            self.engine.context = self._checkpoint.get("context", self.engine.context)
+        self.engine.replay(self._replay_rows)
+        self.engine.next_round = self.first_round
+        return self.engine
+
+    def close(self, outcome: RunOutcome) -> None:
+        """Defaults restored first, then everything persisted and the testbed stopped; the
+        lock released last. Safe to call once only."""
+        try:
+            _shutdown(self.run_dir, self.recorder, self.testbed, self.engine, outcome)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 def _shutdown(run_dir: RunDirectory, recorder: RoundRecorder, testbed: Any,
