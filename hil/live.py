@@ -187,6 +187,8 @@ class FollowedRun:
             if not meta.get("config") or state is None:
                 return None
             cfg = config_from_dict(dict(meta["config"]), str(self.path))
+            if meta.get("agent") != cfg.agent.name:  # a learner outside (hil/gym.py)
+                return None
             agent = build_agent(cfg)
             agent.load_state_dict(state["agent"])
             probs = np.asarray(agent.probabilities(), dtype=np.float64)

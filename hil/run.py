@@ -82,15 +82,18 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
-def new_run(config_path: Path, overrides: dict[str, object], out: Path | None = None) -> tuple[
-        HilConfig, RunDirectory]:
+def new_run(config_path: Path, overrides: dict[str, object], out: Path | None = None,
+            agent: str | None = None) -> tuple[HilConfig, RunDirectory]:
+    """A new run directory for the config; `agent` names a learner other than the
+    configured one (the gymnasium environment's: `gym`)."""
     cfg = load_config(config_path, overrides)
+    agent = agent or cfg.agent.name
     root = out if out is not None else cfg.recording.out_dir
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = RunDirectory.create(Path(root), f"{stamp}-{cfg.name}-{cfg.agent.name}")
+    run_dir = RunDirectory.create(Path(root), f"{stamp}-{cfg.name}-{agent}")
     run_dir.write_meta({
         "config_path": str(config_path), "config": cfg.model_dump(mode="json"),
-        "seed": cfg.seed, "agent": cfg.agent.name, "policy_space_size": cfg.policy_space.size,
+        "seed": cfg.seed, "agent": agent, "policy_space_size": cfg.policy_space.size,
         "protocol_version": PROTOCOL_VERSION, "versions": _versions(),
         "start_utc": _now(), "stop_utc": None, "exit": {"status": "running", "reason": ""},
     })
