@@ -37,7 +37,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(BIN)/pip install -q -e '.[dev,dask]'
+	$(BIN)/pip install -q -e '.[dev,dask,rl]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -175,3 +175,21 @@ def test_a_real_testbed_is_never_vectorised():
 def test_the_environment_is_registered_on_import():
     assert hil.gym.ENV_ID in gymnasium.registry
     assert load_config(REPO / "testbed_configs" / "zmq-emulated.yaml")  # the README's config
+
+
+def test_the_stable_baselines3_example_compares_three_learners_on_the_same_rounds(tmp_path,
+                                                                                 capsys):
+    """tools/gym_sb3.py, small: DQN through the environment, BSvBS through `hil run`'s
+    engine and the loosest fixed policy, each on the same seeds, reported with intervals."""
+    from tools.gym_sb3 import main as sb3_example
+
+    assert sb3_example(["--config", str(stepped_config(tmp_path)), "--rounds", "150",
+                        "--seeds", "2", "--tail", "50", "--out", str(tmp_path / "sb3")]) == 0
+    report = json.loads((tmp_path / "sb3" / "report.json").read_text())
+    assert set(report) == {"dqn", "bsvbs", "loosest", "dqn_minus_bsvbs", "protocol"}
+    assert all(r["low"] <= r["mean"] <= r["high"] for k, r in report.items() if k != "protocol")
+    assert (tmp_path / "sb3" / "learning.png").stat().st_size > 10_000
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "sb3").glob("*/run.json")]
+    assert sorted((r["agent"], r["seed"]) for r in runs) == sorted(
+        (agent, seed) for agent in ("gym", "bsvbs", "loosest") for seed in (0, 1))
+    assert "dqn_minus_bsvbs" in capsys.readouterr().out
