@@ -228,8 +228,8 @@ def make_vector(config: str | Path, n: int, **kwargs: Any) -> gymnasium.vector.A
     in parallel. A real testbed is refused: n controllers would drive one eNB."""
     cfg = load_config(Path(config), kwargs.get("overrides"))
     if kind_of(cfg).model_calibration(cfg) is None:
-        raise HilError(f"{config}: vbs.kind {cfg.vbs.kind} is a real testbed; a vector of "
-                       "environments needs an emulated one (each runs its own emulator)")
+        raise HilError(f"{config}: its vBS is a real testbed; a vector of environments "
+                       "needs an emulated one (each runs its own emulator)")
     return gymnasium.vector.AsyncVectorEnv(
         [functools.partial(TestbedEnv, config, **kwargs) for _ in range(n)])
 

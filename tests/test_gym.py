@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import gc
 import json
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import gymnasium
@@ -13,6 +17,7 @@ import pandas as pd
 import psutil
 import pytest
 from gymnasium.utils.env_checker import check_env
+from test_e2e import wait_for_rounds
 from testbed_yaml import REPO, write_config
 
 import hil.gym
@@ -36,6 +41,13 @@ MEASURED = ["round", "policy_index", "applied_dl_max_mcs", "applied_ul_prb_ratio
 def stepped_config(tmp_path: Path, **changes: object) -> Path:
     """The emulated testbed, its emulator a local child process, its clock stepped."""
     return write_config(tmp_path, **{**STEPPED, **changes})
+
+
+def the_emulator() -> psutil.Process:
+    """This test's emulated vBS: the child process running drivers.emulated."""
+    (emulator,) = [p for p in psutil.Process().children()
+                   if "drivers.emulated" in " ".join(p.cmdline())]
+    return emulator
 
 
 def rounds_of(run_dir: Path) -> pd.DataFrame:
@@ -119,7 +131,7 @@ def test_close_after_an_exception_restores_the_defaults_and_stops_the_testbed(tm
     with pytest.raises(RuntimeError), env:
         env.reset()
         env.step(0)  # every cap at its tightest
-        (emulator,) = psutil.Process().children()
+        emulator = the_emulator()
         raise RuntimeError("the learner crashed")
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert exit_of(run_dir)["defaults_restored"] == "yes"
@@ -138,11 +150,31 @@ def test_an_environment_dropped_without_close_restores_the_defaults_when_collect
                                 "defaults_restored": "yes"}
 
 
+def test_ctrl_c_in_a_training_loop_restores_the_defaults_at_exit(tmp_path):
+    """A learner's script stepping the environment gets SIGINT (Ctrl-C) and never calls
+    close(): the KeyboardInterrupt ends the script, and at exit the defaults are restored."""
+    script = textwrap.dedent(f"""
+        import gymnasium, hil.gym
+        env = gymnasium.make("vbs-hil/Testbed-v0", config={str(stepped_config(tmp_path))!r})
+        env.reset()
+        while True:
+            env.step(env.action_space.sample())
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    run_dir = wait_for_rounds(tmp_path / "runs", 20)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert "KeyboardInterrupt" in output
+    assert exit_of(run_dir)["defaults_restored"] == "yes"
+    assert len(rounds_of(run_dir)) >= 20
+
+
 def test_reset_keeps_a_live_testbed_and_restarts_it_only_when_asked(tmp_path):
     with GymEnv(stepped_config(tmp_path), episode_rounds=2) as env:
         env.reset()
         first = env.run_dir
-        (emulator,) = psutil.Process().children()
+        emulator = the_emulator()
         assert env.step(1)[3] is False and env.step(1)[3] is True  # truncated after 2
         _, info = env.reset()
         assert env.run_dir == first and info["round"] == 2 and emulator.is_running()

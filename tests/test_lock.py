@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from test_e2e import wait_for_rounds
 from testbed_yaml import REPO, write_config
 
 import hil.lock
@@ -84,11 +85,8 @@ def test_two_runs_on_one_testbed_the_second_is_refused(tmp_path, sshd):
     first = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", str(config)], cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
         runs = tmp_path / "runs"
-        while time.monotonic() < deadline and not any(
-                (p / "rounds.arrow").exists() for p in runs.glob("*")):
-            time.sleep(0.2)
+        wait_for_rounds(runs, 1)  # a round recorded: the first run holds the testbed
         assert main(["run", str(config), "--rounds", "10"]) == 1
         held = [json.loads(p.read_text()) for p in runs.glob("*/run.json")]
         refused = next(m for m in held if m.get("exit", {}).get("status") == "failed")

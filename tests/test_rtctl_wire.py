@@ -296,6 +296,26 @@ def test_the_client_retries_after_a_dropped_reply_and_the_set_is_applied_once(
     assert backend.windows_closed == 1
 
 
+def test_an_exchange_cut_short_by_ctrl_c_leaves_the_client_able_to_restore_defaults(
+        ctx: zmq.Context, backend: RecordingBackend, scripted: Callable[..., ScriptedVbs],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A KeyboardInterrupt while a reply is awaited leaves a REQ socket that can never send
+    again; the next call (the `reset` of the exit path) must still go through."""
+    rtctl = RtctlServer("unused", backend)
+    vbs = scripted(lambda n, raw: rtctl.handle(raw))
+    with RtctlClient(vbs.endpoint, timeout_s=0.3, retries=0, context=ctx) as client:
+        await_reply = RtctlClient._await_reply
+
+        def interrupted(self: RtctlClient, *args: Any) -> Any:
+            monkeypatch.setattr(RtctlClient, "_await_reply", await_reply)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(RtctlClient, "_await_reply", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            client.get()
+        assert client.reset().seq == client.last_seq
+
+
 @pytest.mark.parametrize("wrong", [{"seq": 999}, {"sid": "someone-else"}])
 def test_a_reply_for_another_seq_or_sid_is_ignored(
         ctx: zmq.Context, backend: RecordingBackend, scripted: Callable[..., ScriptedVbs],

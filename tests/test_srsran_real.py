@@ -162,7 +162,7 @@ def test_starving_caps_keep_the_ue_attached_and_lifting_them_brings_traffic_back
 
 
 def test_a_bsvbs_run_of_the_shipped_config_runs_to_the_end(tmp_path: Path, sshd: Any):
-    rounds = int(os.environ.get("HIL_SRSRAN_ROUNDS", "60"))
+    rounds = int(os.environ.get("HIL_SRSRAN_ROUNDS", "30"))
     config = real_srsran_config(tmp_path, sshd, rounds=rounds)
 
     assert main(["run", str(config), "--agent", "bsvbs"]) == 0

@@ -124,8 +124,12 @@ class RtctlClient(Generic[PingT, WindowT]):
         tries = self.retries + 1
         for attempt in range(1, tries + 1):
             socket = self._open_socket()
-            socket.send(raw)
-            reply = self._await_reply(socket, request)
+            try:
+                socket.send(raw)
+                reply = self._await_reply(socket, request)
+            except BaseException:  # Ctrl-C or a garbled reply mid-exchange: the REQ socket
+                self.close()       # waits for a reply it will never take, so the next call
+                raise              # (the defaults restored at exit) opens a new one
             if reply is not None:
                 return reply
             log.warning("rtctl: no reply from %s to %s seq %d (try %d of %d)",
