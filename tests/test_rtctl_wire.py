@@ -296,6 +296,23 @@ def test_the_client_retries_after_a_dropped_reply_and_the_set_is_applied_once(
     assert backend.windows_closed == 1
 
 
+def test_a_request_with_no_peer_to_take_it_times_out_instead_of_blocking() -> None:
+    """A REQ socket with no connected peer (nothing listens and, as here, the socket only
+    queues to completed connections; or a CURVE handshake the vBS refused dropped the
+    connection, as seen under load in CI) blocks `send` for ever unless it has a timeout."""
+    context = zmq.Context()
+    context.setsockopt(zmq.IMMEDIATE, 1)  # no completed connection: no pipe to send on
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # a port nothing listens on once the probe closes
+    try:
+        with RtctlClient(f"tcp://127.0.0.1:{port}", timeout_s=0.2, retries=1,
+                         context=context) as client, pytest.raises(VbsUnreachableError):
+            client.ping()
+    finally:
+        context.term()
+
+
 def test_an_exchange_cut_short_by_ctrl_c_leaves_the_client_able_to_restore_defaults(
         ctx: zmq.Context, backend: RecordingBackend, scripted: Callable[..., ScriptedVbs],
         monkeypatch: pytest.MonkeyPatch) -> None:

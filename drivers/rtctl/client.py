@@ -125,8 +125,10 @@ class RtctlClient(Generic[PingT, WindowT]):
         for attempt in range(1, tries + 1):
             socket = self._open_socket()
             try:
-                socket.send(raw)
+                socket.send(raw)  # times out (zmq.Again) when no peer would take it
                 reply = self._await_reply(socket, request)
+            except zmq.Again:
+                reply = None
             except BaseException:  # Ctrl-C or a garbled reply mid-exchange: the REQ socket
                 self.close()       # waits for a reply it will never take, so the next call
                 raise              # (the defaults restored at exit) opens a new one
@@ -145,6 +147,9 @@ class RtctlClient(Generic[PingT, WindowT]):
         if self._socket is None:
             socket = self._context.socket(zmq.REQ)
             socket.linger = 0
+            # A REQ socket with no peer to send to (nothing listens, or a CURVE handshake the
+            # vBS refused dropped the connection) would block `send` for ever.
+            socket.sndtimeo = max(1, math.ceil(self.timeout_s * 1000))
             if self._curve is not None:
                 self._curve.apply(socket)
             try:
