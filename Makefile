@@ -24,7 +24,7 @@ SSHD_PORT ?= 2222
 SRSRAN_SRC ?=
 SRSRAN_ARGS ?=
 
-.PHONY: run test bench venv deb-run-deps deb-test-deps sshd stop-sshd lint clean srsran
+.PHONY: run test bench venv deb-run-deps deb-test-deps sshd stop-sshd lint clean srsran docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(BIN)/pip install -q -e '.[dev,dask,rl]'
+	$(BIN)/pip install -q -e '.[dev,dask,rl,docs]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -83,6 +83,10 @@ bench: $(VENV)/.installed sshd
 srsran: $(VENV)/.installed
 	@[ -n "$(SRSRAN_SRC)" ] || { echo "give SRSRAN_SRC=<a srsRAN_4G git checkout> (or SRSRAN_SRC=clone)"; exit 2; }
 	$(BIN)/hil srsran build $(if $(filter clone,$(SRSRAN_SRC)),--clone,--source $(SRSRAN_SRC)) $(SRSRAN_ARGS)
+
+# The docs site into site/ (mkdocs.yml; strict: a warning, such as a broken link, fails it).
+docs: $(VENV)/.installed-dev
+	$(BIN)/mkdocs build --strict
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check hil drivers agents tests tools
