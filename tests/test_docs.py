@@ -10,14 +10,15 @@ import sys
 from testbed_yaml import REPO
 
 from tools.cli import build_parser
-from tools.docs_reference import cli_page, config_page
+from tools.docs_site import cli_page, config_page
 
 
 def test_the_site_builds_with_warnings_as_errors(tmp_path):
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d",
                            str(tmp_path / "site")], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    for page in ("index.html", "reference/cli/index.html", "reference/config/index.html"):
+    for page in ("index.html", "reference/cli/index.html", "reference/config/index.html",
+                 "project/protocol/index.html", "project/reliability/index.html"):
         assert (tmp_path / "site" / page).exists(), page
 
 

@@ -1,7 +1,9 @@
-"""The docs site's reference pages, generated from the code so they cannot drift from it:
-the CLI from `tools.cli.build_parser()`, every config key from the pydantic models of
-`hil.config` with its type, default and limits. MkDocs runs `on_pre_build` (a hook named in
-mkdocs.yml) before each build; `python -m tools.docs_reference DIR` writes the same pages.
+"""The docs site's pages that come from elsewhere, made before each build so they cannot
+drift: the CLI reference from `tools.cli.build_parser()`, every config key from the pydantic
+models of `hil.config` with its type, default and limits, and the documents that live beside
+what they describe (the protocol spec in patches/, RELIABILITY.md, ...), rendered as they
+are. MkDocs runs `on_pre_build` (a hook named in mkdocs.yml) before each build; `python -m
+tools.docs_site DIR` writes the same pages. Git ignores them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from hil.config import HilConfig, VbsCommon, VbsConfig
 from tools.cli import build_parser
 
 REFERENCE = Path("reference")
-"""Where the generated pages go, under the docs folder (git ignores them)."""
+"""Where the generated pages go, under the docs folder."""
+PROJECT = Path("project")
+"""Where the repo's own documents go, under the docs folder."""
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENTS = {"protocol.md": "patches/PROTOCOL.md",
+             "srsran-patches.md": "patches/srsRAN_4G/README.md",
+             "reliability.md": "RELIABILITY.md", "tools.md": "tools/README.md"}
+"""The repo's documents published as pages: page -> file (one copy of each fact: the file)."""
 _LIMITS = {annotated_types.Ge: (">=", "ge"), annotated_types.Gt: (">", "gt"),
            annotated_types.Le: ("<=", "le"), annotated_types.Lt: ("<", "lt"),
            annotated_types.MinLen: ("length >=", "min_length"),
@@ -145,13 +154,15 @@ def _doc(model: type) -> str:
 
 
 def write_pages(docs_dir: Path) -> list[Path]:
-    """The reference pages, written under `docs_dir`; returns their paths."""
-    out = docs_dir / REFERENCE
-    out.mkdir(parents=True, exist_ok=True)
-    pages = {"cli.md": cli_page(build_parser()), "config.md": config_page()}
-    for name, text in pages.items():
-        (out / name).write_text(text)
-    return [out / name for name in pages]
+    """The generated pages and the repo's documents, written under `docs_dir`."""
+    pages = {REFERENCE / "cli.md": cli_page(build_parser()),
+             REFERENCE / "config.md": config_page(),
+             **{PROJECT / page: (REPO / source).read_text()
+                for page, source in DOCUMENTS.items()}}
+    for path, text in pages.items():
+        (docs_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        (docs_dir / path).write_text(text)
+    return [docs_dir / path for path in pages]
 
 
 def on_pre_build(config: Any, **_: Any) -> None:
