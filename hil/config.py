@@ -191,7 +191,7 @@ class ControlSocket(NamedTuple):
 
 
 CURVE_FIX = ("make keys with `hil keys DIR`, set `vbs.curve_dir: DIR` and install the vBS's "
-             "half with `hil keys --install CONFIG` (README, \"A lab network\")")
+             "half with `hil keys --install CONFIG` (docs/operator.md, \"A lab network\")")
 PLAINTEXT_FIX = (f"{CURVE_FIX}; or, on a network only the testbed is on, set "
                  "`vbs.allow_plaintext_control: true`")
 

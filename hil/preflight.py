@@ -47,7 +47,7 @@ def _files(cfg: HilConfig) -> str:
         raise HilError(f"not found: {'; '.join(missing)}. Relative paths in a config are taken "
                        "from its own folder, so a copy elsewhere loses them: give absolute "
                        "paths, or write a config that says `extends: <the original>` and only "
-                       "what differs (README, Configuration)")
+                       "what differs (docs/operator.md, \"Configuration\")")
     return f"{len(wanted)} found" if wanted else "none named"
 
 

@@ -18,7 +18,8 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
                            str(tmp_path / "site")], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     for page in ("index.html", "reference/cli/index.html", "reference/config/index.html",
-                 "project/protocol/index.html", "project/reliability/index.html"):
+                 "project/protocol/index.html", "project/reliability/index.html",
+                 "operator/index.html", "researcher/index.html", "developer/index.html"):
         assert (tmp_path / "site" / page).exists(), page
 
 

@@ -2,5 +2,6 @@
 
 It imports nothing of the project, so drivers and agents (which must not import the
 experiment in `hil/`) can use it; `hil/__init__.py` holds only the version, so importing
-this package loads nothing else. README "Architecture" says why it lives here.
+this package loads nothing else. docs/developer.md ("Architecture: the layers") says why
+it lives here.
 """

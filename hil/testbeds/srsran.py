@@ -32,7 +32,7 @@ from hil.testbeds.common import (
 from hil.testbeds.srsran_processes import Program, binary_path, srsran_of
 
 BUILD_HINT = ("build and install it with `hil srsran build --source <srsRAN_4G checkout>` "
-              "(README, \"Real srsRAN\") on that host")
+              "(docs/operator.md, \"Real srsRAN\") on that host")
 MACHINE_SCRIPT = ("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2; nproc; uname -sr; "
                   "hostname")
 

@@ -172,8 +172,8 @@ def sweep_clock(cfg: HilConfig) -> HilConfig:
     Accelerated, the emulated vBS runs `speedup` times faster than wall time, so the wall
     milliseconds between the meter's window and rtctl's KPI window become `speedup` times as
     many TTIs: while a cell's queue still drains after the last one, its watts and its KPIs
-    describe different TTIs. On the README's 324-cell grid at speedup 200 that put two or
-    three UL MCS coefficients 0.3-1 % off, outside their 95 % intervals; stepped, both
+    describe different TTIs. On the 324-cell grid (docs/researcher.md) at speedup 200 that
+    put two or three UL MCS coefficients 0.3-1 % off, outside their 95 % intervals; stepped, both
     windows are the round's TTIs exactly, every interval held the truth, and the sweep took
     8.3 s instead of 14.6 s. A GPM-8213 twin (no `meter.resource`) reads the same model
     energy over SCPI, on the wall clock, so the sweep reads the emulator's meter instead.
