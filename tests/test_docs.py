@@ -1,14 +1,21 @@
-"""The docs site (mkdocs.yml): it builds with warnings as errors, and its reference pages are
-generated from the code, so every command and every config key is in them."""
+"""The docs site (mkdocs.yml): it builds with warnings as errors (a broken link fails it), its
+reference pages are generated from the code, so every command and every config key is in
+them, and every `hil` command the README and the guides show parses and names configs that
+load."""
 
 from __future__ import annotations
 
 import argparse
+import re
+import shlex
 import subprocess
 import sys
 
+import pytest
 from testbed_yaml import REPO
 
+from hil.base.model import load_calibration
+from hil.config import load_config
 from tools.cli import build_parser
 from tools.docs_site import cli_page, config_page
 
@@ -50,3 +57,42 @@ def test_the_config_reference_lists_keys_with_their_limits_and_each_kind_of_vbs(
                 "| `meter.min_coverage` | float | `0.5` | >= 0, <= 1 |"):
         assert row in page, row
     assert page.count("| `vbs.curve_dir` |") == 1  # the keys every kind has, once
+
+
+PLACEHOLDERS = {"<run-dir>": "runs/a-run", "[--rounds N]": "", "[CONFIG]": "", " DIR": " keys",
+                "$s": "A", "$A": "bsvbs,random", "$GRID": "dl_max_mcs=5,27", "$CONDS": "",
+                "$seed": "10"}
+"""What the docs' commands leave to the reader, filled in with something that parses."""
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """Every `hil ...` line of a ```sh block in the README and the guides: (file, command),
+    backslash continuations joined, comments dropped, placeholders filled in."""
+    found = []
+    for path in (REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))):
+        for block in re.findall(r"```sh\n(.*?)```", path.read_text(), re.S):
+            for line in re.sub(r"\\\n\s*", " ", block).split("\n"):
+                command = re.split(r"\s#", line)[0].strip()
+                if re.match(r"(\.venv/bin/)?hil ", command):
+                    for placeholder in sorted(PLACEHOLDERS, key=len, reverse=True):  # $seed
+                        command = command.replace(placeholder, PLACEHOLDERS[placeholder])
+                    found.append((path.name, command))
+    return found
+
+
+def test_every_hil_command_in_the_docs_parses_and_names_configs_that_load():
+    """The docs cannot drift from the command line: a renamed option or a moved config fails
+    here, naming the page and the command."""
+    commands = documented_commands()
+    assert len(commands) >= 30
+    for page, command in commands:
+        argv = shlex.split(command)[1:]
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{page}: `{command}` does not parse")
+        for arg in argv:
+            if arg.startswith("testbed_configs/calibration/"):
+                assert load_calibration(REPO / arg), f"{page}: `{command}`: {arg}"
+            elif arg.startswith("testbed_configs/") and arg.endswith(".yaml"):
+                assert load_config(REPO / arg), f"{page}: `{command}`: {arg}"
