@@ -239,25 +239,28 @@ class VbsCommon(StrictModel):
         plaintext is allowed in so many words."""
         if self.allow_plaintext_control:
             return self
-        for socket in self.control_sockets():
-            if not is_network_endpoint(socket.endpoint):
-                continue
+        for socket in self.plaintext_on_network():
             if not socket.curve:
                 raise ValueError(
                     f"{socket.key} {socket.endpoint} is reachable from the network, and this "
                     "program's rtctl has no CURVE: bind it to 127.0.0.1 (hil reaches it on its "
                     "host), or on a network only the testbed is on set "
                     "`vbs.allow_plaintext_control: true`")
-            if self.curve_dir is None:
-                raise ValueError(
-                    f"{socket.key} {socket.endpoint} is reachable from the network, so anyone "
-                    "there could set the vBS's thresholds or reset it; vbs.curve_dir is not "
-                    f"set: {PLAINTEXT_FIX}")
+            raise ValueError(
+                f"{socket.key} {socket.endpoint} is reachable from the network, so anyone "
+                "there could set the vBS's thresholds or reset it; vbs.curve_dir is not "
+                f"set: {PLAINTEXT_FIX}")
         return self
 
     def control_sockets(self) -> list[ControlSocket]:
         """Every socket that takes commands for this vBS."""
         return []
+
+    def plaintext_on_network(self) -> list[ControlSocket]:
+        """The control sockets another machine can reach that run without CURVE (refused on
+        load unless `allow_plaintext_control`)."""
+        return [s for s in self.control_sockets() if is_network_endpoint(s.endpoint)
+                and not (s.curve and self.curve_dir is not None)]
 
     def server_host(self) -> str | None:
         """The `hosts` entry the rtctl server (the vBS) runs on; None: this machine."""

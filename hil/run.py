@@ -231,7 +231,7 @@ class LiveRun:
         if self._checkpoint is not None:
             self.engine.context = self._checkpoint.get("context", self.engine.context)
         self.engine.replay(self._replay_rows)
-        self.engine.next_round = self.first_round
+        self.engine.next_round = self.first_round  # also when no row was replayed
         return self.engine
 
     def close(self, outcome: RunOutcome) -> None:

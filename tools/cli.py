@@ -213,13 +213,10 @@ def _run_and_summarise(args: argparse.Namespace, cfg: HilConfig, run_dir: RunDir
 
 def _warn_plaintext_control(cfg) -> None:
     """`vbs.allow_plaintext_control` is a risk the operator chose: said on every run."""
-    from hil.base.network import is_network_endpoint
-
-    for socket in cfg.vbs.control_sockets():
-        if is_network_endpoint(socket.endpoint) and not (socket.curve and cfg.vbs.curve_dir):
-            console.print(f"[yellow]warning: {socket.key} {socket.endpoint} takes commands in "
-                          "plaintext from the network (vbs.allow_plaintext_control)",
-                          highlight=False)
+    for socket in cfg.vbs.plaintext_on_network():
+        console.print(f"[yellow]warning: {socket.key} {socket.endpoint} takes commands in "
+                      "plaintext from the network (vbs.allow_plaintext_control)",
+                      highlight=False)
 
 
 def _note_pure_exploration(cfg) -> None:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from drivers.rtctl.client import RtctlClient
 from drivers.ssh import ConnectionLostError, SshError, SshHost
 from hil.base.model import load_calibration
+from hil.base.network import endpoint_host
 from hil.base.repo import REPO
 from hil.base.scenarios import make_scenario
 from hil.config import EmulatedVbsConfig, HilConfig, ScenarioConfig
@@ -139,13 +140,10 @@ def emulator_command(cfg: HilConfig, python: str = sys.executable) -> list[str]:
     if (server_keys := cfg.vbs.server_keys_at("~")) is not None:
         cmd += ["--curve-dir", server_keys]  # `~` is expanded where the emulator runs
     if cfg.meter.kind == "gpm8213" and not cfg.meter.resource:
-        cmd += ["--scpi-meter", f"{_bind_address(cfg.vbs.control_endpoint)}:{emu.scpi_port}"]
+        # the twin binds where control binds
+        address = endpoint_host(cfg.vbs.control_endpoint) or "127.0.0.1"
+        cmd += ["--scpi-meter", f"{address}:{emu.scpi_port}"]
     return cmd
-
-
-def _bind_address(endpoint: str) -> str:
-    """The address part of ``tcp://address:port`` (the twin binds where control binds)."""
-    return endpoint.removeprefix("tcp://").rpartition(":")[0] or "127.0.0.1"
 
 
 def _ready_message(line: str) -> dict | None:

@@ -130,13 +130,13 @@ def _control(cfg: HilConfig, socket: ControlSocket) -> str | Warn:
     """Bound where its host can bind it; CURVE on when another machine can reach it; the
     server key the one pinned, its secret 0600 on its host."""
     networked = is_network_endpoint(socket.endpoint)
-    if networked and socket.host is not None:
+    if networked:
         _bound_on_host(cfg, socket)
     where = f"{socket.endpoint} ({'the network' if networked else 'loopback only'})"
+    if socket in cfg.vbs.plaintext_on_network():
+        return Warn(f"{where}: plaintext, allowed by vbs.allow_plaintext_control: "
+                    f"anyone who reaches it can set or reset the vBS; {CURVE_FIX}")
     if cfg.vbs.curve_dir is None or not socket.curve:
-        if networked:
-            return Warn(f"{where}: plaintext, allowed by vbs.allow_plaintext_control: "
-                        f"anyone who reaches it can set or reset the vBS; {CURVE_FIX}")
         return f"{where}, no CURVE"
     client_secret = _local_keys(cfg) / CLIENT_SECRET
     if client_secret.exists() and client_secret.stat().st_mode & 0o077:
