@@ -34,8 +34,10 @@ class ClockConfig(StrictModel):
     time, simulated as fast as the host can, with no waiting: the paper's 50 000 rounds in
     minutes."""
 
-    mode: Literal["realtime", "accelerated", "stepped"] = "realtime"
-    speedup: float = Field(1.0, gt=0, le=10_000)
+    mode: Literal["realtime", "accelerated", "stepped"] = Field(
+        "realtime", description="realtime on hardware; accelerated or stepped: emulated only")
+    speedup: float = Field(1.0, gt=0, le=10_000, description="accelerated: emulated seconds "
+                           "per wall second")
 
     @model_validator(mode="after")
     def _realtime_means_one(self) -> ClockConfig:
@@ -45,8 +47,11 @@ class ClockConfig(StrictModel):
 
 
 class ScenarioConfig(StrictModel):
-    name: Literal["A", "B", "C", "C-iid", "mixed", "trace"] = "A"
-    trace: Path | None = None
+    name: Literal["A", "B", "C", "C-iid", "mixed", "trace"] = Field(
+        "A", description="the demand and channel over rounds (hil/base/scenarios.py): A static, "
+        "B stationary, C adversarial, C-iid, mixed (B then C), trace (a CSV)")
+    trace: Path | None = Field(None, description="trace: a CSV of demand and CQI per round, "
+                               "relative to the config file")
     switch_epoch: int = Field(5000, ge=0, description="mixed: B for this many rounds, then C")
 
     @model_validator(mode="after")
@@ -66,24 +71,27 @@ class DuConfig(StrictModel):
 
 
 class EmulatorConfig(StrictModel):
-    calibration: Path = Path("calibration/srsran-zmq.yaml")
+    calibration: Path = Field(Path("calibration/srsran-zmq.yaml"), description=(
+        "the link and power model it runs (`hil fit-power` writes one), relative to the "
+        "config file"))
     scenario: ScenarioConfig = ScenarioConfig()
     du: DuConfig | None = Field(None, description="serve several users in slices instead of "
                                 "one user in `scenario`")
     scpi_port: int = Field(0, ge=0, le=65535, description="port of the GPM-8213 SCPI twin "
                            "(meter.kind gpm8213 without a resource); 0: any free one")
-    startup_timeout_s: float = Field(20.0, gt=0)
+    startup_timeout_s: float = Field(20.0, gt=0, description="until it reports its ports")
 
 
 class HostConfig(StrictModel):
     """A testbed machine reached over SSH (key or agent authentication only)."""
 
-    hostname: str = Field(..., min_length=1)
-    port: int = Field(22, ge=1, le=65535)
+    hostname: str = Field(..., min_length=1, description="name or address for SSH")
+    port: int = Field(22, ge=1, le=65535, description="its sshd's port")
     username: str = Field(default_factory=getpass.getuser, min_length=1,
                           description="default: the user running hil, as ssh does")
-    key_path: Path | None = None
-    use_agent: bool = True
+    key_path: Path | None = Field(None, description="a private key file (relative to the "
+                                  "config file); None: the agent's or ~/.ssh's keys")
+    use_agent: bool = Field(True, description="offer the keys of a running ssh-agent")
     known_hosts_path: Path | None = Field(None, description="default: ~/.ssh/known_hosts")
     trust_unknown_host: bool = Field(False, description="add an unknown host key (first use)")
     state_dir: str | None = Field(None, description="logs and PID files on the host")
@@ -124,16 +132,20 @@ class RadioConfig(StrictModel):
     """`zmq`: srsRAN's ZMQ virtual radio (no hardware; eNB and UE exchange samples over TCP).
     `uhd`: USRP B210s, picked by serial."""
 
-    kind: Literal["zmq", "uhd"] = "zmq"
-    enb_serial: str | None = None
-    ue_serial: str | None = None
-    clock_source: Literal["internal", "external", "gpsdo"] = "internal"
-    enb_tx_gain_db: float = Field(80.0, ge=0, le=89.8)
-    enb_rx_gain_db: float = Field(40.0, ge=0, le=76)
-    ue_tx_gain_db: float = Field(80.0, ge=0, le=89.8)
-    ue_rx_gain_db: float = Field(40.0, ge=0, le=76)
-    zmq_enb_tx_port: int = Field(2000, ge=1, le=65535)
-    zmq_ue_tx_port: int = Field(2001, ge=1, le=65535)
+    kind: Literal["zmq", "uhd"] = Field("zmq", description="zmq: no hardware; uhd: B210s")
+    enb_serial: str | None = Field(None, description="uhd: the eNB's B210 serial "
+                                   "(`uhd_find_devices`)")
+    ue_serial: str | None = Field(None, description="uhd: the UE's B210 serial")
+    clock_source: Literal["internal", "external", "gpsdo"] = Field(
+        "internal", description="uhd: the B210s' reference clock (external: a 10 MHz input)")
+    enb_tx_gain_db: float = Field(80.0, ge=0, le=89.8, description="the B210's TX gain range")
+    enb_rx_gain_db: float = Field(40.0, ge=0, le=76, description="the B210's RX gain range")
+    ue_tx_gain_db: float = Field(80.0, ge=0, le=89.8, description="the B210's TX gain range")
+    ue_rx_gain_db: float = Field(40.0, ge=0, le=76, description="the B210's RX gain range")
+    zmq_enb_tx_port: int = Field(2000, ge=1, le=65535, description="zmq: where the eNB sends "
+                                 "its samples (the UE's rx_port)")
+    zmq_ue_tx_port: int = Field(2001, ge=1, le=65535, description="zmq: where the UE sends "
+                                "its samples (the eNB's rx_port)")
 
     @model_validator(mode="after")
     def _b210_needs_serials(self) -> RadioConfig:
@@ -155,8 +167,9 @@ class SrsranConfig(StrictModel):
         "its stamp): a `binary` given as a bare name is taken from <prefix>/bin. `~` is the "
         "host user's home; a relative path is from this file's folder (for a host that is "
         "this machine). None: each binary as given, a path or a name on the host's PATH"))
-    n_prb: Literal[6, 15, 25, 50, 75, 100] = 50
-    dl_earfcn: int = Field(3350, ge=0)
+    n_prb: Literal[6, 15, 25, 50, 75, 100] = Field(50, description="the cell's bandwidth in "
+                                                   "PRBs (50: 10 MHz)")
+    dl_earfcn: int = Field(3350, ge=0, description="the DL carrier (3350: band 7, 2680 MHz)")
     awgn_snr_db: float | None = Field(
         30.0, description="eNB DL channel emulator noise (needed for gain to reach CQI); "
                           "null: off")
@@ -206,10 +219,13 @@ class VbsCommon(StrictModel):
     """
 
     host: str | None = Field(None, description="a `hosts` entry to run on; none: this machine")
-    # Port 0: the emulated vBS binds a free port and reports it (no clashes between runs).
-    control_endpoint: str = "tcp://127.0.0.1:0"
-    timeout_s: float = Field(0.5, gt=0, le=60)
-    retries: int = Field(3, ge=0, le=100)
+    control_endpoint: str = Field("tcp://127.0.0.1:0", description=(
+        "the emulated vBS's rtctl socket; port 0: it binds a free port and reports it (no "
+        "clashes between runs)"))
+    timeout_s: float = Field(0.5, gt=0, le=60, description="a control reply later than "
+                             "this is lost (then retried)")
+    retries: int = Field(3, ge=0, le=100, description="resends of a lost control request "
+                         "before the round is invalid")
     give_up_after_invalid_rounds: int = Field(
         30, ge=1, description="stop the run after this many invalid rounds in a row")
     curve_dir: Path | None = Field(None, description=(
@@ -402,10 +418,12 @@ class TrafficConfig(StrictModel):
     its own from its scenario). `iperf3`: UDP flows, DL into the UE's namespace and UL from
     it, at the demand of `scenario` each round (A: the paper's 32/23 Mb/s)."""
 
-    kind: Literal["none", "iperf3"] = "none"
+    kind: Literal["none", "iperf3"] = Field("none", description="iperf3: UDP flows at the "
+                                            "scenario's demand (needs a UE)")
     scenario: ScenarioConfig = ScenarioConfig()
     core_address: str = Field("172.16.0.1", description="srsEPC's SGi address (srs_spgw_sgi)")
-    port: int = Field(5201, ge=1, le=65534)
+    port: int = Field(5201, ge=1, le=65534, description="iperf3 servers' port (DL), and "
+                      "the next one (UL)")
     flow_limit_s: int = Field(3600, ge=1, description=(
         "a flow ends by itself after this long (so a dead controller leaves no flood for "
         "longer); flows are renewed shortly before, a restart through a full link that "
@@ -416,8 +434,8 @@ class HostMetricsConfig(StrictModel):
     """CPU of the host and of the eNB process, and RAPL energy, per round (psutil; this
     machine, so only when the eNB runs here)."""
 
-    enabled: bool = False
-    process: str = "srsenb"
+    enabled: bool = Field(False, description="record host_cpu, enb_cpu and RAPL per round")
+    process: str = Field("srsenb", description="the eNB's process name")
     ue_process: str | None = Field("srsue", description="the UE's process, where it runs on "
                                    "this machine too (a ZMQ testbed); None: not measured")
 
@@ -428,19 +446,24 @@ class MeterConfig(StrictModel):
     the emulated vBS and no resource, its SCPI twin, so the real driver runs end to end.
     `cpu_model`: no meter; watts modelled from this machine's CPU load (a ZMQ workstation)."""
 
-    kind: Literal["emulated", "gpm8213", "cpu_model"] = "emulated"
-    endpoint: str = "tcp://127.0.0.1:0"
-    resource: str | None = None
+    kind: Literal["emulated", "gpm8213", "cpu_model"] = Field(
+        "emulated", description="where the watts come from (above)")
+    endpoint: str = Field("tcp://127.0.0.1:0", description="emulated: the meter socket; "
+                          "port 0: the emulator reports it")
+    resource: str | None = Field(None, description=(
+        "gpm8213: its VISA resource: TCPIP0::HOST::23::SOCKET on the LAN, "
+        "ASRL/dev/ttyACM0::INSTR over USB; None: the emulated vBS's SCPI twin"))
     poll_s: float = Field(1.0, gt=0, le=60, description="gpm8213: seconds between readings "
                           "(it also reads at every round's edges)")
     min_coverage: float = Field(0.5, ge=0, le=1, description="gpm8213: a round whose valid "
                                 "readings stand for less of it than this is invalid")
-    use_integrator: bool = False
-    timeout_s: float = Field(0.5, gt=0, le=60)
+    use_integrator: bool = Field(False, description="gpm8213: a round's watts from the "
+                                 "unit's energy integrator instead of averaged readings")
+    timeout_s: float = Field(0.5, gt=0, le=60, description="a reply later than this is lost")
     # cpu_model (no meter on a workstation; drivers/host/cpu_power.py): watts modelled
     # as idle_w + per_core_w * busy cores of this machine + radio_w
-    idle_w: float = Field(6.0, ge=0)
-    per_core_w: float = Field(2.5, ge=0)
+    idle_w: float = Field(6.0, ge=0, description="cpu_model: watts of the idle host")
+    per_core_w: float = Field(2.5, ge=0, description="cpu_model: watts per busy core")
     radio_w: float = Field(3.0, ge=0, description="the B210's amplifier draws a fixed ~3 W")
     process: str | None = Field(None, description="cpu_model: count only this process's CPU "
                                 "(e.g. srsenb where the UE shares the host); None: the host's")
@@ -450,7 +473,8 @@ class AgentConfig(StrictModel):
     """The learner: any agent of `agents/registry.py`, with its own parameters in `params`
     (e.g. `metbs`: `children: [bsvbs, bpvran]`; `bpvran`: `max_points`)."""
 
-    name: str = "bsvbs"
+    name: str = Field("bsvbs", description="an agent of agents/registry.py (`hil run "
+                      "--agent NAME`)")
     horizon: int | None = Field(None, gt=0, description="T the agent tunes for (default: rounds)")
     gamma: float | None = Field(None, gt=0, le=1, description="BSvBS: exploration, overrides T")
     params: dict[str, Any] = Field(default_factory=dict, description="the agent's own options")
@@ -486,24 +510,27 @@ class RewardConfig(StrictModel):
 
 
 class RecordingConfig(StrictModel):
-    out_dir: Path = Path("runs")
+    out_dir: Path = Field(Path("runs"), description="runs go in <out_dir>/<name>-<time>/, "
+                          "relative to where hil runs")
     checkpoint_every: int = Field(500, ge=1, description="rounds between checkpoints")
     segment_rows: int = Field(SEGMENT_ROWS, ge=1, description="rows of a live run's journal "
                               "compacted into each Parquet segment (hil/journal.py)")
-    plot: bool = True
+    plot: bool = Field(True, description="summary.png at the end of a run")
 
 
 class HilConfig(StrictModel):
-    name: str = Field(..., min_length=1)
-    seed: int = Field(0, ge=0)
-    rounds: int = Field(1000, ge=1)
-    round_s: float = Field(1.0, gt=0, le=3600)
+    name: str = Field(..., min_length=1, description="names its runs (<name>-<time>)")
+    seed: int = Field(0, ge=0, description="the agent's and the emulator's randomness")
+    rounds: int = Field(1000, ge=1, description="rounds a run plays (`--rounds`)")
+    round_s: float = Field(1.0, gt=0, le=3600, description="a round of the testbed's time: "
+                           "one policy, one reward")
     clock: ClockConfig = ClockConfig()
     vbs: VbsConfig = EmulatedVbsConfig()
     meter: MeterConfig = MeterConfig()
     agent: AgentConfig = AgentConfig()
-    # `paper`, `paper16` or the five lists; validated by PolicySpace (its errors name the field)
-    policy_space: PolicySpace = PAPER_SPACE
+    policy_space: PolicySpace = Field(PAPER_SPACE, description=(
+        "the policies an agent picks from: `paper` (1080), `paper16`, or the five lists "
+        "dl_max_mcs, dl_prb_ratio, ul_max_mcs, ul_prb_ratio, dl_gain_db"))
     reward: RewardConfig = RewardConfig()
     recording: RecordingConfig = RecordingConfig()
     traffic: TrafficConfig = TrafficConfig()

@@ -28,6 +28,11 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
                  "project/protocol/index.html", "project/reliability/index.html",
                  "operator/index.html", "researcher/index.html", "developer/index.html"):
         assert (tmp_path / "site" / page).exists(), page
+    api = {package: (tmp_path / "site" / "reference" / "api" / package / "index.html").read_text()
+           for package in ("hil", "drivers", "agents")}
+    assert 'id="hil.engine.RoundEngine"' in api["hil"]  # the Python API, from the docstrings
+    assert 'id="drivers.power.gpm8213.Gpm8213Meter"' in api["drivers"]
+    assert 'id="agents.bsvbs.BSvBS"' in api["agents"]
 
 
 def test_the_cli_reference_has_every_command_and_argument():
@@ -57,6 +62,14 @@ def test_the_config_reference_lists_keys_with_their_limits_and_each_kind_of_vbs(
                 "| `meter.min_coverage` | float | `0.5` | >= 0, <= 1 |"):
         assert row in page, row
     assert page.count("| `vbs.curve_dir` |") == 1  # the keys every kind has, once
+
+
+def test_every_config_key_says_what_it_is():
+    rows = [row for row in config_page().splitlines() if row.startswith("| `")]
+    assert len(rows) > 100
+    undescribed = [row.split(" |")[0] for row in rows
+                   if not row.rstrip().removesuffix("|").rsplit("|", 1)[1].strip()]
+    assert not undescribed, f"keys without a description (Field(description=...)): {undescribed}"
 
 
 PLACEHOLDERS = {"<run-dir>": "runs/a-run", "[--rounds N]": "", "[CONFIG]": "", " DIR": " keys",
@@ -96,3 +109,22 @@ def test_every_hil_command_in_the_docs_parses_and_names_configs_that_load():
                 assert load_calibration(REPO / arg), f"{page}: `{command}`: {arg}"
             elif arg.startswith("testbed_configs/") and arg.endswith(".yaml"):
                 assert load_config(REPO / arg), f"{page}: `{command}`: {arg}"
+
+
+def test_the_readme_s_links_reach_files_and_headings_that_exist():
+    """The README is not part of the site (whose build checks its own links): a moved file or
+    a renamed heading it links to fails here."""
+    from markdown.extensions.toc import slugify
+
+    readme = (REPO / "README.md").read_text()
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert len(links) >= 10
+    for link in links:
+        if link.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = link.partition("#")
+        assert (REPO / path).exists(), f"README.md links to {path}, which is not there"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", (REPO / path).read_text(), re.M)
+            assert anchor in {slugify(h, "-") for h in headings}, (
+                f"README.md links to {link}: no such heading in {path}")

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from agents.policy_space import NAMED_SPACES
 from hil.config import HilConfig, VbsCommon, VbsConfig
 from tools.cli import build_parser
 
@@ -32,6 +33,8 @@ DOCUMENTS = {"protocol.md": "patches/PROTOCOL.md",
              "srsran-patches.md": "patches/srsRAN_4G/README.md",
              "reliability.md": "RELIABILITY.md", "tools.md": "tools/README.md"}
 """The repo's documents published as pages: page -> file (one copy of each fact: the file)."""
+API = ("hil", "drivers", "agents")
+"""The packages whose Python API the site documents (tools/ is the command line's)."""
 _LIMITS = {annotated_types.Ge: (">=", "ge"), annotated_types.Gt: (">", "gt"),
            annotated_types.Le: ("<=", "le"), annotated_types.Lt: ("<", "lt"),
            annotated_types.MinLen: ("length >=", "min_length"),
@@ -137,6 +140,9 @@ def _default(field: FieldInfo) -> str:
         return "required" if field.default_factory is None else ""
     if isinstance(field.default, BaseModel) or field.default in ({}, []):
         return ""
+    named = [name for name, space in NAMED_SPACES.items() if field.default is space]
+    if named:  # a policy space by its name, as a config gives it
+        return f"`{named[0]}`"
     return f"`{field.default}`"
 
 
@@ -153,10 +159,24 @@ def _doc(model: type) -> str:
     return " ".join((model.__doc__ or "").split()).replace("|", "\\|")
 
 
+def api_page(package: str) -> str:
+    """The Python API of one package, module by module, from the docstrings (mkdocstrings
+    reads the source; nothing is imported)."""
+    root = REPO / package
+    modules = sorted(".".join(path.relative_to(REPO).with_suffix("").parts)
+                     for path in root.rglob("*.py")
+                     if path.name not in ("__init__.py", "__main__.py"))
+    lines = [f"# `{package}`", "", f"Generated from the docstrings of `{package}/`.", ""]
+    for module in modules:
+        lines += [f"::: {module}", ""]
+    return "\n".join(lines)
+
+
 def write_pages(docs_dir: Path) -> list[Path]:
     """The generated pages and the repo's documents, written under `docs_dir`."""
     pages = {REFERENCE / "cli.md": cli_page(build_parser()),
              REFERENCE / "config.md": config_page(),
+             **{REFERENCE / "api" / f"{package}.md": api_page(package) for package in API},
              **{PROJECT / page: (REPO / source).read_text()
                 for page, source in DOCUMENTS.items()}}
     for path, text in pages.items():
