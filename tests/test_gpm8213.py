@@ -278,6 +278,19 @@ def test_an_unreachable_meter_raises_meter_error_naming_the_resource():
         Gpm8213Meter(LAN, resource_manager=fake)
 
 
+def test_a_serial_port_the_user_may_not_open_says_how_to_get_access():
+    class NoAccess:  # what pyserial raises for a port of another group (as a non-root user)
+        def open_resource(self, name, **options):
+            raise OSError(13, f"could not open port {name[4:-7]}: Permission denied")
+
+        def close(self):
+            pass
+
+    with pytest.raises(MeterError, match=r"ASRL/dev/ttyACM0::INSTR: cannot connect .*"
+                       r"usermod -aG dialout"):
+        Gpm8213Meter("ASRL/dev/ttyACM0::INSTR", resource_manager=NoAccess())
+
+
 # ---------------------------------------------------------------------------- windows
 def test_nan_readings_are_skipped_not_counted_as_zero(open_meter):
     fake = FakeMeter(SETUP_REAL)

@@ -77,6 +77,15 @@ stands for the time since the previous one, but never for more than this (or one
 longer)."""
 
 
+def _connect_hint(resource: str, exc: BaseException) -> str:
+    """What an operator does about a meter that cannot be opened."""
+    if resource.upper().startswith("ASRL") and "Permission denied" in str(exc):
+        return ("this user may not open the serial port: add it to the port's group (`sudo "
+                "usermod -aG dialout $USER`, then log in again) or install the udev rule of "
+                "docs/operator.md (\"The power meter\")")
+    return "check the address, the cable and that the meter is on"
+
+
 @dataclass(frozen=True)
 class MeterStats:
     """What the poller has seen so far, for logs, preflight and tests."""
@@ -158,8 +167,8 @@ class Gpm8213Meter:
             raise
         except (pyvisa.Error, OSError, ValueError) as exc:
             self._close_rm()
-            raise MeterError(f"power meter {resource}: cannot connect ({exc}); check the "
-                             "address, the cable and that the meter is on") from exc
+            raise MeterError(f"power meter {resource}: cannot connect ({exc}); "
+                             f"{_connect_hint(resource, exc)}") from exc
         self._thread = threading.Thread(target=self._run, name=f"gpm8213:{resource}",
                                         daemon=True)
         self._thread.start()
