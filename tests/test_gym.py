@@ -160,11 +160,15 @@ def test_ctrl_c_in_a_training_loop_restores_the_defaults_at_exit(tmp_path):
         while True:
             env.step(env.action_space.sample())
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", script], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run_dir = wait_for_rounds(tmp_path / "runs", 20)
     proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=60)
+    try:
+        output, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints where every thread is
+        pytest.fail(f"still running 60 s after Ctrl-C:\n{proc.communicate()[0][-6000:]}")
     assert "KeyboardInterrupt" in output
     assert exit_of(run_dir)["defaults_restored"] == "yes"
     assert len(rounds_of(run_dir)) >= 20

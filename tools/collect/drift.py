@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -58,5 +57,7 @@ def reference_drift(cells: pd.DataFrame, power_column: str = "power_w") -> Drift
     dof = len(y) - x.shape[1]
     sigma2 = float(np.sum((y - x @ beta) ** 2)) / dof
     se = float(np.sqrt(sigma2 * np.linalg.pinv(x.T @ x)[0, 0]))
+    from scipy import stats  # 2 s to import: only a drift fit needs it, not every sweep
+
     half = float(stats.t.ppf(0.975, dof)) * se
     return Drift(float(beta[0]), float(beta[0] - half), float(beta[0] + half), len(y))

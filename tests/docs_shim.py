@@ -1,0 +1,119 @@
+"""Stand-ins for the programs the docs' shell blocks call (`hil`, `.venv/bin/python`, `make`,
+`pip`, `dask`), so tests/test_docs_commands.py can run each ```sh block of the README and the
+guides with bash, loops and variables as a reader would, against the emulated testbed.
+
+A `hil` command runs for real, in this process, with small sizes where a flag allows
+(`SMALL`). A command that needs what CI has not (real srsRAN, a lab's hosts, a Dask
+scheduler, a server that runs until stopped) is not run, nor is one that another test runs
+at CI size (the Meta-HRL protocol, the SB3 example): it matches an entry of `NOT_RUN`,
+which says why. Anything else is an error: a new kind of command in the docs needs a rule
+here. Each command is logged (JSON lines in $DOCS_SHIM_LOG) for the test to check.
+
+Called as `python tests/docs_shim.py PROGRAM ARGS...`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+SMALL: dict[str, dict[str, str]] = {
+    "run": {"--rounds": "30"},
+    "replay": {"--seeds": "1", "--rounds": "150", "--executor": "local:1"},
+    "compare": {"--seeds": "2", "--rounds": "15"},
+    "collect": {"--dwell-rounds": "1", "--warmup-rounds": "0"},
+    "bench": {"--soak-rounds": "300"},
+}
+"""Per command, the flags set to a small value (added where the command does not give
+them): the docs show the full sizes, CI checks that the command runs."""
+RESUME_ROUNDS = "45"
+"""`hil run --resume`'s new total: more than SMALL's 30 rounds of the run it continues."""
+
+NOT_RUN: list[tuple[str, str]] = [
+    (r"^make (run|test)\b", "the two README commands: CI runs `make test`; `make run` is "
+     "`hil run` of zmq-emulated-16.yaml, which the first README block's runs cover"),
+    (r"^make docs\b", "tests/test_docs.py builds the site with warnings as errors"),
+    (r"^make srsran\b|^hil srsran build\b", "builds srsRAN (15 min): tests/test_srsran_build.py "
+     "runs the recipe on a stub source tree"),
+    (r"zmq-srsran\.yaml|sweeps/srsran-", "needs the patched srsRAN build (the `srsran` tests "
+     "run these testbeds when it is installed)"),
+    (r"b210-lab|lab/bbu", "needs a lab's own hosts, B210s and meter"),
+    (r"^python -m pytest\b", "the test suite itself (make test's second pass)"),
+    (r"^(pip|dask)\b", "installs packages or starts Dask daemons on other machines"),
+    (r"--executor dask:10\.", "needs the Dask scheduler at 10.0.0.5 (tests/test_executor.py "
+     "runs replays on dask-local)"),
+    (r"^hil serve\b", "serves until stopped: tests/test_serve.py runs it and reads its page"),
+    (r"^hil bench$", "the full benchmark (10 min): tests/test_bench.py runs `hil bench --quick`"),
+    (r"^hil metahrl --out", "the Meta-HRL protocol: tests/test_metahrl_experiments.py runs it "
+     "at CI size (a sweep of every experiment, ~2 min)"),
+    (r"^hil metahrl --save-model", "tests/test_metahrl_experiments.py saves a meta-model at "
+     "CI size and starts a metahrl run from it"),
+    (r"^hil (run|compare) testbed_configs/zmq-emulated-slices", "Meta-HRL pretrains for ~50 s "
+     "before its first round: tests/test_meta_hrl_agent.py and tests/test_online_compare.py "
+     "run metahrl online on a smaller DU"),
+    (r"^python -m tools\.gym_sb3", "tests/test_gym.py runs this example at 150 rounds"),
+]
+"""(pattern on the command as written, why it is not run here)."""
+
+
+def _program(argv: list[str]) -> str:
+    """The command as the docs write it, with `.venv/bin/` dropped."""
+    return shlex.join([Path(argv[0]).name, *argv[1:]])
+
+
+def not_run_reason(command: str) -> str | None:
+    """Why `command` is not run in CI, or None if it is run."""
+    for pattern, reason in NOT_RUN:
+        if re.search(pattern, command):
+            return reason
+    return None
+
+
+def smaller(command: str, args: list[str]) -> list[str]:
+    """`args` with the SMALL sizes of `command` set."""
+    sizes = dict(SMALL.get(command, {}))
+    if command == "run" and "--resume" in args:
+        sizes["--rounds"] = RESUME_ROUNDS
+    args = list(args)
+    for flag, value in sizes.items():
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    return args
+
+
+def _log(entry: dict) -> None:
+    with open(os.environ["DOCS_SHIM_LOG"], "a") as log:
+        log.write(json.dumps(entry) + "\n")
+
+
+def main(argv: list[str]) -> int:
+    command = _program(argv)
+    reason = not_run_reason(command)
+    if reason is not None:
+        _log({"command": command, "not_run": reason})
+        return 0
+    program, args = Path(argv[0]).name, argv[1:]
+    start = time.monotonic()
+    if program == "hil" and args:
+        from tools.cli import main as hil
+        ran = ["hil", *smaller(args[0], args)]
+        code = hil(ran[1:])
+    else:
+        _log({"command": command, "unknown": True})
+        print(f"docs_shim: no rule for `{command}`: add one to tests/docs_shim.py (SMALL or "
+              "NOT_RUN)", file=sys.stderr)
+        return 3
+    _log({"command": command, "ran": shlex.join(ran), "exit": code,
+          "s": round(time.monotonic() - start, 1)})
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
