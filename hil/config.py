@@ -282,6 +282,10 @@ class VbsCommon(StrictModel):
         """The `hosts` entry the rtctl server (the vBS) runs on; None: this machine."""
         return self.host
 
+    def over_the_air(self) -> bool:
+        """Its radios transmit (B210s), rather than exchanging samples in software."""
+        return False
+
     def server_keys_at(self, home: str) -> str | None:
         """The vBS's key folder on its host, a leading ``~`` made `home` (programs do not
         expand it); None without CURVE."""
@@ -376,6 +380,9 @@ class SrsranVbsConfig(VbsCommon):
 
     def server_host(self) -> str | None:
         return self.srsran.enb.host
+
+    def over_the_air(self) -> bool:
+        return self.srsran.radio.kind == "uhd"
 
     @property
     def calibration(self) -> Path:

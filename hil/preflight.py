@@ -72,7 +72,7 @@ def _meter(cfg: HilConfig) -> str:
     meter = Gpm8213Meter(cfg.meter.resource, poll_s=cfg.meter.poll_s,
                          timeout_s=cfg.meter.timeout_s)  # raises naming the resource
     meter.close()
-    return f"GPM-8213 at {cfg.meter.resource}"
+    return f"GPM-8213 at {cfg.meter.resource}: {meter.idn}"
 
 
 def _vbs_answers(cfg: HilConfig) -> str:

@@ -42,11 +42,13 @@ def sh_blocks(page: str) -> list[str]:
 def workspace(root: Path) -> dict[str, str]:
     """A folder to run a page's blocks in, and its environment: testbed_configs/ copied (the
     emulated BBU host's local sshd on a free port of its own, started by `hil` as after
-    `pip install`), the measured datasets linked, the stand-ins first on PATH."""
+    `pip install`, its state and testbed lock in this folder, so pages run side by side),
+    the measured datasets linked, the stand-ins first on PATH."""
     shutil.copytree(REPO / "testbed_configs", root / "testbed_configs")
     port = free_port()
-    for config in (root / "testbed_configs").glob("*.yaml"):
-        config.write_text(config.read_text().replace("port: 2222", f"port: {port}"))
+    for config in (root / "testbed_configs").glob("*.yaml"):  # the host's files here, too:
+        config.write_text(config.read_text().replace("port: 2222", f"port: {port}").replace(
+            "local_sshd: ../.hil/sshd", f"local_sshd: ../.hil/sshd\n    state_dir: {root}/bbu"))
     (root / "datasets").mkdir()
     (root / "datasets" / "measured").symlink_to(REPO / "datasets" / "measured")
     for folder, names in SHIMS.items():

@@ -38,6 +38,7 @@ from hil.config import load_config
 from hil.probes import TrafficProbe
 from hil.recorder import read_rounds
 from hil.testbeds.srsran import control_endpoint
+from tools.acceptance.windows import UNCAPPED, cap_breaches, rate_mbps
 from tools.cli import main
 
 pytestmark = MARKS
@@ -68,40 +69,14 @@ def testbed(tmp_path: Path, sshd: Any) -> Iterator[hil_testbed.Testbed]:
 
 def hold(bed: hil_testbed.Testbed, thresholds: dict[str, Any]) -> WindowReply:
     """Put `thresholds` in force (all others uncapped), hold them, return their window."""
-    uncapped = {"dl_max_mcs": None, "ul_max_mcs": None, "dl_prb_ratio": None,
-                "ul_prb_ratio": None, "dl_gain_db": None, "ue": None}
-    bed.ran.set({**uncapped, **thresholds})
+    bed.ran.set({**UNCAPPED, **thresholds})
     time.sleep(WINDOW_S)
     return bed.ran.get()
 
 
-def rate_mbps(window: WindowReply, direction: str) -> float:
-    bits = window.cell.dl_bits_acked if direction == "dl" else window.cell.ul_bits_ok
-    return bits / (window.window.nof_tti * 1e-3) / 1e6
-
-
 def assert_within_caps(window: WindowReply) -> None:
     """MCS and PRBs used stay within every cap in force, and nothing violated one."""
-    applied, cell = window.applied, window.cell
-    assert cell.violations.model_dump() == {"dl_mcs": 0, "dl_prb": 0, "ul_mcs": 0,
-                                            "ul_prb": 0}
-    for rnti, kpis in window.ue.items():
-        assert sum(kpis.violations.model_dump().values()) == 0, rnti
-    if applied.dl_max_mcs is not None:
-        assert cell.dl_mcs_mean <= applied.dl_max_mcs + 1e-9
-    if applied.ul_max_mcs is not None:
-        assert cell.ul_mcs_mean <= applied.ul_max_mcs + 1e-9
-    # TTIs in which a user waited for signalling are exempt from the budget (PROTOCOL.md
-    # 5.2) and may use the whole band; every other scheduled TTI stays within the budget
-    # (one RBG of slack for retransmissions, which keep their first size)
-    for ratio, prb_tti, sched_tti, exempt in (
-            (applied.dl_prb_ratio, cell.dl_prb_tti, cell.dl_sched_tti,
-             cell.signalling_exempt.dl_prb),
-            (applied.ul_prb_ratio, cell.ul_prb_tti, cell.ul_sched_tti,
-             cell.signalling_exempt.ul_prb)):
-        if ratio is not None:
-            capped_tti = max(0, sched_tti - exempt)
-            assert prb_tti <= capped_tti * (ratio * N_PRB + 3) + min(exempt, sched_tti) * N_PRB
+    assert not cap_breaches(window, N_PRB)
 
 
 def raw_get(endpoint: str) -> dict[str, Any]:

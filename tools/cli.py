@@ -233,6 +233,20 @@ def _note_pure_exploration(cfg) -> None:
             "smaller policy_space, or set agent.gamma.")
 
 
+def cmd_acceptance(args: argparse.Namespace) -> int:
+    import pytest
+
+    from hil.config import load_config
+    from tools.acceptance import suite
+
+    load_config(Path(args.config))  # a bad config is named here, not inside pytest
+    argv = [str(Path(suite.__file__).parent), "-p", "tools.acceptance.plugin",
+            "--testbed", args.config, "-p", "no:cacheprovider", "-rs",
+            *(["--acceptance-report", args.report] if args.report else []),
+            *(["-k", args.k] if args.k else [])]
+    return int(pytest.main(argv))
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from hil.config import load_config
     from hil.preflight import run_checks
@@ -630,6 +644,16 @@ def build_parser() -> argparse.ArgumentParser:
     srs_build.add_argument("--no-install-deps", action="store_true",
                            help="only check the Debian build packages, install none")
     srs_build.set_defaults(func=cmd_srsran_build)
+
+    accept = sub.add_parser("acceptance", help="the acceptance suite against a testbed: caps "
+                            "kept and throughput following them, the meter, starving caps, "
+                            "runs, Ctrl-C, a killed controller resumed, CURVE; report.md")
+    accept.add_argument("config", help="the testbed config")
+    accept.add_argument("--report", metavar="DIR", help="where report.md and its figures go "
+                        "(default: acceptance/<name>-<time>)")
+    accept.add_argument("-k", metavar="EXPR", help="only the tests whose names match (pytest's "
+                        "-k)")
+    accept.set_defaults(func=cmd_acceptance)
 
     serve = sub.add_parser("serve", help="the live view of runs: /metrics for Prometheus, "
                            "/api/runs, /api/rounds (read-only, beside the runs)")

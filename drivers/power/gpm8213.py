@@ -143,6 +143,9 @@ class Gpm8213Meter:
     pyvisa-py (``@py``); tests pass a pyvisa-sim one or a fake.
     """
 
+    idn: str
+    """The meter's answer to `*IDN?` (maker, model, serial, firmware) at the last connect."""
+
     def __init__(self, resource: str, *, poll_s: float = 1.0, timeout_s: float = 2.0,
                  use_integrator: bool = False, min_coverage: float = 0.5,
                  resource_manager: Any = None) -> None:
@@ -287,6 +290,7 @@ class Gpm8213Meter:
             self._counters.connects += 1
             number = self._counters.connects
         logger.info("power meter %s: %s, items %s", self.resource, idn, ",".join(items))
+        self.idn = idn
         return _Session(instrument, number, items, integrator)
 
     def _check_header(self, reply: str, items: tuple[str, ...]) -> bool:

@@ -83,6 +83,10 @@ class TestbedKind(ABC):
         return set()
 
     @abstractmethod
+    def cell_prb(self, cfg: HilConfig) -> int:
+        """The cell's bandwidth in PRBs (a PRB ratio's budget is a share of it)."""
+
+    @abstractmethod
     def lock_host(self, cfg: HilConfig) -> str | None:
         """The `hosts` entry whose lock a run holds (None: it runs on this machine)."""
 

@@ -76,6 +76,9 @@ class EmulatedTestbed(TestbedKind):
     def python_hosts(self, cfg: HilConfig) -> set[str]:
         return {cfg.vbs.host} if cfg.vbs.host else set()
 
+    def cell_prb(self, cfg: HilConfig) -> int:
+        return load_calibration(cfg.vbs.calibration).cell.nof_prb
+
     def lock_host(self, cfg: HilConfig) -> str | None:
         return cfg.vbs.host
 

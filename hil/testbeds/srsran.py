@@ -73,6 +73,9 @@ class SrsranTestbed(TestbedKind):
                 yield f"radio {program}", lambda host=host, serial=serial: _radio(cfg, host,
                                                                                   serial)
 
+    def cell_prb(self, cfg: HilConfig) -> int:
+        return srsran_of(cfg).n_prb
+
     def lock_host(self, cfg: HilConfig) -> str | None:
         return srsran_of(cfg).enb.host
 

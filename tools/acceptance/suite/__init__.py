@@ -1,0 +1,1 @@
+"""The acceptance tests, run by `hil acceptance CONFIG` (tools/acceptance/plugin.py)."""

@@ -1,0 +1,72 @@
+"""Holding thresholds on a testbed that is up and reading what its windows delivered: what
+the acceptance suite (and the real-srsRAN tests) check the caps with."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from drivers.rtctl.messages import WindowReply
+from hil.config import HilConfig
+from hil.testbeds import Testbed
+
+UNCAPPED: dict[str, Any] = {"dl_max_mcs": None, "ul_max_mcs": None, "dl_prb_ratio": None,
+                            "ul_prb_ratio": None, "dl_gain_db": None, "ue": None}
+"""Every threshold lifted: a hold changes only what it names."""
+RBG_SLACK_PRB = 3
+"""A retransmission keeps its first size, so a scheduled TTI may exceed a PRB budget by up
+to one DL resource block group (3 PRBs at 10 MHz)."""
+
+
+def wait_testbed_s(cfg: HilConfig, testbed_s: float) -> None:
+    """Let `testbed_s` of the testbed's time pass: wall seconds in real time, fewer when
+    accelerated; none when stepped (the next `get` simulates a round)."""
+    if cfg.clock.mode == "realtime":
+        time.sleep(testbed_s)
+    elif cfg.clock.mode == "accelerated":
+        time.sleep(testbed_s / cfg.clock.speedup)
+
+
+def hold(bed: Testbed, cfg: HilConfig, thresholds: dict[str, Any], testbed_s: float
+         ) -> WindowReply:
+    """Put `thresholds` in force (all others lifted), hold them, return their window."""
+    bed.ran.set({**UNCAPPED, **thresholds})
+    wait_testbed_s(cfg, testbed_s)
+    return bed.ran.get()
+
+
+def rate_mbps(window: WindowReply, direction: str) -> float:
+    """What the window delivered in one direction, per TTI counted (not per wall second:
+    srsRAN over ZMQ runs slower than real time)."""
+    bits = window.cell.dl_bits_acked if direction == "dl" else window.cell.ul_bits_ok
+    return bits / (window.window.nof_tti * 1e-3) / 1e6 if window.window.nof_tti else 0.0
+
+
+def cap_breaches(window: WindowReply, n_prb: int) -> list[str]:
+    """How the window broke the caps in force (empty: it kept them): the vBS's own
+    violation counters, and the MCS and PRBs it used against each cap."""
+    applied, cell = window.applied, window.cell
+    found = [f"cell violated {name} in {count} TTIs"
+             for name, count in cell.violations.model_dump().items() if count]
+    found += [f"user {rnti} violated {name} in {count} TTIs"
+              for rnti, kpis in window.ue.items()
+              for name, count in kpis.violations.model_dump().items() if count]
+    for direction, cap, mean in (("DL", applied.dl_max_mcs, cell.dl_mcs_mean),
+                                 ("UL", applied.ul_max_mcs, cell.ul_mcs_mean)):
+        if cap is not None and mean > cap + 1e-9:
+            found.append(f"{direction} MCS {mean:.2f} above its cap {cap}")
+    # TTIs in which a user waited for signalling are exempt from the budget (PROTOCOL.md
+    # 5.2) and may use the whole band; every other scheduled TTI keeps within it
+    for direction, ratio, prb_tti, sched_tti, exempt in (
+            ("DL", applied.dl_prb_ratio, cell.dl_prb_tti, cell.dl_sched_tti,
+             cell.signalling_exempt.dl_prb),
+            ("UL", applied.ul_prb_ratio, cell.ul_prb_tti, cell.ul_sched_tti,
+             cell.signalling_exempt.ul_prb)):
+        if ratio is None:
+            continue
+        capped_tti = max(0, sched_tti - exempt)
+        allowed = capped_tti * (ratio * n_prb + RBG_SLACK_PRB) + min(exempt, sched_tti) * n_prb
+        if prb_tti > allowed:
+            found.append(f"{direction} used {prb_tti} PRB-TTIs, more than the {allowed:.0f} "
+                         f"its ratio {ratio} allows")
+    return found
