@@ -35,7 +35,8 @@ def test_the_suite_passes_on_the_emulated_testbed_and_says_what_it_skipped_and_w
     report = tmp_path / "report"
     # the emulator's own meter: the GPM-8213 twin polled in 10 ms rounds loses windows on a
     # busy CI machine (tests/test_e2e.py covers it); the suite asks all rounds valid of it
-    config = write_config(tmp_path, sshd=sshd, meter={"kind": "emulated"})
+    config = write_config(tmp_path, sshd=sshd, meter={"kind": "emulated"},
+                          **{"recording.checkpoint_every": 20})  # the kill comes after it
     done = acceptance(str(config), "--report", str(report))
     assert done.returncode == 0, done.stdout[-4000:]
     found = outcomes(report)
