@@ -74,7 +74,7 @@ stop-sshd:
 # build installed deselects them all: pytest's exit 5, "no tests ran", is not a failure).
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev deb-test-deps
-	$(BIN)/python -m pytest -m "not srsran" -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not srsran" -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -m srsran $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 bench: $(VENV)/.installed sshd

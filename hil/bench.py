@@ -189,7 +189,7 @@ def bench_meter(quick: bool) -> Iterator[Figure]:
     7th) at the default poll; polled means and the integrator's."""
     from drivers.power.window_check import FAULTY, HEALTHY, check_windows
 
-    windows = 5 if quick else 60
+    windows = 3 if quick else 60
     for name, plan, poll_s in (("healthy_poll1s", HEALTHY, 1.0), ("faulty", FAULTY, 0.1)):
         for path, integrator in (("", False), ("_integrator", True)):
             check = check_windows(windows=windows, window_s=1.0, poll_s=poll_s, plan=plan,

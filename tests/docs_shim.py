@@ -27,7 +27,6 @@ SMALL: dict[str, dict[str, str]] = {
     "replay": {"--seeds": "1", "--rounds": "150", "--executor": "local:1"},
     "compare": {"--seeds": "2", "--rounds": "15"},
     "collect": {"--dwell-rounds": "1", "--warmup-rounds": "0"},
-    "bench": {"--soak-rounds": "300"},
 }
 """Per command, the flags set to a small value (added where the command does not give
 them): the docs show the full sizes, CI checks that the command runs."""
@@ -49,6 +48,8 @@ NOT_RUN: list[tuple[str, str]] = [
      "runs replays on dask-local)"),
     (r"^hil serve\b", "serves until stopped: tests/test_serve.py runs it and reads its page"),
     (r"^hil bench$", "the full benchmark (10 min): tests/test_bench.py runs `hil bench --quick`"),
+    (r"^hil bench --soak", "tests/test_soak.py runs the soak (`hil.soak.soak`, 2000 rounds) and "
+     "checks its figures"),
     (r"^hil metahrl --out", "the Meta-HRL protocol: tests/test_metahrl_experiments.py runs it "
      "at CI size (a sweep of every experiment, ~2 min)"),
     (r"^hil metahrl --save-model", "tests/test_metahrl_experiments.py saves a meta-model at "

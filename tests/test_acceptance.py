@@ -1,5 +1,5 @@
 """`hil acceptance CONFIG`, a lab's acceptance suite (tools/acceptance/), against the emulated
-testbed as shipped (its BBU host the test's sshd, the emulator's own meter): every test it can serve
+testbed (the emulator a child process, its own meter): every test it can serve
 passes, the others are skipped with their reason, and the report holds the testbed's
 identity and what each test measured. With CURVE configured, the CURVE test runs too."""
 
@@ -30,13 +30,12 @@ def outcomes(report: Path) -> dict[str, dict]:
     return {o["test"].rsplit("::", 1)[-1]: o for o in data["outcomes"]}
 
 
-def test_the_suite_passes_on_the_emulated_testbed_and_says_what_it_skipped_and_why(tmp_path,
-                                                                                    sshd):
+def test_the_suite_passes_on_the_emulated_testbed_and_says_what_it_skipped_and_why(tmp_path):
     report = tmp_path / "report"
-    # the emulator's own meter: the GPM-8213 twin polled in 10 ms rounds loses windows on a
-    # busy CI machine (tests/test_e2e.py covers it); the suite asks all rounds valid of it
-    config = write_config(tmp_path, sshd=sshd, meter={"kind": "emulated"},
-                          **{"recording.checkpoint_every": 20})  # the kill comes after it
+    # the emulator a child process with its own meter: the shipped BBU host over SSH and the
+    # GPM-8213 twin are tests/test_e2e.py's (polled in 10 ms rounds, the twin loses windows
+    # on a busy CI machine, and the suite asks every round valid)
+    config = write_config(tmp_path, **{"recording.checkpoint_every": 20})  # the kill after it
     done = acceptance(str(config), "--report", str(report))
     assert done.returncode == 0, done.stdout[-4000:]
     found = outcomes(report)
@@ -55,10 +54,10 @@ def test_the_suite_passes_on_the_emulated_testbed_and_says_what_it_skipped_and_w
     assert len(list(report.glob("*.png"))) == 2  # throughput by cap, watts by airtime and MCS
 
 
-def test_with_curve_configured_the_curve_test_runs_and_passes(tmp_path, sshd):
+def test_with_curve_configured_the_curve_test_runs_and_passes(tmp_path):
     keys = tmp_path / "keys"
     create_keys(keys)
-    config = write_config(tmp_path, sshd=sshd, **{"vbs.curve_dir": str(keys)})
+    config = write_config(tmp_path, **{"vbs.curve_dir": str(keys)})
     report = tmp_path / "report"
     done = acceptance(str(config), "--report", str(report), "-k", "curve")
     assert done.returncode == 0, done.stdout[-4000:]
