@@ -149,7 +149,7 @@ def bench_rounds(quick: bool, config: Path) -> Iterator[Figure]:
     that overrun their deadline get longer windows, so the mean window length is printed
     beside the rate.
     """
-    rounds = 500 if quick else 3_000
+    rounds = 200 if quick else 3_000
     result, elapsed, _ = _run_rounds(config, {"rounds": rounds, **STEPPED})
     yield "emulated_rounds_per_s", result.outcome.next_round / elapsed, "rounds/s"
     for stage, ms in result.times.breakdown_ms().items():

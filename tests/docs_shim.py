@@ -9,7 +9,11 @@ at CI size (the Meta-HRL protocol, the SB3 example): it matches an entry of `NOT
 which says why. Anything else is an error: a new kind of command in the docs needs a rule
 here. Each command is logged (JSON lines in $DOCS_SHIM_LOG) for the test to check.
 
-Called as `python tests/docs_shim.py PROGRAM ARGS...`.
+Each command runs in a child forked from a server that has imported what `hil` loads
+(`--serve SOCKET`): a stand-in (`--client PROGRAM ARGS...`, Python without site, ~20 ms)
+hands the server its arguments, folder, environment and standard streams, and exits with
+the command's code. A fresh interpreter per command would spend ~2.5 s importing before
+each of the docs' ~25 commands.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import json
 import os
 import re
 import shlex
+import socket
 import sys
 import time
+import traceback
 from pathlib import Path
 
 SMALL: dict[str, dict[str, str]] = {
@@ -116,5 +122,79 @@ def main(argv: list[str]) -> int:
     return code
 
 
+PRELOADED = ("tools.cli", "tools.replay.command", "tools.collect.command", "tools.collect.sweep",
+             "tools.fit_power.command", "tools.landscape.command", "hil.preflight", "hil.run",
+             "hil.summary", "hil.plots", "hil.testbeds.emulated", "hil.testbeds.keys")
+"""What the docs' `hil` commands import, imported once by the server."""
+
+
+def serve(path: str) -> None:
+    """Run each command a client sends in a child forked from this warm process, one at a
+    time (a page's blocks run in order), and answer with its exit code."""
+    import importlib
+
+    for module in PRELOADED:
+        importlib.import_module(module)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path + ".tmp")
+    os.rename(path + ".tmp", path)  # the socket appears once it can be reached
+    server.listen()
+    while True:
+        connection, _ = server.accept()
+        with connection:
+            request, fds = _receive(connection)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            child = os.fork()
+            if child == 0:
+                _run_child(request, fds)
+            for fd in fds:
+                os.close(fd)
+            _, status = os.waitpid(child, 0)
+            connection.sendall(str(os.waitstatus_to_exitcode(status)).encode())
+
+
+def _receive(connection: socket.socket) -> tuple[dict, list[int]]:
+    data, fds, _, _ = socket.recv_fds(connection, 1 << 16, 3)
+    while chunk := connection.recv(1 << 16):
+        data += chunk
+    return json.loads(data), fds
+
+
+def _run_child(request: dict, fds: list[int]) -> None:
+    """The command in this forked child, on the client's streams, folder and environment."""
+    code = 1
+    try:
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        code = main(request["argv"])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except Exception:  # noqa: BLE001  (the child must reach os._exit; it says what failed)
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def client(argv: list[str]) -> int:
+    """Hand `argv` (the program as called, its arguments) to the server; its exit code."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.connect(os.environ["DOCS_SHIM_SOCKET"])
+        request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
+        socket.send_fds(connection, [json.dumps(request).encode()], [0, 1, 2])
+        connection.shutdown(socket.SHUT_WR)
+        return int(connection.recv(16) or b"1")
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    if sys.argv[1] == "--serve":
+        serve(sys.argv[2])
+    elif sys.argv[1] == "--client":
+        sys.exit(client(sys.argv[2:]))
+    else:
+        sys.exit(main(sys.argv[1:]))

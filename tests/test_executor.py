@@ -119,7 +119,8 @@ def test_jobs_run_on_an_existing_scheduler_and_its_workers(tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
     started = [subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)  # its nannies and workers: one group
                for module, args in (
                    ("distributed.cli.dask_scheduler", ["--host", "127.0.0.1", "--port",
                                                        str(port), "--dashboard-address", ":0"]),
@@ -139,7 +140,12 @@ def test_jobs_run_on_an_existing_scheduler_and_its_workers(tmp_path):
     finally:
         for process in started:
             process.terminate()
-            process.wait(timeout=30)
+        for process in started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a busy machine: Dask's graceful stop is slow
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def free_port() -> int:

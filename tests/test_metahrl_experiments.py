@@ -84,7 +84,7 @@ def test_jobs_give_the_same_results_in_one_process_in_local_workers_and_on_dask(
                                                                                baselines):
     """A job depends on its method, seed and setup only, not on where it ran."""
     narrow = [*TINY[:-2], "--experiments", "compare", "--families", "hidden",
-              "--methods", "meta-hrl,scratch"]
+              "--methods", "meta-hrl,scratch", "--iterations", "2"]
     results = {}
     for where in ("local:1", "local:2", "dask-local:2"):
         out = out_with(baselines, tmp_path / where.replace(":", "-"))

@@ -49,7 +49,7 @@ def bench_metahrl(quick: bool) -> Iterator[Figure]:
     trainer = Trainer(HrlLearner(seed=0), setup.pools.training(),
                       TrainConfig(updates_per_iteration=setup.updates_per_iteration), seed=0)
     trainer.step()  # first iteration: allocations and lazy initialisation
-    iterations = 3 if quick else 20
+    iterations = 1 if quick else 20
     t0 = time.perf_counter()
     for _ in range(iterations):
         trainer.step()

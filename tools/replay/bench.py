@@ -31,7 +31,7 @@ CALIBRATION = REPO / "testbed_configs/calibration/emulated-nuc.yaml"
 
 
 def bench_replay(quick: bool) -> Iterator[Figure]:
-    rounds = 5_000 if quick else 50_000
+    rounds = 1_000 if quick else 50_000
     defaults = RewardConfig()
     params = RewardParams(defaults.delta, defaults.power_min_w, defaults.power_max_w)
     spec = ReplaySpec(ModelSource("C", PAPER_SPACE, CALIBRATION, params), ("bsvbs",), (0,),
@@ -41,7 +41,7 @@ def bench_replay(quick: bool) -> Iterator[Figure]:
         save_job(Path(tmp), ("bsvbs", 0), run_job(spec, ("bsvbs", 0), lambda n: None))
         elapsed = time.perf_counter() - t0
     yield "replay_agent_rounds_per_s", rounds / elapsed, "rounds/s"
-    jobs = 4 if quick else 16
+    jobs = 2 if quick else 16
     spec = ReplaySpec(spec.source, ("bsvbs",), tuple(range(jobs)), rounds)
     for where in ("local:2", "dask-local:2"):
         with tempfile.TemporaryDirectory() as tmp:
