@@ -17,10 +17,6 @@ class Capability:
 
 
 CAPABILITIES: dict[str, Capability] = {
-    "users_in_slices": Capability(
-        lambda cfg: cfg.vbs.du is not None,
-        "the vBS serves one user; per-user caps of several users need a DU of users "
-        "(vbs.emulator.du, or a real cell with several UEs)"),
     "ue_rtctl": Capability(
         lambda cfg: cfg.vbs.has_ue,
         "no UE with its own control socket (the patched srsUE's rtctl): UE power caps "

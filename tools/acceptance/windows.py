@@ -19,12 +19,9 @@ to one DL resource block group (3 PRBs at 10 MHz)."""
 
 
 def wait_testbed_s(cfg: HilConfig, testbed_s: float) -> None:
-    """Let `testbed_s` of the testbed's time pass: wall seconds in real time, fewer when
-    accelerated; none when stepped (the next `get` simulates a round)."""
-    if cfg.clock.mode == "realtime":
-        time.sleep(testbed_s)
-    elif cfg.clock.mode == "accelerated":
-        time.sleep(testbed_s / cfg.clock.speedup)
+    """Let `testbed_s` of the testbed's time pass: wall seconds at the config's pace (its
+    `period_s` per `round_s`); none when stepped (the next `get` simulates a round)."""
+    time.sleep(testbed_s * cfg.period_s / cfg.round_s)
 
 
 def hold(bed: Testbed, cfg: HilConfig, thresholds: dict[str, Any], testbed_s: float
