@@ -286,6 +286,11 @@ class VbsCommon(StrictModel):
         """Its radios transmit (B210s), rather than exchanging samples in software."""
         return False
 
+    def ul_noise_floor(self) -> bool:
+        """Its uplink has a noise floor, so a UE's transmit power reaches the eNB's SNR:
+        radios on the air, or a UL channel emulator adding noise."""
+        return self.over_the_air()
+
     def server_keys_at(self, home: str) -> str | None:
         """The vBS's key folder on its host, a leading ``~`` made `home` (programs do not
         expand it); None without CURVE."""
@@ -383,6 +388,9 @@ class SrsranVbsConfig(VbsCommon):
 
     def over_the_air(self) -> bool:
         return self.srsran.radio.kind == "uhd"
+
+    def ul_noise_floor(self) -> bool:
+        return self.over_the_air() or self.srsran.ul_awgn_snr_db is not None
 
     @property
     def calibration(self) -> Path:

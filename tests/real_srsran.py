@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from drivers.srsran.series import DEFAULT_PREFIX, STAMP_FILE, Stamp, stale_reason
-from hil.config import HilConfig, apply_overrides, load_config
+from hil.config import apply_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "testbed_configs" / "zmq-srsran.yaml"
@@ -70,31 +70,27 @@ def real_testbed_data(host_entry: dict[str, Any], out_dir: Path, **changes: Any)
     return apply_overrides(data, changes)
 
 
-# The UE test (tests/test_srsran_ue.py) reaches both rtctl sockets over ipc:// in its folder.
-# The ZMQ radio multiplies samples by its gains (dB), so powers are relative to these. The
-# UE's rx_gain_offset turns its RSRP into about -80 dBm (path loss ~80 dB with rs_power 0)
+# The gains and the UL noise floor under which a UE's power cap reaches the eNB: the ZMQ radio
+# multiplies samples by its gains (dB), so powers are relative to these. The UE's
+# rx_gain_offset turns its RSRP into about -80 dBm (path loss ~80 dB with rs_power 0); the
+# noise floor, at +42 dBFS after the eNB's rx gain, leaves ~25 dB of UL SNR uncapped
 # (patches/srsRAN_4G/README.md, "srsUE: verification").
-UE_TEST_GAINS = {"enb_tx_gain_db": 80.0, "enb_rx_gain_db": 40.0, "ue_tx_gain_db": 0.0,
-                 "ue_rx_gain_db": 40.0}
+UE_GAINS = {"enb_tx_gain_db": 80.0, "enb_rx_gain_db": 40.0, "ue_tx_gain_db": 0.0,
+            "ue_rx_gain_db": 40.0}
+UL_NOISE = {"ul_awgn_signal_power_dbfs": 30.0, "ul_awgn_snr_db": -12.0}
+UE_RX_GAIN_OFFSET_DB = 205.0
+ACCEPTANCE_SPACE = {"dl_gain_db": [0.0], "dl_max_mcs": [10, 27], "dl_prb_ratio": [0.5, 1.0],
+                    "ul_max_mcs": [10, 23], "ul_prb_ratio": [0.3, 1.0]}
+"""Two values a cap: the suite holds each for 5 s, and one tight value shows a cap binding."""
 
 
-UE_TEST_UL_NOISE = {"ul_awgn_signal_power_dbfs": 30.0, "ul_awgn_snr_db": -12.0}
-"""A UL noise floor at +42 dBFS after the eNB's rx gain: ~25 dB of UL SNR uncapped."""
-
-
-def ue_test_config(conf_dir: Path, ue_netns: str) -> HilConfig:
-    """The shipped testbed as the UE test runs it: its own gains and UL noise floor, rtctl
-    over ipc://."""
-    data = real_testbed_data({"hostname": "127.0.0.1"}, conf_dir / "runs", **{
-        **{f"vbs.srsran.{key}": value for key, value in UE_TEST_UL_NOISE.items()},
-        "vbs.srsran.rtctl_bind": rtctl_endpoint(conf_dir, "enb"),
-        "vbs.srsran.ue.rtctl_bind": rtctl_endpoint(conf_dir, "ue"),
-        "vbs.srsran.ue.netns": ue_netns,
-        **{f"vbs.srsran.radio.{key}": value for key, value in UE_TEST_GAINS.items()}})
-    path = conf_dir / "ue-test.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return load_config(path)
-
-
-def rtctl_endpoint(conf_dir: Path, program: str) -> str:
-    return f"ipc://{conf_dir}/{program}.rtctl"
+def acceptance_data(host_entry: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """The shipped zmq-srsran.yaml as the acceptance suite runs it here: everything a ZMQ
+    testbed can serve turned on (CURVE on the eNB's rtctl, the UE's power reaching the
+    eNB), two values a cap, a checkpoint every 10 rounds (the suite kills a run after one)."""
+    return real_testbed_data(host_entry, tmp_path / "runs", **{
+        "vbs.curve_dir": str(tmp_path / "keys"),
+        **{f"vbs.srsran.{key}": value for key, value in UL_NOISE.items()},
+        **{f"vbs.srsran.radio.{key}": value for key, value in UE_GAINS.items()},
+        "vbs.srsran.ue.args": [f"--phy.rx_gain_offset={UE_RX_GAIN_OFFSET_DB}"],
+        "policy_space": ACCEPTANCE_SPACE, "recording.checkpoint_every": 10})

@@ -6,28 +6,15 @@ identity and what each test measured. With CURVE configured, the CURVE test runs
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from acceptance_runs import acceptance, outcomes
 from testbed_yaml import write_config
 
 from drivers.rtctl.curve import create_keys
 from hil.config import load_config
 from tools.acceptance.capabilities import CAPABILITIES, missing
-
-
-def acceptance(*args: str) -> subprocess.CompletedProcess[str]:
-    """`hil acceptance ARGS` in a process of its own (pytest inside pytest would share state)."""
-    return subprocess.run([sys.executable, "-c", "from tools.cli import main; "
-                           "raise SystemExit(main())", "acceptance", *args],
-                          capture_output=True, text=True, timeout=900)
-
-
-def outcomes(report: Path) -> dict[str, dict]:
-    data = json.loads((report / "report.json").read_text())
-    return {o["test"].rsplit("::", 1)[-1]: o for o in data["outcomes"]}
 
 
 def test_the_suite_passes_on_the_emulated_testbed_and_says_what_it_skipped_and_why(tmp_path):
@@ -40,16 +27,20 @@ def test_the_suite_passes_on_the_emulated_testbed_and_says_what_it_skipped_and_w
     assert done.returncode == 0, done.stdout[-4000:]
     found = outcomes(report)
     skipped = {test: o["detail"] for test, o in found.items() if o["outcome"] == "skipped"}
-    assert skipped == {"test_curve_serves_only_the_authorized_controller":
-                       "curve: rtctl runs without CURVE (vbs.curve_dir not set)"}
+    lacking = {name: f"{name}: {capability.lacking}" for name, capability in CAPABILITIES.items()}
+    assert skipped == {  # the emulated vBS has no UE of its own
+        "test_curve_serves_only_the_authorized_controller": lacking["curve"],
+        "test_a_ue_power_cap_is_kept_and_a_reset_lifts_it": lacking["ue_rtctl"],
+        "test_a_ue_power_cap_lowers_the_ul_snr_mcs_and_rate_at_the_enb":
+            f"{lacking['ue_rtctl']}; {lacking['ul_noise_floor']}"}
     passed = [test for test, o in found.items() if o["outcome"] == "passed"]
-    assert len(passed) == len(found) - 1 >= 8
+    assert len(passed) == len(found) - 3 >= 10
     identity = json.loads((report / "report.json").read_text())["identity"]
     assert identity["kind"] == "emulated" and identity["vbs"].startswith("emulated-srsenb")
     text = (report / "report.md").read_text()
     for shown in ("## The testbed", "| rtctl | v1 |", "throughput and MCS by cap",
                   "| dl_max_mcs | 27 |", "mean watts of three windows", "killed and resumed",
-                  "| skipped |"):
+                  "the vBS killed mid-run", "users and their QCI", "| skipped |"):
         assert shown in text, shown
     assert len(list(report.glob("*.png"))) == 2  # throughput by cap, watts by airtime and MCS
 
@@ -70,7 +61,11 @@ def test_a_testbed_without_a_capability_names_it_and_what_it_would_take():
     lab = load_config(Path(__file__).parents[1] / "testbed_configs" / "b210-lab.yaml")
     assert missing(shipped, ("rf", "real_meter")) == [
         f"rf: {CAPABILITIES['rf'].lacking}", f"real_meter: {CAPABILITIES['real_meter'].lacking}"]
-    assert missing(lab, ("rf", "real_meter", "iperf3", "ue_rtctl", "curve")) == []
+    assert missing(lab, tuple(CAPABILITIES)) == []  # a B210 lab can serve every test
+    srsran = load_config(Path(__file__).parents[1] / "testbed_configs" / "zmq-srsran.yaml")
+    assert missing(srsran, ("ue_rtctl", "iperf3", "ul_noise_floor", "supply_watts")) == [
+        f"ul_noise_floor: {CAPABILITIES['ul_noise_floor'].lacking}",
+        f"supply_watts: {CAPABILITIES['supply_watts'].lacking}"]
     with pytest.raises(ValueError, match="unknown capabilities"):
         missing(shipped, ("teleport",))
 

@@ -38,6 +38,10 @@ def chain(journal: list[str], failing: str | None = None, max_restarts: int = 3)
     return Bringup(steps, max_restarts=max_restarts), programs
 
 
+LEFTOVERS_DOWN = ["down traffic", "down ue", "down enb", "down epc"]
+"""What `up` does first: whatever a killed controller left running goes, last first."""
+
+
 def test_up_goes_core_enb_ue_traffic_and_down_goes_back_in_reverse():
     journal: list[str] = []
     bringup, _ = chain(journal)
@@ -45,8 +49,17 @@ def test_up_goes_core_enb_ue_traffic_and_down_goes_back_in_reverse():
     assert bringup.stage is Stage.TRAFFIC_ON
     bringup.down()
     assert bringup.stage is Stage.OFF
-    assert journal == ["up epc", "up enb", "up ue", "up traffic",
+    assert journal == [*LEFTOVERS_DOWN, "up epc", "up enb", "up ue", "up traffic",
                        "down traffic", "down ue", "down enb", "down epc"]
+
+
+def test_up_first_stops_a_chain_a_killed_controller_left_running_ue_first():
+    journal: list[str] = []
+    bringup, programs = chain(journal)
+    for program in programs.values():  # what a SIGKILLed run left on its hosts
+        program.running = True
+    bringup.up()
+    assert journal == [*LEFTOVERS_DOWN, "up epc", "up enb", "up ue", "up traffic"]
 
 
 def test_a_failed_step_is_stopped_and_what_came_up_before_it_is_taken_down():
@@ -54,7 +67,8 @@ def test_a_failed_step_is_stopped_and_what_came_up_before_it_is_taken_down():
     bringup, programs = chain(journal, failing="ue")
     with pytest.raises(HilError, match="ue did not become ready"):
         bringup.up()
-    assert journal == ["up epc", "up enb", "up ue", "down ue", "down enb", "down epc"]
+    assert journal == [*LEFTOVERS_DOWN, "up epc", "up enb", "up ue", "down ue", "down enb",
+                       "down epc"]
     assert bringup.stage is Stage.OFF
     assert not any(program.running for program in programs.values())
 

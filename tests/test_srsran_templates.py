@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from real_srsran import real_testbed_data, ue_test_config
+from real_srsran import acceptance_data
 from testbed_yaml import REPO
 
 from drivers.srsran.conf import TEMPLATES, render_program
@@ -27,20 +27,17 @@ def shipped(name: str) -> HilConfig:
     return load_config(REPO / "testbed_configs" / name)
 
 
-def real_test_config(tmp_path: Path) -> HilConfig:
-    """What tests/test_srsran_real.py runs, CURVE on (its curve test sets vbs.curve_dir)."""
-    data = real_testbed_data({"hostname": "127.0.0.1"}, tmp_path / "runs",
-                        **{"vbs.curve_dir": str(tmp_path / "keys")})
-    path = tmp_path / "real.yaml"
-    path.write_text(yaml.safe_dump(data))
+def acceptance_config(tmp_path: Path) -> HilConfig:
+    """What tests/test_srsran_acceptance.py runs the acceptance suite on."""
+    path = tmp_path / "acceptance.yaml"
+    path.write_text(yaml.safe_dump(acceptance_data({"hostname": "127.0.0.1"}, tmp_path)))
     return load_config(path)
 
 
 CALLERS = {
     "zmq-srsran.yaml": lambda tmp_path: shipped("zmq-srsran.yaml"),
     "b210-lab.yaml": lambda tmp_path: shipped("b210-lab.yaml"),
-    "test_srsran_real": real_test_config,
-    "test_srsran_ue": lambda tmp_path: ue_test_config(tmp_path, "hil-uetest-ue"),
+    "test_srsran_acceptance": acceptance_config,
 }
 
 
@@ -67,12 +64,13 @@ def test_every_template_renders_for_every_caller_with_no_placeholder_left(tmp_pa
 
 
 def test_the_enb_config_turns_rtctl_on_and_points_at_its_other_files(tmp_path):
-    conf = ini(rendered(real_test_config(tmp_path), "enb")["enb.conf"])
+    conf = ini(rendered(acceptance_config(tmp_path), "enb")["enb.conf"])
     assert conf["rtctl"]["enable"] == "true"
     assert conf["rtctl"]["endpoint"] == "tcp://127.0.0.1:5555"
     assert conf["rtctl"]["curve_dir"] == str(tmp_path / "keys")
     assert conf["enb_files"]["rr_config"] == f"{CONF_DIR}/rr.conf"
     assert conf["channel.dl.awgn"]["snr"] == "30.0"
+    assert conf["channel.ul.awgn"]["snr"] == "-12.0"  # the UE's power reaches the eNB
     assert conf["rf"]["device_name"] == "zmq" and "tx_port=tcp://127.0.0.1:2000" in \
         conf["rf"]["device_args"]
 
@@ -86,11 +84,11 @@ def test_on_a_lab_the_enb_reads_its_keys_from_the_folder_they_were_installed_to(
 
 
 def test_the_ue_config_turns_on_the_ue_profile_of_rtctl_and_the_test_gains(tmp_path):
-    conf = ini(rendered(ue_test_config(tmp_path, "hil-uetest-ue"), "ue")["ue.conf"])
+    conf = ini(rendered(acceptance_config(tmp_path), "ue")["ue.conf"])
     assert conf["rtctl"]["enable"] == "true"
-    assert conf["rtctl"]["endpoint"] == f"ipc://{tmp_path}/ue.rtctl"
+    assert conf["rtctl"]["endpoint"] == "tcp://127.0.0.1:5556"
     assert float(conf["rf"]["tx_gain"]) == 0.0
-    assert conf["gw"]["netns"] == "hil-uetest-ue"
+    assert conf["gw"]["netns"] == "ue1"
 
 
 def test_the_b210_lab_picks_its_radios_by_serial(tmp_path):

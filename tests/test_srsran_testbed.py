@@ -3,9 +3,10 @@
 `tests/fake_srsran.py` stands in for srsepc, srsenb and srsue: it reads the rendered
 config, prints the real program's ready line, and the fake eNB serves rtctl (the emulated
 vBS). So `hil run` on `testbed_configs/zmq-srsran.yaml` goes through rendering, upload,
-start-up order, ready detection, the rtctl connection, crash restart and teardown. The real
-binaries are exercised by tests/test_srsran_real.py where the patched build is installed;
-the templates are rendered for every caller by tests/test_srsran_templates.py.
+start-up order, ready detection, the rtctl connection, crash restart and teardown, and the
+acceptance suite's runs go through the same. The real binaries are exercised by tests/
+test_srsran_acceptance.py where the patched build is installed; the templates are rendered
+for every caller by tests/test_srsran_templates.py.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from acceptance_runs import acceptance, outcomes
 from fake_srsran import install_fake_prefix
 from prerequisites import missing
 from testbed_yaml import REPO, ssh_host_entry
@@ -93,24 +93,21 @@ def test_a_run_brings_the_chain_up_in_order_and_takes_it_down(tmp_path, sshd):
     assert sorted(uploaded) == sorted(n for names in TEMPLATES.values() for n in names)
 
 
-def test_a_crashed_enb_is_restarted_and_the_run_goes_on(tmp_path, sshd):
-    config = srsran_config(tmp_path, sshd, rounds=60)
-    with SshHost("killer", **sshd.host_params()) as host:
-        def kill_enb_once_up() -> None:
-            for _ in range(200):
-                if host.is_running("srsenb") and host.is_running("srsue"):
-                    time.sleep(1.0)
-                    host.run("pkill -9 -f '[f]ake_srsran.py enb'", check=False)
-                    return
-                time.sleep(0.05)
-        killer = threading.Thread(target=kill_enb_once_up)
-        killer.start()
-        assert main(["run", str(config)]) == 0
-        killer.join()
-    rounds = read_rounds(next((tmp_path / "runs").iterdir()))
-    assert len(rounds) == 60
-    assert rounds["testbed_restarts"].max() == 1
-    assert rounds["valid"].iloc[-10:].all()  # back to valid rounds after the restart
+def test_the_acceptance_suite_s_runs_pass_through_the_srsran_bring_up(tmp_path, sshd):
+    """The suite's runs (tools/acceptance/suite/test_runs.py) on the srsRAN kind with the
+    doubles: a BSvBS run, Ctrl-C, a killed controller resumed (its chain, left running, is
+    stopped before the new one comes up), and srsENB killed over SSH and brought back by the
+    run's watchdog with the UE after it."""
+    config = srsran_config(tmp_path, sshd, **{"recording.checkpoint_every": 10})
+    report = tmp_path / "report"
+    done = acceptance(str(config), "--report", str(report), "-k", "bsvbs_run or ctrl_c or killed")
+    found = outcomes(report)
+    assert done.returncode == 0, (found, done.stdout[-4000:])
+    assert {test: o["outcome"] for test, o in found.items()} == {
+        "test_a_short_bsvbs_run_has_every_round_valid": "passed",
+        "test_ctrl_c_stops_after_the_round_and_restores_the_defaults": "passed",
+        "test_a_killed_controller_resumes_with_no_round_lost_or_repeated": "passed",
+        "test_a_killed_vbs_is_restarted_and_the_run_goes_on": "passed"}
 
 
 def test_a_binary_that_is_missing_fails_bring_up_naming_program_and_host(tmp_path, sshd,

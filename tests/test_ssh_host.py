@@ -279,6 +279,17 @@ def test_stop_kills_a_process_that_ignores_sigterm(host: SshHost,
     assert "stubborn" in caplog.text and "killed" in caplog.text
 
 
+def test_kill_ends_the_whole_group_at_once_as_a_crash_would(host: SshHost) -> None:
+    pid = host.start("crashing", "trap 'echo clean exit' TERM; sleep 30 & echo child $!; wait")
+    wait_until(lambda: "child" in host.tail("crashing"), "the child logged")
+    child_pid = int(host.tail("crashing").split()[1])
+    host.kill("crashing")
+    assert not alive(pid) and not host.is_running("crashing")
+    wait_until(lambda: not alive(child_pid), "the child gone")
+    assert "clean exit" not in host.tail("crashing")  # no SIGTERM came first
+    host.kill("crashing")  # not running: nothing to do
+
+
 def test_a_name_that_never_ran_is_not_running_and_has_no_log(host: SshHost) -> None:
     assert not host.is_running("never-started")
     assert host.tail("never-started") == ""

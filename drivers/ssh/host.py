@@ -204,6 +204,17 @@ class SshHost:
         else:
             log.info("%s on %s: %s", name, self.where, outcome)
 
+    def kill(self, name: str) -> None:
+        """SIGKILL the process's group at once, as a crash would end it (what a fault test
+        injects); nothing if not running."""
+        _check_name("process", name)
+        budget_s = scripts.KILL_WAIT_S + self.target.connect_timeout_s
+        result = self.run(scripts.kill(self._files(name)), timeout_s=budget_s, check=False)
+        if result.exit_code != 0:
+            raise SshError(f"process {name} on {self.where} survived SIGKILL (exit code "
+                           f"{result.exit_code}): it may be stuck in the kernel (state D)")
+        log.info("%s on %s: %s", name, self.where, result.stdout.strip())
+
     def tail(self, name: str, lines: int = 50) -> str:
         """The last `lines` lines of the process's log ("" if it never ran)."""
         _check_name("process", name)

@@ -147,6 +147,23 @@ def stop(files: ProcessFiles, timeout_s: float) -> str:
     ])
 
 
+def kill(files: ProcessFiles) -> str:
+    """SIGKILL the process group at once, as a crash would end it; print what it took
+    ("not running" or "killed"). The pid file stays: the process did not stop cleanly."""
+    pid_file = quote(files.pid)
+    kill_polls = round(KILL_WAIT_S / POLL_S)
+    return "\n".join([
+        _PROC_STAT,
+        _ALIVE.format(pid_file=pid_file),
+        'if ! alive; then echo "not running"; exit 0; fi',
+        'kill -KILL -"$pid" 2>/dev/null',
+        "i=0",
+        f"while alive && [ $i -lt {kill_polls} ]; do i=$((i + 1)); sleep {POLL_S}; done",
+        'if ! alive; then echo "killed"; exit 0; fi',
+        f"exit {EXIT_SURVIVED_SIGKILL}",
+    ])
+
+
 def tail(files: ProcessFiles, lines: int) -> str:
     """The log's last lines; nothing (not an error) if the process never ran."""
     return f"tail -n {int(lines)} -- {quote(files.log)} 2>/dev/null || true"

@@ -113,6 +113,24 @@ class TestbedKind(ABC):
         """The calibration it runs, if it is a model (None for a real vBS)."""
         return None
 
+    @abstractmethod
+    def vbs_process(self, cfg: HilConfig) -> VbsProcess:
+        """The vBS's own process (what a crash would end): where it runs and its name."""
+
+    def ue_control_endpoint(self, cfg: HilConfig) -> str | None:
+        """Where the controller reaches the UE's own control socket (PROTOCOL.md section 14),
+        or None when the UE has none."""
+        return None
+
+
+@dataclass(frozen=True)
+class VbsProcess:
+    """The vBS's process: on `host` (a `hosts` entry) under the name its SshHost started it
+    with, or, with `host` None, a child of the controller whose command line holds `name`."""
+
+    host: str | None
+    name: str
+
 
 def kind_of(cfg: HilConfig) -> TestbedKind:
     """The kind of `cfg.vbs`, from the module its config class names."""

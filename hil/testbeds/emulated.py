@@ -27,7 +27,7 @@ from hil.base.network import endpoint_host
 from hil.base.repo import REPO
 from hil.base.scenarios import make_scenario
 from hil.config import EmulatedVbsConfig, HilConfig, ScenarioConfig
-from hil.testbeds import Check, Testbed, TestbedError, TestbedKind
+from hil.testbeds import Check, Testbed, TestbedError, TestbedKind, VbsProcess
 from hil.testbeds.common import (
     as_seen_from_controller,
     client_curve,
@@ -37,6 +37,7 @@ from hil.testbeds.common import (
 )
 
 EMULATOR = "emulated-vbs"  # the process name on an SSH host
+EMULATOR_MODULE = "drivers.emulated"  # what the emulator runs: `python -m drivers.emulated`
 IDLE_EXIT_S = 60.0
 """An emulated vBS on an SSH host exits after this long without a control request."""
 ALIVE_CHECK_S = 1.0  # how often a thread asks the BBU host whether the emulated vBS runs
@@ -107,6 +108,9 @@ class EmulatedTestbed(TestbedKind):
     def model_calibration(self, cfg: HilConfig) -> Path | None:
         return cfg.vbs.calibration
 
+    def vbs_process(self, cfg: HilConfig) -> VbsProcess:
+        return VbsProcess(cfg.vbs.host, EMULATOR if cfg.vbs.host else EMULATOR_MODULE)
+
 
 TESTBED = EmulatedTestbed()
 
@@ -129,7 +133,7 @@ def _scenario(cfg: HilConfig, vbs: EmulatedVbsConfig) -> str:
 
 def emulator_command(cfg: HilConfig, python: str = sys.executable) -> list[str]:
     emu = _emulated(cfg).emulator
-    cmd = [python, "-m", "drivers.emulated",
+    cmd = [python, "-m", EMULATOR_MODULE,
            "--calibration", str(emu.calibration), "--scenario", emu.scenario.name,
            "--switch-epoch", str(emu.scenario.switch_epoch), "--seed", str(cfg.seed),
            "--round-s", str(cfg.round_s), "--speedup", str(cfg.clock.speedup),

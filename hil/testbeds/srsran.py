@@ -20,7 +20,7 @@ from hil.base.errors import HilError
 from hil.base.scenarios import make_scenario
 from hil.config import HilConfig, ScenarioConfig
 from hil.probes import TrafficProbe, WatchdogProbe
-from hil.testbeds import Check, Testbed, TestbedKind, srsran_processes
+from hil.testbeds import Check, Testbed, TestbedKind, VbsProcess, srsran_processes
 from hil.testbeds.common import (
     as_seen_from_controller,
     client_curve,
@@ -118,16 +118,23 @@ class SrsranTestbed(TestbedKind):
             out["machine"] = f"not read: {exc}"
         return out
 
+    def vbs_process(self, cfg: HilConfig) -> VbsProcess:
+        return VbsProcess(srsran_of(cfg).enb.host, "srsenb")
+
+    def ue_control_endpoint(self, cfg: HilConfig) -> str | None:
+        return control_endpoint(cfg, "ue")
+
 
 TESTBED = SrsranTestbed()
 
 
-def control_endpoint(cfg: HilConfig) -> str:
-    """Where the controller reaches the eNB's rtctl socket: its bind address, a wildcard
-    replaced by the eNB host's name."""
+def control_endpoint(cfg: HilConfig, program: Literal["enb", "ue"] = "enb") -> str:
+    """Where the controller reaches the eNB's (or the UE's) rtctl socket: its bind address, a
+    wildcard replaced by its host's name."""
     srs = srsran_of(cfg)
-    hostname = cfg.hosts[srs.enb.host].hostname
-    return as_seen_from_controller({"control": srs.rtctl_bind}, hostname)["control"]
+    host, bind = ((srs.enb.host, srs.rtctl_bind) if program == "enb"
+                  else (srs.ue.host, srs.ue.rtctl_bind))
+    return as_seen_from_controller({"control": bind}, cfg.hosts[host].hostname)["control"]
 
 
 def _binaries(cfg: HilConfig, name: str) -> str:

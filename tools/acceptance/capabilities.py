@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hil.config import HilConfig
+from hil.testbeds import kind_of
 
 
 @dataclass(frozen=True)
@@ -18,15 +19,23 @@ class Capability:
 
 CAPABILITIES: dict[str, Capability] = {
     "ue_rtctl": Capability(
-        lambda cfg: cfg.vbs.has_ue,
+        lambda cfg: kind_of(cfg).ue_control_endpoint(cfg) is not None,
         "no UE with its own control socket (the patched srsUE's rtctl): UE power caps "
         "need one"),
+    "ul_noise_floor": Capability(
+        lambda cfg: cfg.vbs.ul_noise_floor(),
+        "no UL noise floor (ZMQ samples without vbs.srsran.ul_awgn_snr_db): a UE's power "
+        "cannot reach the eNB's SNR"),
     "iperf3": Capability(
         lambda cfg: cfg.traffic.kind == "iperf3",
         "no iperf3 traffic (traffic.kind: none): the vBS makes its own demand"),
     "real_meter": Capability(
         lambda cfg: cfg.meter.kind == "gpm8213" and cfg.meter.resource is not None,
         "no GPM-8213 on this testbed (meter.resource): its watts are modelled"),
+    "supply_watts": Capability(
+        lambda cfg: cfg.meter.kind in ("gpm8213", "emulated"),
+        "no watts of the vBS's supply (meter.kind cpu_model models them from the host's CPU, "
+        "which need not follow airtime or MCS)"),
     "rf": Capability(
         lambda cfg: cfg.vbs.over_the_air(),
         "no radios on the air (ZMQ or emulated samples)"),

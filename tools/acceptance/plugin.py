@@ -23,8 +23,11 @@ from hil.config import HilConfig, load_config
 from hil.testbeds import Testbed, kind_of, start_testbed
 from tools.acceptance.capabilities import missing
 from tools.acceptance.report import Outcome, SuiteReport
+from tools.acceptance.windows import SETTLE_S, keep_up, wait_testbed_s
 
 _REPORT = pytest.StashKey[SuiteReport]()
+DETAIL_CHARS = 600
+"""How much of a failure's message the report keeps (the rest is in pytest's output)."""
 _CONFIG = pytest.StashKey[HilConfig]()
 
 
@@ -62,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Outcomes(report), "vbs-hil-acceptance-outcomes")
 
 
+@pytest.hookimpl(tryfirst=True)  # before any fixture: a skipped test brings nothing up
 def pytest_runtest_setup(item: pytest.Item) -> None:
     needs = tuple(name for mark in item.iter_markers("needs") for name in mark.args)
     reasons = missing(item.config.stash[_CONFIG], needs)
@@ -84,8 +88,11 @@ class _Outcomes:
         detail = ""
         if report.skipped and isinstance(report.longrepr, tuple):
             detail = report.longrepr[2].removeprefix("Skipped: ")
-        elif report.failed:
-            detail = (report.longreprtext.strip().splitlines() or [""])[-1]
+        elif report.failed:  # the assertion and its values, else the last line
+            crash = getattr(report.longrepr, "reprcrash", None)
+            detail = (crash.message if crash is not None
+                      else (report.longreprtext.strip().splitlines() or [""])[-1])
+            detail = " ".join(detail.split())[:DETAIL_CHARS]
         self.report.outcomes.append(Outcome(report.nodeid, report.outcome, report.duration,
                                             detail))
 
@@ -127,9 +134,12 @@ def measured(request: pytest.FixtureRequest) -> Recorder:
 @pytest.fixture(scope="module")
 def testbed(testbed_config: HilConfig, pytestconfig: pytest.Config,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    """The testbed up, as a run brings it up (its logs in a temporary folder), shared by
-    the tests of a module; its identity goes into the report."""
+    """The testbed up, as a run brings it up (its logs in a temporary folder), its traffic
+    on and settled, shared by the tests of a module; its identity goes into the report."""
     with start_testbed(testbed_config, tmp_path_factory.mktemp("testbed")) as bed:
+        keep_up(bed)  # traffic on, as a run's first round
+        bed.ran.set({})
+        wait_testbed_s(testbed_config, SETTLE_S)
         vbs = bed.ran.ping().vbs
         pytestconfig.stash[_REPORT].identity.update(
             {"vbs": f"{vbs.name} {vbs.version}", "rtctl": f"v{vbs.protocol}"})

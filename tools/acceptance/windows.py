@@ -4,15 +4,20 @@ the acceptance suite (and the real-srsRAN tests) check the caps with."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from drivers.rtctl.messages import WindowReply
+from drivers.rtctl.client import RtctlClient
+from drivers.rtctl.messages import UeWindowReply, WindowReply
 from hil.config import HilConfig
 from hil.testbeds import Testbed
 
 UNCAPPED: dict[str, Any] = {"dl_max_mcs": None, "ul_max_mcs": None, "dl_prb_ratio": None,
                             "ul_prb_ratio": None, "dl_gain_db": None, "ue": None}
 """Every threshold lifted: a hold changes only what it names."""
+SETTLE_S = 5.0
+"""Testbed seconds a testbed is left after its traffic starts: the flows and the link
+adaptation settle."""
 RBG_SLACK_PRB = 3
 """A retransmission keeps its first size, so a scheduled TTI may exceed a PRB budget by up
 to one DL resource block group (3 PRBs at 10 MHz)."""
@@ -24,12 +29,43 @@ def wait_testbed_s(cfg: HilConfig, testbed_s: float) -> None:
     time.sleep(testbed_s * cfg.period_s / cfg.round_s)
 
 
+def keep_up(bed: Testbed) -> None:
+    """What a run's round does before the vBS is set: each probe starts its round (the
+    watchdog restarts a crashed process, iperf3 offers the scenario's demand, renewing its
+    flows when they near their limit)."""
+    for probe in bed.probes:
+        probe.before_round(0)
+        probe.after_round()
+
+
 def hold(bed: Testbed, cfg: HilConfig, thresholds: dict[str, Any], testbed_s: float
          ) -> WindowReply:
     """Put `thresholds` in force (all others lifted), hold them, return their window."""
+    keep_up(bed)
     bed.ran.set({**UNCAPPED, **thresholds})
     wait_testbed_s(cfg, testbed_s)
     return bed.ran.get()
+
+
+@dataclass(frozen=True)
+class UeHold:
+    """One hold under one UE power cap: what the UE and the eNB measured over it."""
+
+    ue: UeWindowReply
+    enb: WindowReply
+
+
+def hold_ue(bed: Testbed, cfg: HilConfig, ue: RtctlClient, cap_dbm: float | None,
+            testbed_s: float) -> UeHold:
+    """The UE's power capped at `cap_dbm` (None: lifted), the eNB's thresholds lifted, held;
+    both windows of the hold."""
+    keep_up(bed)
+    ue.set({"ul_max_tx_power_dbm": cap_dbm})
+    bed.ran.set(UNCAPPED)
+    wait_testbed_s(cfg, testbed_s)
+    ue_window, enb_window = ue.get(), bed.ran.get()
+    assert isinstance(ue_window, UeWindowReply) and isinstance(enb_window, WindowReply)
+    return UeHold(ue_window, enb_window)
 
 
 def rate_mbps(window: WindowReply, direction: str) -> float:
