@@ -139,12 +139,14 @@ def _label(scheduler: Scheduler) -> str:
     return scheduler.name
 
 
-def load_or_compute(out: Path, pools: Pools, executor: Executor = IN_THIS_PROCESS) -> Baselines:
+def load_or_compute(out: Path, pools: Pools, executor: Executor = IN_THIS_PROCESS,
+                    config: AdaptConfig | None = None) -> Baselines:
+    """The baselines of `pools` saved in `out`, computed (with `config`) and saved if none are."""
     path = out / f"baselines-{pools.tag}.json"
     if path.exists():
         data = json.loads(path.read_text())
         return Baselines(data["equal"], data["best"], data["fixed"])
-    baselines = compute_baselines(pools, executor=executor)
+    baselines = compute_baselines(pools, config, executor=executor)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(baselines)))
