@@ -174,7 +174,7 @@ def bench_paper_horizon() -> Iterator[Figure]:
 def bench_realtime_overhead(quick: bool, config: Path) -> Iterator[Figure]:
     """The controller's own time in 1 s realtime rounds against the emulated vBS: the wall
     time of a round not spent waiting for its deadline (agent, control, meter, recording)."""
-    rounds = 5 if quick else 60
+    rounds = 3 if quick else 60
     result, _, _ = _run_rounds(config, {"rounds": rounds, "clock.mode": "realtime",
                                         "clock.speedup": 1.0})
     overhead_ms = np.asarray(result.times.overhead_ms)
@@ -189,7 +189,7 @@ def bench_meter(quick: bool) -> Iterator[Figure]:
     7th) at the default poll; polled means and the integrator's."""
     from drivers.power.window_check import FAULTY, HEALTHY, check_windows
 
-    windows = 3 if quick else 60
+    windows = 2 if quick else 60
     for name, plan, poll_s in (("healthy_poll1s", HEALTHY, 1.0), ("faulty", FAULTY, 0.1)):
         for path, integrator in (("", False), ("_integrator", True)):
             check = check_windows(windows=windows, window_s=1.0, poll_s=poll_s, plan=plan,

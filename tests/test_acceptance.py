@@ -9,12 +9,16 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from acceptance_runs import acceptance, outcomes
-from testbed_yaml import write_config
+from testbed_yaml import ssh_host_entry, write_config
 
 from drivers.rtctl.curve import create_keys
 from hil.config import load_config
+from hil.testbeds import kind_of
 from tools.acceptance.capabilities import CAPABILITIES, missing
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_suite_passes_on_the_emulated_testbed_and_says_what_it_skipped_and_why(tmp_path):
@@ -57,12 +61,12 @@ def test_with_curve_configured_the_curve_test_runs_and_passes(tmp_path):
 
 
 def test_a_testbed_without_a_capability_names_it_and_what_it_would_take():
-    shipped = load_config(Path(__file__).parents[1] / "testbed_configs" / "zmq-emulated.yaml")
-    lab = load_config(Path(__file__).parents[1] / "testbed_configs" / "b210-lab.yaml")
+    shipped = load_config(REPO / "testbed_configs" / "zmq-emulated.yaml")
+    lab = load_config(REPO / "testbed_configs" / "b210-lab.yaml")
     assert missing(shipped, ("rf", "real_meter")) == [
         f"rf: {CAPABILITIES['rf'].lacking}", f"real_meter: {CAPABILITIES['real_meter'].lacking}"]
     assert missing(lab, tuple(CAPABILITIES)) == []  # a B210 lab can serve every test
-    srsran = load_config(Path(__file__).parents[1] / "testbed_configs" / "zmq-srsran.yaml")
+    srsran = load_config(REPO / "testbed_configs" / "zmq-srsran.yaml")
     assert missing(srsran, ("ue_rtctl", "iperf3", "ul_noise_floor", "supply_watts")) == [
         f"ul_noise_floor: {CAPABILITIES['ul_noise_floor'].lacking}",
         f"supply_watts: {CAPABILITIES['supply_watts'].lacking}"]
@@ -77,3 +81,18 @@ def test_a_bad_config_is_named_before_any_test_runs(tmp_path):
     assert done.returncode == 2
     said = done.stdout + done.stderr
     assert "bad.yaml" in said and "clock.speedup" in said
+
+
+def test_a_b210_lab_s_identity_names_its_radios_its_build_and_its_machine(tmp_path, sshd):
+    """What the report's identity reads of b210-lab.yaml's testbed (its hosts here the test's
+    sshd): the B210 serials the bring-up opens, the srsRAN build stamp or why there is none,
+    the BBU host's machine."""
+    data = yaml.safe_load((REPO / "testbed_configs" / "b210-lab.yaml").read_text())
+    data["hosts"] = {"bbu": ssh_host_entry(sshd), "ue": ssh_host_entry(sshd)}
+    (tmp_path / "lab.yaml").write_text(yaml.safe_dump(data))
+    cfg = load_config(tmp_path / "lab.yaml")
+    identity = kind_of(cfg).provenance(cfg)
+    assert identity["radio"] == "uhd"
+    assert identity["radio_serials"] == {"enb": "30AD123", "ue": "30AD456"}
+    assert identity["machine"]["cpus"] >= 1
+    assert str(identity["build"]).startswith("no build stamp at ")  # no srsRAN on the sshd

@@ -102,6 +102,8 @@ class SrsranTestbed(TestbedKind):
                                "upstream_tag": UPSTREAM_TAG, "n_prb": srs.n_prb,
                                "radio": srs.radio.kind, "dl_awgn_snr_db": srs.awgn_snr_db,
                                "ul_awgn_snr_db": srs.ul_awgn_snr_db}
+        if srs.radio.kind == "uhd":  # the B210s the bring-up opens by serial
+            out["radio_serials"] = {"enb": srs.radio.enb_serial, "ue": srs.radio.ue_serial}
         try:
             with connect_host(srs.enb.host, cfg.hosts[srs.enb.host]) as host:
                 lines = host.run(MACHINE_SCRIPT, timeout_s=10).stdout.splitlines()

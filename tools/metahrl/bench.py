@@ -45,7 +45,7 @@ def _low_decision_ms(n_ues: int, repeats: int) -> np.ndarray:
 
 def bench_metahrl(quick: bool) -> Iterator[Figure]:
     torch.set_num_threads(1)
-    setup = Setup()
+    setup = Setup(n_dus=2, n_ues=6, n_heldout=2) if quick else Setup()
     trainer = Trainer(HrlLearner(seed=0), setup.pools.training(),
                       TrainConfig(updates_per_iteration=setup.updates_per_iteration), seed=0)
     if not quick:  # --quick only checks that the figure prints: its one iteration is the first

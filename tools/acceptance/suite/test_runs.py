@@ -6,6 +6,7 @@ Each run is `hil run` in a process of its own, its run directory in a temporary 
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -20,6 +21,17 @@ ROUNDS = 30
 """A short run: long enough to see every stage of a round many times."""
 STARTED_S = 300.0
 """How long a run may take to bring its testbed up and record its first rounds."""
+BEFORE_FAULT, AFTER_FAULT = 5, 10
+"""Rounds a fault test lets run before its fault, and at least after it."""
+POLL_S = 0.2
+LOOK_S = 3 * POLL_S
+"""How long the test may take to see a round recorded and to act on it."""
+
+
+def rounds_while_looking(cfg: HilConfig) -> int:
+    """Rounds the run may record while the test looks (a stepped clock: up to 1000 a
+    second)."""
+    return math.ceil(LOOK_S / max(cfg.period_s, 1e-3))
 
 
 def hil(*args: str) -> subprocess.Popen[str]:
@@ -41,7 +53,7 @@ def the_run_dir(out: Path, timeout_s: float = STARTED_S, rounds: int = 1) -> Pat
         dirs = [d for d in out.glob("*") if (d / "run.json").exists()] if out.exists() else []
         if dirs and len(read_rounds(dirs[0])) >= rounds:
             return dirs[0]
-        time.sleep(0.2)
+        time.sleep(POLL_S)
     raise AssertionError(f"no run with {rounds} rounds under {out} within {timeout_s} s")
 
 
@@ -99,11 +111,10 @@ def test_a_killed_controller_resumes_with_no_round_lost_or_repeated(testbed_conf
                                                                     tmp_path, measured):
     """SIGKILL after the run's first checkpoint (`recording.checkpoint_every` rounds), then
     `hil run --resume`: the rounds recorded after the checkpoint are kept, the rest run."""
-    first_checkpoint = testbed_config.recording.checkpoint_every
-    total = first_checkpoint + ROUNDS
+    kill_at = testbed_config.recording.checkpoint_every + BEFORE_FAULT
+    total = kill_at + rounds_while_looking(testbed_config) + AFTER_FAULT
     proc = hil("run", str(testbed_config_path), "--rounds", str(total), "--out", str(tmp_path))
-    run_dir = the_run_dir(tmp_path, run_timeout_s(testbed_config, first_checkpoint),
-                          rounds=first_checkpoint + ROUNDS // 3)
+    run_dir = the_run_dir(tmp_path, run_timeout_s(testbed_config, kill_at), rounds=kill_at)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = len(read_rounds(run_dir))
@@ -124,9 +135,9 @@ def test_a_killed_vbs_is_restarted_and_the_run_goes_on(testbed_config, testbed_c
     """The vBS's process (srsENB, the emulated vBS) killed as a crash would: the run's
     watchdog brings it back (on srsRAN, the chain from the eNB on, the UE attaching again),
     the rounds it missed are recorded invalid, and the run completes with valid rounds."""
-    total = ROUNDS
+    total = BEFORE_FAULT + rounds_while_looking(testbed_config) + AFTER_FAULT + 2  # a gap of 2
     proc = hil("run", str(testbed_config_path), "--rounds", str(total), "--out", str(tmp_path))
-    run_dir = the_run_dir(tmp_path, rounds=ROUNDS // 3)
+    run_dir = the_run_dir(tmp_path, rounds=BEFORE_FAULT)
     kill_vbs(testbed_config, proc.pid)
     killed_at = len(read_rounds(run_dir))
     output = finished(proc, run_timeout_s(testbed_config, total))
@@ -145,7 +156,7 @@ def test_a_killed_vbs_is_restarted_and_the_run_goes_on(testbed_config, testbed_c
         "valid_after_restart": int(after["valid"].sum()), "rounds_after_restart": len(after)}])
     assert rounds["round"].tolist() == list(range(total))
     assert rounds["testbed_restarts"].iloc[-1] == 1
-    assert len(after) >= ROUNDS // 3
+    assert len(after) >= AFTER_FAULT // 2
     assert len(invalid - gap) <= allowed_invalid(testbed_config), sorted(invalid - gap)
     assert exit_of(run_dir)["status"] == "completed"
     assert exit_of(run_dir)["defaults_restored"] == "yes"
