@@ -65,8 +65,9 @@ class Bringup:
         """Bring every step up in order; on a failure, take down what came up, then raise.
 
         Every step is first taken down, last first: a controller killed before its teardown
-        leaves its chain running, and a leftover UE still on the old core and radio keeps the
-        new UE from attaching (measured on srsRAN over ZMQ: no attach within 120 s)."""
+        leaves its chain running, and a chain brought up beside those leftovers did not
+        attach its UE (measured on srsRAN over ZMQ: nothing after "Attaching UE..." for
+        120 s)."""
         for step in reversed(self.steps):
             try:
                 step.down()

@@ -26,9 +26,9 @@ from tools.acceptance.report import Outcome, SuiteReport
 from tools.acceptance.windows import SETTLE_S, keep_up, wait_testbed_s
 
 _REPORT = pytest.StashKey[SuiteReport]()
+_CONFIG = pytest.StashKey[HilConfig]()
 DETAIL_CHARS = 600
 """How much of a failure's message the report keeps (the rest is in pytest's output)."""
-_CONFIG = pytest.StashKey[HilConfig]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,5 +1,5 @@
-"""Holding thresholds on a testbed that is up and reading what its windows delivered: what
-the acceptance suite (and the real-srsRAN tests) check the caps with."""
+"""Holding thresholds on a testbed that is up, as a run's rounds would, and reading what its
+windows delivered: what the acceptance suite checks the caps with."""
 
 from __future__ import annotations
 
