@@ -118,6 +118,7 @@ def test_a_killed_controller_resumes_with_no_round_lost_or_repeated(testbed_conf
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = len(read_rounds(run_dir))
+    assert killed_at < total, "the run ended before the kill: nothing left to resume"
 
     resumed = hil("run", "--resume", str(run_dir))
     output = finished(resumed, run_timeout_s(testbed_config, total))
@@ -140,6 +141,7 @@ def test_a_killed_vbs_is_restarted_and_the_run_goes_on(testbed_config, testbed_c
     run_dir = the_run_dir(tmp_path, rounds=BEFORE_FAULT)
     kill_vbs(testbed_config, proc.pid)
     killed_at = len(read_rounds(run_dir))
+    assert killed_at < total, "the run ended before the kill"
     output = finished(proc, run_timeout_s(testbed_config, total))
     assert proc.returncode == 0, output[-3000:]
     rounds = read_rounds(run_dir)
