@@ -68,10 +68,11 @@ def hold_ue(bed: Testbed, cfg: HilConfig, ue: RtctlClient, cap_dbm: float | None
     return UeHold(ue_window, enb_window)
 
 
-def rate_mbps(window: WindowReply, direction: str) -> float:
-    """What the window delivered in one direction, per TTI counted (not per wall second:
-    srsRAN over ZMQ runs slower than real time)."""
-    bits = window.cell.dl_bits_acked if direction == "dl" else window.cell.ul_bits_ok
+def rate_mbps(window: WindowReply, direction: str, rnti: int | None = None) -> float:
+    """What the window delivered in one direction (to user `rnti`, or the cell's), per TTI
+    counted (not per wall second: srsRAN over ZMQ runs slower than real time)."""
+    kpis = window.cell if rnti is None else window.ue[rnti]
+    bits = kpis.dl_bits_acked if direction == "dl" else kpis.ul_bits_ok
     return bits / (window.window.nof_tti * 1e-3) / 1e6 if window.window.nof_tti else 0.0
 
 

@@ -180,11 +180,18 @@ def test_every_attached_user_names_its_bearer_s_qci(testbed, testbed_config, mea
     """What a slicing scheduler tells a user's slice by (PROTOCOL.md: qci)."""
     window = hold(testbed, testbed_config, {}, HOLD_S)
     measured.table("users and their QCI", [{"rnti": rnti, "qci": kpis.qci,
-                                            "dl_rate_mbps": kpis.dl_bits_acked / 1e6
-                                            / max(window.window.nof_tti * 1e-3, 1e-9)}
+                                            "dl_rate_mbps": rate_mbps(window, "dl", rnti)}
                                            for rnti, kpis in window.ue.items()])
     assert window.ue, "no user is attached"
     assert all(kpis.qci is not None for kpis in window.ue.values()), window.ue
+
+
+def uncapped_then_capped(testbed, testbed_config, ue) -> tuple[UeHold, UeHold, int]:
+    """A hold with the UE's power free, then one with it capped UE_CAP_BELOW_DB under what
+    the UE used: both holds and the cap."""
+    uncapped = hold_ue(testbed, testbed_config, ue, None, HOLD_S)
+    cap_dbm = round(uncapped.ue.kpis.pusch_power_dbm_mean - UE_CAP_BELOW_DB)
+    return uncapped, hold_ue(testbed, testbed_config, ue, cap_dbm, HOLD_S), cap_dbm
 
 
 def ue_rows(phases: dict[str, UeHold]) -> list[dict]:
@@ -200,9 +207,7 @@ def ue_rows(phases: dict[str, UeHold]) -> list[dict]:
 @pytest.mark.needs("ue_rtctl")
 def test_a_ue_power_cap_is_kept_and_a_reset_lifts_it(testbed, testbed_config, ue, measured):
     assert ue.reset().applied.ul_max_tx_power_dbm is None
-    uncapped = hold_ue(testbed, testbed_config, ue, None, HOLD_S)
-    cap_dbm = round(uncapped.ue.kpis.pusch_power_dbm_mean - UE_CAP_BELOW_DB)
-    capped = hold_ue(testbed, testbed_config, ue, cap_dbm, HOLD_S)
+    uncapped, capped, cap_dbm = uncapped_then_capped(testbed, testbed_config, ue)
     assert ue.reset().applied.ul_max_tx_power_dbm is None
     restored = hold_ue(testbed, testbed_config, ue, None, HOLD_S)
     measured.table("the UE's transmit power under its cap",
@@ -222,9 +227,7 @@ def test_a_ue_power_cap_is_kept_and_a_reset_lifts_it(testbed, testbed_config, ue
 def test_a_ue_power_cap_lowers_the_ul_snr_mcs_and_rate_at_the_enb(testbed, testbed_config, ue,
                                                                  measured):
     ue.reset()
-    uncapped = hold_ue(testbed, testbed_config, ue, None, HOLD_S)
-    cap_dbm = round(uncapped.ue.kpis.pusch_power_dbm_mean - UE_CAP_BELOW_DB)
-    capped = hold_ue(testbed, testbed_config, ue, cap_dbm, HOLD_S)
+    uncapped, capped, _ = uncapped_then_capped(testbed, testbed_config, ue)
     ue.reset()
     measured.table("the eNB's uplink under the UE's power cap",
                    ue_rows({"uncapped": uncapped, "capped": capped}))
