@@ -274,9 +274,11 @@ def test_the_shipped_testbed_runs_through_sshd_zmq_and_the_meter_twin_over_pyvis
     assert rounds["invalid_reason"].dropna().str.contains("valid readings cover").all()
     rounds = rounds[rounds["valid"]]
     assert rounds["power_w"].between(9.0, 16.5).all()
-    # energy is in the testbed's (accelerated) time, like the vBS's window of TTIs (1 ms each)
-    metered_s = rounds["energy_j"] / rounds["power_w"]
-    assert (metered_s / (rounds["nof_tti"] / 1000)).between(0.5, 2.0).all()
+    # energy is in the testbed's (accelerated, here 100x) time, like the vBS's window of TTIs
+    # (1 ms each): in wall time the ratio would be 1/100. The meter's window and the vBS's are
+    # timed by two processes, so on a loaded machine a single round's may differ by 2x.
+    ratio = rounds["energy_j"] / rounds["power_w"] / (rounds["nof_tti"] / 1000)
+    assert 0.8 <= ratio.median() <= 1.25 and ratio.between(0.2, 5.0).all(), ratio.describe()
     with SshHost("check", **sshd.host_params()) as host:
         assert '"scpi_meter"' in host.tail("emulated-vbs", 50)
         assert not host.is_running("emulated-vbs")  # stopped at the end of the run
