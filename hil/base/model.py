@@ -251,9 +251,18 @@ class LinkTables:
 
     def ul_mcs(self, snr_db: np.ndarray) -> np.ndarray:
         """The UL MCS link adaptation picks at an UL SNR."""
-        if self.ul_table is None:
-            return self.la_mcs_by_cqi[1][reported_cqi(snr_db, self.channel)]
         cqi = snr_to_cqi(snr_db, self.channel)
+        return self._ul_mcs_at(cqi, whole_cqi(cqi))
+
+    def picked_mcs(self, cqi: np.ndarray, reported: np.ndarray) -> np.ndarray:
+        """Both directions' MCS (rows DL, UL) from a continuous CQI and its report
+        (`whole_cqi`): what `dl_mcs` and `ul_mcs` pick, with the SNR mapped once."""
+        return np.stack([self.la_mcs_by_cqi[0][reported[0]],
+                         self._ul_mcs_at(cqi[1], reported[1])])
+
+    def _ul_mcs_at(self, cqi: np.ndarray, reported: np.ndarray) -> np.ndarray:
+        if self.ul_table is None:
+            return self.la_mcs_by_cqi[1][reported]
         return np.round(np.interp(cqi, _CQI, self.ul_table)).astype(np.int64)
 
 
@@ -337,7 +346,12 @@ def snr_to_cqi(snr_db: object, channel: ChannelParams | None = None) -> np.ndarr
 
 def reported_cqi(snr_db: np.ndarray, channel: ChannelParams | None = None) -> np.ndarray:
     """The integer CQI a UE reports for an SNR (0 = out of range)."""
-    return np.clip(np.floor(snr_to_cqi(snr_db, channel) + 1e-9), 0, 15).astype(np.int64)
+    return whole_cqi(snr_to_cqi(snr_db, channel))
+
+
+def whole_cqi(cqi: np.ndarray) -> np.ndarray:
+    """The integer CQI reported for a continuous one (0..15)."""
+    return np.clip(np.floor(cqi + 1e-9), 0, 15).astype(np.int64)
 
 
 def la_mcs(cqi: np.ndarray, direction: lte.Direction,
@@ -431,8 +445,9 @@ def simulate_window(
     if pipeline is None:
         pipeline = np.repeat(snr[:, :1], delay, axis=1)
     seen = np.concatenate([pipeline, snr], axis=1)
-    cqi = reported_cqi(seen[:, :n], channel)
-    mcs_la = np.stack([tables.dl_mcs(seen[0, :n]), tables.ul_mcs(seen[1, :n])])
+    cqi_seen = snr_to_cqi(seen[:, :n], channel)
+    cqi = whole_cqi(cqi_seen)
+    mcs_la = tables.picked_mcs(cqi_seen, cqi)
     max_mcs = np.array([[int(caps.dl_max_mcs)], [int(caps.ul_max_mcs)]])
     max_prb = np.array([int(caps.dl_max_prb), int(caps.ul_max_prb)])
     budget = np.array([[int(caps.dl_prb_budget)], [int(caps.ul_prb_budget)]])
