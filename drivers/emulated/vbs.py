@@ -41,8 +41,16 @@ RNTI = 70
 SLIP_WARNING_EVERY_S = 5.0
 _MAX_CHUNK_TTI = 20_000
 _MAX_LAG_TTI = 5_000  # more unsimulated TTIs than this: the clock slips
-SYNC_WALL_S = 0.00025  # a request simulates only if this much wall time's worth of TTIs is pending
-IDLE_SYNC_MS = 10  # an idle emulator catches up this often (see `serve`)
+IDLE_SYNC_MS = 8  # an idle emulator catches up this often (see `serve`)
+SYNC_SHARE_OF_ROUND = 0.01
+SYNC_WALL_S = 0.00025
+"""A request simulates the TTIs pending only when they are at least this share of a round,
+and at least this much wall time's worth (requests close together at speed share a step).
+A simulation step has a fixed cost (~0.4 ms here, whether of 1 TTI or of 100), which a
+request at real time would otherwise pay on every exchange; there, the idle loop keeps fewer
+TTIs than that pending, so a reply waits for no simulation. What a request leaves pending
+runs later, under the thresholds then in force: a `set` takes effect that many TTIs before
+it arrived (at real time up to 10 ms of a 1 s round), as its `applied_tti` records."""
 
 
 class TtiClock:
@@ -138,9 +146,8 @@ class EmulatedVbs:
         self._meter = _Sums()
         self._window_ends_at_apply = False
         self._boot_id = uuid.uuid4().hex[:12]
-        # Simulating has a fixed cost per call (~0.4 ms here), so requests that follow each
-        # other within SYNC_WALL_S share one simulation step; at real time that is every TTI.
-        self.sync_tti = max(1, round(self.clock.speedup * 1000 * SYNC_WALL_S))
+        self.sync_tti = max(1, round(self.epoch_tti * SYNC_SHARE_OF_ROUND),
+                            round(self.clock.speedup * 1000 * SYNC_WALL_S))
 
     # ---- the model, caught up to the clock
     def _caps_for(self, thr: Thresholds) -> model.Caps:
