@@ -317,11 +317,11 @@ def serve(vbs: EmulatedVbs, control_endpoint: str, meter_endpoint: str,
     With `curve`, the control socket takes only authorized CURVE clients (drivers.rtctl.curve);
     the emulated meter's socket is the emulator's own convenience and stays plain.
 
-    TTIs are simulated when a request needs them, and after IDLE_SYNC_MS without one: a
-    simulation step has a fixed cost (~0.2 ms for up to 10 TTIs on a small VM, 0.4 ms for
-    50), so at speed one step per window is cheapest, while in real time the `get` that
-    closes a 1 s window then finds at most 10 ms of TTIs left to simulate instead of 1000
-    (idle, that is ~2 % of a core).
+    TTIs are simulated when a request needs them (`EmulatedVbs.sync`), and after
+    IDLE_SYNC_MS without one: a simulation step has a fixed cost (~0.4 ms here), so at
+    speed one step per window is cheapest, while in real time the idle steps leave a request
+    fewer TTIs pending than it would simulate, and it replies at once (idle, the steps take
+    ~5 % of a core).
     """
     ctx = zmq.Context.instance()
     server = RtctlServer(control_endpoint, vbs, context=ctx)
