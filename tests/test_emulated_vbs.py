@@ -322,6 +322,23 @@ def test_a_set_closes_its_window_at_its_apply_tti_while_the_clock_runs() -> None
     assert reply["cell"]["dl_mcs_mean"] == 0  # measured under the cap in force before
 
 
+def test_at_real_time_a_request_leaves_under_1_percent_of_a_round_for_later() -> None:
+    """A simulation step costs the same for 1 TTI as for 10, so a request with fewer than
+    1 % of a round pending replies at once; those TTIs run under the thresholds it set and
+    are counted in the next window. With 1 % pending, it simulates them first."""
+    vbs = Vbs(clock=FakeClock(speedup=1.0))
+    pending = WINDOW_TTI // 100 - 1
+    vbs.clock.advance(pending)
+    opened = vbs.set({"dl_max_mcs": 0})
+    assert opened["applied_tti"] == opened["window"]["tti_end"] == 0
+    vbs.clock.advance(WINDOW_TTI - pending)
+    closed = vbs.get()
+    assert (closed["window"]["tti_start"], closed["window"]["tti_end"]) == (0, WINDOW_TTI)
+    assert closed["cell"]["dl_sched_tti"] > 0 and closed["cell"]["dl_mcs_mean"] == 0
+    vbs.clock.advance(WINDOW_TTI // 100)
+    assert vbs.set({"dl_max_mcs": None})["applied_tti"] == WINDOW_TTI + WINDOW_TTI // 100
+
+
 def test_on_a_stepped_clock_every_get_closes_one_round_and_the_meter_reads_just_it() -> None:
     """clock.mode stepped: no wall time, each round's window is exactly round_s of TTIs
     from the `set` that opened it, and the emulated meter covers that window alone."""

@@ -43,14 +43,15 @@ _MAX_CHUNK_TTI = 20_000
 _MAX_LAG_TTI = 5_000  # more unsimulated TTIs than this: the clock slips
 IDLE_SYNC_MS = 8  # an idle emulator catches up this often (see `serve`)
 SYNC_SHARE_OF_ROUND = 0.01
-SYNC_WALL_S = 0.00025
-"""A request simulates the TTIs pending only when they are at least this share of a round,
-and at least this much wall time's worth (requests close together at speed share a step).
+"""A request simulates the TTIs pending only when they are at least this share of a round.
 A simulation step has a fixed cost (~0.4 ms here, whether of 1 TTI or of 100), which a
 request at real time would otherwise pay on every exchange; there, the idle loop keeps fewer
 TTIs than that pending, so a reply waits for no simulation. What a request leaves pending
 runs later, under the thresholds then in force: a `set` takes effect that many TTIs before
 it arrived (at real time up to 10 ms of a 1 s round), as its `applied_tti` records."""
+SYNC_WALL_S = 0.00025
+"""... and at least this much wall time's worth: requests close together at speed share a
+step."""
 
 
 class TtiClock:
