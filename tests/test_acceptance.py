@@ -6,19 +6,16 @@ identity and what each test measured. With CURVE configured, the CURVE test runs
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 from acceptance_runs import acceptance, outcomes
-from testbed_yaml import ssh_host_entry, write_config
+from testbed_yaml import REPO, ssh_host_entry, write_config
 
 from drivers.rtctl.curve import create_keys
 from hil.config import load_config
 from hil.testbeds import kind_of
 from tools.acceptance.capabilities import CAPABILITIES, missing
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_suite_passes_on_the_emulated_testbed_and_says_what_it_skipped_and_why(tmp_path):

@@ -16,8 +16,8 @@ from agents.meta_hrl.fixed import (
     search_split,
     split_grid,
 )
-from hil.base.slices import sample_profiles
 from agents.meta_hrl.training import AdaptConfig
+from hil.base.slices import sample_profiles
 from tools.metahrl.protocol import Baselines, Pools, bootstrap_interval, compute_baselines
 
 SMALL = Pools(n_train=2, n_heldout=2, n_ues=6)

@@ -129,20 +129,13 @@ def stop(files: ProcessFiles, timeout_s: float) -> str:
     Prints "not running", "terminated" or "killed"; removes the pid file once it is gone.
     """
     pid_file = quote(files.pid)
-    term_polls = max(1, round(timeout_s / POLL_S))
-    kill_polls = round(KILL_WAIT_S / POLL_S)
+    gone = f"rm -f {pid_file}; echo"
     return "\n".join([
         _PROC_STAT,
         _ALIVE.format(pid_file=pid_file),
-        f'if ! alive; then rm -f {pid_file}; echo "not running"; exit 0; fi',
-        'kill -TERM -"$pid" 2>/dev/null',
-        "i=0",
-        f"while alive && [ $i -lt {term_polls} ]; do i=$((i + 1)); sleep {POLL_S}; done",
-        f'if ! alive; then rm -f {pid_file}; echo "terminated"; exit 0; fi',
-        'kill -KILL -"$pid" 2>/dev/null',
-        "i=0",
-        f"while alive && [ $i -lt {kill_polls} ]; do i=$((i + 1)); sleep {POLL_S}; done",
-        f'if ! alive; then rm -f {pid_file}; echo "killed"; exit 0; fi',
+        f'if ! alive; then {gone} "not running"; exit 0; fi',
+        *_signal_group("TERM", max(1, round(timeout_s / POLL_S)), f'{gone} "terminated"'),
+        *_signal_group("KILL", round(KILL_WAIT_S / POLL_S), f'{gone} "killed"'),
         f"exit {EXIT_SURVIVED_SIGKILL}",
     ])
 
@@ -150,18 +143,21 @@ def stop(files: ProcessFiles, timeout_s: float) -> str:
 def kill(files: ProcessFiles) -> str:
     """SIGKILL the process group at once, as a crash would end it; print what it took
     ("not running" or "killed"). The pid file stays: the process did not stop cleanly."""
-    pid_file = quote(files.pid)
-    kill_polls = round(KILL_WAIT_S / POLL_S)
     return "\n".join([
         _PROC_STAT,
-        _ALIVE.format(pid_file=pid_file),
+        _ALIVE.format(pid_file=quote(files.pid)),
         'if ! alive; then echo "not running"; exit 0; fi',
-        'kill -KILL -"$pid" 2>/dev/null',
-        "i=0",
-        f"while alive && [ $i -lt {kill_polls} ]; do i=$((i + 1)); sleep {POLL_S}; done",
-        'if ! alive; then echo "killed"; exit 0; fi',
+        *_signal_group("KILL", round(KILL_WAIT_S / POLL_S), 'echo "killed"'),
         f"exit {EXIT_SURVIVED_SIGKILL}",
     ])
+
+
+def _signal_group(signal: str, polls: int, when_gone: str) -> list[str]:
+    """Lines that send `signal` to the process group, wait up to `polls` polls for it to go,
+    and if it went, run `when_gone` and exit 0."""
+    return [f'kill -{signal} -"$pid" 2>/dev/null', "i=0",
+            f"while alive && [ $i -lt {polls} ]; do i=$((i + 1)); sleep {POLL_S}; done",
+            f"if ! alive; then {when_gone}; exit 0; fi"]
 
 
 def tail(files: ProcessFiles, lines: int) -> str:

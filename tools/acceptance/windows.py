@@ -59,12 +59,10 @@ def hold_ue(bed: Testbed, cfg: HilConfig, ue: RtctlClient, cap_dbm: float | None
             testbed_s: float) -> UeHold:
     """The UE's power capped at `cap_dbm` (None: lifted), the eNB's thresholds lifted, held;
     both windows of the hold."""
-    keep_up(bed)
     ue.set({"ul_max_tx_power_dbm": cap_dbm})
-    bed.ran.set(UNCAPPED)
-    wait_testbed_s(cfg, testbed_s)
-    ue_window, enb_window = ue.get(), bed.ran.get()
-    assert isinstance(ue_window, UeWindowReply) and isinstance(enb_window, WindowReply)
+    enb_window = hold(bed, cfg, {}, testbed_s)
+    ue_window = ue.get()
+    assert isinstance(ue_window, UeWindowReply)
     return UeHold(ue_window, enb_window)
 
 
