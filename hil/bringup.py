@@ -5,7 +5,8 @@ core, the UE attaches through the eNB, traffic flows through the UE). `up` walks
 forward; `down` walks back from the last step reached, so the UE detaches before its eNB
 goes and the core goes last; `watch`, called between rounds, finds a step whose process has
 died, takes down the steps after it (they lost what they stood on) and brings them all up
-again, at most `max_restarts` times per run, then gives up with the reason.
+again, at most `max_restarts` times per run, then gives up with the reason (`all_alive`
+only asks, for a watcher that asks off the round's critical path: `hil.probes`).
 
 The steps are plain callables, so the machine is tested without srsRAN;
 `hil.testbeds.srsran_processes` builds the srsRAN chain from a config.
@@ -91,6 +92,10 @@ class Bringup:
             self.stage = self.steps[index - 1].stage if index else Stage.OFF
         if failures:
             raise BringupError("teardown incomplete: " + "; ".join(failures))
+
+    def all_alive(self) -> bool:
+        """Whether every step reached is still up (asks each; restarts nothing)."""
+        return all(step.alive() for step in self.steps[:self._reached()])
 
     def watch(self) -> str | None:
         """Restart from the first step found dead; what was restarted, or None if all live."""

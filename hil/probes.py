@@ -14,6 +14,7 @@ from drivers.host.metrics import HostMetrics
 from drivers.traffic.iperf3 import Iperf3Traffic, TrafficError
 from hil.base.scenarios import Scenario
 from hil.bringup import Bringup
+from hil.base.liveness import ALIVE_CHECK_S, AliveChecker
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +68,28 @@ class TrafficProbe:
         return self._offered
 
 
-@dataclass
 class WatchdogProbe:
-    """Restarts a crashed srsRAN process (and what depends on it) between rounds."""
+    """Restarts a crashed srsRAN process (and what depends on it) between rounds.
 
-    bringup: Bringup
+    Whether the processes run is asked in a thread of its own (`hil.base.liveness`): a round
+    reads the last answer, and only when it says one died (or could not be asked) does the
+    round ask again itself and restart from the step that died. A crash is noticed within
+    about `every_s`; the rounds in between are recorded invalid by their own failed
+    exchanges, as before.
+    """
+
+    def __init__(self, bringup: Bringup, every_s: float = ALIVE_CHECK_S) -> None:
+        self.bringup = bringup
+        self._alive = AliveChecker(bringup.all_alive, every_s, name="srsran-alive")
 
     def before_round(self, round_index: int) -> None:
+        if self._alive():
+            return
         self.bringup.watch()
+        self._alive.reset()
+
+    def close(self) -> None:
+        self._alive.close()
 
     def after_round(self) -> dict[str, Any]:
         return {"testbed_restarts": self.bringup.restarts,

@@ -272,7 +272,7 @@ def traffic_between(hosts: tuple[LocalHost, LocalHost], report_dir: Path, *,
     core, ue = hosts
     return Iperf3Traffic(core, ue, core_address=core_address,  # type: ignore[arg-type]
                          ue_address=LOOPBACK, port=free_port_pair(),
-                         report_dir=str(report_dir), **options)
+                         report_dir=str(report_dir), **{"alive_check_s": 0.05, **options})
 
 
 @pytest.fixture
@@ -351,6 +351,7 @@ def test_a_flow_that_died_is_started_again_at_the_next_demand(
     os.killpg(dead, signal.SIGTERM)
     wait_until(lambda: not any(n.endswith("-clients") for n in ue.running()),
                "the killed client's exit")
+    wait_until(lambda: not traffic.flows_running(), "the check that finds the flow gone")
 
     ended = traffic.set_demand(2.0, 0.0)
 
@@ -367,6 +368,7 @@ def test_a_flow_that_died_beside_a_living_one_restarts_both(
     subprocess.run(["pkill", "-TERM", "-f", ul_client], check=True)
     wait_until(lambda: subprocess.run(["pgrep", "-f", ul_client]).returncode != 0,
                "the killed UL client's exit")
+    wait_until(lambda: not traffic.flows_running(), "the check that finds the flow gone")
 
     ended = traffic.set_demand(2.0, 1.0)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from drivers.host.metrics import HostMetrics
@@ -9,6 +12,7 @@ from drivers.ssh import SshError
 from drivers.traffic.iperf3 import TrafficError
 from hil.base.scenarios import make_scenario
 from hil.bringup import Bringup, Stage, Step
+from hil.base.liveness import AliveChecker
 from hil.probes import HostMetricsProbe, TrafficProbe, WatchdogProbe
 from hil.schema import ROUND_SCHEMA
 
@@ -67,16 +71,84 @@ def test_host_metrics_fill_their_columns_and_skip_a_round_that_never_started():
     assert row["enb_cpu_pct"] is None  # no such process: not measured as idle
 
 
-def test_the_watchdog_restarts_before_the_round_and_counts_restarts():
-    alive = {"enb": True}
-    step = Step(Stage.ENB_UP, "enb", lambda: alive.update(enb=True), lambda: None,
-                lambda: alive["enb"])
-    probe = WatchdogProbe(Bringup([step]))
-    probe.bringup.up()
-    alive["enb"] = False
-    probe.before_round(5)
-    assert alive["enb"] and probe.after_round() == {"testbed_restarts": 1,
-                                                    "testbed_stage": "eNB up"}
+def until(condition, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return condition()
+
+
+def watched_enb() -> tuple[dict, list[str], WatchdogProbe]:
+    """A one-step chain whose eNB's liveness is a flag; who asked, by thread name."""
+    alive, askers = {"enb": True}, []
+
+    def is_alive() -> bool:
+        askers.append(threading.current_thread().name)
+        return alive["enb"]
+    step = Step(Stage.ENB_UP, "enb", lambda: alive.update(enb=True), lambda: None, is_alive)
+    bringup = Bringup([step])
+    bringup.up()
+    return alive, askers, WatchdogProbe(bringup, every_s=0.01)
+
+
+def test_the_watchdog_restarts_a_dead_process_before_the_round_and_counts_restarts():
+    alive, _, probe = watched_enb()
+    try:
+        alive["enb"] = False
+        assert until(lambda: not probe._alive())  # the watching thread noticed
+        probe.before_round(5)
+        assert alive["enb"] and probe.after_round() == {"testbed_restarts": 1,
+                                                        "testbed_stage": "eNB up"}
+        probe.before_round(6)  # the answer from before the restart is not taken again
+        assert probe.bringup.restarts == 1
+    finally:
+        probe.close()
+
+
+def test_a_round_asks_the_hosts_nothing_while_every_process_runs():
+    _, askers, probe = watched_enb()
+    try:
+        assert until(lambda: len(askers) >= 3)
+        for k in range(20):
+            probe.before_round(k)
+        assert "srsran-alive" in askers and threading.current_thread().name not in askers
+    finally:
+        probe.close()
+
+
+def test_a_check_that_began_before_a_restart_is_not_taken_for_the_new_process():
+    began, answer, later = threading.Event(), threading.Event(), threading.Event()
+    calls = []
+
+    def dead() -> bool:  # the first check answers when told, the later ones at the end
+        calls.append(1)
+        if len(calls) == 1:
+            began.set()
+            answer.wait()
+        else:
+            later.wait()
+        return False
+    checker = AliveChecker(dead, every_s=0.001)
+    try:
+        assert until(began.is_set)
+        checker.reset()  # the processes were restarted while the check was on its way
+        answer.set()
+        assert until(lambda: len(calls) == 2)  # the first check has answered
+        assert checker()
+    finally:
+        answer.set()
+        later.set()
+        checker.close()
+
+
+def test_a_host_that_cannot_be_asked_sends_the_round_to_look_for_itself():
+    def unreachable() -> bool:
+        raise SshError("ssh: no route to host bbu")
+    checker = AliveChecker(unreachable, every_s=0.001)
+    try:
+        assert until(lambda: not checker())
+    finally:
+        checker.close()
 
 
 def test_every_probe_column_is_in_the_round_schema():

@@ -31,6 +31,7 @@ What is measured, and the choices made:
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -93,6 +94,7 @@ class HostMetrics:
         self._cpu_count = psutil.cpu_count() or 1
         self._rapl: list[_RaplCounter] | None = None
         self._start: _Snapshot | None = None
+        self._processes = _ProcessTable(clock)
 
     def start(self) -> None:
         """Begin a window (the round's policy has just been applied)."""
@@ -122,7 +124,7 @@ class HostMetrics:
 
     def _snapshot(self) -> _Snapshot:
         return _Snapshot(time_s=self._clock(), cpu_times_s=psutil.cpu_times()._asdict(),
-                         process_cpu_s=_processes_cpu_s(self.process_names),
+                         process_cpu_s=self._processes.cpu_s(self.process_names),
                          rapl_uj=None if self.powercap_root is None else self._read_rapl_uj())
 
     def _process_cpu_pct(self, begin: dict[tuple[int, float], float],
@@ -165,32 +167,84 @@ def _host_cpu_pct(begin: dict[str, float], end: dict[str, float]) -> float | Non
     return 100.0 * max(busy_end - busy_begin, 0.0) / (total_end - total_begin)
 
 
-def _processes_cpu_s(names: tuple[str, ...]) -> dict[str, dict[tuple[int, float], float]]:
-    """By name, the CPU seconds (user + system) of every process called so and of its
-    descendants, from one pass over the process table.
+class _ProcessTable:
+    """The host's processes by PID (start time, name, parent), kept between snapshots.
 
-    Keyed by (PID, create time), so a recycled PID is never taken for the process it
-    replaced. Processes that vanish or deny access while being read are skipped.
+    A snapshot lists the PIDs (one directory read) and reads only those that appeared
+    since the last one; the named processes' families are then put together from the
+    parents, and only their members' CPU times are read. Reading the whole table at every
+    snapshot (psutil: ~3 file reads per process, a rescan of /proc per family) took
+    115 ms a snapshot on a 2-core BBU busy with srsRAN, four snapshots a round, measured.
+
+    A family member is read afresh each time, so a recycled PID among them is seen by its
+    start time. A PID recycled elsewhere between two snapshots keeps its old name until the
+    table is read whole again, every FULL_READ_EVERY_S.
     """
-    found: dict[str, dict[tuple[int, float], float]] = {name: {} for name in names}
-    if not names:
-        return found
-    for proc in psutil.process_iter(["name"]):
-        if proc.info["name"] not in found:
-            continue
-        own = found[proc.info["name"]]
-        try:
-            family = [proc, *proc.children(recursive=True)]
-        except psutil.Error:
-            continue
-        for member in family:
-            try:
-                with member.oneshot():
-                    times = member.cpu_times()
-                    own[(member.pid, member.create_time())] = times.user + times.system
-            except psutil.Error:
+
+    FULL_READ_EVERY_S = 30.0
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._known: dict[int, tuple[float, str, int]] = {}
+        self._read_whole_s = -math.inf
+
+    def cpu_s(self, names: tuple[str, ...]) -> dict[str, dict[tuple[int, float], float]]:
+        """By name, the CPU seconds (user + system) of every process called so and of its
+        descendants, keyed by (PID, create time)."""
+        found: dict[str, dict[tuple[int, float], float]] = {name: {} for name in names}
+        if not names:
+            return found
+        self._refresh()
+        children: dict[int, list[int]] = {}
+        for pid, (_, _, ppid) in self._known.items():
+            children.setdefault(ppid, []).append(pid)
+        for root, (_, name, _) in list(self._known.items()):
+            if name not in found:
                 continue
-    return found
+            family, seen = [root], set()
+            while family:
+                pid = family.pop()
+                if pid in seen:  # a PID recycled while the table was read
+                    continue
+                seen.add(pid)
+                if (times := self._cpu_s(pid)) is not None:
+                    found[name][(pid, times[0])] = times[1]
+                family.extend(children.get(pid, ()))
+        return found
+
+    def _refresh(self) -> None:
+        if self._clock() - self._read_whole_s > self.FULL_READ_EVERY_S:
+            self._known.clear()
+            self._read_whole_s = self._clock()
+        pids = set(psutil.pids())
+        for gone in self._known.keys() - pids:
+            del self._known[gone]
+        for pid in pids - self._known.keys():
+            self._read(pid)
+
+    def _read(self, pid: int) -> psutil.Process | None:
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                self._known[pid] = (proc.create_time(), proc.name(), proc.ppid())
+        except psutil.Error:
+            self._known.pop(pid, None)
+            return None
+        return proc
+
+    def _cpu_s(self, pid: int) -> tuple[float, float] | None:
+        """(create time, CPU seconds) of a family member, read now; a recycled PID is read
+        again whole."""
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() != self._known[pid][0]:
+                proc = self._read(pid)
+                if proc is None:
+                    return None
+            times = proc.cpu_times()
+            return proc.create_time(), times.user + times.system
+        except psutil.Error:
+            return None
 
 
 def _find_rapl_packages(root: Path) -> list[_RaplCounter]:

@@ -54,6 +54,7 @@ from typing import Any
 
 from drivers.protocols import ProcessHost
 from hil.base.errors import HilError
+from hil.base.liveness import ALIVE_CHECK_S, AliveChecker
 
 DEFAULT_PORT = 5201
 _SERVER_READY = "Server listening on"
@@ -200,7 +201,8 @@ class Iperf3Traffic:
     def __init__(self, core_host: ProcessHost, ue_host: ProcessHost, *, core_address: str,
                  ue_address: str, port: int = DEFAULT_PORT, ue_netns: str | None = None,
                  report_dir: str = "/tmp", flow_limit_s: int = 60,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 alive_check_s: float = ALIVE_CHECK_S) -> None:
         if flow_limit_s < 1:
             raise ValueError(f"flow_limit_s must be >= 1 s, got {flow_limit_s}")
         self.flow_limit_s = flow_limit_s
@@ -217,6 +219,8 @@ class Iperf3Traffic:
                               report_path=f"{reports}-ul.json")
         self._rates_bps: dict[str, int] = {}  # of the running flows, by direction
         self._started_s = 0.0
+        self._alive_check_s = alive_check_s
+        self._flows_alive: AliveChecker | None = None  # from the first flows on
 
     def start(self) -> None:
         """Start both servers (replacing any left over) and wait until they listen."""
@@ -244,7 +248,7 @@ class Iperf3Traffic:
         now_s = self._clock()
         if (wanted == self._rates_bps
                 and now_s - self._started_s < self.flow_limit_s - RENEW_BEFORE_LIMIT_S
-                and self._all_running()):
+                and self.flows_running()):
             return None
         reports = self._end_flows()
         flows = [(direction, wanted[direction.name]) for direction in (self._dl, self._ul)
@@ -257,8 +261,18 @@ class Iperf3Traffic:
         """End the flows and return their figures (None if none was running)."""
         return self._reading(self._end_flows())
 
+    def flows_running(self) -> bool:
+        """Whether the flows still ran when last asked: a thread asks every `alive_check_s`
+        (two SSH exchanges, ~150 ms on a BBU busy with srsRAN, measured, which a round
+        need not wait for), so a flow that died is started again at the first demand after
+        that."""
+        return self._flows_alive is None or self._flows_alive()
+
     def close(self) -> None:
         """End the flows (their figures are dropped) and stop the servers."""
+        if self._flows_alive is not None:
+            self._flows_alive.close()
+            self._flows_alive = None
         self._end_flows()
         for direction in (self._dl, self._ul):
             direction.sender.stop(direction.server_name)
@@ -302,6 +316,11 @@ class Iperf3Traffic:
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
             for done in [pool.submit(start_on, host) for host in hosts]:
                 done.result()
+        if self._flows_alive is None:
+            self._flows_alive = AliveChecker(self._all_running, self._alive_check_s,
+                                             name="iperf3-alive")
+        else:
+            self._flows_alive.reset()
 
     def _end_flows(self) -> dict[str, tuple[_Direction, str]]:
         """Stop the running clients; each direction's report text."""

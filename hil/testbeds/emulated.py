@@ -14,7 +14,6 @@ import selectors
 import shlex
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from hil.base.network import endpoint_host
 from hil.base.repo import REPO
 from hil.base.scenarios import make_scenario
 from hil.config import EmulatedVbsConfig, HilConfig, ScenarioConfig
+from hil.base.liveness import AliveChecker
 from hil.testbeds import Check, Testbed, TestbedError, TestbedKind, VbsProcess
 from hil.testbeds.common import (
     as_seen_from_controller,
@@ -40,7 +40,6 @@ EMULATOR = "emulated-vbs"  # the process name on an SSH host
 EMULATOR_MODULE = "drivers.emulated"  # what the emulator runs: `python -m drivers.emulated`
 IDLE_EXIT_S = 60.0
 """An emulated vBS on an SSH host exits after this long without a control request."""
-ALIVE_CHECK_S = 1.0  # how often a thread asks the BBU host whether the emulated vBS runs
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -212,7 +211,7 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> _Started:
     command = (f"cd {shlex.quote(str(REPO))} && exec "
                f"{shlex.join([*emulator_command(cfg), '--exit-when-idle-s', str(idle_exit_s)])}")
 
-    checker: _AliveChecker | None = None
+    checker: AliveChecker | None = None
 
     def stop() -> None:
         try:
@@ -240,7 +239,7 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> _Started:
         while time.monotonic() < deadline:
             for line in host.tail(EMULATOR, 20).splitlines():
                 if ready := _ready_message(line):
-                    checker = _AliveChecker(alive, ALIVE_CHECK_S)
+                    checker = AliveChecker(alive, name="emulator-alive")
                     return (as_seen_from_controller(ready, cfg.hosts[host_name].hostname),
                             stop, checker)
             if not host.is_running(EMULATOR):
@@ -253,29 +252,6 @@ def _start_over_ssh(cfg: HilConfig, host_name: str) -> _Started:
     except BaseException:
         stop()
         raise
-
-
-class _AliveChecker:
-    """Whether a remote process runs, asked in a thread every `every_s`: an SSH exchange
-    (~25 ms) has no place in a round's critical path, which only reads the last answer."""
-
-    def __init__(self, check: Callable[[], bool], every_s: float) -> None:
-        self._check, self._every_s = check, every_s
-        self._alive = True
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="emulator-alive", daemon=True)
-        self._thread.start()
-
-    def __call__(self) -> bool:
-        return self._alive
-
-    def close(self) -> None:
-        self._stopping.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self._every_s):
-            self._alive = self._check()
 
 
 def _reconnecting(host: SshHost, call: Callable[[], _T]) -> _T:

@@ -55,12 +55,19 @@ class SrsranTestbed(TestbedKind):
         except BaseException:
             testbed.close()
             raise
-        probes: list[RoundProbe] = [WatchdogProbe(testbed.bringup), *host_probes(cfg)]
+        watchdog = WatchdogProbe(testbed.bringup)
+        probes: list[RoundProbe] = [watchdog, *host_probes(cfg)]
         if testbed.traffic is not None:
             sc = cfg.traffic.scenario
             probes.append(TrafficProbe(testbed.traffic, make_scenario(
                 sc.name, cfg.seed, trace_path=sc.trace, switch_epoch=sc.switch_epoch)))
-        return Testbed(ran=ran, meter=meter, stop_vbs=testbed.close, probes=probes)
+
+        def stop_vbs() -> None:
+            try:
+                watchdog.close()
+            finally:
+                testbed.close()
+        return Testbed(ran=ran, meter=meter, stop_vbs=stop_vbs, probes=probes)
 
     def checks(self, cfg: HilConfig) -> Iterator[tuple[str, Check]]:
         srs = srsran_of(cfg)
