@@ -85,7 +85,8 @@ def test_a_short_bsvbs_run_has_every_round_valid(testbed_config, testbed_config_
         "power_w_mean": float(rounds["power_w"].mean()),
         "dl_rate_mbps_mean": float(rounds["dl_rate_mbps"].mean()),
         "ul_rate_mbps_mean": float(rounds["ul_rate_mbps"].mean()),
-        "violations": int(rounds["violations"].fillna(0).sum())}])
+        "violations": int(rounds["violations"].fillna(0).sum()),
+        "round_start_to_start_s_median": float(rounds["t_start_s"].diff().median())}])
     assert len(rounds) == ROUNDS
     invalid = rounds["invalid_reason"].dropna().value_counts().to_dict()
     assert (~rounds["valid"]).sum() <= allowed_invalid(testbed_config), invalid
