@@ -2,8 +2,9 @@
 
 A testbed is a chain of steps, each needing the ones before it (the eNB registers with the
 core, the UE attaches through the eNB, traffic flows through the UE). `up` walks the chain
-forward; `down` walks back from the last step reached, so the UE detaches before its eNB
-goes and the core goes last; `watch`, called between rounds, finds a step whose process has
+forward; `down` walks back from the last step reached, so traffic stops first, the UE
+goes while its eNB does (it sends its detach at once: `Step.down_beside_previous`) and the
+core goes last; `watch`, called between rounds, finds a step whose process has
 died, takes down the steps after it (they lost what they stood on) and brings them all up
 again, at most `max_restarts` times per run, then gives up with the reason (`all_alive`
 only asks, for a watcher that asks off the round's critical path: `hil.probes`).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hil.base.errors import HilError
@@ -43,13 +45,19 @@ class BringupError(HilError):
 
 @dataclass(frozen=True)
 class Step:
-    """Reaching `stage`: `up` brings it up (raises HilError), `alive` says it still is."""
+    """Reaching `stage`: `up` brings it up (raises HilError), `alive` says it still is.
+
+    `down_beside_previous`: its `down` may run at the same time as the step's before it,
+    for a step whose going needs nothing from the one below (srsUE, which sends its detach
+    at once and then waits up to 5 s for a release that srsRAN's ZMQ radio never brings,
+    while srsENB takes 3.5 s to stop, measured: down in 5.3 s instead of 8.8)."""
 
     stage: Stage
     name: str
     up: Callable[[], None]
     down: Callable[[], None]
     alive: Callable[[], bool]
+    down_beside_previous: bool = False
 
 
 class Bringup:
@@ -69,11 +77,8 @@ class Bringup:
         leaves its chain running, and a chain brought up beside those leftovers did not
         attach its UE (measured on srsRAN over ZMQ: nothing after "Attaching UE..." for
         120 s)."""
-        for step in reversed(self.steps):
-            try:
-                step.down()
-            except HilError as exc:
-                log.warning("stopping a leftover %s: %s", step.name, exc)
+        for failure in _take_down(self.steps):
+            log.warning("stopping a leftover %s", failure)
         try:
             self._up_from(0)
         except BaseException:
@@ -82,14 +87,8 @@ class Bringup:
 
     def down(self) -> None:
         """Take the reached steps down, last first; every step is tried even if one fails."""
-        failures = []
-        for index in reversed(range(self._reached())):
-            step = self.steps[index]
-            try:
-                step.down()
-            except HilError as exc:
-                failures.append(f"{step.name}: {exc}")
-            self.stage = self.steps[index - 1].stage if index else Stage.OFF
+        failures = _take_down(self.steps[:self._reached()])
+        self.stage = Stage.OFF
         if failures:
             raise BringupError("teardown incomplete: " + "; ".join(failures))
 
@@ -109,11 +108,8 @@ class Bringup:
             self.restarts += 1
             log.warning("%s died: restarting it and what depends on it (restart %d of %d)",
                         step.name, self.restarts, self.max_restarts)
-            for later in reversed(self.steps[index:self._reached()]):
-                try:
-                    later.down()
-                except HilError as exc:
-                    log.warning("stopping %s: %s", later.name, exc)
+            for failure in _take_down(self.steps[index:self._reached()]):
+                log.warning("stopping %s", failure)
             self.stage = self.steps[index - 1].stage if index else Stage.OFF
             self._up_from(index)
             return step.name
@@ -135,3 +131,26 @@ class Bringup:
     def _reached(self) -> int:
         """How many steps are up."""
         return sum(step.stage <= self.stage for step in self.steps) if self.stage else 0
+
+
+def _take_down(steps: Sequence[Step]) -> list[str]:
+    """Take `steps` down, last first, each marked `down_beside_previous` at the same time as
+    the one before it; every step is tried. Returns the failures, as "name: error"."""
+    def attempt(step: Step) -> str | None:
+        try:
+            step.down()
+        except HilError as exc:
+            return f"{step.name}: {exc}"
+        return None
+
+    outcomes: list[str | None] = []
+    index = len(steps) - 1
+    while index >= 0:
+        if steps[index].down_beside_previous and index:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                outcomes += pool.map(attempt, steps[index - 1:index + 1])
+            index -= 2
+        else:
+            outcomes.append(attempt(steps[index]))
+            index -= 1
+    return [failure for failure in outcomes if failure is not None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from hil.base.errors import HilError
@@ -107,6 +109,29 @@ def test_teardown_tries_every_step_and_reports_the_ones_that_failed():
     with pytest.raises(BringupError, match="enb: connection lost"):
         bringup.down()
     assert "down epc" in journal and bringup.stage is Stage.OFF
+
+
+def test_a_step_marked_down_beside_previous_goes_down_while_the_one_before_it_does():
+    journal: list[str] = []
+    bringup, programs = chain(journal)
+    enb_going = threading.Event()
+
+    def enb_down() -> None:
+        enb_going.set()
+        programs["enb"].down()
+
+    def ue_down() -> None:  # srsUE waiting for a detach that does not come
+        assert enb_going.wait(5), "the eNB went only after the UE"
+        programs["ue"].down()
+    steps = bringup.steps
+    steps[1] = Step(Stage.ENB_UP, "enb", programs["enb"].up, enb_down, lambda: True)
+    steps[2] = Step(Stage.UE_ATTACHED, "ue", programs["ue"].up, ue_down, lambda: True,
+                    down_beside_previous=True)
+    bringup.up()
+    enb_going.clear()
+    bringup.down()
+    assert journal[-1] == "down epc" and set(journal[-3:-1]) == {"down ue", "down enb"}
+    assert bringup.stage is Stage.OFF
 
 
 def test_steps_must_reach_increasing_stages():

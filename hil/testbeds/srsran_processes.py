@@ -267,10 +267,11 @@ def _traffic_step(traffic: Iperf3Traffic, core_host: SshHost, path: ControlPath 
 
 
 def _ue_step(ue: SrsProcess, netns: str | None) -> Step:
-    """srsUE in its namespace (created if missing: needs root on the UE host)."""
+    """srsUE in its namespace (created if missing: needs root on the UE host); it stops
+    while its eNB does (`Step.down_beside_previous`)."""
     def up() -> None:
         if netns:
             ns = shlex.quote(netns)
             ue.host.run(f"ip netns list | grep -qw {ns} || ip netns add {ns}", timeout_s=10)
         ue.start()
-    return Step(Stage.UE_ATTACHED, ue.name, up, ue.stop, ue.is_running)
+    return Step(Stage.UE_ATTACHED, ue.name, up, ue.stop, ue.is_running, down_beside_previous=True)
