@@ -47,8 +47,8 @@ class BringupError(HilError):
 class Step:
     """Reaching `stage`: `up` brings it up (raises HilError), `alive` says it still is.
 
-    `down_beside_previous`: its `down` may run at the same time as the step's before it,
-    for a step whose going needs nothing from the one below (srsUE, which sends its detach
+    `down_beside_previous`: its `down` may run at the same time as that of the step before
+    it, for a step whose going needs nothing from the one below (srsUE, which sends its detach
     at once and then waits up to 5 s for a release that srsRAN's ZMQ radio never brings,
     while srsENB takes 3.5 s to stop, measured: down in 5.3 s instead of 8.8)."""
 
