@@ -12,9 +12,9 @@ from typing import Any
 
 from drivers.host.metrics import HostMetrics
 from drivers.traffic.iperf3 import Iperf3Traffic, TrafficError
+from hil.base.liveness import ALIVE_CHECK_S, AliveChecker
 from hil.base.scenarios import Scenario
 from hil.bringup import Bringup
-from hil.base.liveness import ALIVE_CHECK_S, AliveChecker
 
 log = logging.getLogger(__name__)
 

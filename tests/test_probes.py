@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
+from waiting import wait_until
 
 from drivers.host.metrics import HostMetrics
 from drivers.ssh import SshError
 from drivers.traffic.iperf3 import TrafficError
+from hil.base.liveness import AliveChecker
 from hil.base.scenarios import make_scenario
 from hil.bringup import Bringup, Stage, Step
-from hil.base.liveness import AliveChecker
 from hil.probes import HostMetricsProbe, TrafficProbe, WatchdogProbe
 from hil.schema import ROUND_SCHEMA
 
@@ -71,13 +71,6 @@ def test_host_metrics_fill_their_columns_and_skip_a_round_that_never_started():
     assert row["enb_cpu_pct"] is None  # no such process: not measured as idle
 
 
-def until(condition, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return condition()
-
-
 def watched_enb() -> tuple[dict, list[str], WatchdogProbe]:
     """A one-step chain whose eNB's liveness is a flag; who asked, by thread name."""
     alive, askers = {"enb": True}, []
@@ -95,7 +88,7 @@ def test_the_watchdog_restarts_a_dead_process_before_the_round_and_counts_restar
     alive, _, probe = watched_enb()
     try:
         alive["enb"] = False
-        assert until(lambda: not probe._alive())  # the watching thread noticed
+        wait_until(lambda: not probe._alive(), "the watching thread's notice")
         probe.before_round(5)
         assert alive["enb"] and probe.after_round() == {"testbed_restarts": 1,
                                                         "testbed_stage": "eNB up"}
@@ -108,7 +101,7 @@ def test_the_watchdog_restarts_a_dead_process_before_the_round_and_counts_restar
 def test_a_round_asks_the_hosts_nothing_while_every_process_runs():
     _, askers, probe = watched_enb()
     try:
-        assert until(lambda: len(askers) >= 3)
+        wait_until(lambda: len(askers) >= 3, "three checks")
         for k in range(20):
             probe.before_round(k)
         assert "srsran-alive" in askers and threading.current_thread().name not in askers
@@ -130,10 +123,10 @@ def test_a_check_that_began_before_a_restart_is_not_taken_for_the_new_process():
         return False
     checker = AliveChecker(dead, every_s=0.001)
     try:
-        assert until(began.is_set)
+        wait_until(began.is_set, "the first check")
         checker.reset()  # the processes were restarted while the check was on its way
         answer.set()
-        assert until(lambda: len(calls) == 2)  # the first check has answered
+        wait_until(lambda: len(calls) == 2, "the first check's answer")
         assert checker()
     finally:
         answer.set()
@@ -146,7 +139,7 @@ def test_a_host_that_cannot_be_asked_sends_the_round_to_look_for_itself():
         raise SshError("ssh: no route to host bbu")
     checker = AliveChecker(unreachable, every_s=0.001)
     try:
-        assert until(lambda: not checker())
+        wait_until(lambda: not checker(), "the failed check's answer")
     finally:
         checker.close()
 

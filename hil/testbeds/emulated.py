@@ -21,12 +21,12 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from drivers.rtctl.client import RtctlClient
 from drivers.ssh import ConnectionLostError, SshError, SshHost
+from hil.base.liveness import AliveChecker
 from hil.base.model import load_calibration
 from hil.base.network import endpoint_host
 from hil.base.repo import REPO
 from hil.base.scenarios import make_scenario
 from hil.config import EmulatedVbsConfig, HilConfig, ScenarioConfig
-from hil.base.liveness import AliveChecker
 from hil.testbeds import Check, Testbed, TestbedError, TestbedKind, VbsProcess
 from hil.testbeds.common import (
     as_seen_from_controller,

@@ -42,6 +42,12 @@ def hold(bed: Testbed, cfg: HilConfig, thresholds: dict[str, Any], testbed_s: fl
          ) -> WindowReply:
     """Put `thresholds` in force (all others lifted), hold them, return their window."""
     keep_up(bed)
+    return _held(bed, cfg, thresholds, testbed_s)
+
+
+def _held(bed: Testbed, cfg: HilConfig, thresholds: dict[str, Any], testbed_s: float
+          ) -> WindowReply:
+    """`hold` on a testbed its probes have just kept up."""
     bed.ran.set({**UNCAPPED, **thresholds})
     wait_testbed_s(cfg, testbed_s)
     return bed.ran.get()
@@ -59,8 +65,9 @@ def hold_ue(bed: Testbed, cfg: HilConfig, ue: RtctlClient, cap_dbm: float | None
             testbed_s: float) -> UeHold:
     """The UE's power capped at `cap_dbm` (None: lifted), the eNB's thresholds lifted, held;
     both windows of the hold."""
+    keep_up(bed)  # first: a UE the watchdog restarts would drop a cap set before it
     ue.set({"ul_max_tx_power_dbm": cap_dbm})
-    enb_window = hold(bed, cfg, {}, testbed_s)
+    enb_window = _held(bed, cfg, {}, testbed_s)
     ue_window = ue.get()
     assert isinstance(ue_window, UeWindowReply)
     return UeHold(ue_window, enb_window)
