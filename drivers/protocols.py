@@ -96,7 +96,9 @@ class ProcessHost(Protocol):
     def is_running(self, name: str) -> bool: ...
 
     def stop(self, name: str, *, timeout_s: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after timeout_s; no error if it is not running."""
+        """SIGTERM its process group, then SIGKILL after timeout_s; returns once no process
+        of the group runs (a shell's children may write on after the shell ended); no
+        error if it is not running."""
 
     def tail(self, name: str, lines: int = 50) -> str:
         """The last lines of the process's log."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from subprocess import PIPE, STDOUT, Popen
 from typing import Any
 
+import psutil
 import pytest
 from prerequisites import missing
 from waiting import wait_until
@@ -81,12 +82,14 @@ class LocalHost:
         proc = self._procs.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
+        # as SshHost's stop: done once the whole group is (a shell's children write on)
         os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
+        deadline_s = time.monotonic() + timeout_s
+        while group_runs(proc.pid) and time.monotonic() < deadline_s:
+            time.sleep(0.02)
+        if group_runs(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
 
     def tail(self, name: str, lines: int = 50) -> str:
         log = self._log_dir / f"{self.name}-{name}.log"
@@ -95,6 +98,15 @@ class LocalHost:
     def close(self) -> None:
         for name in list(self._procs):
             self.stop(name)
+
+
+def group_runs(group: int) -> bool:
+    """Whether a process of this process group has not exited yet (a zombie has)."""
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(proc.pid) == group and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+    return False
 
 
 def free_port_pair() -> int:

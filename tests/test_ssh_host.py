@@ -10,10 +10,12 @@ import ctypes
 import logging
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from shlex import quote
 
 import psutil
 import pytest
@@ -265,8 +267,26 @@ def test_stop_ends_the_children_of_a_shell_command_too(host: SshHost) -> None:
     child_pid = int(host.tail("family").split()[1])
     assert alive(child_pid)
     host.stop("family", timeout_s=2)
-    assert not alive(pid)
-    wait_until(lambda: not alive(child_pid), "the child gone")
+    assert not alive(pid) and not alive(child_pid)
+
+
+def test_stop_returns_once_the_children_of_a_shell_have_finished_what_they_do_at_sigterm(
+        host: SshHost, tmp_path: Path) -> None:
+    """A shell ends at SIGTERM at once; a child of it may still be writing its output (as
+    iperf3 clients write their reports), which must be whole once `stop` returns."""
+    report = tmp_path / "report.txt"
+    child = ("import signal, sys, time\n"
+             "def finish(*_):\n"
+             "    time.sleep(0.5)\n"
+             f"    open({str(report)!r}, 'w').write('whole')\n"
+             "    sys.exit(0)\n"
+             "signal.signal(signal.SIGTERM, finish)\n"
+             "print('ready', flush=True)\n"
+             "time.sleep(30)\n")
+    host.start("writer", f"{sys.executable} -c {quote(child)} & wait")
+    wait_until(lambda: "ready" in host.tail("writer"), "the child ready")
+    host.stop("writer", timeout_s=5)
+    assert report.read_text() == "whole"
 
 
 def test_stop_kills_a_process_that_ignores_sigterm(host: SshHost,

@@ -188,7 +188,8 @@ class SshHost:
         return result.exit_code == 0
 
     def stop(self, name: str, *, timeout_s: float = 10.0) -> None:
-        """SIGTERM the process's group, SIGKILL it after timeout_s; nothing if not running."""
+        """SIGTERM the process's group, SIGKILL it after timeout_s; returns once none of the
+        group runs; nothing if not running."""
         _check_name("process", name)
         files = self._files(name)
         budget_s = timeout_s + scripts.KILL_WAIT_S + self.target.connect_timeout_s

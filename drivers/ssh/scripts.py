@@ -10,7 +10,8 @@ pair cannot, so the checks below never mistake another process for ours. The fil
 the host, so a restarted controller still finds (and can stop) what an earlier one started.
 
 The process is started with `setsid`, so it outlives the SSH session and is the leader of
-its own process group: `stop` signals that whole group (a shell wrapper's children too).
+its own process group: `stop` signals that whole group (a shell wrapper's children too)
+and waits until all of it has exited.
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ _ALIVE = """alive() {{
   set -- $(proc_stat "$pid")
   [ "$2" = "$start" ] && [ "$1" != Z ] && [ "$1" != X ]
 }}"""
+
+# Whether a process of the group that `alive`'s $pid leads has not exited yet. A shell leader
+# ends at SIGTERM at once, while its children may still be writing what they write at SIGTERM
+# (iperf3's report): `stop` waits for the whole group. The kernel gives no new process a PID
+# still used as a group's ID, so no stranger's group can share it while ours lives.
+_GROUP_ALIVE = """group_alive() {
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v group="$pid" '
+    { sub(/^.*\\) /, "") }
+    $3 == group && $1 != "Z" && $1 != "X" { found = 1 }
+    END { exit !found }'
+}"""
 
 # Words that, first on a line, make it more than one program call.
 _RESERVED_WORDS = frozenset({"!", "{", "[[", "case", "coproc", "for", "function", "if",
@@ -126,13 +138,15 @@ def is_running(files: ProcessFiles) -> str:
 def stop(files: ProcessFiles, timeout_s: float) -> str:
     """SIGTERM the process group, SIGKILL it after timeout_s; print what it took.
 
-    Prints "not running", "terminated" or "killed"; removes the pid file once it is gone.
+    Prints "not running", "terminated" or "killed" once no process of the group runs;
+    removes the pid file then.
     """
     pid_file = quote(files.pid)
     gone = f"rm -f {pid_file}; echo"
     return "\n".join([
         _PROC_STAT,
         _ALIVE.format(pid_file=pid_file),
+        _GROUP_ALIVE,
         f'if ! alive; then {gone} "not running"; exit 0; fi',
         *_signal_group("TERM", max(1, round(timeout_s / POLL_S)), f'{gone} "terminated"'),
         *_signal_group("KILL", round(KILL_WAIT_S / POLL_S), f'{gone} "killed"'),
@@ -146,6 +160,7 @@ def kill(files: ProcessFiles) -> str:
     return "\n".join([
         _PROC_STAT,
         _ALIVE.format(pid_file=quote(files.pid)),
+        _GROUP_ALIVE,
         'if ! alive; then echo "not running"; exit 0; fi',
         *_signal_group("KILL", round(KILL_WAIT_S / POLL_S), 'echo "killed"'),
         f"exit {EXIT_SURVIVED_SIGKILL}",
@@ -153,11 +168,11 @@ def kill(files: ProcessFiles) -> str:
 
 
 def _signal_group(signal: str, polls: int, when_gone: str) -> list[str]:
-    """Lines that send `signal` to the process group, wait up to `polls` polls for it to go,
-    and if it went, run `when_gone` and exit 0."""
+    """Lines that send `signal` to the process group, wait up to `polls` polls for all of it
+    to go, and if it went, run `when_gone` and exit 0."""
     return [f'kill -{signal} -"$pid" 2>/dev/null', "i=0",
-            f"while alive && [ $i -lt {polls} ]; do i=$((i + 1)); sleep {POLL_S}; done",
-            f"if ! alive; then {when_gone}; exit 0; fi"]
+            f"while group_alive && [ $i -lt {polls} ]; do i=$((i + 1)); sleep {POLL_S}; done",
+            f"if ! group_alive; then {when_gone}; exit 0; fi"]
 
 
 def tail(files: ProcessFiles, lines: int) -> str:
