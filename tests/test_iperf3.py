@@ -82,7 +82,8 @@ class LocalHost:
         proc = self._procs.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
-        # as SshHost's stop: done once the whole group is (a shell's children write on)
+        # as SshHost's stop: returns once the whole group has exited (a shell's children
+        # may write on after the shell ended)
         os.killpg(proc.pid, signal.SIGTERM)
         deadline_s = time.monotonic() + timeout_s
         while group_runs(proc.pid) and time.monotonic() < deadline_s:
