@@ -285,8 +285,11 @@ def test_the_shipped_testbed_runs_through_sshd_zmq_and_the_meter_twin_over_pyvis
 
 
 def test_an_emulator_left_on_the_ssh_host_is_replaced_at_the_next_start(tmp_path, sshd):
-    """A controller killed with SIGKILL cannot stop its emulator; the next run does."""
-    config = write_config(tmp_path, sshd=sshd, rounds=5)
+    """A controller killed with SIGKILL cannot stop its emulator; the next run does.
+
+    Rounds of 100 ms (speedup 10): the GPM-8213 twin's readings then cover every window
+    even on a loaded machine, where 10 ms windows have come up short (one invalid round)."""
+    config = write_config(tmp_path, sshd=sshd, rounds=5, **{"clock.speedup": 10.0})
     with SshHost("bbu", **sshd.host_params()) as host:
         host.start("emulated-vbs", "sleep 600")
         assert main(["run", str(config)]) == 0
