@@ -128,7 +128,6 @@ def test_a_step_marked_down_beside_previous_goes_down_while_the_one_before_it_do
     steps[2] = Step(Stage.UE_ATTACHED, "ue", programs["ue"].up, ue_down, lambda: True,
                     down_beside_previous=True)
     bringup.up()
-    enb_going.clear()
     bringup.down()
     assert journal[-1] == "down epc" and set(journal[-3:-1]) == {"down ue", "down enb"}
     assert bringup.stage is Stage.OFF
